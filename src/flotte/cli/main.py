@@ -1,0 +1,91 @@
+"""The ``flotte`` entry point: a click group whose sub-commands load on first use.
+
+Sub-command modules are imported only when their command runs, so ``flotte advise``
+does not pay for openstacksdk, boto3 or docker at start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from flotte.errors import FlotteError
+
+# command name -> "module:attribute"; each module owns its command group.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "machine": ("flotte.cli.machine:machine", "Docker hosts (docker-machine verbs)."),
+    "template": ("flotte.cli.template:template", "Cluster templates (Magnum ClusterTemplate)."),
+    "cluster": ("flotte.cli.cluster:cluster", "Container clusters: Swarm managers and workers."),
+    "providers": ("flotte.cli.providers:providers", "The provider catalog: facts, prices, sources."),
+    "advise": ("flotte.cli.advise:advise", "Rank offers for a cluster shape by cost."),
+    "devcloud": ("flotte.cli.devcloud:devcloud", "Real OpenStack services on this machine."),
+    "image": ("flotte.cli.image:image", "Cloud images (Glance): upload, list."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target[0].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:
+                return None  # command not built yet in this version
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help lists every command without importing any of them.
+        rows = [(name, help_) for name, (_, help_) in sorted(COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="flotte")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """flotte: Docker hosts and container clusters wherever you can get machines."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Run the CLI; a FlotteError becomes one line on stderr and a non-zero exit."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        return cli.main(args=argv, prog_name="flotte", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except FlotteError as err:
+        if debug:
+            raise
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

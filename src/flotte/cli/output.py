@@ -1,0 +1,96 @@
+"""Render rows as a table, JSON or YAML, like openstackclient's ``-f``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FORMATS = ("table", "json", "yaml", "value")
+
+
+def format_option(default: str = "table") -> Callable[[F], F]:
+    """The ``-f/--format`` option shared by every listing command."""
+    return click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str) -> None:
+    """Print a list of records; ``columns`` chooses and orders the table's columns."""
+    if fmt == "json":
+        click.echo(json.dumps([_plain(r) for r in rows], indent=2))
+        return
+    if fmt == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump([_plain(r) for r in rows], sort_keys=False), nl=False)
+        return
+    if fmt == "value":
+        for row in rows:
+            click.echo(" ".join(_cell(row.get(c)) for c in columns))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in columns:
+        table.add_column(col.upper().replace("_", " "))
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    Console(soft_wrap=True).print(table)
+
+
+def render_record(record: dict[str, Any], fmt: str) -> None:
+    """Print one record as a two-column Field/Value table, or JSON/YAML."""
+    if fmt == "json":
+        click.echo(json.dumps(_plain(record), indent=2))
+        return
+    if fmt == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(_plain(record), sort_keys=False), nl=False)
+        return
+    if fmt == "value":
+        for value in record.values():
+            click.echo(_cell(value))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("FIELD")
+    table.add_column("VALUE", overflow="fold")
+    for key, value in record.items():
+        table.add_row(key, _cell(value))
+    Console(soft_wrap=True).print(table)
