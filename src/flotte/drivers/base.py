@@ -1,0 +1,154 @@
+"""The driver contract: a handful of idempotent actions, capabilities as data.
+
+A driver makes nodes (containers, VMs, adopted hosts) and turns them into TLS Docker
+engines. It does not know about clusters beyond the shared resources a group of nodes
+needs (a network, a security group, a key pair), and it never imports the CLI.
+
+Every action must be safe to repeat: ``create`` for a node that already exists (found
+by its owner labels/tags) adopts it instead of making a second one; ``remove`` of a node
+that is gone succeeds. That is what lets a killed command be re-run.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flotte.models import EngineOptions, Endpoint, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.pki import CertificateAuthority
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a driver can do; the service checks these instead of driver names."""
+
+    start_stop: bool = True
+    kill: bool = True
+    snapshot: bool = False
+    parallel_create: bool = True
+    max_parallel: int = 16  # how many infrastructure calls at once (API rate limits)
+    adopt_existing: bool = False  # the node existed before flotte (ssh hosts)
+    shared_resources: bool = True  # prepare()/release() do something
+
+
+@dataclass(frozen=True)
+class DriverOption:
+    """One driver flag, e.g. ``--openstack-flavor-name``; also read from ``envvar``."""
+
+    name: str  # the long flag without dashes, e.g. "openstack-flavor-name"
+    help: str
+    default: Any = None
+    envvar: str | None = None
+    multiple: bool = False
+    is_flag: bool = False
+    type: type = str
+    aliases: tuple[str, ...] = ()  # other spellings (docker-machine's --amazonec2-*)
+    secret: bool = False  # never shown in inspect/config output
+
+    @property
+    def key(self) -> str:
+        return self.name.replace("-", "_")
+
+
+@dataclass
+class DriverContext:
+    """What every driver gets from the service: where files go, the CA, who owns what."""
+
+    home: Path  # the installation's secrets directory for this driver's files
+    ca: CertificateAuthority
+    installation: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    known_hosts: Path | None = None  # flotte's own known_hosts (trust on first use)
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """Nodes that share infrastructure: one lone machine, or one cluster."""
+
+    name: str  # machine or cluster name
+    owner: Owner
+    options: Mapping[str, Any] = field(default_factory=dict)
+    roles: tuple[str, ...] = ("machine",)
+    size: int = 1  # nodes planned, for quota checks
+
+
+class Driver(abc.ABC):
+    """Base class of every driver. Subclasses set ``name``, ``capabilities``, ``options``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    options: ClassVar[tuple[DriverOption, ...]] = ()
+
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx = ctx
+
+    def option(self, key: str, default: Any = None) -> Any:
+        value = self.ctx.options.get(key)
+        return default if value in (None, (), []) else value
+
+    async def check(self, group: GroupSpec) -> None:  # noqa: B027 - optional hook
+        """Validate options and reach the target before anything is made; raise UsageError."""
+
+    async def prepare(self, group: GroupSpec) -> dict[str, Any]:
+        """Make (or find) what the group's nodes share; the result is stored and passed back."""
+        return {}
+
+    @abc.abstractmethod
+    async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
+        """Make the node, or adopt it if a previous run already made it."""
+
+    @abc.abstractmethod
+    async def provision(
+        self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions
+    ) -> Endpoint:
+        """Run a TLS Docker engine on the node (certificates signed by ``ctx.ca``)."""
+
+    @abc.abstractmethod
+    async def state(self, node: NodeRecord) -> NodeState:
+        """The node's state as docker-machine reports it."""
+
+    async def start(self, node: NodeRecord) -> NodeRecord:
+        raise NotImplementedError
+
+    async def stop(self, node: NodeRecord) -> None:
+        raise NotImplementedError
+
+    async def restart(self, node: NodeRecord) -> NodeRecord:
+        await self.stop(node)
+        return await self.start(node)
+
+    async def kill(self, node: NodeRecord) -> None:
+        await self.stop(node)
+
+    @abc.abstractmethod
+    async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
+        """Delete the node; a node that is already gone is not an error."""
+
+    async def release(self, group: GroupSpec, shared: Mapping[str, Any]) -> None:  # noqa: B027
+        """Delete what ``prepare`` made once no node uses it."""
+
+    @abc.abstractmethod
+    async def leftovers(self, owner: Owner) -> list[str]:
+        """Describe every resource labelled for ``owner`` that still exists (for leak checks)."""
+
+    async def sweep(self, owner: Owner) -> int:
+        """Delete every resource labelled for ``owner``: the crash-recovery path of delete."""
+        return 0
+
+    @abc.abstractmethod
+    def endpoint(self, node: NodeRecord) -> Endpoint:
+        """How to reach a node that has been provisioned."""
+
+    def shell_command(self, node: NodeRecord, command: list[str]) -> list[str]:
+        """argv that opens a shell (or runs ``command``) on the node, for ``machine ssh``."""
+        ep = self.endpoint(node)
+        argv = ["ssh", "-p", str(ep.ssh_port), "-o", "StrictHostKeyChecking=accept-new"]
+        if self.ctx.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={self.ctx.known_hosts}"]
+        if ep.ssh_key:
+            argv += ["-i", ep.ssh_key, "-o", "IdentitiesOnly=yes"]
+        return [*argv, f"{ep.ssh_user}@{ep.host}", *command]

@@ -1,0 +1,139 @@
+"""Values shared by every layer: what a node should be, what it became, how to reach it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from flotte.errors import UsageError
+
+# Docker-machine accepted [a-zA-Z0-9][a-zA-Z0-9.-]*; cluster and node names also end up
+# in container names, DNS labels and cloud resource names, so be stricter.
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return ``name`` if it is a valid machine/cluster/template name, else raise UsageError."""
+    if not _NAME.match(name or ""):
+        raise UsageError(
+            f"invalid {kind} name {name!r}: use 1-40 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+class Role(StrEnum):
+    MACHINE = "machine"  # a lone Docker host
+    MANAGER = "manager"
+    WORKER = "worker"
+
+
+class NodeState(StrEnum):
+    """docker-machine's machine states."""
+
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+    STARTING = "Starting"
+    STOPPING = "Stopping"
+    ERROR = "Error"
+    NOT_FOUND = "NotFound"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How dockerd is configured on a node (docker-machine's ``--engine-*`` flags)."""
+
+    opts: tuple[str, ...] = ()  # "key=value" or "flag": extra dockerd command-line options
+    labels: tuple[str, ...] = ()  # "key=value"
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()  # "KEY=value" in dockerd's environment
+    storage_driver: str | None = None
+    tls_sans: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "opts": list(self.opts),
+            "labels": list(self.labels),
+            "insecure_registries": list(self.insecure_registries),
+            "registry_mirrors": list(self.registry_mirrors),
+            "env": list(self.env),
+            "storage_driver": self.storage_driver,
+            "tls_sans": list(self.tls_sans),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> EngineOptions:
+        data = data or {}
+        return cls(
+            opts=tuple(data.get("opts", ())),
+            labels=tuple(data.get("labels", ())),
+            insecure_registries=tuple(data.get("insecure_registries", ())),
+            registry_mirrors=tuple(data.get("registry_mirrors", ())),
+            env=tuple(data.get("env", ())),
+            storage_driver=data.get("storage_driver"),
+            tls_sans=tuple(data.get("tls_sans", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who owns a cloud resource; written as labels/tags on everything flotte makes."""
+
+    cluster: str | None = None
+    machine: str | None = None
+    installation: str = ""  # one id per FLOTTE_HOME, so two installations never adopt each other's
+
+    def labels(self) -> dict[str, str]:
+        out = {"flotte.owner": self.installation} if self.installation else {}
+        if self.cluster:
+            out["flotte.cluster"] = self.cluster
+        if self.machine:
+            out["flotte.machine"] = self.machine
+        return out
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What one node should be. ``name`` is unique in the installation."""
+
+    name: str
+    role: Role
+    owner: Owner
+    driver: str
+    options: dict[str, Any] = field(default_factory=dict)  # driver options (flavor, image...)
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    group: str = "default"
+
+
+@dataclass
+class NodeRecord:
+    """What a driver made for a node; ``data`` is the driver's own, stored as JSON."""
+
+    name: str
+    driver: str
+    provider_id: str = ""
+    addresses: list[str] = field(default_factory=list)  # first one is the address clients use
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return self.addresses[0] if self.addresses else ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach a node: its Docker engine over TLS, and a shell."""
+
+    host: str
+    docker_port: int = 2376
+    ssh_port: int = 22
+    ssh_user: str = "root"
+    ssh_key: str | None = None  # path to the private key
+
+    @property
+    def docker_url(self) -> str:
+        return f"tcp://{self.host}:{self.docker_port}"
