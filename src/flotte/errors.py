@@ -82,7 +82,7 @@ class ClusterError(FlotteError):
     pass
 
 
-class TimeoutError_(FlotteError):  # noqa: N801 - avoids shadowing the builtin
+class TimeoutError_(FlotteError):
     pass
 
 

@@ -142,9 +142,7 @@ class CertificateAuthority:
             self._cert = x509.load_pem_x509_certificate(self.ca_path.read_bytes())
         return self._key, self._cert
 
-    def _sign(
-        self, common_name: str, *, server: bool, sans: list[str]
-    ) -> tuple[bytes, bytes]:
+    def _sign(self, common_name: str, *, server: bool, sans: list[str]) -> tuple[bytes, bytes]:
         ca_key, ca_cert = self._load()
         key = _new_key()
         now = dt.datetime.now(dt.UTC)

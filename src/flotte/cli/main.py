@@ -20,7 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "machine": ("flotte.cli.machine:machine", "Docker hosts (docker-machine verbs)."),
     "template": ("flotte.cli.template:template", "Cluster templates (Magnum ClusterTemplate)."),
     "cluster": ("flotte.cli.cluster:cluster", "Container clusters: Swarm managers and workers."),
-    "providers": ("flotte.cli.providers:providers", "The provider catalog: facts, prices, sources."),
+    "providers": (
+        "flotte.cli.providers:providers",
+        "The provider catalog: facts, prices, sources.",
+    ),
     "advise": ("flotte.cli.advise:advise", "Rank offers for a cluster shape by cost."),
     "devcloud": ("flotte.cli.devcloud:devcloud", "Real OpenStack services on this machine."),
     "image": ("flotte.cli.image:image", "Cloud images (Glance): upload, list."),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flotte.models import EngineOptions, Endpoint, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
 from flotte.pki import CertificateAuthority
 
 
@@ -102,9 +102,7 @@ class Driver(abc.ABC):
         """Make the node, or adopt it if a previous run already made it."""
 
     @abc.abstractmethod
-    async def provision(
-        self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions
-    ) -> Endpoint:
+    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
         """Run a TLS Docker engine on the node (certificates signed by ``ctx.ca``)."""
 
     @abc.abstractmethod

@@ -43,7 +43,9 @@ def validate(engine: EngineOptions) -> None:
     _pairs(engine.env, "--engine-env")
     for opt in engine.opts:
         if not opt or opt.startswith("-"):
-            raise UsageError(f"--engine-opt {opt!r}: give it without dashes, e.g. 'log-level=debug'")
+            raise UsageError(
+                f"--engine-opt {opt!r}: give it without dashes, e.g. 'log-level=debug'"
+            )
 
 
 def daemon_config(engine: EngineOptions, *, listen_unix: bool = True) -> dict[str, object]:
@@ -83,7 +85,9 @@ def environment(engine: EngineOptions) -> dict[str, str]:
     return dict(_pairs(engine.env, "--engine-env"))
 
 
-def files(engine: EngineOptions, server: ServerCert, *, listen_unix: bool = True) -> list[EngineFile]:
+def files(
+    engine: EngineOptions, server: ServerCert, *, listen_unix: bool = True
+) -> list[EngineFile]:
     """Every file a node needs for its engine, with the mode each must have."""
     env = "".join(f"{k}={shlex.quote(v)}\n" for k, v in environment(engine).items())
     return [
