@@ -1,0 +1,304 @@
+"""Load the shipped provider files and the user's overrides into one validated catalog.
+
+YAML is composed into nodes first, not straight into Python objects, because the
+nodes keep line numbers: a user override is merged node by node onto the shipped
+entry, and a validation error is traced back through the merged nodes to the file
+and line the offending value came from.
+
+Override rules (a user file under ``<config>/catalog/*.yaml``):
+- an entry whose ``name`` is new adds a provider and must be complete;
+- an entry whose ``name`` exists is merged onto it: mappings merge key by key,
+  ``regions``, ``flavors`` and ``certifications`` merge item by item on ``name``,
+  and any other value (``prices`` included) replaces the shipped one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from flotte.errors import ConfigError, NotFound
+
+from .models import Provider
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+_NAMED_LISTS = frozenset({"regions", "flavors", "certifications"})
+# libyaml's composer is several times faster than the pure-Python one and keeps marks.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All providers, shipped and user-defined, validated; ``origins`` lists the files
+    each provider was built from (shipped first, then overrides)."""
+
+    providers: dict[str, Provider]
+    origins: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def get(self, name: str) -> Provider:
+        """The provider called ``name``; NotFound names close matches."""
+        found = self.providers.get(name) or self.providers.get(name.lower())
+        if found is not None:
+            return found
+        import difflib
+
+        close = difflib.get_close_matches(name.lower(), list(self.providers), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see `flotte providers list`"
+        raise NotFound(f"no provider '{name}' in the catalog", hint=hint)
+
+    def __iter__(self) -> Any:
+        return iter(self.providers.values())
+
+    def __len__(self) -> int:
+        return len(self.providers)
+
+
+def default_user_dir() -> Path:
+    """Where user catalog files live: ``<config dir>/catalog``."""
+    from flotte.config import paths
+
+    return paths().config / "catalog"
+
+
+def load_catalog(user_dir: Path | None = None, *, shipped: bool = True) -> Catalog:
+    """Load and validate the shipped catalog plus every ``*.yaml`` in ``user_dir``
+    (default ``<config>/catalog``). A bad file raises ConfigError naming file, line
+    and field; nothing is written anywhere. Results are cached per process and
+    invalidated when a user file changes."""
+    udir = default_user_dir() if user_dir is None else user_dir
+    user_files = _yaml_files(udir)
+    key = (
+        str(udir),
+        shipped,
+        tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in user_files),
+    )
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    nodes: dict[str, Node] = {}
+    origins: dict[str, list[str]] = {}
+    if shipped:
+        for path in _yaml_files(DATA_DIR):
+            for name, node in _provider_nodes(path):
+                if name in nodes:
+                    raise ConfigError(f"{path}: provider '{name}' is defined twice")
+                nodes[name] = node
+                origins[name] = [str(path)]
+    for path in user_files:
+        for name, node in _provider_nodes(path):
+            nodes[name] = _merge(nodes[name], node, None) if name in nodes else node
+            origins.setdefault(name, []).append(str(path))
+    providers = {name: _validate(node) for name, node in sorted(nodes.items())}
+    catalog = Catalog(providers, {k: tuple(v) for k, v in origins.items()})
+    _CACHE.clear()  # one live entry is enough; tests switch FLOTTE_HOME often
+    _CACHE[key] = catalog
+    return catalog
+
+
+def validate_file(path: Path) -> list[str]:
+    """Validate one user file on its own terms (merged onto the shipped catalog),
+    returning the provider names it defines; raises ConfigError when invalid."""
+    shipped = load_catalog(user_dir=Path(os.devnull), shipped=True)
+    names = []
+    for name, node in _provider_nodes(path):
+        if name in shipped.providers:
+            base = _provider_nodes_by_name(name)
+            node = _merge(base, node, None)
+        _validate(node)
+        names.append(name)
+    return names
+
+
+_CACHE: dict[tuple[Any, ...], Catalog] = {}
+
+
+def _yaml_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _provider_nodes_by_name(name: str) -> Node:
+    for path in _yaml_files(DATA_DIR):
+        for found, node in _provider_nodes(path):
+            if found == name:
+                return node
+    raise NotFound(f"no shipped provider '{name}'")
+
+
+def _compose(path: Path) -> Node | None:
+    try:
+        with path.open(encoding="utf-8") as stream:
+            loader = _Loader(stream)
+            try:
+                node: Node | None = loader.get_single_node()
+            finally:
+                loader.dispose()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {err.problem or err.context}") from err
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from err
+    return node
+
+
+def _provider_nodes(path: Path) -> list[tuple[str, Node]]:
+    """The provider mappings of one file: either the file is one provider, or it has
+    a single ``providers:`` key holding a list of them."""
+    root = _compose(path)
+    if root is None:
+        return []
+    _check_duplicates(root)
+    if not isinstance(root, MappingNode):
+        raise ConfigError(f"{_where(root)}: expected a provider mapping or 'providers:' list")
+    entries: list[Node] = [root]
+    if len(root.value) == 1 and _key(root.value[0][0]) == "providers":
+        seq = root.value[0][1]
+        if not isinstance(seq, SequenceNode):
+            raise ConfigError(f"{_where(seq)}: providers: expected a list of providers")
+        entries = list(seq.value)
+    out = []
+    for entry in entries:
+        if not isinstance(entry, MappingNode):
+            raise ConfigError(f"{_where(entry)}: expected a provider mapping")
+        name_node = _child(entry, "name")
+        if not isinstance(name_node, ScalarNode) or not name_node.value:
+            raise ConfigError(f"{_where(entry)}: name: a provider needs a name")
+        out.append((str(name_node.value), entry))
+    return out
+
+
+def _check_duplicates(node: Node) -> None:
+    # PyYAML keeps the last of two equal keys without a word; in a price file that
+    # silently drops a figure, so it is an error here.
+    if isinstance(node, MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            name = _key(k)
+            if name in seen:
+                raise ConfigError(f"{_where(k)}: {name}: key appears twice in this mapping")
+            seen.add(name)
+            _check_duplicates(v)
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            _check_duplicates(item)
+
+
+def _merge(base: Node, over: Node, key: str | None) -> Node:
+    if isinstance(base, MappingNode) and isinstance(over, MappingNode):
+        items = list(base.value)
+        index = {_key(k): i for i, (k, _) in enumerate(items)}
+        for k, v in over.value:
+            i = index.get(_key(k))
+            if i is None:
+                items.append((k, v))
+            else:
+                items[i] = (k, _merge(items[i][1], v, _key(k)))
+        return MappingNode(base.tag, items, over.start_mark, over.end_mark)
+    if key in _NAMED_LISTS and isinstance(base, SequenceNode) and isinstance(over, SequenceNode):
+        merged = list(base.value)
+        by_name = {_name_of(n): i for i, n in enumerate(merged)}
+        for item in over.value:
+            i = by_name.get(_name_of(item))
+            if i is None or _name_of(item) is None:
+                merged.append(item)
+            else:
+                merged[i] = _merge(merged[i], item, None)
+        return SequenceNode(base.tag, merged, over.start_mark, over.end_mark)
+    return over
+
+
+def _validate(node: Node) -> Provider:
+    from pydantic import ValidationError
+
+    data = SafeConstructor().construct_document(node)
+    context = _context(data)
+    try:
+        return Provider.model_validate(data, context=context)
+    except ValidationError as err:
+        errors = err.errors()
+        first = errors[0]
+        loc = tuple(first["loc"])
+        target = _follow(node, loc)
+        field_path = _dotted(loc) or "(provider)"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        got = first.get("input")
+        if first["type"] not in ("missing", "value_error") and isinstance(
+            got, str | int | float | bool
+        ):
+            msg += f" (got {got!r})"
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        name = data.get("name", "?") if isinstance(data, dict) else "?"
+        raise ConfigError(f"{_where(target)}: provider {name}: {field_path}: {msg}{more}") from err
+
+
+def _context(data: Any) -> dict[str, Any]:
+    # Handed to field validators so a dangling reference is reported at its own line.
+    if not isinstance(data, dict):
+        return {}
+    sources = data.get("sources")
+    regions = data.get("regions")
+    ctx: dict[str, Any] = {}
+    if isinstance(sources, dict):
+        ctx["sources"] = {str(k) for k in sources}
+    if isinstance(regions, list):
+        ctx["regions"] = {str(r.get("name")) for r in regions if isinstance(r, dict)}
+    return ctx
+
+
+def _follow(node: Node, loc: tuple[Any, ...]) -> Node:
+    """The deepest node along a pydantic error location (the parent when a key is missing)."""
+    current = node
+    for part in loc:
+        nxt: Node | None = None
+        if isinstance(current, MappingNode):
+            nxt = _child(current, str(part))
+        elif isinstance(current, SequenceNode) and isinstance(part, int):
+            nxt = current.value[part] if 0 <= part < len(current.value) else None
+        if nxt is None:
+            break
+        current = nxt
+    return current
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "tagged-union", "literal")):
+            continue  # pydantic's internal validator names say nothing to a user
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _child(mapping: MappingNode, key: str) -> Node | None:
+    for k, v in mapping.value:
+        if _key(k) == key:
+            return v  # type: ignore[no-any-return]
+    return None
+
+
+def _key(node: Node) -> str:
+    return str(node.value) if isinstance(node, ScalarNode) else repr(node.value)
+
+
+def _name_of(node: Node) -> str | None:
+    if isinstance(node, MappingNode):
+        child = _child(node, "name")
+        if isinstance(child, ScalarNode):
+            return str(child.value)
+    return None
+
+
+def _where(node: Node) -> str:
+    mark = node.start_mark
+    return f"{mark.name}:{mark.line + 1}"
