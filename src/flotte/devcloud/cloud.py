@@ -1,0 +1,295 @@
+"""devcloud's use cases: ``up``, ``down`` and ``status`` of one devcloud directory.
+
+``up`` converges: whatever is missing (packages, databases, a stopped process,
+seeded resources) is made, whatever runs is left alone; when everything runs it
+changes nothing. ``down`` stops only the processes ``up`` recorded. Both hold an
+exclusive lock on the directory, so concurrent test sessions wait for each other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flotte.devcloud import install, procs, render, seed, services
+from flotte.devcloud.layout import (
+    API_PORTS,
+    CLOUD_ADMIN,
+    CLOUD_ALT,
+    CLOUD_DEMO,
+    PROCESSES,
+    Layout,
+    default_clouds_yaml,
+    default_dir,
+)
+from flotte.errors import FlotteError
+
+StepFn = Callable[[str], AbstractContextManager[None]]
+
+
+def _no_progress(label: str) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+@dataclass
+class UpResult:
+    changed: bool
+    seconds: float
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    clouds_yaml: list[str] = field(default_factory=list)
+
+
+class DevCloud:
+    """One devcloud: its directory, and the clouds.yaml it registers itself in.
+
+    ``clouds_yaml`` is the user's file to merge the entries into (openstacksdk's
+    default location unless given); ``None`` writes only ``<dir>/clouds.yaml``.
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        clouds_yaml: Path | str | None = "default",
+    ) -> None:
+        self.layout = Layout(root or default_dir())
+        self.user_clouds_yaml: Path | None = (
+            default_clouds_yaml()
+            if clouds_yaml == "default"
+            else (Path(clouds_yaml) if clouds_yaml else None)
+        )
+
+    # -- state -----------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.layout.state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            data = {}
+        return data
+
+    def _save_state(self, **changes: Any) -> None:
+        data = self._state()
+        data.update(changes)
+        self.layout.state_file.write_text(json.dumps(data, indent=2))
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        with open(self.layout.lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _fingerprint(self) -> str:
+        marker = self.layout.venv / ".flotte-constraints"
+        return marker.read_text() if marker.exists() else ""
+
+    def _missing_processes(self) -> list[str]:
+        missing = []
+        for name in PROCESSES:
+            if procs.running(self.layout, name) is not None:
+                continue
+            if name == "epmd" and procs.port_open(4369):
+                continue  # a system epmd serves our RabbitMQ just as well
+            missing.append(name)
+        return missing
+
+    def is_up(self) -> bool:
+        """Everything runs, was seeded by this install, and Keystone answers."""
+        state = self._state()
+        return (
+            bool(state.get("seeded"))
+            and state.get("fingerprint") == self._fingerprint() != ""
+            and not self._missing_processes()
+            and self.layout.clouds_yaml.exists()
+            and services.api_answers("keystone")
+        )
+
+    def secrets(self) -> dict[str, str]:
+        return render.load_secrets(self.layout)
+
+    def clouds(self) -> dict[str, dict[str, Any]]:
+        return seed.clouds(self.secrets())
+
+    # -- up --------------------------------------------------------------------
+
+    def up(self, step: StepFn = _no_progress, *, wipe: bool = False) -> UpResult:
+        start = time.monotonic()
+        with self._lock():
+            if wipe:
+                self._down(wipe=True)
+            self.layout.ensure()
+            if self.is_up():
+                self._register()
+                return UpResult(False, time.monotonic() - start, [], self._registered())
+            timings: list[tuple[str, float]] = []
+
+            @contextmanager
+            def timed(label: str) -> Iterator[None]:
+                t0 = time.monotonic()
+                with step(label):
+                    yield
+                timings.append((label, round(time.monotonic() - t0, 1)))
+
+            self._up(timed)
+            return UpResult(True, time.monotonic() - start, timings, self._registered())
+
+    def _up(self, step: StepFn) -> None:
+        layout = self.layout
+        with step("MariaDB and RabbitMQ packages (apt)"):
+            install.install_system_packages(layout)
+        with step("OpenStack services in their venv (pip, pinned)"):
+            install.install_services(layout)
+        pw = render.load_secrets(layout)
+        render.write_all(layout, pw, layout.venv / "etc")
+        services.check_ports(layout)
+        with step("MariaDB"):
+            services.start_mariadb(layout, pw)
+            services.start_rabbitmq(layout)  # boots while migrations run
+        state = self._state()
+        fingerprint = self._fingerprint()
+        if state.get("synced") != fingerprint:
+            with step("database migrations"):
+                services.sync_databases(layout, pw)
+            self._save_state(synced=fingerprint)
+        with step("RabbitMQ"):
+            services.wait_rabbitmq(layout)
+        seeded = self._state().get("seeded") == fingerprint
+        with step("Keystone"):
+            services.start_apis(layout)
+            services.start_nova_daemon(layout, "nova-conductor")
+            services.start_nova_daemon(layout, "nova-scheduler")
+            services.wait_api(layout, "keystone")
+            conn = seed.connect(pw)
+            if not seeded:
+                seed.seed_identity(conn, pw)
+        with step("Glance, Placement, Nova, Neutron APIs"):
+            for service in API_PORTS:
+                services.wait_api(layout, service)
+            self._wait_conductor(conn)
+            services.start_nova_daemon(layout, "nova-compute")
+        if not seeded:
+            with step("flavors, image, networks, quotas"):
+                seed.seed_flavors(conn)
+                seed.seed_image(conn)
+                seed.seed_networks(conn)
+                seed.seed_quotas(conn)
+        with step("compute host"):
+            procs.wait_until(
+                lambda: any(True for _ in conn.compute.hypervisors()),
+                what="nova-compute",
+                timeout=120,
+                layout=layout,
+                process="nova-compute",
+                interval=1,
+            )
+            services.discover_hosts(layout)
+        self._register()
+        self._save_state(seeded=fingerprint, fingerprint=fingerprint)
+
+    def _wait_conductor(self, conn: Any) -> None:
+        # nova-compute starts ~10 s sooner when the conductor already answers RPC.
+        def conductor_up() -> bool:
+            return any(
+                s.binary == "nova-conductor" and s.state == "up" for s in conn.compute.services()
+            )
+
+        procs.wait_until(
+            conductor_up,
+            what="nova-conductor",
+            timeout=90,
+            layout=self.layout,
+            process="nova-conductor",
+            interval=1,
+        )
+
+    def _register(self) -> None:
+        entries = self.clouds()
+        seed.write_clouds_yaml(self.layout.clouds_yaml, entries)
+        if self.user_clouds_yaml is not None:
+            seed.write_clouds_yaml(self.user_clouds_yaml, entries)
+            self._save_state(user_clouds_yaml=str(self.user_clouds_yaml))
+
+    def _registered(self) -> list[str]:
+        out = [str(self.layout.clouds_yaml)]
+        if self.user_clouds_yaml is not None:
+            out.append(str(self.user_clouds_yaml))
+        return out
+
+    # -- down ------------------------------------------------------------------
+
+    def down(self, *, wipe: bool = False) -> list[str]:
+        """Stop what ``up`` started; with ``wipe`` also delete data (the venv stays)."""
+        with self._lock():
+            return self._down(wipe=wipe)
+
+    def _down(self, *, wipe: bool) -> list[str]:
+        stopped = [name for name in reversed(PROCESSES) if procs.stop(self.layout, name)]
+        if wipe:
+            if self.layout.secrets.exists():
+                entries = self.clouds()
+                user = self._state().get("user_clouds_yaml")
+                if user:
+                    seed.remove_clouds_yaml(Path(user), entries)
+            for child in self.layout.root.iterdir() if self.layout.root.exists() else []:
+                if child.name in ("venv", "lock"):
+                    continue  # packages stay: the next `up` is a warm one
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        return stopped
+
+    # -- status ----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        layout = self.layout
+        rows = []
+        total = 0
+        for name in PROCESSES:
+            rec = procs.running(layout, name)
+            mem = procs.memory_kib(rec.pid) if rec else 0
+            total += mem
+            rows.append(
+                {
+                    "name": name,
+                    "running": rec is not None,
+                    "pid": rec.pid if rec else None,
+                    "memory_mib": round(mem / 1024, 1),
+                    "log": str(layout.log(name)),
+                }
+            )
+        apis = {
+            svc: {"url": render.url(svc), "answers": services.api_answers(svc)} for svc in API_PORTS
+        }
+        running = sum(1 for r in rows if r["running"])
+        state = "up" if running == len(rows) else ("down" if running == 0 else "partial")
+        return {
+            "state": state,
+            "ready": self.is_up(),
+            "dir": str(layout.root),
+            "clouds_yaml": str(layout.clouds_yaml),
+            "clouds": [CLOUD_ADMIN, CLOUD_DEMO, CLOUD_ALT],
+            "memory_mib": round(total / 1024, 1),
+            "processes": rows,
+            "apis": apis,
+            "installed": install.venv_ready(layout) if layout.venv.exists() else False,
+        }
+
+
+def check_root_writable(root: Path) -> None:
+    parent = root if root.exists() else root.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise FlotteError(f"cannot write to {parent} (devcloud directory {root})")

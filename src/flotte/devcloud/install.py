@@ -1,0 +1,171 @@
+"""Install what devcloud runs: MariaDB and RabbitMQ from Debian, OpenStack from PyPI.
+
+The OpenStack services go into their own virtualenv (``<devcloud>/venv``), pinned by
+``files/constraints.txt``; flotte's own environment never sees them. A hash of the
+constraints file and interpreter is kept in the venv, so a second ``up`` skips pip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+from flotte.devcloud.layout import Layout
+from flotte.errors import FlotteError
+
+# Debian packages and the executable each one brings.
+APT_PACKAGES = {
+    "mariadb-server": "/usr/sbin/mariadbd",
+    "rabbitmq-server": "/usr/lib/rabbitmq/bin/rabbitmq-server",
+}
+
+# Top-level requirements; their versions and every dependency's come from constraints.
+SERVICES = (
+    "keystone",
+    "glance",
+    "openstack-placement",
+    "nova",
+    "neutron",
+    "gunicorn",
+    "PyMySQL",
+)
+
+# Modules copied into the venv; the ML2 driver is found through this entry point.
+EXT_MODULES = ("flotte_devcloud_wsgi.py", "flotte_devcloud_ml2.py")
+EXT_DIST = "flotte_devcloud_ext-1.0.dist-info"
+EXT_ENTRY_POINTS = (
+    "[neutron.ml2.mechanism_drivers]\nflotte_devcloud = flotte_devcloud_ml2:BindAllDriver\n"
+)
+
+
+def data_file(name: str) -> bytes:
+    return resources.files("flotte.devcloud").joinpath("files", name).read_bytes()
+
+
+def missing_system_packages() -> list[str]:
+    return [pkg for pkg, exe in APT_PACKAGES.items() if not Path(exe).exists()]
+
+
+def _apt_get(args: list[str], log: Path) -> int:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    with open(log, "ab") as out:
+        return subprocess.run(
+            ["apt-get", *args], stdout=out, stderr=subprocess.STDOUT, env=env, check=False
+        ).returncode
+
+
+def install_system_packages(layout: Layout) -> list[str]:
+    """apt-get install MariaDB and RabbitMQ when absent; returns what was installed."""
+    missing = missing_system_packages()
+    if not missing:
+        return []
+    if shutil.which("apt-get") is None:
+        raise FlotteError(
+            f"devcloud needs {', '.join(missing)} and this machine has no apt-get",
+            hint="install MariaDB and RabbitMQ with the system's package manager",
+        )
+    if os.geteuid() != 0:
+        raise FlotteError(
+            f"devcloud needs {', '.join(missing)}",
+            hint=f"run: sudo apt-get install -y {' '.join(missing)}",
+        )
+    log = layout.log("apt")
+    install = ["install", "-y", "--no-install-recommends", *missing]
+    if _apt_get(install, log) != 0:
+        # A fresh machine may have no package lists yet.
+        _apt_get(["update"], log)
+        if _apt_get(install, log) != 0:
+            raise FlotteError(f"apt-get install {' '.join(missing)} failed: see {log}")
+    still = missing_system_packages()
+    if still:
+        raise FlotteError(f"{', '.join(still)} did not install: see {log}")
+    return missing
+
+
+def _python() -> str:
+    # A venv's python builds new venvs from its base interpreter, which is what we want.
+    return os.environ.get("FLOTTE_DEVCLOUD_PYTHON") or sys.executable
+
+
+def _fingerprint(python: str) -> str:
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return hashlib.sha256(data_file("constraints.txt") + version.encode()).hexdigest()
+
+
+def venv_ready(layout: Layout) -> bool:
+    marker = layout.venv / ".flotte-constraints"
+    py = layout.bin("python")
+    return marker.exists() and py.exists() and marker.read_text() == _fingerprint(str(py))
+
+
+def install_services(layout: Layout) -> bool:
+    """Create the venv and pip-install the pinned services; False if already done."""
+    if venv_ready(layout):
+        install_extension(layout)
+        return False
+    log = layout.log("pip")
+    if not layout.bin("python").exists():
+        res = subprocess.run(
+            [_python(), "-m", "venv", str(layout.venv)], capture_output=True, text=True
+        )
+        if res.returncode != 0:
+            raise FlotteError(f"could not create {layout.venv}: {res.stderr.strip()[-200:]}")
+    constraints = layout.etc / "constraints.txt"
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    constraints.write_bytes(data_file("constraints.txt"))
+    cmd = [str(layout.bin("python")), "-m", "pip", "install", "--disable-pip-version-check"]
+    cmd += ["-c", str(constraints), *SERVICES]
+    with open(log, "ab") as out:
+        res2 = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if res2.returncode != 0:
+        raise FlotteError(f"pip install of the OpenStack services failed: see {log}")
+    install_extension(layout)
+    (layout.venv / ".flotte-constraints").write_text(_fingerprint(str(layout.bin("python"))))
+    return True
+
+
+def site_packages(layout: Layout) -> Path:
+    out = subprocess.run(
+        [
+            str(layout.bin("python")),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return Path(out)
+
+
+def install_extension(layout: Layout) -> None:
+    """Copy the WSGI loader and ML2 driver into the venv, with a dist-info for the entry point.
+
+    Written on every ``up`` (it is two small files), so a flotte upgrade reaches them.
+    """
+    site = site_packages(layout)
+    for name in EXT_MODULES:
+        (site / name).write_bytes(data_file(name))
+    dist = site / EXT_DIST
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: flotte-devcloud-ext\nVersion: 1.0\n"
+        "Summary: devcloud's WSGI loader and ML2 bind-all mechanism driver\n"
+    )
+    (dist / "entry_points.txt").write_text(EXT_ENTRY_POINTS)
+    (dist / "INSTALLER").write_text("flotte\n")
+    (dist / "RECORD").write_text(
+        "".join(f"{n},,\n" for n in EXT_MODULES)
+        + "".join(f"{EXT_DIST}/{f},,\n" for f in ("METADATA", "entry_points.txt", "INSTALLER"))
+        + f"{EXT_DIST}/RECORD,,\n"
+    )
