@@ -84,7 +84,8 @@ class CertificateAuthority:
 
     @property
     def ca_key_path(self) -> Path:
-        return self.directory / "ca-key.pem"
+        # Kept apart from the client files, so DOCKER_CERT_PATH never exposes the CA key.
+        return self.directory.parent / "ca" / "ca-key.pem"
 
     @property
     def client(self) -> TLSFiles:
@@ -93,8 +94,9 @@ class CertificateAuthority:
 
     def ensure(self) -> CertificateAuthority:
         """Create the CA and the client certificate on first use; load them afterwards."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.directory.chmod(0o700)
+        for d in (self.directory, self.ca_key_path.parent):
+            d.mkdir(parents=True, exist_ok=True)
+            d.chmod(0o700)
         if not self.ca_path.exists() or not self.ca_key_path.exists():
             self._create_ca()
         if not self.client.cert.exists() or not self.client.key.exists():

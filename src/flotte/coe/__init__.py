@@ -1,0 +1,1 @@
+"""Container orchestration engines formed over provisioned Docker hosts."""

@@ -1,0 +1,77 @@
+"""Talking to a node's Docker engine over TLS with the installation's client certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import TYPE_CHECKING
+
+from flotte.errors import TimeoutError_
+from flotte.models import Endpoint
+from flotte.pki import CertificateAuthority
+
+if TYPE_CHECKING:
+    import docker
+
+
+def client(endpoint: Endpoint, ca: CertificateAuthority, timeout: int = 60) -> docker.DockerClient:
+    """A docker SDK client for ``endpoint`` that verifies the engine against flotte's CA."""
+    import docker
+    from docker.tls import TLSConfig
+
+    tls = TLSConfig(
+        client_cert=(str(ca.client.cert), str(ca.client.key)),
+        ca_cert=str(ca.ca_path),
+        verify=True,
+    )
+    return docker.DockerClient(
+        base_url=f"https://{endpoint.host}:{endpoint.docker_port}", tls=tls, timeout=timeout
+    )
+
+
+def ssl_context(ca: CertificateAuthority) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
+    ctx.load_cert_chain(str(ca.client.cert), str(ca.client.key))
+    return ctx
+
+
+async def ping(endpoint: Endpoint, ctx: ssl.SSLContext, timeout: float = 2.0) -> bool:
+    """True when the engine answers ``GET /_ping`` over verified TLS."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                endpoint.host, endpoint.docker_port, ssl=ctx, server_hostname=endpoint.host
+            ),
+            timeout,
+        )
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    try:
+        writer.write(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), timeout)
+        return b" 200 " in status
+    except (OSError, TimeoutError, ssl.SSLError):
+        return False
+    finally:
+        writer.close()
+
+
+async def wait_engine(
+    endpoint: Endpoint, ca: CertificateAuthority, timeout: float = 60.0, what: str = ""
+) -> float:
+    """Wait until the engine answers over TLS; return the seconds waited."""
+    ctx = ssl_context(ca)
+    start = time.monotonic()
+    delay = 0.05
+    while True:
+        if await ping(endpoint, ctx):
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise TimeoutError_(
+                f"the Docker engine of {what or endpoint.host} did not answer on "
+                f"{endpoint.docker_url} within {timeout:.0f} s"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 1.0)

@@ -1,0 +1,86 @@
+"""Table definitions. Changing one means adding an Alembic migration in ``migrations/``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36))
+    driver: Mapped[str] = mapped_column(String(32))
+    coe: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    master_count: Mapped[int] = mapped_column(Integer)
+    node_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # options, engine, labels, timeout
+    shared: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # driver.prepare() output
+    coe_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # tokens, versions
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Machine(Base):
+    """A Docker host: a lone machine, or a node of a cluster (``cluster`` set)."""
+
+    __tablename__ = "machines"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    driver: Mapped[str] = mapped_column(String(32))
+    cluster: Mapped[str | None] = mapped_column(
+        ForeignKey("clusters.name", ondelete="CASCADE"), nullable=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    group: Mapped[str] = mapped_column(String(64), default="default")
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # options + engine
+    record: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # NodeRecord
+    endpoint: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    shared: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # lone machines only
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class JournalEntry(Base):
+    """Intent before an infrastructure call, outcome after; read after a crash."""
+
+    __tablename__ = "journal"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(80), index=True)  # "cluster:x" / "machine:y"
+    operation: Mapped[str] = mapped_column(String(32))  # create, delete, resize...
+    step: Mapped[str] = mapped_column(String(160))
+    phase: Mapped[str] = mapped_column(String(16))  # intent, done, failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
