@@ -164,7 +164,7 @@ def _provider_nodes(path: Path) -> list[tuple[str, Node]]:
         if not isinstance(seq, SequenceNode):
             raise ConfigError(f"{_where(seq)}: providers: expected a list of providers")
         entries = list(seq.value)
-    out = []
+    out: list[tuple[str, Node]] = []
     for entry in entries:
         if not isinstance(entry, MappingNode):
             raise ConfigError(f"{_where(entry)}: expected a provider mapping")

@@ -42,9 +42,8 @@ APIS = (
 Api = Literal["openstack", "ec2", "outscale", "ovh", "azure", "gcp", "occi", "docker", "ssh"]
 
 #: ISO 3166 alpha-2 codes of the European Union's member states (lower case).
-EU_COUNTRIES = frozenset(
-    "at be bg hr cy cz dk ee fi fr de gr hu ie it lv lt lu mt nl pl pt ro sk si es se".split()
-)
+_EU = "at be bg hr cy cz dk ee fi fr de gr hu ie it lv lt lu mt nl pl pt ro sk si es se"
+EU_COUNTRIES = frozenset(_EU.split(" "))
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _COUNTRY = re.compile(r"^[a-z]{2}$")
