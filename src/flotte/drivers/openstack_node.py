@@ -1,0 +1,417 @@
+"""One node on OpenStack: its port, floating IP and server, made and unmade idempotently.
+
+The port is made first, by flotte, with the owner marker and the group's security
+groups. That lets the floating IP be allocated *for that port* in the same request,
+while the server boots: no listing of free pool addresses and no picking one, the
+race docker-machine had when several hosts were created at once. Nor does flotte wait
+for the floating IP to become ACTIVE: without an L3 agent (devcloud, some small clouds)
+it never does although the address is routed.
+
+Deleting goes the other way: floating IP and server together, wait for the server to
+be gone, then the port (Nova keeps ports it did not make).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flotte.drivers.openstack_conn import RETRY_READ, Provider, create_once
+from flotte.drivers.openstack_res import NODE_KEY, marker, owned_by, owner_pairs
+from flotte.drivers.openstack_shared import neutron_attrs
+from flotte.drivers.openstack_wait import ServerWatcher, fault_message
+from flotte.errors import DriverError, FlotteError
+from flotte.models import NodeState, Owner
+
+
+@dataclass
+class BootSpec:
+    """Everything one server needs, resolved to IDs."""
+
+    name: str
+    role: str
+    owner: Owner
+    flavor_id: str
+    image_id: str
+    network_id: str
+    security_group_ids: list[str]
+    pool_id: str | None = None
+    keypair: str | None = None
+    user_data: bytes | None = None
+    config_drive: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+    availability_zone: str | None = None
+    server_group_id: str | None = None
+    volume_size: int = 0
+    ip_version: int = 4
+    timeout: float = 200.0
+
+
+@dataclass
+class Inventory:
+    """What one owner already has in the cloud, read in three requests for a whole group."""
+
+    servers: dict[str, Any] = field(default_factory=dict)  # node name -> server
+    ports: dict[str, Any] = field(default_factory=dict)  # node name -> port
+    fips: dict[str, Any] = field(default_factory=dict)  # port id -> floating IP
+
+
+def server_owner(server: Any) -> dict[str, str]:
+    return dict(getattr(server, "metadata", None) or {})
+
+
+async def read_inventory(p: Provider, owner: Owner) -> Inventory:
+    compute, net = p.conn.compute, p.conn.network
+    desc = marker(owner)
+    servers, ports, fips = await asyncio.gather(
+        p.read(lambda: list(compute.servers(details=True)), "list servers"),
+        p.read(lambda: list(net.ports(description=desc)), "list ports"),
+        p.read(lambda: list(net.ips(description=desc)), "list floating IPs"),
+    )
+    inv = Inventory()
+    for s in servers:
+        meta = server_owner(s)
+        if owned_by(meta, owner) and meta.get(NODE_KEY):
+            inv.servers[meta[NODE_KEY]] = s
+    for port in ports:
+        inv.ports[port.name] = port
+    for fip in fips:
+        if fip.port_id:
+            inv.fips[fip.port_id] = fip
+    return inv
+
+
+async def find_server(p: Provider, name: str, owner: Owner) -> Any:
+    compute = p.conn.compute
+    listed = await p.read(
+        lambda: list(compute.servers(details=True, name=f"^{name}$")), "find server"
+    )
+    for s in listed:
+        meta = server_owner(s)
+        if owned_by(meta, owner) and meta.get(NODE_KEY) == name:
+            return s
+    return None
+
+
+async def find_port(p: Provider, name: str, owner: Owner) -> Any:
+    net = p.conn.network
+    desc = marker(owner)
+    found = await p.read(lambda: list(net.ports(name=name, description=desc)), "find port")
+    return found[0] if found else None
+
+
+async def find_fip(p: Provider, port_id: str) -> Any:
+    net = p.conn.network
+    found = await p.read(lambda: list(net.ips(port_id=port_id)), "find floating IP")
+    return found[0] if found else None
+
+
+def fixed_ip(port: Any, version: int = 4) -> str:
+    for entry in port.fixed_ips or []:
+        address = str(entry.get("ip_address", ""))
+        if (":" in address) == (version == 6):
+            return address
+    return str((port.fixed_ips or [{}])[0].get("ip_address", ""))
+
+
+def _active(name: str) -> Any:
+    def check(server: Any) -> bool:
+        if server is None:
+            raise DriverError(f"server {name} disappeared while booting")
+        if server.status == "ERROR":
+            raise DriverError(f"server {name} failed to boot: {fault_message(server)}")
+        return bool(server.status == "ACTIVE")
+
+    return check
+
+
+def _gone(server: Any) -> bool:
+    return server is None or server.status == "DELETED"
+
+
+async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dict[str, Any]:
+    """Make (or adopt) one node's port, floating IP and server; return the record data.
+
+    On failure, what this call made is deleted before the error is raised, so a failed
+    create leaves nothing; a killed one leaves owner-marked resources that the next run
+    adopts (or ``sweep`` deletes).
+    """
+    compute, net = p.conn.compute, p.conn.network
+    watcher = ServerWatcher.of(p)
+    server: Any = inv.servers.get(boot.name) if inv else await find_server(p, boot.name, boot.owner)
+    if server is not None and server.status == "ERROR":
+        # A failed boot from an earlier run: its fault was reported then; boot it again.
+        await _delete_server(p, server.id, boot.name, timeout=boot.timeout)
+        server = None
+    port: Any = inv.ports.get(boot.name) if inv else await find_port(p, boot.name, boot.owner)
+    made: dict[str, Any] = {}
+    fip_task: asyncio.Task[Any] | None = None
+    try:
+        if port is None:
+            attrs = await neutron_attrs(
+                p,
+                boot.owner,
+                name=boot.name,
+                network_id=boot.network_id,
+                security_groups=boot.security_group_ids,
+            )
+            port = await create_once(
+                p,
+                f"create port for {boot.name}",
+                lambda: net.create_port(**attrs),
+                lambda: find_port(p, boot.name, boot.owner),
+            )
+            made["port"] = port.id
+        if boot.pool_id:
+            fip_task = asyncio.create_task(_ensure_fip(p, boot, port.id, inv))
+        if server is None:
+            server = await create_once(
+                p,
+                f"boot server {boot.name}",
+                lambda: compute.create_server(**_server_attrs(boot, port.id)),
+                lambda: find_server(p, boot.name, boot.owner),
+            )
+            made["server"] = server.id
+        fip = None
+        if fip_task is not None:
+            fip = await fip_task
+            made["fip"] = fip.id
+        if server.status != "ACTIVE":
+            server = await watcher.wait(
+                server.id,
+                boot.name,
+                _active(boot.name),
+                timeout=boot.timeout,
+                what=f"server {boot.name} to become ACTIVE",
+            )
+    except BaseException as err:
+        if fip_task is not None and "fip" not in made:
+            # The allocation runs beside the boot: learn what it made before undoing.
+            done = await asyncio.gather(fip_task, return_exceptions=True)
+            if not isinstance(done[0], BaseException):
+                made["fip"] = done[0].id
+        if isinstance(err, Exception):
+            # Roll the node back whole, adopted parts included: a node that failed to
+            # come up is not worth keeping, and the caller holds no record of it.
+            if server is not None:
+                made.setdefault("server", server.id)
+            if port is not None:
+                made.setdefault("port", port.id)
+            await _undo(p, boot, made, err)
+        raise
+    fixed = fixed_ip(port, boot.ip_version)
+    floating = str(fip.floating_ip_address) if fip is not None else ""
+    return {
+        "server_id": str(server.id),
+        "port_id": str(port.id),
+        "fip_id": str(fip.id) if fip is not None else "",
+        "fixed_ip": fixed,
+        "floating_ip": floating,
+        "addresses": [a for a in (floating, fixed) if a],
+    }
+
+
+async def _ensure_fip(p: Provider, boot: BootSpec, port_id: str, inv: Inventory | None) -> Any:
+    net = p.conn.network
+    found = inv.fips.get(port_id) if inv else await find_fip(p, port_id)
+    if found is not None:
+        return found
+    attrs = await neutron_attrs(p, boot.owner, floating_network_id=boot.pool_id, port_id=port_id)
+    attrs.pop("tags", None)  # not every Neutron takes tags on floating IP creation
+    return await create_once(
+        p,
+        f"allocate a floating IP for {boot.name}",
+        lambda: net.create_ip(**attrs),
+        lambda: find_fip(p, port_id),
+    )
+
+
+def _server_attrs(boot: BootSpec, port_id: str) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "name": boot.name,
+        "flavor_id": boot.flavor_id,
+        "networks": [{"port": port_id}],
+        "metadata": {**boot.metadata, **owner_pairs(boot.owner), NODE_KEY: boot.name},
+        "config_drive": boot.config_drive,
+    }
+    if boot.volume_size > 0:
+        # The volume is the node's disk and goes with it (delete_on_termination).
+        attrs["block_device_mapping"] = [
+            {
+                "boot_index": 0,
+                "uuid": boot.image_id,
+                "source_type": "image",
+                "destination_type": "volume",
+                "volume_size": boot.volume_size,
+                "delete_on_termination": True,
+            }
+        ]
+    else:
+        attrs["image_id"] = boot.image_id
+    if boot.keypair:
+        attrs["key_name"] = boot.keypair
+    if boot.user_data:
+        attrs["user_data"] = base64.b64encode(boot.user_data).decode()
+    if boot.availability_zone:
+        attrs["availability_zone"] = boot.availability_zone
+    if boot.server_group_id:
+        attrs["scheduler_hints"] = {"group": boot.server_group_id}
+    return attrs
+
+
+async def _undo(p: Provider, boot: BootSpec, made: Mapping[str, str], cause: Exception) -> None:
+    """Delete what a failed create made; a failure here is left for ``sweep``."""
+    try:
+        await delete_node(
+            p,
+            boot.name,
+            boot.owner,
+            server_id=made.get("server"),
+            port_id=made.get("port"),
+            fip_id=made.get("fip"),
+            timeout=min(boot.timeout, 120.0),
+            search=False,
+        )
+    except FlotteError as err:
+        cause.add_note(f"cleanup after the failure also failed: {err} (run the delete again)")
+
+
+async def _delete_server(p: Provider, server_id: str, name: str, *, timeout: float) -> None:
+    compute = p.conn.compute
+    await p.run(
+        lambda: compute.delete_server(server_id, ignore_missing=True),
+        f"delete server {name}",
+        retry=RETRY_READ,
+    )
+    await ServerWatcher.of(p).wait(
+        server_id, name, _gone, timeout=timeout, what=f"server {name} to go", gone_ok=True
+    )
+
+
+async def delete_node(
+    p: Provider,
+    name: str,
+    owner: Owner,
+    *,
+    server_id: str | None,
+    port_id: str | None,
+    fip_id: str | None,
+    timeout: float = 200.0,
+    search: bool = True,
+) -> None:
+    """Delete a node's floating IP, server and port; whatever is already gone is skipped.
+
+    With ``search``, IDs missing from the record (a create killed half-way) are looked
+    up by name and owner marker.
+    """
+    net = p.conn.network
+    if search:
+        if not server_id:
+            server = await find_server(p, name, owner)
+            server_id = server.id if server is not None else None
+        if not port_id:
+            port = await find_port(p, name, owner)
+            port_id = port.id if port is not None else None
+        if port_id and not fip_id:
+            fip = await find_fip(p, port_id)
+            fip_id = fip.id if fip is not None else None
+    steps = []
+    if fip_id:
+        steps.append(
+            p.run(
+                lambda: net.delete_ip(fip_id, ignore_missing=True),
+                f"release the floating IP of {name}",
+                retry=RETRY_READ,
+            )
+        )
+    if server_id:
+        steps.append(_delete_server(p, server_id, name, timeout=timeout))
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    if port_id:
+        await p.run(
+            lambda: net.delete_port(port_id, ignore_missing=True),
+            f"delete the port of {name}",
+            retry=RETRY_READ,
+        )
+
+
+_STATES = {
+    "ACTIVE": NodeState.RUNNING,
+    "BUILD": NodeState.STARTING,
+    "REBUILD": NodeState.STARTING,
+    "REBOOT": NodeState.STARTING,
+    "HARD_REBOOT": NodeState.STARTING,
+    "MIGRATING": NodeState.RUNNING,
+    "RESIZE": NodeState.RUNNING,
+    "VERIFY_RESIZE": NodeState.RUNNING,
+    "SHUTOFF": NodeState.STOPPED,
+    "STOPPED": NodeState.STOPPED,
+    "PAUSED": NodeState.STOPPED,
+    "SUSPENDED": NodeState.STOPPED,
+    "SHELVED": NodeState.STOPPED,
+    "SHELVED_OFFLOADED": NodeState.STOPPED,
+    "ERROR": NodeState.ERROR,
+    "DELETED": NodeState.NOT_FOUND,
+    "SOFT_DELETED": NodeState.NOT_FOUND,
+}
+
+
+def node_state(server: Any) -> NodeState:
+    if server is None:
+        return NodeState.NOT_FOUND
+    task = getattr(server, "task_state", None) or ""
+    if task.startswith("powering-off") or task == "deleting":
+        return NodeState.STOPPING
+    if task.startswith("powering-on"):
+        return NodeState.STARTING
+    return _STATES.get(str(server.status), NodeState.UNKNOWN)
+
+
+async def get_server(p: Provider, server_id: str) -> Any:
+    from openstack import exceptions as os_exc
+
+    compute = p.conn.compute
+    try:
+        return await p.read(lambda: compute.get_server(server_id), "get server", raw=True)
+    except os_exc.NotFoundException:
+        return None
+    except Exception as err:
+        from flotte.drivers.openstack_conn import status_of, translate
+
+        if status_of(err) == 404:
+            return None
+        raise translate(err, "get server", p.spec) from err
+
+
+async def power(p: Provider, server_id: str, name: str, action: str, timeout: float) -> Any:
+    """start / stop / reboot, then wait until the server settles; a no-op when it already has."""
+    compute = p.conn.compute
+    server = await get_server(p, server_id)
+    if server is None:
+        raise DriverError(f"server {name} no longer exists", hint="remove the machine")
+    target = "SHUTOFF" if action == "stop" else "ACTIVE"
+    if action != "reboot" and server.status == target:
+        return server
+    call = {
+        "start": lambda: compute.start_server(server_id),
+        "stop": lambda: compute.stop_server(server_id),
+        "reboot": lambda: compute.reboot_server(server_id, "SOFT"),
+    }[action]
+    await p.run(call, f"{action} server {name}")
+
+    def settled(s: Any) -> bool:
+        if s is None:
+            raise DriverError(f"server {name} disappeared")
+        if s.status == "ERROR":
+            raise DriverError(f"server {name}: {fault_message(s)}")
+        return bool(s.status == target and not getattr(s, "task_state", None))
+
+    return await ServerWatcher.of(p).wait(
+        server_id, name, settled, timeout=timeout, what=f"server {name} to {action}"
+    )

@@ -1,0 +1,172 @@
+"""Waiting for servers without one polling loop per server.
+
+Thirty servers booting at once, each polled every second on its own, would cost
+thirty requests a second and count against the cloud's rate limit. A
+:class:`ServerWatcher` instead polls for every waiter together: one ``GET
+/servers/{id}`` when a single server is awaited, otherwise one ``GET
+/servers/detail`` filtered by the awaited names, and wakes each waiter whose
+condition holds. Per-node API calls stay flat as the cluster grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flotte.drivers.openstack_conn import Provider, status_of
+from flotte.errors import DriverError, TimeoutError_
+
+# A server matching a waiter's condition, or None once the server is gone.
+Check = Callable[[Any | None], bool]
+
+_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+@dataclass
+class _Waiter:
+    name: str
+    check: Check
+    future: asyncio.Future[Any]
+    gone_ok: bool  # True when the waiter wants the server to disappear
+
+
+@dataclass
+class _Pending:
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+def fault_message(server: Any) -> str:
+    """Nova's reason for an ERROR server, as one line."""
+    fault = getattr(server, "fault", None) or {}
+    if isinstance(fault, dict):
+        message = fault.get("message") or ""
+        details = fault.get("details") or ""
+        # Nova puts a traceback in details for admins only; keep the first line.
+        first = details.strip().splitlines()[0] if details.strip() else ""
+        text = message if not first or first in message else f"{message}: {first}"
+        if text:
+            return " ".join(text.split())[:400]
+    return "no fault reported by Nova"
+
+
+class ServerWatcher:
+    """Polls Nova for every awaited server together; one per Provider and event loop."""
+
+    def __init__(self, provider: Provider, interval: float = 1.0) -> None:
+        self.provider = provider
+        self.interval = interval
+        self._pending: dict[str, _Pending] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, provider: Provider) -> ServerWatcher:
+        extras = provider.loop_state().extras
+        watcher = extras.get("watcher")
+        if watcher is None:
+            watcher = extras["watcher"] = cls(provider)
+        assert isinstance(watcher, ServerWatcher)
+        return watcher
+
+    async def wait(
+        self,
+        server_id: str,
+        name: str,
+        check: Check,
+        *,
+        timeout: float,
+        what: str,
+        gone_ok: bool = False,
+    ) -> Any:
+        """Return the server once ``check(server)`` is true (None: gone, if ``gone_ok``).
+
+        ``check`` may raise (e.g. DriverError for a server in ERROR); that error is
+        raised here. After ``timeout`` seconds, TimeoutError_ names ``what``.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(name, check, loop.create_future(), gone_ok)
+        self._pending.setdefault(server_id, _Pending()).waiters.append(waiter)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="openstack-server-watcher")
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+        except TimeoutError as err:
+            raise TimeoutError_(
+                f"{what}: still waiting after {timeout:.0f} s",
+                hint="raise --openstack-active-timeout or look at the server's console log",
+            ) from err
+        finally:
+            self._drop(server_id, waiter)
+
+    def _drop(self, server_id: str, waiter: _Waiter) -> None:
+        pending = self._pending.get(server_id)
+        if pending is None:
+            return
+        if waiter in pending.waiters:
+            pending.waiters.remove(waiter)
+        if not pending.waiters:
+            del self._pending[server_id]
+
+    async def _run(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.interval)
+            snapshot = {sid: list(p.waiters) for sid, p in self._pending.items()}
+            if not snapshot:
+                break
+            try:
+                servers = await self._fetch(snapshot)
+            except Exception as err:  # deliver to every waiter of this round, keep none hung
+                for waiters in snapshot.values():
+                    for w in waiters:
+                        if not w.future.done():
+                            w.future.set_exception(err)
+                continue
+            for sid, waiters in snapshot.items():
+                server = servers.get(sid)
+                for w in waiters:
+                    if w.future.done():
+                        continue
+                    try:
+                        if w.check(server):
+                            w.future.set_result(server)
+                    except Exception as err:
+                        w.future.set_exception(err)
+
+    async def _fetch(self, snapshot: dict[str, list[_Waiter]]) -> dict[str, Any]:
+        compute = self.provider.conn.compute
+        if len(snapshot) == 1:
+            sid = next(iter(snapshot))
+            return {sid: await self._get(sid)}
+        names = sorted({w.name for ws in snapshot.values() for w in ws})
+        query: dict[str, Any] = {"details": True}
+        if all(_SIMPLE_NAME.match(n) for n in names):
+            # Nova filters names with a regular expression (SQL REGEXP).
+            query["name"] = "^(" + "|".join(names) + ")$"
+        listed = await self.provider.read(lambda: list(compute.servers(**query)), "list servers")
+        found: dict[str, Any] = {s.id: s for s in listed if s.id in snapshot}
+        for sid, waiters in snapshot.items():
+            if sid in found:
+                continue
+            # Absent from the list: gone for delete waiters; confirm for the others.
+            if all(w.gone_ok for w in waiters):
+                found[sid] = None
+            else:
+                found[sid] = await self._get(sid)
+        return found
+
+    async def _get(self, server_id: str) -> Any:
+        from openstack import exceptions as os_exc
+
+        compute = self.provider.conn.compute
+        try:
+            return await self.provider.read(
+                lambda: compute.get_server(server_id), "get server", raw=True
+            )
+        except os_exc.NotFoundException:
+            return None
+        except Exception as err:
+            if status_of(err) == 404:
+                return None
+            raise DriverError(f"get server {server_id}: {err}") from err
