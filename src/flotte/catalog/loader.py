@@ -48,7 +48,7 @@ class Catalog:
             return found
         import difflib
 
-        close = difflib.get_close_matches(name.lower(), list(self.providers), n=3)
+        close = difflib.get_close_matches(name.lower(), list(self.providers), n=3, cutoff=0.75)
         hint = f"did you mean {', '.join(close)}?" if close else "see `flotte providers list`"
         raise NotFound(f"no provider '{name}' in the catalog", hint=hint)
 

@@ -162,8 +162,12 @@ def test_user_file_adds_a_provider(home: Path) -> None:
     [
         ("vcpus: 16", "vcpus: 0", "flavors[0].vcpus", "greater than 0"),
         ("kind: academic", "kind: academc", "kind", "'academic'"),
-        ("source: wiki}\n    sovereignty", "source: wkii}\n    sovereignty", "status.source",
-         "not declared"),  # fmt: skip
+        (
+            "source: wiki}\n    sovereignty",
+            "source: wkii}\n    sovereignty",
+            "status.source",
+            "not declared",
+        ),
         ("ram_gb: 64", "ram_gb: 64\n        cpus: 3", "flavors[0].cpus", "Extra inputs"),
         ('exposure: "no"', "exposure: maybe", "sovereignty.cloud_act.exposure", "'unclear'"),
     ],
