@@ -299,9 +299,12 @@ def estimate(
 
         catalog = load_catalog()
     request = Request(
-        nodes=count, vcpus=vcpus, ram_gb=ram_gb, hours_per_day=hours_per_day,
+        nodes=count,
+        vcpus=vcpus,
+        ram_gb=ram_gb,
+        hours_per_day=hours_per_day,
         today=today or date.today(),
-    )  # fmt: skip
+    )
     prov = catalog.get(provider)
     regions = prov.regions
     if region is not None:
@@ -334,18 +337,38 @@ def estimate(
     if best is None:
         fl = candidates[0]
         return Estimate(
-            prov.name, fl.name, region, count, fl.vcpus or vcpus, fl.ram_gb or ram_gb,
-            None, None, None, None, None, False,
+            prov.name,
+            fl.name,
+            region,
+            count,
+            fl.vcpus or vcpus,
+            fl.ram_gb or ram_gb,
+            None,
+            None,
+            None,
+            None,
+            None,
+            False,
             f"no price for {fl.name} in the catalog; add one in an override file{closed}",
-        )  # fmt: skip
+        )
     eur, fl, reg, price = best
     when = prov.fact_date(price)
     day = eur * count * hours_per_day
     return Estimate(
-        prov.name, fl.name, reg.name, count, fl.vcpus or vcpus, fl.ram_gb or ram_gb,
-        eur, day, day * HOURS_PER_MONTH / 24, when, price.confidence, ref - when > OLD_AFTER,
+        prov.name,
+        fl.name,
+        reg.name,
+        count,
+        fl.vcpus or vcpus,
+        fl.ram_gb or ram_gb,
+        eur,
+        day,
+        day * HOURS_PER_MONTH / 24,
+        when,
+        price.confidence,
+        ref - when > OLD_AFTER,
         (price.note or prov.sources[price.source].title) + closed,
-    )  # fmt: skip
+    )
 
 
 def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclusion]) -> None:

@@ -59,13 +59,26 @@ class NoOffer(FlotteError):
     "--api", "apis", multiple=True, help="Keep providers with this API (openstack, ec2...)."
 )
 @click.option("--kind", "kinds", multiple=True, help="commercial, academic, federation or own.")
-@click.option("--need", "needs", multiple=True,
-              help="Required feature: image_upload, bare_metal, gpu, managed_kubernetes, registry.")  # fmt: skip
+@click.option(
+    "--need",
+    "needs",
+    multiple=True,
+    help="Required feature: image_upload, bare_metal, gpu, managed_kubernetes, registry.",
+)
 @click.option("--max-eur-day", type=float, help="Drop offers costing more per day.")
-@click.option("--hours-per-day", type=float, default=24.0, show_default=True,
-              help="Hours the cluster runs each day.")  # fmt: skip
-@click.option("--as-of", default="latest", show_default=True,
-              help="Prices and statuses at: latest, a year (2018), a month or a date.")  # fmt: skip
+@click.option(
+    "--hours-per-day",
+    type=float,
+    default=24.0,
+    show_default=True,
+    help="Hours the cluster runs each day.",
+)
+@click.option(
+    "--as-of",
+    default="latest",
+    show_default=True,
+    help="Prices and statuses at: latest, a year (2018), a month or a date.",
+)
 @click.option("--explain", is_flag=True, help="Also list every excluded provider and why.")
 @click.option("--limit", type=int, help="Show only the first N offers.")
 @format_option()

@@ -62,8 +62,19 @@ def test_providers_show_unknown(cli: Any) -> None:
 
 
 def test_advise_table_2018(cli: Any) -> None:
-    res = cli("advise", "--nodes", "8", "--vcpus", "2", "--ram", "7", "--as-of", "2018",
-              "--kind", "commercial")  # fmt: skip
+    res = cli(
+        "advise",
+        "--nodes",
+        "8",
+        "--vcpus",
+        "2",
+        "--ram",
+        "7",
+        "--as-of",
+        "2018",
+        "--kind",
+        "commercial",
+    )
     assert res.code == 0
     lines = res.out.splitlines()
     assert lines[0] == "8 x 2 vCPU / 7 GB, as of 2018-12-31 (reference date 2018-12-31)"
@@ -74,8 +85,20 @@ def test_advise_table_2018(cli: Any) -> None:
 
 
 def test_advise_json_and_explain(cli: Any) -> None:
-    res = cli("advise", "--nodes", "8", "--vcpus", "16", "--ram", "64", "--jurisdiction", "eu",
-              "--no-cloud-act", "-f", "json")  # fmt: skip
+    res = cli(
+        "advise",
+        "--nodes",
+        "8",
+        "--vcpus",
+        "16",
+        "--ram",
+        "64",
+        "--jurisdiction",
+        "eu",
+        "--no-cloud-act",
+        "-f",
+        "json",
+    )
     assert res.code == 0
     doc = json.loads(res.out)
     assert doc["offers"] and all(o["cloud_act"] == "no" for o in doc["offers"])
@@ -83,8 +106,19 @@ def test_advise_json_and_explain(cli: Any) -> None:
         doc["offers"][0]
     )
     assert any(e["provider"] == "aws" for e in doc["excluded"])
-    explained = cli("advise", "--nodes", "8", "--vcpus", "16", "--ram", "64", "--jurisdiction",
-                    "eu", "--no-cloud-act", "--explain")  # fmt: skip
+    explained = cli(
+        "advise",
+        "--nodes",
+        "8",
+        "--vcpus",
+        "16",
+        "--ram",
+        "64",
+        "--jurisdiction",
+        "eu",
+        "--no-cloud-act",
+        "--explain",
+    )
     assert "Excluded:" in explained.out
     assert "closed since 2020-02-01" in explained.out
 
@@ -96,16 +130,42 @@ def test_advise_warns_about_old_prices(cli: Any) -> None:
 
 
 def test_advise_empty_result_says_why(cli: Any) -> None:
-    res = cli("advise", "--nodes", "4", "--vcpus", "8", "--ram", "32", "--gpu", "--jurisdiction",
-              "de", "--kind", "commercial")  # fmt: skip
+    res = cli(
+        "advise",
+        "--nodes",
+        "4",
+        "--vcpus",
+        "8",
+        "--ram",
+        "32",
+        "--gpu",
+        "--jurisdiction",
+        "de",
+        "--kind",
+        "commercial",
+    )
     assert res.code == 1
     assert res.out == ""
     err = res.err.strip()
     assert err.count("\n") == 0
     assert err.startswith("Error: no offer for 4 x 8 vCPU / 32 GB + GPU")
     assert "jurisdiction filter" in err and "--explain lists each exclusion" in err
-    as_json = cli("advise", "--nodes", "4", "--vcpus", "8", "--ram", "32", "--gpu",
-                  "--jurisdiction", "de", "--kind", "commercial", "-f", "json")  # fmt: skip
+    as_json = cli(
+        "advise",
+        "--nodes",
+        "4",
+        "--vcpus",
+        "8",
+        "--ram",
+        "32",
+        "--gpu",
+        "--jurisdiction",
+        "de",
+        "--kind",
+        "commercial",
+        "-f",
+        "json",
+    )
     assert as_json.code == 1
     assert json.loads(as_json.out)["explanation"].startswith("no offer for")
 
