@@ -32,6 +32,7 @@ class Capabilities:
     max_parallel: int = 16  # how many infrastructure calls at once (API rate limits)
     adopt_existing: bool = False  # the node existed before flotte (ssh hosts)
     shared_resources: bool = True  # prepare()/release() do something
+    batch_create: bool = False  # has create_many(specs, shared): one cloud call for many nodes
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class DriverOption:
     type: type = str
     aliases: tuple[str, ...] = ()  # other spellings (docker-machine's --amazonec2-*)
     secret: bool = False  # never shown in inspect/config output
+    template_field: str | None = None  # the Magnum ClusterTemplate field it comes from
 
     @property
     def key(self) -> str:
