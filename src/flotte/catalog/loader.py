@@ -14,7 +14,6 @@ Override rules (a user file under ``<config>/catalog/*.yaml``):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,17 +101,19 @@ def load_catalog(user_dir: Path | None = None, *, shipped: bool = True) -> Catal
 
 
 def validate_file(path: Path) -> list[str]:
-    """Validate one user file on its own terms (merged onto the shipped catalog),
-    returning the provider names it defines; raises ConfigError when invalid."""
-    shipped = load_catalog(user_dir=Path(os.devnull), shipped=True)
+    """Validate one user file on its own, each entry merged onto the shipped provider
+    of the same name; returns the provider names it defines, raises ConfigError."""
     names = []
     for name, node in _provider_nodes(path):
-        if name in shipped.providers:
-            base = _provider_nodes_by_name(name)
-            node = _merge(base, node, None)
-        _validate(node)
+        shipped = _shipped_node(name)
+        _validate(node if shipped is None else _merge(shipped, node, None))
         names.append(name)
     return names
+
+
+def user_files(directory: Path) -> list[Path]:
+    """The catalog files of a user directory, in load order."""
+    return _yaml_files(directory)
 
 
 _CACHE: dict[tuple[Any, ...], Catalog] = {}
@@ -124,12 +125,12 @@ def _yaml_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def _provider_nodes_by_name(name: str) -> Node:
+def _shipped_node(name: str) -> Node | None:
     for path in _yaml_files(DATA_DIR):
         for found, node in _provider_nodes(path):
             if found == name:
                 return node
-    raise NotFound(f"no shipped provider '{name}'")
+    return None
 
 
 def _compose(path: Path) -> Node | None:

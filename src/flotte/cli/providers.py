@@ -83,28 +83,23 @@ def validate(paths: tuple[Path, ...]) -> None:
     Each file is merged onto the shipped catalog and validated; the first error
     is reported with its file, line and field.
     """
-    from flotte.catalog.loader import default_user_dir, load_catalog, validate_file
+    from flotte.catalog.loader import default_user_dir, load_catalog, user_files, validate_file
 
     if not paths:
         directory = default_user_dir()
-        catalog = load_catalog(directory)
-        files = sorted({f for files in catalog.origins.values() for f in files[1:]})
-        files += [o[0] for o in catalog.origins.values() if not o[0].startswith(_shipped())]
+        files = user_files(directory)
         if not files:
             click.echo(f"no user catalog files in {directory}")
             return
-        for f in sorted(set(files)):
-            click.echo(f"ok {f}")
+        load_catalog(directory)  # validates every file together, as commands will
+        for path in files:
+            click.echo(f"ok {path}")
         return
     for path in paths:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
         names = validate_file(path)
         click.echo(f"ok {path}: {', '.join(names) or 'no provider'}")
-
-
-def _shipped() -> str:
-    from flotte.catalog.loader import DATA_DIR
-
-    return str(DATA_DIR)
 
 
 def _check(flag: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:
