@@ -24,6 +24,7 @@ from .models import APIS, EU_COUNTRIES, CloudAct, Flavor, Price, Provider, Regio
 OLD_AFTER = timedelta(days=548)  # 18 months
 #: Month length used for monthly figures (AWS and most clouds bill 730 h a month).
 HOURS_PER_MONTH = 730.0
+_EXPOSURE_RANK = {"no": 0, "unclear": 1, "yes": 2}
 FEATURES = ("image_upload", "bare_metal", "gpu", "managed_kubernetes", "registry")
 KINDS = ("commercial", "academic", "federation", "own")
 
@@ -242,6 +243,9 @@ class Estimate:
         """True when a price was found."""
         return self.eur_node_hour is not None
 
+    def __str__(self) -> str:
+        return self.summary()
+
     def summary(self) -> str:
         """One line for a dry-run: what, where, how much, how sure."""
         where = f"{self.provider}" + (f" ({self.region})" if self.region else "")
@@ -262,7 +266,17 @@ def advise(catalog: Catalog | Iterable[Provider], request: Request) -> Advice:
     providers = list(catalog.providers.values() if isinstance(catalog, Catalog) else catalog)
     for provider in providers:
         _advise_one(provider, request, offers, excluded)
-    offers.sort(key=lambda o: (o.eur_day, o.restricted, o.old, o.provider, o.regions))
+    # Cost first; at equal cost, open access, a fresh price and less CLOUD Act exposure win.
+    offers.sort(
+        key=lambda o: (
+            o.eur_day,
+            o.restricted,
+            o.old,
+            _EXPOSURE_RANK[o.cloud_act],
+            o.provider,
+            o.regions,
+        )
+    )
     warnings = [
         f"{o.provider} {o.flavor}: price dates from {o.price_as_of}, "
         f"{_months(o.price_as_of, request.reference_date)} months before "
@@ -298,10 +312,11 @@ def estimate(
         from .loader import load_catalog
 
         catalog = load_catalog()
+    # With a named flavor the shape comes from the catalog, so vcpus/ram may be 0.
     request = Request(
         nodes=count,
-        vcpus=vcpus,
-        ram_gb=ram_gb,
+        vcpus=vcpus if flavor is None else max(vcpus, 1),
+        ram_gb=ram_gb if flavor is None else max(ram_gb, 1.0),
         hours_per_day=hours_per_day,
         today=today or date.today(),
     )

@@ -195,6 +195,12 @@ def test_estimate_for_cluster_dry_run(home: Path) -> None:
     assert (cheapest.flavor, cheapest.region) == ("m6a.large", "eu-central-1")
     own = estimate("local", None, 2, 4, 3, today=TODAY)
     assert own.eur_day == 0
+    # `cluster create --dry-run` knows the flavor, not the shape: 0/0 is fine then.
+    named = estimate("outscale", "tinav5.c2r8p2", 0, 0.0, 8, region="eu-west-2", today=TODAY)
+    assert (named.vcpus, named.ram_gb, named.eur_day) == (2, 8, pytest.approx(22.0, rel=0.01))
+    assert str(named) == named.summary()
+    with pytest.raises(UsageError, match="--vcpus must be at least 1"):
+        estimate("ovh", None, 0, 8, 1)
 
 
 def test_estimate_unknowns(home: Path) -> None:
