@@ -457,7 +457,10 @@ def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclus
                 best = (fl, price)
         if best is None:
             names = ", ".join(f.name for f in fitting[:4])
-            drop_region("price", f"no price known at {ref} for a fitting flavor ({names})", region)
+            near = _nearest_priced(p, region, ref, req)
+            drop_region(
+                "price", f"no price known at {ref} for a fitting flavor ({names}){near}", region
+            )
             continue
         fl, price = best
         day = price.eur_per_hour * req.nodes * req.hours_per_day
@@ -553,6 +556,20 @@ def _capacity_short(p: Provider, req: Request) -> str | None:
     if cap.ram_gb is not None and req.nodes * req.ram_gb > cap.ram_gb:
         return f"{cap.ram_gb:g} GB RAM in total, {req.nodes * req.ram_gb:g} asked{note}"
     return None
+
+
+def _nearest_priced(p: Provider, region: Region, ref: date, req: Request) -> str:
+    # The talk's shapes differ by a GB or so (56 vs 64 GB for 8 VMs): say when a
+    # priced flavor just misses, so the user can relax the request knowingly.
+    priced = [
+        f
+        for f in p.flavors
+        if not f.custom and f.vcpus and f.ram_gb and _price_at(p, f, region, ref) is not None
+    ]
+    if not priced:
+        return ""
+    near = max(priced, key=lambda f: (f.vcpus or 0, f.ram_gb or 0))
+    return f"; largest priced flavor: {near.name}, {near.vcpus} vCPU / {near.ram_gb:g} GB"
 
 
 def _largest(flavors: list[Flavor]) -> str:

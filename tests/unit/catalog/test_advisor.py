@@ -35,6 +35,13 @@ def test_as_of_2018_reproduces_the_talks_table(home: Path) -> None:
         assert got[name] == pytest.approx(expected, rel=0.10), name
     assert [o.provider for o in advice.offers][:2] == ["ovh", "otc"]
     assert not advice.warnings  # 2018 prices are not old when read as of 2018
+    # With 8 GB per VM, OVH's 2018 flavor (7 GB) no longer fits, and the exclusion says so.
+    at_8gb = advise(
+        load_catalog(),
+        ask(nodes=8, vcpus=2, ram_gb=8, as_of=parse_as_of("2018"), kinds=frozenset({"commercial"})),
+    )
+    ovh = next(e for e in at_8gb.excluded if e.provider == "ovh")
+    assert ovh.cause == "price" and "largest priced flavor: b2-7, 2 vCPU / 7 GB" in ovh.detail
     # US clouds have no 2018 figure in the catalog and say so.
     aws = [e for e in advice.excluded if e.provider == "aws"]
     assert aws and all(e.cause == "price" for e in aws)

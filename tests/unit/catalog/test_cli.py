@@ -210,6 +210,12 @@ def test_providers_validate(cli: Any, home: Path, tmp_path: Path) -> None:
     res = cli("providers", "validate", str(bad))
     assert res.code == 2 and f"{bad}:3: provider ovh: regions[6].country:" in res.err
     assert cli("providers", "validate").out.startswith("no user catalog files in")
+    home.mkdir(parents=True)
+    (home / "deal.yaml").write_text(good.read_text())
+    res = cli("providers", "validate")
+    assert (res.code, res.out.strip()) == (0, f"ok {home / 'deal.yaml'}")
+    res = cli("providers", "validate", str(tmp_path / "missing.yaml"))
+    assert res.code == 2 and "no such file" in res.err
 
 
 def test_installed_entry_point(home: Path) -> None:
