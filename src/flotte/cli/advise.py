@@ -105,6 +105,7 @@ def advise(
     costs are for the whole cluster. Academic clouds show as free but
     restricted, with their access route. Example:
 
+    \b
         flotte advise --nodes 8 --vcpus 16 --ram 64 --jurisdiction eu --no-cloud-act
     """
     from flotte.catalog.advisor import Request, parse_as_of
