@@ -178,6 +178,7 @@ def _compact(row: dict[str, Any]) -> dict[str, Any]:
     out = {_TABLE_HEADERS[k]: row[k] for k in _TABLE_HEADERS}
     out["where"] = _regions(row["regions"])
     out["priced"] = row["price_date"][:7]
+    out["conf"] = "old" if row["old"] else row["confidence"]
     if row["access"].startswith("restricted"):
         out["provider"] += "*"  # footnoted below the table with the access route
     out["€/node-h"] = f"{row['eur_node_hour']:.4f}"

@@ -127,6 +127,11 @@ def test_advise_warns_about_old_prices(cli: Any) -> None:
     res = cli("advise", "--nodes", "8", "--vcpus", "2", "--ram", "8", "--kind", "commercial")
     assert res.code == 0
     assert "warning: outscale tinav5.c2r8p2: price dates from 2018-06-06" in res.err
+    outscale = next(line for line in res.out.splitlines() if " outscale " in line)
+    assert outscale.split()[-2:] == ["old", "unclear"]
+    doc = json.loads(cli("advise", "--nodes", "8", "--vcpus", "2", "--ram", "8", "-f", "json").out)
+    row = next(o for o in doc["offers"] if o["provider"] == "outscale")
+    assert (row["confidence"], row["old"], row["price_date"]) == ("estimate", True, "2018-06-06")
 
 
 def test_advise_empty_result_says_why(cli: Any) -> None:
