@@ -64,7 +64,7 @@ def show(name: str, fmt: str) -> None:
     catalog = load_catalog()
     p = catalog.get(name)
     if fmt in ("json", "yaml"):
-        doc = p.model_dump(mode="json", exclude_none=True)
+        doc = _with_dates(p.model_dump(mode="json", exclude_none=True), p)
         doc["files"] = list(catalog.origins.get(p.name, ()))
         render_record(doc, fmt)
         return
@@ -100,6 +100,19 @@ def validate(paths: tuple[Path, ...]) -> None:
             raise UsageError(f"{path}: no such file")
         names = validate_file(path)
         click.echo(f"ok {path}: {', '.join(names) or 'no provider'}")
+
+
+def _with_dates(value: Any, p: Provider) -> Any:
+    # Facts default to their source's date; spell it out so JSON readers need not.
+    if isinstance(value, dict):
+        out = {k: _with_dates(v, p) for k, v in value.items()}
+        src = out.get("source")
+        if isinstance(src, str) and "as_of" not in out and src in p.sources:
+            out["as_of"] = p.sources[src].as_of.isoformat()
+        return out
+    if isinstance(value, list):
+        return [_with_dates(v, p) for v in value]
+    return value
 
 
 def _check(flag: str, given: tuple[str, ...], known: tuple[str, ...]) -> None:

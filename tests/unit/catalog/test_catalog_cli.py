@@ -51,6 +51,9 @@ def test_providers_show_cites_sources(cli: Any) -> None:
     assert doc["flavor_pattern"]["example"] == "tinav5.c2r4p2"
     assert doc["sources"]["talk-2018"]["as_of"] == "2018-06-06"
     assert doc["files"][0].endswith("outscale.yaml")
+    assert doc["status"]["as_of"] == "2026-11-01"  # the source's date, spelled out
+    price = doc["flavors"][1]["prices"][0]
+    assert (price["source"], price["as_of"]) == ("talk-2018", "2018-06-06")
 
 
 def test_providers_show_unknown(cli: Any) -> None:
