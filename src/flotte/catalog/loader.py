@@ -219,7 +219,11 @@ def _merge(base: Node, over: Node, key: str | None) -> Node:
 def _validate(node: Node) -> Provider:
     from pydantic import ValidationError
 
-    data = SafeConstructor().construct_document(node)
+    try:
+        data = SafeConstructor().construct_document(node)
+    except yaml.MarkedYAMLError as err:  # e.g. a !!python/object tag: refused, with its line
+        mark = err.problem_mark or err.context_mark or node.start_mark
+        raise ConfigError(f"{mark.name}:{mark.line + 1}: invalid YAML: {err.problem}") from err
     context = _context(data)
     try:
         return Provider.model_validate(data, context=context)

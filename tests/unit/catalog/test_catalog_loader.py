@@ -195,6 +195,12 @@ def test_yaml_syntax_error_gives_the_line(home: Path) -> None:
         load_catalog()
 
 
+def test_unsafe_tags_are_refused(home: Path) -> None:
+    path = write(home / "evil.yaml", "name: ovh\nsummary: !!python/object:os.system [echo]\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:2: invalid YAML: could not determine"):
+        load_catalog()
+
+
 def test_duplicate_keys_are_refused(home: Path) -> None:
     path = write(home / "dup.yaml", "name: ovh\nsummary: a\nsummary: b\n")
     with pytest.raises(ConfigError, match=rf"^{path}:3: summary: key appears twice"):
