@@ -3,8 +3,9 @@
 For each provider and region the advisor takes the cheapest flavor that holds one
 node, prices it with the newest price known at the reference date (``--as-of``),
 and records why every provider or region it drops was dropped, so an empty answer
-always explains itself. Nothing here reads files or the clock except through
-arguments (``Request.today``), which keeps it fast and testable.
+always explains itself. ``advise`` reads no files and takes the date from
+``Request.today``, which keeps it fast and testable; ``estimate`` loads the
+catalog itself only when it is not given one.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def parse_as_of(text: str | None) -> date | None:
             return date(int(text), 12, 31)
         if re.fullmatch(r"\d{4}-\d{2}", text):
             year, month = (int(x) for x in text.split("-"))
+            if not 1 <= month <= 12:
+                raise ValueError(f"month {month}")
             first_next = date(year + month // 12, month % 12 + 1, 1)
             return first_next - timedelta(days=1)
         return date.fromisoformat(text)
@@ -352,39 +355,48 @@ def estimate(
     closed = f"; {prov.name} closed on {prov.status.since}" if prov.closed_at(ref) else ""
     if best is None:
         fl = candidates[0]
+        shape_vcpus, shape_ram = _shape(fl, vcpus, ram_gb)
         return Estimate(
-            prov.name,
-            fl.name,
-            region,
-            count,
-            fl.vcpus or vcpus,
-            fl.ram_gb or ram_gb,
-            None,
-            None,
-            None,
-            None,
-            None,
-            False,
-            f"no price for {fl.name} in the catalog; add one in an override file{closed}",
+            provider=prov.name,
+            flavor=fl.name,
+            region=region,
+            count=count,
+            vcpus=shape_vcpus,
+            ram_gb=shape_ram,
+            eur_node_hour=None,
+            eur_day=None,
+            eur_month=None,
+            price_as_of=None,
+            confidence=None,
+            old=False,
+            note=f"no price for {fl.name} in the catalog; add one in an override file{closed}",
         )
     eur, fl, reg, price = best
     when = prov.fact_date(price)
     day = eur * count * hours_per_day
+    shape_vcpus, shape_ram = _shape(fl, vcpus, ram_gb)
     return Estimate(
-        prov.name,
-        fl.name,
-        reg.name,
-        count,
-        fl.vcpus or vcpus,
-        fl.ram_gb or ram_gb,
-        eur,
-        day,
-        day * HOURS_PER_MONTH / 24,
-        when,
-        price.confidence,
-        ref - when > OLD_AFTER,
-        (price.note or prov.sources[price.source].title) + closed,
+        provider=prov.name,
+        flavor=fl.name,
+        region=reg.name,
+        count=count,
+        vcpus=shape_vcpus,
+        ram_gb=shape_ram,
+        eur_node_hour=eur,
+        eur_day=day,
+        eur_month=day * HOURS_PER_MONTH / 24,
+        price_as_of=when,
+        confidence=price.confidence,
+        old=ref - when > OLD_AFTER,
+        note=(price.note or prov.sources[price.source].title) + closed,
     )
+
+
+def _shape(fl: Flavor, vcpus: int, ram_gb: float) -> tuple[int, float]:
+    # A fixed flavor's size is the catalog's; a custom one takes the size asked for.
+    if fl.custom:
+        return (vcpus or fl.vcpus or 0, ram_gb or fl.ram_gb or 0.0)
+    return (fl.vcpus or vcpus, fl.ram_gb or ram_gb)
 
 
 def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclusion]) -> None:

@@ -188,9 +188,10 @@ def test_parse_as_of(text: str, expected: date | None) -> None:
     assert parse_as_of(text) == expected
 
 
-def test_parse_as_of_rejects_nonsense() -> None:
-    with pytest.raises(UsageError, match="--as-of 'yesterday'"):
-        parse_as_of("yesterday")
+@pytest.mark.parametrize("text", ["yesterday", "2018-13", "2018-02-30", "18"])
+def test_parse_as_of_rejects_nonsense(text: str) -> None:
+    with pytest.raises(UsageError, match=f"--as-of '{text}'"):
+        parse_as_of(text)
 
 
 def test_estimate_for_cluster_dry_run(home: Path) -> None:
