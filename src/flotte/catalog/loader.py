@@ -14,6 +14,7 @@ Override rules (a user file under ``<config>/catalog/*.yaml``):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ class Catalog:
         hint = f"did you mean {', '.join(close)}?" if close else "see `flotte providers list`"
         raise NotFound(f"no provider '{name}' in the catalog", hint=hint)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Provider]:
         return iter(self.providers.values())
 
     def __len__(self) -> int:

@@ -50,7 +50,11 @@ def list_(kinds: tuple[str, ...], apis: tuple[str, ...], states: tuple[str, ...]
             continue
         rows.append(_list_row(p))
     if not rows and fmt == "table":
-        raise UsageError("no provider matches these filters", hint="try `flotte providers list`")
+        given = [f"--kind {k}" for k in kinds] + [f"--api {a}" for a in apis]
+        given += [f"--status {st}" for st in states]
+        raise UsageError(
+            f"no provider matches {' '.join(given)}", hint="each filter alone matches some"
+        )
     render_rows(rows, _LIST_COLUMNS, fmt)
 
 

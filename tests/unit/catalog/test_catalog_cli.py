@@ -33,6 +33,16 @@ def test_providers_list_table(cli: Any) -> None:
     assert "cloudwatt" in res.out and "closed 2020-02-01" in res.out
 
 
+def test_providers_list_nothing_matches(cli: Any) -> None:
+    res = cli("providers", "list", "--kind", "own", "--api", "ec2")
+    assert res.code == 2
+    assert res.err.startswith("Error: no provider matches --kind own --api ec2")
+    assert (
+        json.loads(cli("providers", "list", "--kind", "own", "--api", "ec2", "-f", "json").out)
+        == []
+    )
+
+
 def test_providers_list_bad_filter(cli: Any) -> None:
     res = cli("providers", "list", "--kind", "public")
     assert res.code == 2
