@@ -53,7 +53,8 @@ def list_(kinds: tuple[str, ...], apis: tuple[str, ...], states: tuple[str, ...]
         given = [f"--kind {k}" for k in kinds] + [f"--api {a}" for a in apis]
         given += [f"--status {st}" for st in states]
         raise UsageError(
-            f"no provider matches {' '.join(given)}", hint="each filter alone matches some"
+            f"no provider matches {' '.join(given)}",
+            hint="`flotte providers list` shows every provider",
         )
     render_rows(rows, _LIST_COLUMNS, fmt)
 
