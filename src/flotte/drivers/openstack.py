@@ -263,7 +263,7 @@ class OpenStackDriver(Driver):
             network = await self._only_network(p)
         if opts.get("openstack_server_type") == "bm" and not res.bare_metal_flavor(flavor):
             raise UsageError(
-                f"flavor {flavor.name!r} is not a bare-metal flavor (no resources:CUSTOM_* "
+                f"flavor {flavor.name!r} is not a bare-metal flavor (no resources:CUSTOM_* or baremetal=true "
                 "extra spec); drop --openstack-server-type bm or pick an Ironic flavor"
             )
         return {
@@ -538,23 +538,28 @@ class OpenStackDriver(Driver):
         )
 
     async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        try:
-            from flotte.provision.docker_host import provision_docker_host
-        except ImportError as err:
-            raise DriverError(
-                "the Docker engine provisioner is not available in this version",
-                hint="create with --no-provision",
-            ) from err
+        from flotte.provision.docker_host import provision_docker_host
+        from flotte.provision.ssh import SSHTarget
+
         endpoint = self.endpoint(node)
-        result = await provision_docker_host(
-            endpoint=endpoint,
-            name=node.name,
-            engine=engine,
-            ca=self.ctx.ca,
+        target = SSHTarget(
+            host=endpoint.host,
+            port=endpoint.ssh_port,
+            user=endpoint.ssh_user,
+            key=Path(endpoint.ssh_key) if endpoint.ssh_key else None,
             known_hosts=self.ctx.known_hosts,
-            sans=[a for a in node.addresses if a],
+            # A server is ACTIVE before its sshd listens: keep knocking for a while.
+            wait=float(node.data.get("active_timeout") or 200),
         )
-        return result if isinstance(result, Endpoint) else endpoint
+        await provision_docker_host(
+            target,
+            engine,
+            self.ctx.ca,
+            node.name,
+            sans=[a for a in node.addresses if a],
+            owner=dict(node.data.get("owner") or {}),
+        )
+        return endpoint
 
     async def state(self, node: NodeRecord) -> NodeState:
         p = await self._node_provider(node)

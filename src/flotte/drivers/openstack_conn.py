@@ -20,6 +20,7 @@ import asyncio
 import difflib
 import hashlib
 import json
+import os
 import random
 import threading
 import weakref
@@ -175,9 +176,19 @@ def connect(spec: CloudSpec, pool_size: int = 32) -> Any:
     from keystoneauth1 import exceptions as ksa_exc
     from keystoneauth1.session import TCPKeepAliveAdapter
     from openstack import exceptions as os_exc
+    from openstack.config import loader
 
     # load_envvars=False: OS_* variables already became options (see module docstring).
-    config = openstack.config.OpenStackConfig(load_envvars=False)
+    # That also hides the clouds.yaml location variables, so honour those here.
+    config_files = list(loader.CONFIG_FILES)
+    secure_files = list(loader.SECURE_FILES)
+    if os.environ.get("OS_CLIENT_CONFIG_FILE"):
+        config_files.insert(0, os.environ["OS_CLIENT_CONFIG_FILE"])
+    if os.environ.get("OS_CLIENT_SECURE_FILE"):
+        secure_files.insert(0, os.environ["OS_CLIENT_SECURE_FILE"])
+    config = openstack.config.OpenStackConfig(
+        load_envvars=False, config_files=config_files, secure_files=secure_files
+    )
     kwargs: dict[str, Any] = {}
     if spec.auth:
         kwargs["auth"] = dict(spec.auth)

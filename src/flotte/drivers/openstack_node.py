@@ -220,7 +220,6 @@ async def _ensure_fip(p: Provider, boot: BootSpec, port_id: str, inv: Inventory 
     if found is not None:
         return found
     attrs = await neutron_attrs(p, boot.owner, floating_network_id=boot.pool_id, port_id=port_id)
-    attrs.pop("tags", None)  # not every Neutron takes tags on floating IP creation
     return await create_once(
         p,
         f"allocate a floating IP for {boot.name}",
@@ -287,7 +286,7 @@ async def _delete_server(p: Provider, server_id: str, name: str, *, timeout: flo
         retry=RETRY_READ,
     )
     await ServerWatcher.of(p).wait(
-        server_id, name, _gone, timeout=timeout, what=f"server {name} to go", gone_ok=True
+        server_id, name, _gone, timeout=timeout, what=f"server {name} to go"
     )
 
 

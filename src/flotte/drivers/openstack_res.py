@@ -2,9 +2,8 @@
 
 Ownership is written *in the create request itself*, so no crash can leave an
 unmarked resource behind: Neutron resources carry a ``description`` marker
-(``flotte:owner=<installation> flotte:cluster=<name>``) and, where the cloud accepts
-tags at creation (extension ``tag-creation``), the same pairs as tags; servers carry
-Nova metadata. Key pairs and server groups have neither, so their names encode the
+(``flotte:owner=<installation> flotte:cluster=<name>``, exact-match filterable);
+servers carry the same pairs as Nova metadata. Key pairs and server groups have neither, so their names encode the
 owner (``flotte-<installation hash>-<owner hash>-<group>``).
 """
 
@@ -317,10 +316,14 @@ def rule_key(rule: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def bare_metal_flavor(flavor: Flavor) -> bool:
-    """Ironic flavors schedule on a custom resource class (``resources:CUSTOM_*=1``)."""
+    """Ironic flavors schedule on a custom resource class (``resources:CUSTOM_*=1``);
+    some clouds (and devcloud, whose fake compute cannot schedule those) mark them
+    ``baremetal=true`` instead."""
+    specs = flavor.extra_specs
+    if str(specs.get("baremetal", "")).lower() == "true":
+        return True
     return any(
-        k.startswith("resources:CUSTOM_") and str(v) not in ("0", "")
-        for k, v in flavor.extra_specs.items()
+        k.startswith("resources:CUSTOM_") and str(v) not in ("0", "") for k, v in specs.items()
     )
 
 

@@ -18,22 +18,24 @@ from typing import Any
 from flotte.config import write_public, write_secret
 from flotte.drivers.openstack_conn import Provider, create_once, status_of, translate
 from flotte.drivers.openstack_res import (
-    has_extension,
     marker,
     owned_name,
     rule_key,
     rule_specs,
-    tags,
 )
 from flotte.errors import UsageError
 from flotte.models import Owner
 
 
 async def neutron_attrs(p: Provider, owner: Owner, **attrs: Any) -> dict[str, Any]:
-    """Create attributes with the owner marker, plus tags where the cloud takes them."""
+    """Create attributes with the owner marker.
+
+    The marker goes in ``description``, which every Neutron resource takes in its create
+    request. Tags would need a second request per resource (``tag-creation`` is not
+    honoured for most resources, measured on Neutron 29), leaving a window where a
+    crash leaves an unmarked resource.
+    """
     attrs["description"] = marker(owner)
-    if await has_extension(p, "tag-creation"):
-        attrs["tags"] = tags(owner)
     return attrs
 
 
