@@ -682,10 +682,21 @@ class EC2Driver(Driver):
             InstanceId=iid,
             Name=name,
             Description=f"flotte snapshot of {node.name}",
-            TagSpecifications=[
-                {"ResourceType": kind, "Tags": sh.tag_list(tags)} for kind in ("image", "snapshot")
-            ],
+            TagSpecifications=[{"ResourceType": "image", "Tags": sh.tag_list(tags)}],
         )
+        # Its EBS snapshots get the same tags afterwards (not every EC2 API accepts
+        # "snapshot" in CreateImage's TagSpecifications).
+        image = await api.call("describe_images", eventual=True, ImageIds=[result["ImageId"]])
+        snapshots = [
+            m["Ebs"]["SnapshotId"]
+            for i in image.get("Images", [])
+            for m in i.get("BlockDeviceMappings", [])
+            if m.get("Ebs", {}).get("SnapshotId")
+        ]
+        if snapshots:
+            await api.call(
+                "create_tags", eventual=True, Resources=snapshots, Tags=sh.tag_list(tags)
+            )
         return str(result["ImageId"])
 
     async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:

@@ -199,8 +199,8 @@ def is_retryable(err: BaseException) -> bool:
         ConnectTimeoutError,
         EndpointConnectionError,
         ReadTimeoutError,
-        ResponseParserError,
     )
+    from botocore.parsers import ResponseParserError
 
     if isinstance(
         err,

@@ -49,9 +49,10 @@ def user_data(owner_tags: dict[str, str], extra: str | None = None) -> str:
     if not extra:
         return _checked(ours)
     mime = MIMEMultipart()
-    mime.attach(MIMEText(ours, "cloud-config", "utf-8"))
     subtype = "cloud-config" if extra.startswith("#cloud-config") else "x-shellscript"
-    mime.attach(MIMEText(extra, subtype, "utf-8"))
+    for text, kind in ((ours, "cloud-config"), (extra, subtype)):
+        # ASCII parts stay readable (7bit); others are base64, which cloud-init decodes.
+        mime.attach(MIMEText(text, kind, "us-ascii" if text.isascii() else "utf-8"))
     return _checked(mime.as_string())
 
 
