@@ -167,16 +167,19 @@ class DevCloud:
         seeded = self._state().get("seeded") == fingerprint
         with step("Keystone"):
             services.start_apis(layout)
-            services.start_nova_daemon(layout, "nova-conductor")
-            services.start_nova_daemon(layout, "nova-scheduler")
             services.wait_api(layout, "keystone")
             conn = seed.connect(pw)
             if not seeded:
                 seed.seed_identity(conn, pw)
+            # They authenticate as their service users at start: after the catalog.
+            services.start_nova_daemon(layout, "nova-conductor")
+            services.start_nova_daemon(layout, "nova-scheduler")
         with step("Glance, Placement, Nova, Neutron APIs"):
             for service in API_PORTS:
                 services.wait_api(layout, service)
-            self._wait_conductor(conn)
+            # nova-compute starts ~10 s sooner when the conductor already answers RPC.
+            self._wait_service(conn, "nova-conductor")
+            self._adopt_compute_node(conn)
             services.start_nova_daemon(layout, "nova-compute")
         if not seeded:
             with step("flavors, image, networks, quotas"):
@@ -185,8 +188,10 @@ class DevCloud:
                 seed.seed_networks(conn)
                 seed.seed_quotas(conn)
         with step("compute host"):
+            # The compute node shows in Placement first; mapping it into cell1 (what
+            # discover_hosts does) is what makes it schedulable and listed.
             procs.wait_until(
-                lambda: any(True for _ in conn.compute.hypervisors()),
+                lambda: any(True for _ in conn.placement.resource_providers()),
                 what="nova-compute",
                 timeout=120,
                 layout=layout,
@@ -194,23 +199,43 @@ class DevCloud:
                 interval=1,
             )
             services.discover_hosts(layout)
+            procs.wait_until(
+                lambda: any(True for _ in conn.compute.hypervisors()),
+                what="nova-compute host mapping",
+                timeout=60,
+                layout=layout,
+                process="nova-compute",
+                interval=1,
+            )
+            self._wait_service(conn, "nova-scheduler")
+            # The scheduler skips a compute whose last report is stale (a restart).
+            self._wait_service(conn, "nova-compute")
+        missing = self._missing_processes()
+        if missing:
+            name = missing[0]
+            raise FlotteError(f"{name} stopped during start-up: see {layout.log(name)}")
         self._register()
         self._save_state(seeded=fingerprint, fingerprint=fingerprint)
 
-    def _wait_conductor(self, conn: Any) -> None:
-        # nova-compute starts ~10 s sooner when the conductor already answers RPC.
-        def conductor_up() -> bool:
-            return any(
-                s.binary == "nova-conductor" and s.state == "up" for s in conn.compute.services()
-            )
+    def _adopt_compute_node(self, conn: Any) -> None:
+        """Give nova-compute the node UUID already in Placement when its file is missing.
+
+        Without the file, a restarted nova-compute refuses to start ("No local node
+        identity found"); devclouds made by an older flotte have no such file.
+        """
+        id_file = self.layout.state_dir / "nova" / "compute_id"
+        if id_file.exists():
+            return
+        for rp in conn.placement.resource_providers(name="devcloud"):
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(rp.id)
+
+    def _wait_service(self, conn: Any, binary: str) -> None:
+        def service_up() -> bool:
+            return any(s.binary == binary and s.state == "up" for s in conn.compute.services())
 
         procs.wait_until(
-            conductor_up,
-            what="nova-conductor",
-            timeout=90,
-            layout=self.layout,
-            process="nova-conductor",
-            interval=1,
+            service_up, what=binary, timeout=90, layout=self.layout, process=binary, interval=1
         )
 
     def _register(self) -> None:

@@ -148,7 +148,9 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
     return {
         "DEFAULT": {
             "transport_url": rabbit_url(pw),
-            "compute_driver": "fake.FakeDriver",
+            # Like FakeDriver, but keeps its node UUID in state_path/compute_id: plain
+            # FakeDriver writes none, and nova-compute then refuses to start again.
+            "compute_driver": "fake.FakeDriverWithoutFakeNodes",
             "host": "devcloud",
             "my_ip": HOST,
             "state_path": str(state),
@@ -166,6 +168,9 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
         "keystone_authtoken": _authtoken(pw, "nova"),
         "placement": _auth(pw, "placement"),
         "neutron": _auth(pw, "neutron"),
+        # Neutron lets only a caller with the `service` role (sent as a service
+        # token) delete a compute port: without it every server delete fails.
+        "service_user": {**_auth(pw, "nova"), "send_service_user_token": True},
         "glance": {"region_name": REGION},
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
         "conductor": {"workers": 1},
@@ -175,7 +180,6 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
             "enabled_filters": ",".join(
                 (
                     "ComputeFilter",
-                    "AvailabilityZoneFilter",
                     "ImagePropertiesFilter",
                     "ServerGroupAntiAffinityFilter",
                     "ServerGroupAffinityFilter",

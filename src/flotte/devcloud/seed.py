@@ -126,7 +126,7 @@ def clouds(pw: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def connect(pw: dict[str, str]) -> Any:
-    """An admin openstacksdk Connection that ignores clouds.yaml and OS_* variables."""
+    """An admin openstacksdk Connection (with no cloud name it reads no clouds.yaml, no OS_*)."""
     from openstack.connection import Connection
 
     return Connection(
@@ -135,8 +135,6 @@ def connect(pw: dict[str, str]) -> Any:
         region_name=REGION,
         interface="public",
         identity_api_version="3",
-        load_yaml_config=False,
-        load_envvars=False,
     )
 
 

@@ -28,6 +28,15 @@ from flotte.devcloud.layout import (
 )
 from flotte.errors import FlotteError
 
+# API -> the name its gunicorn master is recorded under.
+API_PROCESS = {
+    "keystone": "keystone",
+    "glance": "glance",
+    "placement": "placement",
+    "nova": "nova-api",
+    "neutron": "neutron",
+}
+
 # Linux caps unix socket paths at 108 bytes.
 MAX_SOCKET_PATH = 100
 
@@ -44,7 +53,7 @@ def run_tool(layout: Layout, logname: str, argv: Sequence[str], what: str) -> st
 
 def check_ports(layout: Layout) -> None:
     """Fail with one line if a port devcloud needs is taken by a process it did not start."""
-    owners = {port: name for name, port in API_PORTS.items()}
+    owners = {port: API_PROCESS[name] for name, port in API_PORTS.items()}
     owners[RABBIT_PORT] = "rabbitmq"
     for port, name in sorted(owners.items()):
         if procs.running(layout, name) is None and procs.port_open(port):
@@ -216,10 +225,6 @@ def sync_databases(layout: Layout, pw: dict[str, str]) -> None:
         futures = [pool.submit(job) for job in jobs]
         for fut in futures:
             fut.result()
-
-
-API_PROCESS = {"keystone": "keystone", "glance": "glance", "placement": "placement"}
-API_PROCESS.update({"nova": "nova-api", "neutron": "neutron"})
 
 
 def start_apis(layout: Layout) -> None:
