@@ -216,7 +216,7 @@ class EC2Driver(Driver):
         image = await self._cached(
             ("ami", tgt, ami, owner), lambda: sh.resolve_ami(api, ami, owner)
         )
-        root = int(settings.get("ec2_root_size") or 16)
+        root = int(settings.get("ec2_root_size", 16))
         if root < 1 or root > 16384:
             raise UsageError(f"--ec2-root-size {root}: give a size in GB between 1 and 16384")
         extra = None
@@ -414,7 +414,10 @@ class EC2Driver(Driver):
             pool = sorted(unnamed.pop(launch.digest, []), key=lambda i: i["InstanceId"])
             need = len(missing) - len(pool)
             if need > 0:
+                retried = api.retries["RunInstances"]
                 pool += await self._run(api, launch, missing[len(pool) :], need)
+                if api.retries["RunInstances"] > retried:
+                    await self._strays(api, launch, group_tags, pool)
             pairs = list(zip(missing, pool, strict=False))
             await asyncio.gather(*(self._name(api, spec, inst, group_tags) for spec, inst in pairs))
             chosen.update({spec.name: inst for spec, inst in pairs})
@@ -423,6 +426,28 @@ class EC2Driver(Driver):
             if surplus:
                 await self._terminate(api, surplus)
         return chosen
+
+    async def _strays(
+        self,
+        api: Ec2Api,
+        launch: Launch,
+        group_tags: dict[str, str],
+        pool: list[dict[str, Any]],
+    ) -> None:
+        """Terminate instances of a RunInstances that was retried after a lost answer.
+
+        AWS returns the first launch again for the same ClientToken; other EC2 APIs
+        (and moto) launch twice: the first batch is tagged but belongs to nobody.
+        """
+        mine = {i["InstanceId"] for i in pool} | self._claimed
+        found = await self._instances(api, {**group_tags, LAUNCH_TAG: launch.digest})
+        strays = [
+            i["InstanceId"]
+            for i in found
+            if i["InstanceId"] not in mine and NODE_TAG not in sh.tags_of(i)
+        ]
+        if strays:
+            await self._terminate(api, strays)
 
     def _run_params(
         self,
@@ -721,8 +746,13 @@ class EC2Driver(Driver):
         """Sweep the group: strays of a killed run, then the security group and key pair."""
         if shared.get("region"):
             api = self._api_for(shared)
-        else:
-            api = self.api(self._target(self._settings(group.options)))
+        else:  # prepare did not finish: if the target itself is wrong, nothing was made
+            try:
+                tgt = self._target(self._settings(group.options))
+                api = self.api(tgt)
+                await self._cached(("region", tgt), lambda: self._validate_region(api, tgt))
+            except UsageError:
+                return
         owner = self._owner(group.owner)
         await sw.sweep(api, owner, self.ctx.home, poll=self.poll_interval)
 

@@ -210,6 +210,8 @@ def is_retryable(err: BaseException) -> bool:
     if isinstance(err, EndpointConnectionError):
         return True
     code = error_code(err)
+    if code in QUOTA or code in AUTH or code.startswith(USAGE_PREFIXES):
+        return False  # a capacity error sent as 5xx will not pass by retrying at once
     return code in THROTTLING or code in TRANSIENT or _status(err) >= 500
 
 
@@ -275,6 +277,7 @@ class Ec2Api:
         self._rng = random.Random()
         self.calls: Counter[str] = Counter()  # logical calls by action
         self.attempts = 0  # HTTP attempts, retries included
+        self.retries: Counter[str] = Counter()  # by action: a retried mutation may have happened
 
     def _semaphore(self) -> asyncio.Semaphore:
         # Made lazily: the driver may be built outside the loop that later uses it.
@@ -331,6 +334,7 @@ class Ec2Api:
                 delay = self.retry.delay(min(attempt, 6), self._rng)
                 log.debug("%s: %s failed with %s, retry in %.2f s", self.where, action, code, delay)
                 attempt += 1
+                self.retries[action] += 1
                 await self._sleep(delay)
 
     async def pages(
