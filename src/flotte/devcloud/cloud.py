@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,8 @@ class DevCloud:
 
     def _up(self, step: StepFn) -> None:
         layout = self.layout
+        # Before anything is installed: a clash is reported at once, nothing changed.
+        services.check_ports(layout)
         with step("MariaDB and RabbitMQ packages (apt)"):
             install.install_system_packages(layout)
         with step("OpenStack services in their venv (pip, pinned)"):
@@ -171,6 +174,9 @@ class DevCloud:
             conn = seed.connect(pw)
             if not seeded:
                 seed.seed_identity(conn, pw)
+                # A new token: the first one's catalog predates the endpoints just made.
+                conn.close()
+                conn = seed.connect(pw)
             # They authenticate as their service users at start: after the catalog.
             services.start_nova_daemon(layout, "nova-conductor")
             services.start_nova_daemon(layout, "nova-scheduler")
@@ -259,7 +265,14 @@ class DevCloud:
             return self._down(wipe=wipe)
 
     def _down(self, *, wipe: bool) -> list[str]:
-        stopped = [name for name in reversed(PROCESSES) if procs.stop(self.layout, name)]
+        # OpenStack services first, side by side (nova's take seconds each to shut
+        # down gracefully); then RabbitMQ, epmd and MariaDB, which they use.
+        backing = ("rabbitmq", "epmd", "mariadb")
+        openstack = [name for name in reversed(PROCESSES) if name not in backing]
+        with ThreadPoolExecutor(max_workers=len(openstack)) as pool:
+            results = list(pool.map(lambda n: procs.stop(self.layout, n), openstack))
+        stopped = [name for name, was in zip(openstack, results, strict=True) if was]
+        stopped += [name for name in backing if procs.stop(self.layout, name)]
         if wipe:
             if self.layout.secrets.exists():
                 entries = self.clouds()

@@ -193,15 +193,17 @@ def wait_until(
 ) -> None:
     """Poll ``check`` until true; fail at once if ``process`` died, or on timeout."""
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while True:
         try:
             if check():
                 return
-        except Exception:
-            pass
+        except Exception as err:  # a service still starting answers with errors
+            last = err
         if layout is not None and process is not None and running(layout, process) is None:
             raise FlotteError(f"{process} failed to start: see {layout.log(process)}")
         if time.monotonic() > deadline:
             where = f": see {layout.log(process)}" if layout is not None and process else ""
-            raise TimeoutError_(f"{what} not ready after {timeout:.0f} s{where}")
+            why = f" (last error: {str(last)[:200]})" if last is not None else ""
+            raise TimeoutError_(f"{what} not ready after {timeout:.0f} s{why}{where}")
         time.sleep(interval)
