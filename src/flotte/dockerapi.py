@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from flotte.errors import TimeoutError_
 from flotte.models import Endpoint
+
+__all__ = ["Endpoint", "client", "connected", "ping", "ssl_context", "wait_engine"]
 from flotte.pki import CertificateAuthority
 
 if TYPE_CHECKING:
     import docker
+
+API_VERSION = "1.41"  # Docker 20.10, the oldest engine Debian and Ubuntu LTS still ship
 
 
 def client(endpoint: Endpoint, ca: CertificateAuthority, timeout: int = 60) -> docker.DockerClient:
@@ -25,9 +31,28 @@ def client(endpoint: Endpoint, ca: CertificateAuthority, timeout: int = 60) -> d
         ca_cert=str(ca.ca_path),
         verify=True,
     )
-    return docker.DockerClient(
-        base_url=f"https://{endpoint.host}:{endpoint.docker_port}", tls=tls, timeout=timeout
+    cli = docker.DockerClient(
+        base_url=f"https://{endpoint.host}:{endpoint.docker_port}",
+        tls=tls,
+        timeout=timeout,
+        version=API_VERSION,  # "auto" would make a request before trust_env is turned off
     )
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace flotte's CA, and sends
+    # node traffic through HTTP(S)_PROXY: neither is right for a node's engine.
+    cli.api.trust_env = False
+    return cli
+
+
+@contextmanager
+def connected(
+    endpoint: Endpoint, ca: CertificateAuthority, timeout: int = 60
+) -> Iterator[docker.DockerClient]:
+    """``client`` as a context manager that closes its connections afterwards."""
+    cli = client(endpoint, ca, timeout)
+    try:
+        yield cli
+    finally:
+        cli.close()
 
 
 def ssl_context(ca: CertificateAuthority) -> ssl.SSLContext:

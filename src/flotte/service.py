@@ -360,7 +360,7 @@ class Service:
                 return row.name, ""
 
             def ask() -> str:
-                with dockerapi.client(ep, self.ca, timeout=int(timeout)) as cli:
+                with dockerapi.connected(ep, self.ca, timeout=int(timeout)) as cli:
                     return str(cli.version().get("Version", ""))
 
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -36,11 +37,29 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _print_table(table: Any) -> None:
+    import sys
+
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        Console().print(table)
+        return
+    # Piped output is read by scripts and pagers: never cut a cell short, and drop the
+    # padding a very wide virtual terminal would add.
+    console = Console(width=4000, file=io.StringIO(), color_system=None)
+    with console.capture() as capture:
+        console.print(table)
+    for line in capture.get().splitlines():
+        click.echo(line.rstrip())
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list | tuple):
-        return ", ".join(_cell(v) for v in value)
+        sep = "\n" if any(isinstance(v, dict) for v in value) else ", "
+        return sep.join(_cell(v) for v in value)
     if isinstance(value, dict):
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
     return str(value)
@@ -60,15 +79,15 @@ def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str
         for row in rows:
             click.echo(" ".join(_cell(row.get(c)) for c in columns))
         return
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text  # cells are text, never markup: "[x]" must survive
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in columns:
         table.add_column(col.upper().replace("_", " "))
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console(soft_wrap=True).print(table)
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
+    _print_table(table)
 
 
 def render_record(record: dict[str, Any], fmt: str) -> None:
@@ -85,12 +104,12 @@ def render_record(record: dict[str, Any], fmt: str) -> None:
         for value in record.values():
             click.echo(_cell(value))
         return
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text  # cells are text, never markup: "[x]" must survive
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("FIELD")
     table.add_column("VALUE", overflow="fold")
     for key, value in record.items():
-        table.add_row(key, _cell(value))
-    Console(soft_wrap=True).print(table)
+        table.add_row(Text(key), Text(_cell(value)))
+    _print_table(table)

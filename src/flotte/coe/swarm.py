@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,8 @@ class Swarm:
     def __init__(self, ca: CertificateAuthority) -> None:
         self.ca = ca
 
-    def client(self, endpoint: Endpoint) -> docker.DockerClient:
-        return dockerapi.client(endpoint, self.ca)
+    def connected(self, endpoint: Endpoint) -> AbstractContextManager[docker.DockerClient]:
+        return dockerapi.connected(endpoint, self.ca)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -46,7 +47,7 @@ class Swarm:
         def run() -> Tokens:
             import docker.errors
 
-            with self.client(manager) as cli:
+            with self.connected(manager) as cli:
                 state = cli.info().get("Swarm", {}).get("LocalNodeState")
                 if state != "active":
                     try:
@@ -74,7 +75,7 @@ class Swarm:
         def run() -> None:
             import docker.errors
 
-            with self.client(node) as cli:
+            with self.connected(node) as cli:
                 swarm = cli.info().get("Swarm", {})
                 if swarm.get("LocalNodeState") == "active":
                     if swarm.get("Cluster", {}).get("ID") == cluster_id:
@@ -96,7 +97,7 @@ class Swarm:
 
     async def nodes(self, manager: Endpoint) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
-            with self.client(manager) as cli:
+            with self.connected(manager) as cli:
                 return [
                     {
                         "id": n.id,
@@ -134,7 +135,7 @@ class Swarm:
         """Drain ``hostname``, make it leave, and delete it from the swarm's node list."""
 
         def drain_and_demote() -> str | None:
-            with self.client(manager) as cli:
+            with self.connected(manager) as cli:
                 for n in cli.nodes.list(filters={"name": hostname}):
                     if n.attrs["Description"]["Hostname"] != hostname:
                         continue
@@ -150,7 +151,7 @@ class Swarm:
 
             assert node is not None
             try:
-                with self.client(node) as cli:
+                with self.connected(node) as cli:
                     cli.swarm.leave(force=True)
             except (docker.errors.DockerException, OSError):
                 pass  # the node may already be gone; the manager removes it below
@@ -158,7 +159,7 @@ class Swarm:
         def forget(node_id: str) -> None:
             import docker.errors
 
-            with self.client(manager) as cli:
+            with self.connected(manager) as cli:
                 for _ in range(50):
                     try:
                         cli.api.remove_node(node_id, force=True)

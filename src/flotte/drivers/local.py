@@ -14,6 +14,7 @@ capability set instead. Which one works is detected once per engine, never assum
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import tarfile
@@ -216,8 +217,9 @@ class LocalDriver(Driver):
             return None
 
     def _address(self, container: Container, network: str) -> str:
-        nets = container.attrs["NetworkSettings"]["Networks"]
-        return str((nets.get(network) or next(iter(nets.values()), {})).get("IPAddress", ""))
+        nets: dict[str, dict[str, Any]] = container.attrs["NetworkSettings"]["Networks"]
+        found = nets.get(network) or next(iter(nets.values()), {})
+        return str(found.get("IPAddress", ""))
 
     def _record(self, spec_name: str, container: Container, network: str) -> NodeRecord:
         return NodeRecord(
@@ -255,7 +257,8 @@ class LocalDriver(Driver):
             container.reload()
             return self._record(spec.name, container, network)
 
-        return await self._call(run)
+        record: NodeRecord = await self._call(run)
+        return record
 
     def _create_container(
         self, spec: NodeSpec, labels: dict[str, str], volume: str, network: str
@@ -370,10 +373,8 @@ class LocalDriver(Driver):
             container = self._find(node.name)
             if container is not None:
                 container.remove(force=True, v=True)
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 self.docker.volumes.get(f"flotte-{node.name}-docker").remove(force=True)
-            except docker.errors.NotFound:
-                pass
 
         await self._call(run)
 

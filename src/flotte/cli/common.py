@@ -1,0 +1,194 @@
+"""Pieces shared by the machine, cluster and template commands."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from flotte.engine.executor import Step
+from flotte.models import EngineOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DriverOptionsCommand(click.Command):
+    """A command that also takes every driver's flags, added only when it runs.
+
+    Listing driver options imports each driver's module; doing it in ``get_params``
+    keeps ``flotte machine ls`` from paying for openstacksdk and boto3.
+    """
+
+    _driver_params: list[click.Parameter] | None = None
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if self._driver_params is None:
+            self._driver_params = driver_params()
+        return [*super().get_params(ctx)[:-1], *self._driver_params, super().get_params(ctx)[-1]]
+
+
+def driver_params() -> list[click.Parameter]:
+    from flotte import drivers
+    from flotte.errors import UsageError
+
+    params: list[click.Parameter] = []
+    seen: set[str] = set()
+    for name in drivers.names():
+        try:
+            cls = drivers.get(name)
+        except UsageError:
+            continue  # a driver whose module is not in this build
+        for opt in cls.options:
+            if opt.key in seen:
+                continue
+            seen.add(opt.key)
+            decls = [f"--{opt.name}", *(f"--{a}" for a in opt.aliases), opt.key]
+            if opt.is_flag:
+                params.append(
+                    click.Option(
+                        decls,
+                        is_flag=True,
+                        default=bool(opt.default),
+                        help=opt.help,
+                        envvar=opt.envvar,
+                    )
+                )
+            else:
+                params.append(
+                    click.Option(
+                        decls,
+                        type=opt.type,
+                        default=opt.default,
+                        multiple=opt.multiple,
+                        help=f"[{name}] {opt.help}",
+                        envvar=opt.envvar,
+                        show_envvar=bool(opt.envvar),
+                    )
+                )
+    return params
+
+
+def split_driver_options(kwargs: dict[str, Any], own: set[str]) -> dict[str, Any]:
+    """Remove and return the driver flags from a command's keyword arguments."""
+    return {k: kwargs.pop(k) for k in list(kwargs) if k not in own}
+
+
+def engine_flags(f: F) -> F:
+    """docker-machine's ``--engine-*`` flags and ``--tls-san``."""
+    for decl, help_ in reversed(
+        [
+            ("--engine-opt", "dockerd flag as KEY=VALUE (repeatable)"),
+            ("--engine-label", "engine label KEY=VALUE (repeatable)"),
+            ("--engine-insecure-registry", "registry to reach without TLS (repeatable)"),
+            ("--engine-registry-mirror", "registry mirror URL (repeatable)"),
+            ("--engine-env", "environment variable KEY=VALUE for dockerd (repeatable)"),
+            ("--tls-san", "extra name or address in the engine's certificate (repeatable)"),
+        ]
+    ):
+        f = click.option(decl, multiple=True, help=help_)(f)
+    f = click.option("--engine-storage-driver", default=None, help="dockerd storage driver")(f)
+    return f
+
+
+def engine_from_flags(kwargs: dict[str, Any]) -> EngineOptions:
+    return EngineOptions(
+        opts=tuple(kwargs.pop("engine_opt", ())),
+        labels=tuple(kwargs.pop("engine_label", ())),
+        insecure_registries=tuple(kwargs.pop("engine_insecure_registry", ())),
+        registry_mirrors=tuple(kwargs.pop("engine_registry_mirror", ())),
+        env=tuple(kwargs.pop("engine_env", ())),
+        storage_driver=kwargs.pop("engine_storage_driver", None),
+        tls_sans=tuple(kwargs.pop("tls_san", ())),
+    )
+
+
+def parse_labels(values: tuple[str, ...] | str | None) -> dict[str, str]:
+    """Magnum's ``--labels k=v,k2=v2`` (repeatable)."""
+    from flotte.errors import UsageError
+
+    out: dict[str, str] = {}
+    items = [values] if isinstance(values, str) else list(values or ())
+    for item in items:
+        for pair in item.split(","):
+            if not pair:
+                continue
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise UsageError(f"label {pair!r} is not KEY=VALUE")
+            out[key.strip()] = value.strip()
+    return out
+
+
+class Progress:
+    """One line per node and phase: a live table on a terminal, plain lines otherwise."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.rows: dict[str, list[Any]] = {}
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self._live: Any = None
+
+    def __call__(self, step: Step, phase: str, detail: str = "") -> None:
+        label = step.label or step.name
+        who, _, what = label.partition(" ")
+        now = time.monotonic()
+        row = self.rows.setdefault(who, [what, "", now, ""])
+        if phase.endswith("start"):
+            row[:] = [what, "working", now, ""]
+        else:
+            row[0], row[1], row[3] = what, phase, detail
+            if not self.tty and phase in ("done", "failed", "skipped", "undone"):
+                extra = f": {detail}" if detail else ""
+                click.echo(
+                    f"  {who:<28} {what:<12} {phase:<8} {now - row[2]:5.1f}s{extra}", err=True
+                )
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, title=self.title, title_justify="left", header_style="bold")
+        for col in ("NODE", "PHASE", "STATUS", "TIME"):
+            table.add_column(col)
+        now = time.monotonic()
+        for who, (what, status, since, detail) in self.rows.items():
+            style = {"failed": "red", "done": "green", "skipped": "yellow"}.get(status, "")
+            text = f"{status}{': ' + detail if detail else ''}"
+            table.add_row(
+                who, what, f"[{style}]{text}[/]" if style else text, f"{now - since:.1f}s"
+            )
+        return table
+
+    @contextmanager
+    def live(self) -> Iterator[Progress]:
+        if not self.tty:
+            yield self
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(self._table(), console=Console(stderr=True), refresh_per_second=8) as live:
+            self._live = live
+            try:
+                yield self
+            finally:
+                live.update(self._table())
+                self._live = None
+
+
+def service(progress: Progress | None = None, **kwargs: Any) -> Any:
+    from flotte.service import Service
+
+    return Service(events=progress, **kwargs)
+
+
+def run(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)

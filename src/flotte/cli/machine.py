@@ -1,0 +1,468 @@
+"""``flotte machine``: Docker hosts with docker-machine's verbs and flags."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from flotte.cli.common import (
+    DriverOptionsCommand,
+    Progress,
+    engine_flags,
+    engine_from_flags,
+    run,
+    service,
+    split_driver_options,
+)
+from flotte.cli.output import format_option, render_record, render_rows
+from flotte.errors import UsageError
+
+LS_COLUMNS = ["name", "active", "driver", "state", "url", "swarm", "docker", "errors"]
+
+
+@click.group()
+def machine() -> None:
+    """Docker hosts (docker-machine verbs)."""
+
+
+@machine.command(cls=DriverOptionsCommand)
+@click.argument("name")
+@click.option(
+    "-d",
+    "--driver",
+    "driver_name",
+    default="local",
+    show_default=True,
+    help="Driver to create the machine with.",
+)
+@engine_flags
+@click.option(
+    "--engine-install-url",
+    default=None,
+    help="Script that installs Docker (ssh and cloud drivers).",
+)
+@click.option(
+    "--no-provision", is_flag=True, help="Create the infrastructure only; no Docker engine set up."
+)
+@click.option("--no-rollback", is_flag=True, help="Keep what was made when creation fails.")
+def create(name: str, driver_name: str, **kwargs: Any) -> None:
+    """Create a machine: a TLS-protected Docker host."""
+    no_provision = kwargs.pop("no_provision")
+    rollback = not kwargs.pop("no_rollback")
+    engine = engine_from_flags(kwargs)
+    install_url = kwargs.pop("engine_install_url")
+    options = split_driver_options(kwargs, set())
+    if install_url:
+        options["engine_install_url"] = install_url
+    progress = Progress(f"machine {name}")
+    svc = service(progress)
+    with progress.live():
+        row = run(
+            svc.create_machine(
+                name, driver_name, options, engine, no_provision=no_provision, rollback=rollback
+            )
+        )
+    if no_provision:
+        click.echo(f"Machine {name} created without a Docker engine (--no-provision).")
+        return
+    click.echo(f"Machine {name} is running: {row.endpoint.get('host')}")
+    click.echo(f"Docker context: docker --context flotte-{name} ps")
+    click.echo(f"To point your Docker client at it, run: eval $(flotte machine env {name})")
+
+
+def _active_url() -> str:
+    return os.environ.get("DOCKER_HOST", "")
+
+
+def _parse_filters(filters: tuple[str, ...]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or key not in ("name", "driver", "state", "swarm", "label"):
+            raise UsageError(
+                f"--filter {f!r}: use name=, driver=, state=, swarm= or label=KEY=VALUE"
+            )
+        out.setdefault(key, set()).add(value)
+    return out
+
+
+@machine.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="Only names.")
+@click.option(
+    "--filter", "filters", multiple=True, help="name=, driver=, state=, swarm=, label=K=V"
+)
+@click.option(
+    "-t", "--timeout", default=3.0, show_default=True, help="Seconds to wait for each engine."
+)
+@format_option()
+def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
+    """List machines (and cluster nodes, with their cluster in SWARM)."""
+    wanted = _parse_filters(filters)
+    svc = service()
+    rows = svc.machines()
+
+    async def gather() -> tuple[list[Any], dict[str, str]]:
+        states = await asyncio.gather(*(svc.machine_state(r) for r in rows))
+        versions = {} if quiet else await svc.engine_versions(rows, timeout)
+        return list(states), versions
+
+    states, versions = run(gather())
+    out = []
+    active = _active_url()
+    for row, state in zip(rows, states, strict=True):
+        url = (
+            f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}"
+            if row.endpoint
+            else ""
+        )
+        swarm = (
+            f"{row.cluster} ({'manager' if row.role == 'manager' else 'worker'})"
+            if row.cluster
+            else ""
+        )
+        labels = set(row.spec.get("engine", {}).get("labels", []))
+        record = {
+            "name": row.name,
+            "active": "*" if url and url == active else "-",
+            "driver": row.driver,
+            "state": str(state),
+            "url": url,
+            "swarm": swarm,
+            "docker": versions.get(row.name, ""),
+            "errors": row.status_reason,
+        }
+        if _matches(record, row.cluster or "", labels, wanted):
+            out.append(record)
+    if quiet:
+        for r in out:
+            click.echo(r["name"])
+        return
+    render_rows(out, LS_COLUMNS, fmt)
+
+
+def _matches(
+    record: dict[str, Any], cluster: str, labels: set[str], wanted: dict[str, set[str]]
+) -> bool:
+    for key, values in wanted.items():
+        if key == "label":
+            if not values <= labels:
+                return False
+        elif key == "swarm":
+            if cluster not in values:
+                return False
+        elif key == "state":
+            if record["state"].lower() not in {v.lower() for v in values}:
+                return False
+        elif record[key] not in values:
+            return False
+    return True
+
+
+def _public_view(svc: Any, row: Any) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "driver": row.driver,
+        "cluster": row.cluster,
+        "role": row.role,
+        "status": row.status,
+        "status_reason": row.status_reason,
+        "options": row.spec.get("options", {}),
+        "engine": row.spec.get("engine", {}),
+        "record": row.record,
+        "endpoint": row.endpoint,
+        "url": f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}"
+        if row.endpoint
+        else "",
+        "tls": {
+            "ca": str(svc.ca.ca_path),
+            "cert": str(svc.ca.client.cert),
+            "key": str(svc.ca.client.key),
+        },
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+    }
+
+
+@machine.command()
+@click.argument("name")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "yaml", "table"]),
+    default="json",
+    show_default=True,
+)
+def inspect(name: str, fmt: str) -> None:
+    """Everything recorded about a machine (secrets left out)."""
+    svc = service()
+    render_record(_public_view(svc, svc.machine(name)), fmt)
+
+
+def _endpoint(name: str) -> Any:
+    svc = service()
+    row = svc.machine(name)
+    if not row.endpoint:
+        raise UsageError(f"machine {name!r} has no Docker engine (status {row.status})")
+    return svc, row
+
+
+@machine.command()
+@click.argument("names", nargs=-1, required=True)
+def ip(names: tuple[str, ...]) -> None:
+    """The address of each machine."""
+    svc = service()
+    for name in names:
+        row = svc.machine(name)
+        click.echo((row.record.get("addresses") or [""])[0])
+
+
+@machine.command()
+@click.argument("name")
+def url(name: str) -> None:
+    """The Docker engine URL of a machine."""
+    _, row = _endpoint(name)
+    click.echo(f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}")
+
+
+@machine.command()
+@click.argument("name")
+def status(name: str) -> None:
+    """The state of a machine (Running, Stopped, ...)."""
+    svc = service()
+    click.echo(str(run(svc.machine_state(svc.machine(name)))))
+
+
+def _action(action: str, names: tuple[str, ...]) -> None:
+    svc = service()
+    for name in names:
+        svc.machine(name)  # every name checked before any machine changes
+
+    async def all_of() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(svc.machine_action(n, action) for n in names), return_exceptions=True
+            )
+        )
+
+    failures = 0
+    for name, result in zip(names, run(all_of()), strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            failures += 1
+            click.echo(f"Error: {name}: {result}", err=True)
+        else:
+            click.echo(f"{name}: {action} done")
+    if failures:
+        sys.exit(1)
+
+
+@machine.command()
+@click.argument("names", nargs=-1, required=True)
+def start(names: tuple[str, ...]) -> None:
+    """Start machines (their engines come back with certificates for their address)."""
+    _action("start", names)
+
+
+@machine.command()
+@click.argument("names", nargs=-1, required=True)
+def stop(names: tuple[str, ...]) -> None:
+    """Stop machines."""
+    _action("stop", names)
+
+
+@machine.command()
+@click.argument("names", nargs=-1, required=True)
+def restart(names: tuple[str, ...]) -> None:
+    """Restart machines."""
+    _action("restart", names)
+
+
+@machine.command()
+@click.argument("names", nargs=-1, required=True)
+def kill(names: tuple[str, ...]) -> None:
+    """Stop machines at once, without a clean shutdown."""
+    _action("kill", names)
+
+
+@machine.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Forget the machine even if its resources cannot be removed.",
+)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--purge", is_flag=True, help="ssh driver: also uninstall what flotte installed on the host."
+)
+def rm(names: tuple[str, ...], force: bool, yes: bool, purge: bool) -> None:
+    """Remove machines and everything flotte made for them."""
+    svc = service()
+    for name in names:
+        svc._lone(name)  # checked first: a cluster node or unknown name changes nothing
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to remove without confirmation: pass -y")
+        click.confirm(f"Remove {', '.join(names)}?", abort=True)
+
+    async def all_of() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                *(svc.remove_machine(n, force=force, purge=purge) for n in names),
+                return_exceptions=True,
+            )
+        )
+
+    failures = 0
+    for name, result in zip(names, run(all_of()), strict=True):
+        if isinstance(result, Exception):
+            failures += 1
+            click.echo(f"Error: {name}: {result}", err=True)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            click.echo(f"Successfully removed {name}")
+    if failures:
+        sys.exit(1)
+
+
+SHELLS = ("bash", "zsh", "fish", "powershell", "cmd", "tcsh")
+
+
+def format_env(env: dict[str, str], shell: str, unset: bool, hint: str) -> str:
+    lines = []
+    for key, value in env.items():
+        if shell == "fish":
+            lines.append(f"set -e {key};" if unset else f'set -gx {key} "{value}";')
+        elif shell == "powershell":
+            lines.append(f"Remove-Item Env:\\{key}" if unset else f'$Env:{key} = "{value}"')
+        elif shell == "cmd":
+            lines.append(f"SET {key}=" if unset else f"SET {key}={value}")
+        elif shell == "tcsh":
+            lines.append(f"unsetenv {key};" if unset else f'setenv {key} "{value}";')
+        else:
+            lines.append(f"unset {key}" if unset else f'export {key}="{value}"')
+    comment = "REM" if shell == "cmd" else "#"
+    lines.append(f"{comment} Run this command to configure your shell:")
+    lines.append(f"{comment} {hint}")
+    return "\n".join(lines)
+
+
+def _shell_hint(shell: str, cmd: str) -> str:
+    if shell == "fish":
+        return f"eval ({cmd})"
+    if shell == "powershell":
+        return f"& {cmd} | Invoke-Expression"
+    if shell == "cmd":
+        return f"@FOR /f \"tokens=*\" %i IN ('{cmd}') DO @%i"
+    return f"eval $({cmd})"
+
+
+def default_shell() -> str:
+    name = os.path.basename(os.environ.get("SHELL", "bash"))
+    return name if name in SHELLS else "bash"
+
+
+@machine.command()
+@click.argument("name")
+@click.option(
+    "--shell", type=click.Choice(SHELLS), default=None, help="Shell syntax (default: $SHELL)."
+)
+@click.option("-u", "--unset", is_flag=True, help="Print commands that unset the variables.")
+def env(name: str, shell: str | None, unset: bool) -> None:
+    """Shell commands that point the docker CLI at a machine."""
+    shell = shell or default_shell()
+    svc = service()
+    values = svc.env(name)
+    cmd = f"flotte machine env{' -u' if unset else ''} {name}"
+    click.echo(format_env(values, shell, unset, _shell_hint(shell, cmd)))
+
+
+@machine.command()
+@click.argument("name")
+def config(name: str) -> None:
+    """docker CLI flags that reach a machine's engine."""
+    svc, row = _endpoint(name)
+    click.echo(
+        f'--tlsverify --tlscacert="{svc.ca.ca_path}" --tlscert="{svc.ca.client.cert}" '
+        f'--tlskey="{svc.ca.client.key}" -H=tcp://{row.endpoint["host"]}:{row.endpoint.get("docker_port", 2376)}'
+    )
+
+
+@machine.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(name: str, command: tuple[str, ...]) -> None:
+    """Open a shell on a machine, or run COMMAND there."""
+    from flotte.service import record_of
+
+    svc = service()
+    row = svc.machine(name)
+    args = list(command)
+    if args and args[0] == "--":
+        args = args[1:]
+    argv = svc.machine_driver(row).shell_command(record_of(row), args)
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@machine.command("regenerate-certs")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--client-certs", is_flag=True, help="Also make a new client certificate.")
+def regenerate_certs(names: tuple[str, ...], force: bool, client_certs: bool) -> None:
+    """Sign new server certificates for machines (their engines restart)."""
+    svc = service()
+    for name in names:
+        svc.machine(name)
+    if not force:
+        if not sys.stdin.isatty():
+            raise UsageError("refusing to regenerate certificates without confirmation: pass -f")
+        click.confirm(f"Regenerate TLS certificates of {', '.join(names)}?", abort=True)
+    for i, name in enumerate(names):
+        run(svc.regenerate_certs(name, client_certs=client_certs and i == 0))
+        click.echo(f"Regenerated certificates of {name}")
+
+
+@machine.command()
+def active() -> None:
+    """The machine DOCKER_HOST points at."""
+    svc = service()
+    url = _active_url()
+    for row in svc.machines():
+        if (
+            row.endpoint
+            and url == f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}"
+        ):
+            click.echo(row.name)
+            return
+    raise UsageError("no active machine: DOCKER_HOST does not point at one of flotte's machines")
+
+
+@machine.command()
+@click.argument("name")
+@click.option(
+    "--name", "image_name", default=None, help="Name of the image (default: NAME-snapshot)."
+)
+def snapshot(name: str, image_name: str | None) -> None:
+    """Save a machine's disk as an image (cloud drivers)."""
+    from flotte.service import record_of
+
+    svc = service()
+    row = svc.machine(name)
+    driver = svc.machine_driver(row)
+    if not driver.capabilities.snapshot or not hasattr(driver, "snapshot"):
+        raise UsageError(f"the {row.driver} driver cannot snapshot machines")
+    image_id = run(driver.snapshot(record_of(row), image_name or f"{name}-snapshot"))
+    click.echo(
+        json.dumps({"machine": name, "image": image_name or f"{name}-snapshot", "id": image_id})
+    )
