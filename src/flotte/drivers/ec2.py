@@ -38,7 +38,6 @@ from flotte.errors import (
     DriverError,
     FlotteError,
     NotFound,
-    ProvisionError,
     TimeoutError_,
     UsageError,
 )
@@ -385,7 +384,7 @@ class EC2Driver(Driver):
             for spec in launch.specs:
                 inst = running[chosen[spec.name]["InstanceId"]]
                 settings = settings_of[spec.name]
-                record = self._record(spec.name, inst, shared, settings, launch.inputs)
+                record = self._record(spec, inst, shared, settings, launch.inputs)
                 if settings.get("ec2_elastic_ip"):
                     record = await self._elastic_ip(api, spec, record)
                 records.append(record)
@@ -559,7 +558,7 @@ class EC2Driver(Driver):
 
     def _record(
         self,
-        name: str,
+        spec: NodeSpec,
         inst: Mapping[str, Any],
         shared: Mapping[str, Any],
         settings: Mapping[str, Any],
@@ -570,7 +569,7 @@ class EC2Driver(Driver):
         first = private if settings.get("ec2_private_address_only") else (public or private)
         addresses = [a for a in dict.fromkeys([first, public, private]) if a]
         return NodeRecord(
-            name=name,
+            name=spec.name,
             driver=self.name,
             provider_id=inst["InstanceId"],
             addresses=addresses,
@@ -584,6 +583,8 @@ class EC2Driver(Driver):
                 "key_path": shared.get("key_path"),
                 "security_group_id": shared.get("security_group_id"),
                 "private_address_only": bool(settings.get("ec2_private_address_only")),
+                "active_timeout": int(settings.get("ec2_active_timeout") or 300),
+                "owner": sh.owner_tags(self._owner(spec.owner)),
             },
         )
 
@@ -619,24 +620,30 @@ class EC2Driver(Driver):
     # -- provision and endpoint ------------------------------------------------------
 
     async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        try:
-            from flotte.provision import docker_host  # type: ignore[attr-defined]
-        except ImportError as err:
-            raise ProvisionError(
-                "the SSH provisioner is not available in this version",
-                hint="create with --no-provision and install Docker yourself",
-            ) from err
+        """The SSH provisioner of every driver: it waits for sshd and for cloud-init."""
+        from flotte.provision.docker_host import provision_docker_host
+        from flotte.provision.ssh import SSHTarget
+
         endpoint = self.endpoint(node)
-        run: Any = docker_host.provision_docker_host
-        result = await run(
-            endpoint=endpoint,
-            name=node.name,
-            ca=self.ctx.ca,
-            engine=engine,
+        target = SSHTarget(
+            host=endpoint.host,
+            port=endpoint.ssh_port,
+            user=endpoint.ssh_user,
+            key=Path(endpoint.ssh_key) if endpoint.ssh_key else None,
             known_hosts=self.ctx.known_hosts,
-            sans=[a for a in node.addresses if a],
+            # "running" comes well before sshd listens on a fresh instance.
+            wait=float(node.data.get("active_timeout") or 300),
         )
-        return result if isinstance(result, Endpoint) else endpoint
+        owner = {k: v for k, v in node.data.get("owner", {}).items() if v}
+        await provision_docker_host(
+            target,
+            engine,
+            self.ctx.ca,
+            node.name,
+            sans=[a for a in node.addresses if a],
+            owner=owner or None,
+        )
+        return endpoint
 
     def endpoint(self, node: NodeRecord) -> Endpoint:
         return Endpoint(
