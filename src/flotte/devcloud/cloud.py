@@ -113,8 +113,18 @@ class DevCloud:
             and state.get("fingerprint") == self._fingerprint() != ""
             and not self._missing_processes()
             and self.layout.clouds_yaml.exists()
+            and state.get("config") == self._config_hash()
             and services.api_answers("keystone")
         )
+
+    def _configs(self) -> dict[Path, str]:
+        return render.render_all(self.layout, self.secrets(), self.layout.venv / "etc")
+
+    def _config_hash(self) -> str:
+        try:
+            return render.config_hash(self._configs())
+        except FileNotFoundError:  # no venv yet
+            return ""
 
     def secrets(self) -> dict[str, str]:
         return render.load_secrets(self.layout)
@@ -154,7 +164,12 @@ class DevCloud:
         with step("OpenStack services in their venv (pip, pinned)"):
             install.install_services(layout)
         pw = render.load_secrets(layout)
-        render.write_all(layout, pw, layout.venv / "etc")
+        configs = self._configs()
+        render.write_all(layout, configs)
+        if self._state().get("config") not in (None, render.config_hash(configs)):
+            # Settings changed (a flotte upgrade): running services must reread them.
+            with step("restarting services on changed settings"):
+                self._down(wipe=False)
         services.check_ports(layout)
         with step("MariaDB"):
             services.start_mariadb(layout, pw)
@@ -221,7 +236,9 @@ class DevCloud:
             name = missing[0]
             raise FlotteError(f"{name} stopped during start-up: see {layout.log(name)}")
         self._register()
-        self._save_state(seeded=fingerprint, fingerprint=fingerprint)
+        self._save_state(
+            seeded=fingerprint, fingerprint=fingerprint, config=render.config_hash(configs)
+        )
 
     def _adopt_compute_node(self, conn: Any) -> None:
         """Give nova-compute the node UUID already in Placement when its file is missing.

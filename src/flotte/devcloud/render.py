@@ -8,6 +8,7 @@ setting below that is not a stock default is there for a measured reason (see
 from __future__ import annotations
 
 import configparser
+import hashlib
 import io
 import json
 import secrets
@@ -330,8 +331,8 @@ def conf_args(layout: Layout, service: str) -> list[str]:
     return [arg for f in files for arg in ("--config-file", str(f))]
 
 
-def write_all(layout: Layout, pw: dict[str, str], venv_etc: Path) -> None:
-    """Write every config file (cheap; done on each ``up`` so changes take effect)."""
+def render_all(layout: Layout, pw: dict[str, str], venv_etc: Path) -> dict[Path, str]:
+    """Every config file's path and text."""
     files: dict[Path, str] = {
         layout.etc / "keystone" / "keystone.conf": _ini(keystone_conf(layout, pw)),
         layout.etc / "glance" / "glance-api.conf": _ini(glance_conf(layout, pw)),
@@ -349,6 +350,18 @@ def write_all(layout: Layout, pw: dict[str, str], venv_etc: Path) -> None:
         ("neutron", "api-paste.ini"),
     ):
         files[layout.etc / service / name] = (venv_etc / service / name).read_text()
+    return files
+
+
+def config_hash(files: dict[Path, str]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(f"{path}\0{files[path]}\0".encode())
+    return digest.hexdigest()
+
+
+def write_all(layout: Layout, files: dict[Path, str]) -> None:
+    """Write the config files (cheap; done on each ``up`` so changes take effect)."""
     for path, text in files.items():
         # Configs hold passwords: private, like secrets.json.
         write_secret(path, text.encode())
