@@ -591,6 +591,12 @@ class OpenStackDriver(Driver):
             machine=node.data.get("owner", {}).get("flotte:machine"),
             installation=node.data.get("owner", {}).get("flotte:owner", self.ctx.installation),
         )
+        inv = self._inventory.get(self._group_key(owner))
+        if inv is not None:  # forget it, so a later create in this command boots anew
+            inv.servers.pop(node.name, None)
+            port = inv.ports.pop(node.name, None)
+            if port is not None:
+                inv.fips.pop(port.id, None)
         await node_ops.delete_node(
             p,
             node.name,

@@ -202,6 +202,13 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
                 made.setdefault("port", port.id)
             await _undo(p, boot, made, err)
         raise
+    if inv is not None:
+        # Keep the group's inventory true for the rest of this command (a second create
+        # of the same node adopts instead of booting another server).
+        inv.servers[boot.name] = server
+        inv.ports[boot.name] = port
+        if fip is not None:
+            inv.fips[port.id] = fip
     fixed = fixed_ip(port, boot.ip_version)
     floating = str(fip.floating_ip_address) if fip is not None else ""
     return {

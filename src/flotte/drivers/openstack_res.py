@@ -94,7 +94,10 @@ async def _find(p: Provider, kind: str, finder: Any, lister: Any, value: str, fl
     if key in p.cache:
         return p.cache[key]
     try:
-        found = await p.read(lambda: finder(value, ignore_missing=True), f"find {kind}", raw=True)
+        # ignore_missing=False: True is deprecated (openstacksdk warns); a miss raises.
+        found = await p.read(lambda: finder(value, ignore_missing=False), f"find {kind}", raw=True)
+    except os_exc.NotFoundException:
+        found = None
     except os_exc.DuplicateResource as err:
         raise UsageError(
             f"several {kind}s are named {value!r}: give its ID with {flag.replace('name', 'id')}"
