@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from conftest import Cloud, leaked, machine_group, node_specs
+from os_helpers import Cloud, leaked, machine_group, node_specs
 
 from flotte.drivers.openstack_shared import generate_key
 from flotte.models import NodeState

@@ -1,0 +1,169 @@
+"""Helpers shared by the OpenStack e2e tests (a module of its own: not ``conftest``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flotte.drivers.base import GroupSpec
+from flotte.models import NodeSpec, Owner, Role
+
+VENV_BIN = Path(sys.executable).parent
+DEMO, ALT, ADMIN = "devcloud-demo", "devcloud-alt", "devcloud"
+# Resources counted before and after each test that makes something.
+KINDS = {
+    "server": "server list",
+    "port": "port list",
+    "floating ip": "floating ip list",
+    "security group": "security group list",
+    "key pair": "keypair list",
+    "network": "network list",
+    "subnet": "subnet list",
+    "router": "router list",
+    "server group": "server group list",
+}
+
+
+def default_clouds_yaml() -> Path:
+    root = os.environ.get("FLOTTE_DEVCLOUD_DIR")
+    if root:
+        return Path(root) / "clouds.yaml"
+    from flotte.devcloud.layout import default_dir
+
+    return default_dir() / "clouds.yaml"
+
+
+@dataclass
+class Cloud:
+    """devcloud as the tests see it, with python-openstackclient as the checker."""
+
+    clouds_yaml: Path
+
+    def env(self, cloud: str = DEMO) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env["OS_CLIENT_CONFIG_FILE"] = str(self.clouds_yaml)
+        env["OS_CLOUD"] = cloud
+        return env
+
+    def osc(self, *args: str, cloud: str = DEMO, check: bool = True) -> Any:
+        """Run one ``openstack`` command; JSON output parsed."""
+        argv = [str(VENV_BIN / "openstack"), *args]
+        if "-f" not in args and args[-1] not in ("delete",):
+            argv += ["-f", "json"]
+        done = subprocess.run(
+            argv, env=self.env(cloud), capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"openstack {' '.join(args)}: {done.stderr.strip()}")
+        out = done.stdout.strip()
+        return json.loads(out) if out.startswith(("[", "{")) else out
+
+    def osc_many(self, commands: list[str], cloud: str = DEMO) -> list[Any]:
+        """Several commands in one openstackclient process (its interactive mode)."""
+        script = "".join(f"{c} -f json\n" for c in commands)
+        done = subprocess.run(
+            [str(VENV_BIN / "openstack")],
+            input=script,
+            env=self.env(cloud),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,  # interactive mode may exit 1 at end of input; the output counts
+        )
+        decoder = json.JSONDecoder()
+        text, pos, out = done.stdout, 0, []
+        while len(out) < len(commands):
+            while pos < len(text) and text[pos] not in "[{":
+                pos += 1
+            if pos >= len(text):
+                raise AssertionError(f"openstack printed too little: {done.stderr[-500:]}")
+            value, pos = decoder.raw_decode(text, pos)
+            out.append(value)
+        return out
+
+    def inventory(self, cloud: str = DEMO) -> dict[str, set[str]]:
+        """IDs (names for key pairs) of every countable resource the project sees."""
+        results = self.osc_many(list(KINDS.values()), cloud)
+        inv: dict[str, set[str]] = {}
+        for kind, rows in zip(KINDS, results, strict=True):
+            inv[kind] = {str(r.get("ID") or r.get("Id") or r.get("Name")) for r in rows}
+        return inv
+
+
+def new_items(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
+    return {k: after[k] - before.get(k, set()) for k in after if after[k] - before.get(k, set())}
+
+
+def leaked(cloud: Cloud, before: dict[str, set[str]], project: str = DEMO) -> dict[str, set[str]]:
+    """Resources that appeared since ``before`` and stay.
+
+    Other sessions may use the same devcloud project at the same time; what they make
+    and delete comes and goes, a leak stays. Look again a few times before calling it one.
+    """
+    found = new_items(before, cloud.inventory(project))
+    for _ in range(3):
+        if not found:
+            break
+        time.sleep(4)
+        again = new_items(before, cloud.inventory(project))
+        found = {k: v & again.get(k, set()) for k, v in found.items() if v & again.get(k, set())}
+    return found
+
+
+def reachable(clouds_yaml: Path, wait: float) -> bool:
+    """True once devcloud's Keystone and Nova answer (another session may be restarting it)."""
+    import urllib.request
+
+    import yaml
+
+    if not clouds_yaml.exists():
+        return False
+    entry = yaml.safe_load(clouds_yaml.read_text())["clouds"][DEMO]
+    keystone = entry["auth"]["auth_url"]
+    urls = [keystone, keystone.replace(":5000", ":8774").rsplit("/", 1)[0] + "/"]
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            for url in urls:
+                urllib.request.urlopen(url, timeout=5).close()
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(3)
+
+
+def cluster_group(name: str, installation: str, size: int, **options: Any) -> GroupSpec:
+    return GroupSpec(
+        name=name,
+        owner=Owner(cluster=name, installation=installation),
+        options=options,
+        roles=("manager", "worker"),
+        size=size,
+    )
+
+
+def machine_group(name: str, installation: str, **options: Any) -> GroupSpec:
+    return GroupSpec(
+        name=name, owner=Owner(machine=name, installation=installation), options=options
+    )
+
+
+def node_specs(group: GroupSpec, managers: int = 1) -> list[NodeSpec]:
+    if group.owner.machine:
+        return [NodeSpec(group.name, Role.MACHINE, group.owner, "openstack")]
+    return [
+        NodeSpec(
+            f"{group.name}-{i}",
+            Role.MANAGER if i < managers else Role.WORKER,
+            group.owner,
+            "openstack",
+        )
+        for i in range(group.size)
+    ]

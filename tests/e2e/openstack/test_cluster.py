@@ -1,0 +1,99 @@
+"""Clusters at the API level: 10 servers booted in parallel, resized, deleted, nothing left."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from os_helpers import Cloud, cluster_group, leaked, node_specs
+
+from flotte.drivers import openstack_conn
+from flotte.models import NodeSpec, NodeState, Role
+
+
+async def test_ten_node_cluster_parallel_create_resize_delete(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    before = cloud.inventory()
+    driver = make_driver()
+    group = cluster_group("swarm10", installation, 10)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    specs = node_specs(group, managers=3)
+    started = time.monotonic()
+    records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
+    took = time.monotonic() - started
+    assert len({r.provider_id for r in records}) == 10
+    assert len({r.address for r in records}) == 10  # ten distinct floating IPs, no race
+
+    servers = [
+        s
+        for s in cloud.osc("server", "list", "--long")
+        if s["ID"] in {r.provider_id for r in records}
+    ]
+    assert len(servers) == 10 and {s["Status"] for s in servers} == {"ACTIVE"}
+    # Managers share a soft-anti-affinity server group; workers are not in it.
+    sg = cloud.osc("server group show", shared["server_group_id"])
+    assert "soft-anti-affinity" in str(sg.get("policy") or sg.get("policies"))
+    assert set(sg["members"] if isinstance(sg["members"], list) else sg["members"].split(", ")) == {
+        r.provider_id for r in records[:3]
+    }
+    # Swarm ports open between members only (remote group), SSH/Docker from the CIDR.
+    rules = cloud.osc("security group rule list", "--long", shared["security_group_id"])
+    swarm = {
+        (r["IP Protocol"], r["Port Range"])
+        for r in rules
+        if r.get("Remote Security Group") == shared["security_group_id"]
+    }
+    assert swarm == {
+        ("tcp", "2377:2377"),
+        ("tcp", "7946:7946"),
+        ("udp", "7946:7946"),
+        ("udp", "4789:4789"),
+    }
+
+    # Batched polling: API calls per node stay small (3 creates + a share of the polls).
+    provider = next(iter(openstack_conn._PROVIDERS.values()))
+    creates = sum(v for k, v in provider.calls.items() if k.startswith("POST"))
+    assert creates <= 3 * 10 + 6, provider.calls
+
+    # Resize: two more workers, then four fewer.
+    extra = [NodeSpec(f"swarm10-{i}", Role.WORKER, group.owner, "openstack") for i in range(10, 12)]
+    records += await asyncio.gather(*(driver.create(s, shared) for s in extra))
+    gone, records = records[-4:], records[:-4]
+    await asyncio.gather(*(driver.remove(r) for r in gone))
+    assert [await driver.state(r) for r in gone] == [NodeState.NOT_FOUND] * 4
+    mine = [s for s in cloud.osc("server", "list") if s["Name"].startswith("swarm10-")]
+    assert len([s for s in mine if s["ID"] in {r.provider_id for r in records}]) == 8
+
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    assert await driver.leftovers(group.owner) == []
+    assert leaked(cloud, before) == {}
+    print(f"10 servers ACTIVE with floating IPs in {took:.1f} s")
+
+
+async def test_node_groups_with_other_flavors(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    before = cloud.inventory()
+    driver = make_driver()
+    group = cluster_group("mixed", installation, 3)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    specs = node_specs(group, managers=1)
+    # The workers' node group uses a bigger flavor than the template's default.
+    specs = [
+        specs[0],
+        *(
+            NodeSpec(s.name, s.role, s.owner, s.driver, {"openstack_flavor_name": "m1.medium"})
+            for s in specs[1:]
+        ),
+    ]
+    records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
+    flavors = [str(cloud.osc("server", "show", r.provider_id)["flavor"]) for r in records]
+    assert "m1.small" in flavors[0] and all("m1.medium" in f for f in flavors[1:])
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
