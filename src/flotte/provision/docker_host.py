@@ -20,6 +20,7 @@ Every change made to a host is listed in the returned :class:`ProvisionReport`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import shlex
@@ -153,6 +154,7 @@ async def install_docker(
     report: ProvisionReport,
     progress: Progress,
     lock_timeout: float,
+    url: str | None = None,
 ) -> None:
     distro = distros.detect(facts.os_release)
     if distro is None:
@@ -163,6 +165,15 @@ async def install_docker(
             "and use --engine-install skip",
         )
     plan = distros.install_plan(distro, choice, facts.machine, facts.os_release)
+    if url:
+        # docker-machine's --engine-install-url (get.docker.com and the like)
+        plan = dataclasses.replace(
+            plan,
+            method="script",
+            setup=f"(curl -fsSL {shlex.quote(url)} || wget -qO- {shlex.quote(url)}) | sh",
+            packages=(),
+            description=f"the script at {url}",
+        )
     progress(sess.target.host, f"installing Docker ({plan.description})")
     mgr = plan.manager
     before = set((await sess.run(mgr.list_installed, what="list packages")).stdout.split())
@@ -179,8 +190,9 @@ async def install_docker(
             sess, plan.setup, plan, report, progress, deadline, "Docker repository setup"
         )
         await _run_packaged(sess, mgr.refresh, plan, report, progress, deadline, "refresh")
-    install = mgr.install.format(packages=" ".join(plan.packages))
-    await _run_packaged(sess, install, plan, report, progress, deadline, "Docker install")
+    if plan.packages:
+        install = mgr.install.format(packages=" ".join(plan.packages))
+        await _run_packaged(sess, install, plan, report, progress, deadline, "Docker install")
     after = set((await sess.run(mgr.list_installed, what="list packages")).stdout.split())
     added = sorted(after - before)
     record = {
@@ -528,6 +540,7 @@ async def _provision_once(
     progress: Progress,
     lock_timeout: float,
     owner: dict[str, str] | None,
+    install_url: str | None,
 ) -> None:
     await sess.check_root()
     progress(sess.target.host, "inspecting")
@@ -546,7 +559,7 @@ async def _provision_once(
                 f"Docker is not installed on {sess.target.host} and --engine-install is skip",
                 hint="install it there, or use --engine-install auto",
             )
-        await install_docker(sess, facts, install, report, progress, lock_timeout)
+        await install_docker(sess, facts, install, report, progress, lock_timeout, install_url)
         facts = await gather_facts(sess)
     elif not report.installed:
         installed_record = await sess.read(INSTALL_RECORD)
@@ -575,6 +588,7 @@ async def provision_docker_host(
     lock_timeout: float = 600.0,
     tls_timeout: float = 60.0,
     reconnects: int = 2,
+    install_url: str | None = None,
 ) -> ProvisionReport:
     """Make ``target`` a Docker host whose API answers on ``docker_host``:2376 over TLS.
 
@@ -584,7 +598,8 @@ async def provision_docker_host(
     (default: ``target.host``). ``owner`` is written to ``/etc/docker/flotte/owner.json``
     so another installation does not take the host by mistake. If the SSH connection
     drops mid-way, the work is resumed on a new connection up to ``reconnects`` times;
-    every step is idempotent, so that is safe.
+    every step is idempotent, so that is safe. ``install_url`` is a script that installs
+    Docker (docker-machine's ``--engine-install-url``), used instead of packages.
     """
     engine_config.validate(engine)
     if install not in distros.INSTALL_CHOICES:
@@ -601,7 +616,17 @@ async def provision_docker_host(
         try:
             async with session(target) as sess:
                 await _provision_once(
-                    sess, engine, ca, name, sans, install, report, progress, lock_timeout, owner
+                    sess,
+                    engine,
+                    ca,
+                    name,
+                    sans,
+                    install,
+                    report,
+                    progress,
+                    lock_timeout,
+                    owner,
+                    install_url,
                 )
             break
         except ConnectionDropped as err:
@@ -633,6 +658,15 @@ async def read_owner(target: SSHTarget) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _same_owner(owner: dict[str, str], raw: bytes) -> bool:
+    try:
+        there = json.loads(raw)
+    except ValueError:
+        return True  # unreadable: it is flotte's file all the same
+    keys = ("installation", "machine", "cluster", "node")
+    return all(there.get(k) == owner.get(k) for k in keys if owner.get(k))
+
+
 UNDO_SCRIPT = r"""
 set -e
 rm -rf {tls}
@@ -645,6 +679,7 @@ async def unprovision(
     target: SSHTarget,
     *,
     purge: bool = False,
+    owner: dict[str, str] | None = None,
     progress: Progress | None = None,
 ) -> ProvisionReport:
     """Remove flotte's configuration from a host; dockerd gets its own config back.
@@ -652,7 +687,8 @@ async def unprovision(
     Running containers keep running (live-restore while dockerd restarts). With
     ``purge``, the Docker packages flotte installed (and only those) are removed with
     their data; an engine that was there before flotte is left in place. Removing a
-    host that has no flotte configuration is not an error.
+    host that has no flotte configuration is not an error. When ``owner`` is given and
+    the host now carries another owner's record, the host is left alone.
     """
     progress = progress or _no_progress
     started = time.monotonic()
@@ -660,6 +696,10 @@ async def unprovision(
     progress(target.host, "connecting")
     async with session(target) as sess:
         await sess.check_root()
+        there = await sess.read(OWNER_FILE)
+        if owner and there and not _same_owner(owner, there):
+            report.warnings.append(f"the host now belongs to {there.decode()[:200]}: left alone")
+            return report
         facts = await gather_facts(sess)
         report.os, report.init = distros.describe(facts.os_release), facts.init
         init = distros.INIT_SYSTEMS.get(facts.init)

@@ -228,10 +228,12 @@ class Session:
         self.log.append(what)
         log.debug("%s: %s", self.target.label, what)
         try:
+            # Empty input must still reach EOF, or ``cat > file`` waits forever.
+            stdin: dict[str, Any] = {"input": input} if input else {"stdin": asyncssh.DEVNULL}
             proc = await self.conn.run(
                 self._wrap(script, sudo),
-                input=input,
                 encoding=None,
+                **stdin,
                 timeout=timeout,
                 check=False,
             )
