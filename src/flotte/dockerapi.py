@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -84,15 +84,27 @@ async def ping(endpoint: Endpoint, ctx: ssl.SSLContext, timeout: float = 2.0) ->
 
 
 async def wait_engine(
-    endpoint: Endpoint, ca: CertificateAuthority, timeout: float = 60.0, what: str = ""
+    endpoint: Endpoint,
+    ca: CertificateAuthority,
+    timeout: float = 60.0,
+    what: str = "",
+    alive: Callable[[], Awaitable[None]] | None = None,
 ) -> float:
-    """Wait until the engine answers over TLS; return the seconds waited."""
+    """Wait until the engine answers over TLS; return the seconds waited.
+
+    ``alive`` is called between attempts and raises when waiting is pointless (the
+    node died), so a broken engine fails in a second instead of at the timeout.
+    """
     ctx = ssl_context(ca)
     start = time.monotonic()
     delay = 0.05
     while True:
-        if await ping(endpoint, ctx):
+        attempt = time.monotonic()
+        if await ping(endpoint, ctx, timeout=1.0):
             return time.monotonic() - start
+        # A slow refusal means nothing answers at that address any more: ask at once.
+        if alive is not None and (delay >= 0.2 or time.monotonic() - attempt > 0.5):
+            await alive()
         if time.monotonic() - start > timeout:
             raise TimeoutError_(
                 f"the Docker engine of {what or endpoint.host} did not answer on "

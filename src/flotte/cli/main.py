@@ -30,6 +30,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_state = {"debug": False}  # set by the group's callback, read when an error comes back
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -63,25 +66,30 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """flotte: Docker hosts and container clusters wherever you can get machines."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    _state["debug"] = debug
     if debug:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
 
 
 def main(argv: list[str] | None = None) -> Any:
     """Run the CLI; a FlotteError becomes one line on stderr and a non-zero exit."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         return cli.main(args=argv, prog_name="flotte", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.UsageError as err:
+        # One line, like every other error; the usage text is one --help away.
+        where = err.ctx.command_path if err.ctx else "flotte"
+        click.echo(f"Error: {err.format_message()} (see '{where} --help')", err=True)
+        sys.exit(err.exit_code)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except FlotteError as err:
-        if debug:
+        if _state["debug"]:
             raise
         click.echo(f"Error: {err}", err=True)
         sys.exit(err.exit_code)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import re
 import tarfile
 import time
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from flotte import dockerapi
 from flotte.drivers.base import Capabilities, Driver, DriverContext, DriverOption, GroupSpec
 from flotte.drivers.local_image import ensure_node_image
-from flotte.errors import AlreadyExists, DriverError, Unreachable
+from flotte.errors import AlreadyExists, DriverError, ProvisionError, Unreachable
 from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
 from flotte.provision import engine_config
 from flotte.sshkeys import ensure_keypair
@@ -53,6 +54,7 @@ _STATES = {
     "removing": NodeState.STOPPING,
     "dead": NodeState.ERROR,
 }
+_TELLING = re.compile(r"error|unknown|failed|invalid|denied", re.IGNORECASE)
 _privileged_ok: dict[str, bool] = {}  # engine ID -> does --privileged work
 
 
@@ -152,13 +154,14 @@ class LocalDriver(Driver):
     def _network_name(self, group: GroupSpec) -> str:
         if "cluster" in group.roles or group.owner.cluster:
             return f"flotte-{group.name}"
-        return MACHINES_NETWORK
+        # One per installation, so two FLOTTE_HOMEs never share (or delete) each other's.
+        return f"{MACHINES_NETWORK}-{self.ctx.installation[:8]}"
 
     async def prepare(self, group: GroupSpec) -> dict[str, Any]:
         name = self._network_name(group)
         labels = (
             _labels(group.owner)
-            if name != MACHINES_NETWORK
+            if not name.startswith(MACHINES_NETWORK)
             else {"flotte.owner": self.ctx.installation, "flotte.network": "machines"}
         )
 
@@ -315,8 +318,25 @@ class LocalDriver(Driver):
 
         await self._call(put)
         endpoint = Endpoint(host=node.address, ssh_key=str(key_path))
-        await dockerapi.wait_engine(endpoint, self.ctx.ca, timeout=90, what=name)
+        await dockerapi.wait_engine(
+            endpoint, self.ctx.ca, timeout=90, what=name, alive=lambda: self._alive(name)
+        )
         return endpoint
+
+    async def _alive(self, name: str) -> None:
+        """Raise with the node's last log lines if its container has stopped."""
+
+        def check() -> None:
+            container = self._find(name)
+            if container is None:
+                raise ProvisionError(f"{name}: its container disappeared while starting")
+            if container.status != "running":
+                logs = container.logs(tail=8).decode(errors="replace").strip().splitlines()
+                telling = [line for line in logs if _TELLING.search(line)]
+                last = (telling or logs or [f"exit code {container.attrs['State']['ExitCode']}"])[-1]
+                raise ProvisionError(f"{name}: the Docker engine stopped while starting: {last.strip()}")
+
+        await self._call(check)
 
     def endpoint(self, node: NodeRecord) -> Endpoint:
         key = self.ctx.home / node.name / "id_ed25519"
