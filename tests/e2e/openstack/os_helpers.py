@@ -53,8 +53,9 @@ class Cloud:
 
     def osc(self, *args: str, cloud: str = DEMO, check: bool = True) -> Any:
         """Run one ``openstack`` command; JSON output parsed."""
-        argv = [str(VENV_BIN / "openstack"), *args]
-        if "-f" not in args and args[-1] not in ("delete",):
+        argv = [str(VENV_BIN / "openstack"), *args[0].split(), *args[1:]]
+        verb = args[0].split()[-1] if " " in args[0] else (args[1] if len(args) > 1 else "")
+        if "-f" not in args and verb not in ("delete", "set", "unset", "add", "remove"):
             argv += ["-f", "json"]
         done = subprocess.run(
             argv, env=self.env(cloud), capture_output=True, text=True, timeout=120, check=False
