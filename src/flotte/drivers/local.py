@@ -299,7 +299,25 @@ class LocalDriver(Driver):
 
     async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
         node.data["engine"] = engine.to_dict()
+        if await self._call(self._engine_started, spec.name):
+            # dockerd reads its certificates once: a running engine restarts with new ones
+            # (what docker-machine's regenerate-certs does too).
+            restarted = await self.restart(node)
+            node.addresses = restarted.addresses
+            return self.endpoint(node)
         return await self._deliver(spec.name, node, engine)
+
+    def _engine_started(self, name: str) -> bool:
+        import docker.errors
+
+        container = self._find(name)
+        if container is None or container.status != "running":
+            return False
+        try:
+            container.get_archive(f"{engine_config.TLS_DIR}/go")
+        except docker.errors.NotFound:
+            return False
+        return True
 
     async def _deliver(self, name: str, node: NodeRecord, engine: EngineOptions) -> Endpoint:
         """Copy the engine's files and the "go" file in, then wait for TLS to answer."""
