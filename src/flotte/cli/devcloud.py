@@ -41,7 +41,13 @@ def devcloud() -> None:
     help="clouds.yaml to add the entries to (default: ~/.config/openstack/clouds.yaml; "
     "'none': only <dir>/clouds.yaml).",
 )
-def up(root: Path | None, wipe: bool, clouds_yaml: str) -> None:
+@click.option(
+    "--docker/--no-docker",
+    "docker",
+    default=None,
+    help="Servers become containers on the local Docker engine (kept for later `up`s).",
+)
+def up(root: Path | None, wipe: bool, clouds_yaml: str, docker: bool | None) -> None:
     """Install (first time) and start devcloud; a no-op when it is already up."""
     from rich.console import Console
 
@@ -58,7 +64,7 @@ def up(root: Path | None, wipe: bool, clouds_yaml: str) -> None:
             yield
         console.print(f"[green]✓[/] {label} [dim]({time.monotonic() - t0:.1f} s)[/]")
 
-    result = cloud.up(step, wipe=wipe)
+    result = cloud.up(step, wipe=wipe, docker=docker)
     if not result.changed:
         console.print("devcloud is already up; nothing to do.")
     else:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotte.devcloud import install, procs, render, seed, services
+from flotte.devcloud import agent, guest, install, procs, render, seed, services
 from flotte.devcloud.layout import (
     API_PORTS,
     CLOUD_ADMIN,
@@ -32,6 +33,8 @@ from flotte.devcloud.layout import (
     default_dir,
 )
 from flotte.errors import FlotteError
+
+AGENT = "compute-agent"
 
 StepFn = Callable[[str], AbstractContextManager[None]]
 
@@ -95,9 +98,13 @@ class DevCloud:
         marker = self.layout.venv / ".flotte-constraints"
         return marker.read_text() if marker.exists() else ""
 
+    def processes(self) -> tuple[str, ...]:
+        """The processes of this devcloud, in start order (the agent when Docker-backed)."""
+        return PROCESSES + ((AGENT,) if self._state().get("docker") else ())
+
     def _missing_processes(self) -> list[str]:
         missing = []
-        for name in PROCESSES:
+        for name in self.processes():
             if procs.running(self.layout, name) is not None:
                 continue
             if name == "epmd" and procs.port_open(4369):
@@ -134,12 +141,21 @@ class DevCloud:
 
     # -- up --------------------------------------------------------------------
 
-    def up(self, step: StepFn = _no_progress, *, wipe: bool = False) -> UpResult:
+    def up(
+        self, step: StepFn = _no_progress, *, wipe: bool = False, docker: bool | None = None
+    ) -> UpResult:
+        """Converge to a running devcloud; ``docker`` turns Docker-backed servers on or
+        off (None keeps the previous choice; off the first time)."""
         start = time.monotonic()
         with self._lock():
             if wipe:
                 self._down(wipe=True)
             self.layout.ensure()
+            if docker is not None and bool(self._state().get("docker")) != docker:
+                if not docker:
+                    procs.stop(self.layout, AGENT)
+                    agent.cleanup(self.layout.root)
+                self._save_state(docker=docker)
             if self.is_up():
                 self._register()
                 return UpResult(False, time.monotonic() - start, [], self._registered())
@@ -231,6 +247,9 @@ class DevCloud:
             self._wait_service(conn, "nova-scheduler")
             # The scheduler skips a compute whose last report is stale (a restart).
             self._wait_service(conn, "nova-compute")
+        if self._state().get("docker"):
+            with step("Docker-backed compute (guest image, agent)"):
+                self._start_agent()
         missing = self._missing_processes()
         if missing:
             name = missing[0]
@@ -238,6 +257,36 @@ class DevCloud:
         self._register()
         self._save_state(
             seeded=fingerprint, fingerprint=fingerprint, config=render.config_hash(configs)
+        )
+
+    def _start_agent(self) -> None:
+        import docker as docker_sdk
+
+        try:
+            client = docker_sdk.from_env()
+            client.ping()
+        except Exception as err:
+            raise FlotteError(
+                "Docker-backed devcloud needs a running Docker engine",
+                hint="start dockerd, or run `flotte devcloud up --no-docker`",
+            ) from err
+        guest.ensure_guest_image(client)
+        client.close()
+        if procs.running(self.layout, AGENT) is not None:
+            return
+        log = self.layout.log(AGENT)
+        offset = log.stat().st_size if log.exists() else 0
+        procs.start(
+            self.layout,
+            AGENT,
+            [sys.executable, "-m", "flotte.devcloud.agent", "--dir", str(self.layout.root)],
+        )
+        procs.wait_until(
+            lambda: "watching Nova" in log.read_text()[offset:],
+            what="compute agent",
+            timeout=120,
+            layout=self.layout,
+            process=AGENT,
         )
 
     def _adopt_compute_node(self, conn: Any) -> None:
@@ -285,6 +334,9 @@ class DevCloud:
         # OpenStack services first, side by side (nova's take seconds each to shut
         # down gracefully); then RabbitMQ, epmd and MariaDB, which they use.
         backing = ("rabbitmq", "epmd", "mariadb")
+        if procs.stop(self.layout, AGENT) or self._state().get("docker"):
+            # Its containers and networks go with it: Nova forgets fake instances too.
+            agent.cleanup(self.layout.root)
         openstack = [name for name in reversed(PROCESSES) if name not in backing]
         with ThreadPoolExecutor(max_workers=len(openstack)) as pool:
             results = list(pool.map(lambda n: procs.stop(self.layout, n), openstack))
@@ -311,7 +363,7 @@ class DevCloud:
         layout = self.layout
         rows = []
         total = 0
-        for name in PROCESSES:
+        for name in self.processes():
             rec = procs.running(layout, name)
             mem = procs.memory_kib(rec.pid) if rec else 0
             total += mem
