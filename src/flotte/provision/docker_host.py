@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import shlex
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 STATE_DIR = "/var/lib/flotte"  # kept after rm: what flotte installed, for --purge
 INSTALL_RECORD = f"{STATE_DIR}/install.json"
 OWNER_FILE = f"{engine_config.TLS_DIR}/owner.json"
+APPLIED_FILE = f"{engine_config.TLS_DIR}/applied"  # digest of the setup dockerd runs with
 DATA_DIRS = ("/etc/docker", "/var/lib/docker", "/var/lib/containerd")
 
 Progress = Callable[[str, str], None]  # (host, step)
@@ -314,26 +316,30 @@ async def _wait_local_docker(sess: Session, init: distros.InitSystem, timeout: f
         raise ProvisionError(f"{sess.target.host}: dockerd did not start: {tail}")
 
 
-async def _enable_live_restore(sess: Session, cur: _Current) -> bool:
-    """Make the running dockerd leave containers alone when it stops (reload, no restart)."""
-    original = await sess.read(cur.config_file)
-    config = svc.load_host_config(original, cur.config_file)
-    config["live-restore"] = True
-    await sess.put(cur.config_file, json.dumps(config, indent=2).encode(), 0o644)
+async def _live_restore_via(sess: Session, path: str, value: bool, *, keep_file: bool) -> bool:
+    """Switch the running dockerd's live-restore by a reload through the file at ``path``.
+
+    A reload only changes keys the file sets, so the value is written explicitly. Unless
+    ``keep_file``, the file goes back as it was at once: only the daemon's memory changes.
+    """
+    original = await sess.read(path)
+    config = svc.load_host_config(original, path)
+    config["live-restore"] = value
+    await sess.put(path, json.dumps(config, indent=2).encode(), 0o644)
     try:
         await _hup(sess)
         for _ in range(50):
             _, _, live, _, _ = await _inspect_dockerd(sess)
-            if live:
+            if live == value:
                 return True
             await asyncio.sleep(0.1)
         return False
     finally:
-        # the host's own file goes back as it was at once: only the daemon's memory changed
-        if original is None:
-            await sess.run(f"rm -f {shlex.quote(cur.config_file)}", what="restore config")
-        else:
-            await sess.put(cur.config_file, original, 0o644)
+        if not keep_file:
+            if original is None:
+                await sess.run(f"rm -f {shlex.quote(path)}", what="restore config")
+            else:
+                await sess.put(path, original, 0o644)
 
 
 def _server_cert(
@@ -365,7 +371,7 @@ async def configure_dockerd(
     service_file = svc.SYSTEMD_DROPIN if init.name == "systemd" else svc.SYSV_DEFAULTS
     tls = engine_config.TLS_DIR
     names = [f"{tls}/{n}" for n in ("ca.pem", "server.pem", "server-key.pem", "daemon.json")]
-    names += [f"{tls}/dockerd.env", service_file, svc.HOST_DAEMON_JSON, OWNER_FILE]
+    names += [f"{tls}/dockerd.env", service_file, svc.HOST_DAEMON_JSON, OWNER_FILE, APPLIED_FILE]
     cur = await _read_current(sess, init.name, names)
 
     server = _server_cert(ca, name, sans, cur.files)
@@ -394,6 +400,9 @@ async def configure_dockerd(
     listen = svc.listen_flags(unit_argv, list(host_cfg.get("hosts", []) or []))
     ours = [*listen, "--config-file", svc.FLOTTE_DAEMON_JSON, *extra]
     merged, _ = svc.merge_config(host_cfg, flotte_cfg, [*unit_argv, *ours])
+    if "live-restore" not in svc.flag_keys(unit_argv):
+        # explicit, so that a reload can switch it back after a restart (below)
+        merged.setdefault("live-restore", False)
     if init.name == "systemd":
         service_text = svc.systemd_dropin(cur.unit_command, ours, name)
     else:
@@ -410,12 +419,23 @@ async def configure_dockerd(
     if owner:
         desired[OWNER_FILE] = (json.dumps(owner, sort_keys=True).encode(), 0o644)
     changed = [p for p, (data, _) in desired.items() if cur.files.get(p) != data]
+    # Files can be right while dockerd still runs an older setup (a run cut between
+    # writing and restarting): the digest of what the running dockerd was started with
+    # is written only after a successful restart.
+    digest = hashlib.sha256(
+        b"".join(p.encode() + b"\0" + d + b"\0" for p, (d, _) in sorted(desired.items()))
+    ).hexdigest()
+    applied = (
+        cur.running
+        and cur.config_file == svc.FLOTTE_DAEMON_JSON
+        and (cur.files.get(APPLIED_FILE) or b"").decode().strip() == digest
+    )
 
     if host_cfg:
         kept = sorted(set(host_cfg) - {"hosts"})
         if kept and svc.FLOTTE_DAEMON_JSON in changed:
             report.changes.append(f"kept the host's daemon.json settings: {', '.join(kept)}")
-    if not changed and cur.running:
+    if not changed and applied:
         report.changes.append("already configured: nothing changed")
         return
 
@@ -424,8 +444,8 @@ async def configure_dockerd(
     keep = cur.running and cur.containers_running > 0 and not cur.swarm
     lr_added = False
     if keep and not cur.live_restore:
-        if await _enable_live_restore(sess, cur):
-            lr_added = "live-restore" not in merged
+        if await _live_restore_via(sess, cur.config_file, True, keep_file=False):
+            lr_added = not merged.get("live-restore")
         else:
             keep = False
             report.warnings.append("could not switch on live-restore: containers restart")
@@ -456,6 +476,7 @@ async def configure_dockerd(
     except ProvisionError:
         await _restore(sess, backup, init)
         raise
+    await sess.put(APPLIED_FILE, f"{digest}\n".encode(), 0o644)
     await sess.run(init.enable, check=False, what="enable docker at boot")
     report.restarted = cur.running
     report.changes.append("restarted dockerd" if cur.running else "started dockerd")
@@ -466,8 +487,7 @@ async def configure_dockerd(
         report.warnings.append(f"{cur.containers_running} running containers were restarted")
     if lr_added:
         # Back to the host's own setting (swarm mode refuses live-restore): a reload.
-        await sess.put(svc.FLOTTE_DAEMON_JSON, json.dumps(merged, indent=2).encode(), 0o644)
-        await _hup(sess)
+        await _live_restore_via(sess, svc.FLOTTE_DAEMON_JSON, False, keep_file=True)
 
 
 async def _restore(
@@ -739,8 +759,7 @@ async def _unconfigure(
     keep = running and count > 0 and not swarm and init is not None
     if keep and not live:
         config_file = svc.config_file_in(cmdline) or host_json_path
-        cur = _Current({}, "", running, count, live, swarm, config_file)
-        keep = await _enable_live_restore(sess, cur)
+        keep = await _live_restore_via(sess, config_file, True, keep_file=False)
     host_cfg = svc.load_host_config(host_original, host_json_path)
     lr_added = keep and not host_cfg.get("live-restore")
     if lr_added:
@@ -770,7 +789,7 @@ async def _unconfigure(
             else:
                 await sess.put(host_json_path, host_original, 0o644)
             if running:
-                await _hup(sess)
+                await _live_restore_via(sess, host_json_path, False, keep_file=False)
     if keep:
         report.containers_kept = count
         report.changes.append(f"{count} running containers kept running")
