@@ -175,6 +175,16 @@ class Clusters:
                 tls_sans=engine.tls_sans,
             )
         engine_config.validate(eng)
+        opts = {**base.get("driver_options", {}), **dict(options)}
+        manager_opts: dict[str, Any] = {}
+        for opt in drivers.get(base["driver"]).options:
+            # Template fields (image_id, flavor_id, ...) reach the driver option that
+            # declares them; a flag given on the command line wins.
+            field = opt.template_field
+            if field and base.get(field) is not None and opts.get(opt.key) in (None, ""):
+                opts[opt.key] = base[field]
+            if field == "flavor_id" and base.get("master_flavor_id"):
+                manager_opts[opt.key] = base["master_flavor_id"]
         return {
             "template": template,
             "driver": base["driver"],
@@ -182,7 +192,8 @@ class Clusters:
             "master_count": masters,
             "node_count": workers,
             "timeout": timeout_min,
-            "options": {**base.get("driver_options", {}), **dict(options)},
+            "options": opts,
+            "manager_options": manager_opts,
             "engine": eng.to_dict(),
             "labels": {**base.get("labels", {}), **labels},
             "template_fields": {k: base[k] for k in TEMPLATE_FIELDS if k in base},
@@ -197,6 +208,8 @@ class Clusters:
         for i, role in enumerate(roles):
             opts = dict(spec["options"])
             opts.pop("hosts_per_node", None)
+            if role == Role.MANAGER:
+                opts.update(spec.get("manager_options") or {})
             if i < len(per_node):
                 opts.update(per_node[i])
             n = node_name(name, role, counters[role])

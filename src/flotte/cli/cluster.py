@@ -156,9 +156,7 @@ def _dry_run(name: str, spec: dict[str, Any]) -> None:
     nodes = [node_name(name, Role.MANAGER, i) for i in range(spec["master_count"])]
     nodes += [node_name(name, Role.WORKER, i) for i in range(spec["node_count"])]
     click.echo(f"Would create cluster {name} ({spec['coe']}, driver {spec['driver']}):")
-    click.echo(
-        f"  shared resources: network{' + security group + key pair' if spec['driver'] != 'local' else ''}"
-    )
+    click.echo("  shared resources: what the driver needs (network, security group, key pair)")
     for n in nodes:
         click.echo(
             f"  node {n}: create, provision Docker engine (TLS), swarm {'init' if n == nodes[0] else 'join'}"
@@ -168,26 +166,28 @@ def _dry_run(name: str, spec: dict[str, Any]) -> None:
 
 def _estimate(spec: dict[str, Any], count: int) -> str:
     """The catalog's cost estimate for the nodes, when provider and flavor are known."""
+    from flotte import drivers
+
     options = spec.get("options", {})
-    provider = options.get("provider") or spec.get("template_fields", {}).get("labels", {}).get(
-        "provider"
+    provider = (
+        spec.get("labels", {}).get("provider")
+        or drivers.get(spec["driver"]).capabilities.catalog_provider
     )
+    if not provider:
+        return "unknown: pass --labels provider=NAME (see 'flotte providers list') to estimate"
     flavor = next(
         (
             v
             for k, v in options.items()
             if k.endswith(("flavor_name", "flavor_id", "instance_type")) and v
         ),
-        None,
+        spec.get("template_fields", {}).get("flavor_id"),
     )
-    if spec["driver"] in ("local", "ssh") and not provider:
-        return "0.00 EUR/day (your own machines)"
-    if not provider:
-        return "unknown: pass --labels provider=NAME (see 'flotte providers list') to estimate"
     try:
         from flotte.catalog import estimate
 
-        est: Any = estimate(provider, flavor, 0, 0.0, count)
+        # Without a flavor, the smallest offer that holds a node prices it.
+        est: Any = estimate(provider, flavor, 0 if flavor else 1, 0.0 if flavor else 1.0, count)
     except Exception as err:  # the estimate is advice; it never blocks a dry run
         return f"unknown ({err})"
     return str(est)

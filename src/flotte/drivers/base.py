@@ -32,6 +32,7 @@ class Capabilities:
     max_parallel: int = 16  # how many infrastructure calls at once (API rate limits)
     adopt_existing: bool = False  # the node existed before flotte (ssh hosts)
     shared_resources: bool = True  # prepare()/release() do something
+    catalog_provider: str | None = None  # catalog entry that prices this driver's nodes
     batch_create: bool = False  # has create_many(specs, shared): one cloud call for many nodes
 
 

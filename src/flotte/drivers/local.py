@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import re
 import tarfile
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flotte import dockerapi
+from flotte.config import write_public
 from flotte.drivers.base import Capabilities, Driver, DriverContext, DriverOption, GroupSpec
 from flotte.drivers.local_image import ensure_node_image
 from flotte.errors import AlreadyExists, DriverError, ProvisionError, Unreachable
@@ -81,7 +83,9 @@ def _labels(owner: Owner, **extra: str) -> dict[str, str]:
 class LocalDriver(Driver):
     name = "local"
     description = "containers running dockerd on this machine's Docker engine"
-    capabilities = Capabilities(start_stop=True, kill=True, max_parallel=16)
+    capabilities = Capabilities(
+        start_stop=True, kill=True, max_parallel=16, catalog_provider="local"
+    )
     options = (
         DriverOption(
             "local-image",
@@ -131,7 +135,13 @@ class LocalDriver(Driver):
             return choice == "yes"
         engine_id = str(self.docker.info().get("ID", ""))
         if engine_id not in _privileged_ok:
-            _privileged_ok[engine_id] = self._try_privileged()
+            # The probe starts a container (about a second): remember its answer per engine.
+            cache = self.ctx.home / "local-engines.json"
+            known: dict[str, bool] = json.loads(cache.read_text()) if cache.exists() else {}
+            if engine_id not in known:
+                known[engine_id] = self._try_privileged()
+                write_public(cache, json.dumps(known).encode())
+            _privileged_ok[engine_id] = known[engine_id]
         return _privileged_ok[engine_id]
 
     def _try_privileged(self) -> bool:
@@ -255,7 +265,9 @@ class LocalDriver(Driver):
             labels = _labels(spec.owner, **{"flotte.node": spec.name, "flotte.role": spec.role})
             volume = f"flotte-{spec.name}-docker"
             self.docker.volumes.create(volume, labels=labels)
-            container = self.docker.containers.get(self._create_container(spec, labels, volume, network))
+            container = self.docker.containers.get(
+                self._create_container(spec, labels, volume, network)
+            )
             container.start()
             container.reload()
             return self._record(spec.name, container, network)
@@ -290,9 +302,7 @@ class LocalDriver(Driver):
             hostname=spec.name,
             labels=labels,
             host_config=host_config,
-            networking_config=api.create_networking_config(
-                {network: api.create_endpoint_config()}
-            ),
+            networking_config=api.create_networking_config({network: api.create_endpoint_config()}),
             detach=True,
         )
         return str(created["Id"])
@@ -351,8 +361,12 @@ class LocalDriver(Driver):
             if container.status != "running":
                 logs = container.logs(tail=8).decode(errors="replace").strip().splitlines()
                 telling = [line for line in logs if _TELLING.search(line)]
-                last = (telling or logs or [f"exit code {container.attrs['State']['ExitCode']}"])[-1]
-                raise ProvisionError(f"{name}: the Docker engine stopped while starting: {last.strip()}")
+                last = (telling or logs or [f"exit code {container.attrs['State']['ExitCode']}"])[
+                    -1
+                ]
+                raise ProvisionError(
+                    f"{name}: the Docker engine stopped while starting: {last.strip()}"
+                )
 
         await self._call(check)
 
