@@ -167,6 +167,14 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
             made["port"] = port.id
         if boot.pool_id:
             fip_task = asyncio.create_task(_ensure_fip(p, boot, port.id, inv))
+        if server is None and "port" not in made:
+            # The port is from an earlier, interrupted run whose boot request may have
+            # landed after the inventory was read: look again before booting a second
+            # server on the same port (one request, only on this recovery path).
+            server = await find_server(p, boot.name, boot.owner)
+            if server is not None and server.status == "ERROR":
+                await _delete_server(p, server.id, boot.name, timeout=boot.timeout)
+                server = None
         if server is None:
             server = await create_once(
                 p,

@@ -1,0 +1,248 @@
+"""Faults: creates killed at several points converge on re-run; a flaky API (429, 500,
+latency, through a fault-injecting proxy) converges or rolls back, never duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from os_helpers import DEMO, Cloud, cluster_group, leaked, node_specs
+
+from fixtures.fault_proxy import Fault, FaultProxy, json_error
+from flotte.drivers import openstack_conn
+from flotte.drivers.openstack_res import marker
+from flotte.errors import FlotteError
+from flotte.models import Owner
+
+HERE = Path(__file__).parent
+
+
+def _count_owned(cloud: Cloud, owner: Owner, names: set[str]) -> Counter[str]:
+    """Servers, ports and floating IPs of ``owner``, seen by openstackclient."""
+    desc = marker(owner)
+    servers, ports, fips = cloud.osc_many(
+        ["server list --long", "port list --long", "floating ip list --long"]
+    )
+    out: Counter[str] = Counter()
+    out["server"] = sum(
+        1
+        for s in servers
+        if f"flotte:owner='{owner.installation}'" in str(s)
+        or f"'flotte:owner': '{owner.installation}'" in str(s)
+    )
+    out["port"] = sum(1 for p in ports if p.get("Name") in names)
+    out["floating ip"] = sum(1 for f in fips if f.get("Description") == desc)
+    return out
+
+
+def _sdk(cloud: Cloud) -> Any:
+    import openstack
+
+    return openstack.connect(cloud=DEMO)
+
+
+def _first_port(conn: Any, desc: str) -> bool:
+    return any(True for _ in conn.network.ports(description=desc))
+
+
+def _first_server(conn: Any, installation: str) -> bool:
+    return any(
+        (s.metadata or {}).get("flotte:owner") == installation
+        for s in conn.compute.servers(details=True)
+    )
+
+
+def _one_active(conn: Any, installation: str) -> bool:
+    return any(
+        (s.metadata or {}).get("flotte:owner") == installation and s.status == "ACTIVE"
+        for s in conn.compute.servers(details=True)
+    )
+
+
+@pytest.mark.parametrize("point", ["port", "server", "active"])
+async def test_killed_create_converges_on_rerun(
+    cloud: Cloud,
+    make_driver: Any,
+    installation: str,
+    image_id: str,
+    tmp_path: Path,
+    point: str,
+) -> None:
+    before = cloud.inventory()
+    group = cluster_group("killed", installation, 4)
+    conn = _sdk(cloud)
+    desc = marker(group.owner)
+    reached: Callable[[], bool] = {
+        "port": lambda: _first_port(conn, desc),
+        "server": lambda: _first_server(conn, installation),
+        "active": lambda: _one_active(conn, installation),
+    }[point]
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "os_child_create.py"), str(tmp_path), installation,
+         "killed", "4", image_id],
+        env={**os.environ, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not reached():
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline, f"never reached {point}"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        conn.close()
+    time.sleep(1.0)  # requests the killed process had in flight land (a user re-runs later)
+    # The re-run in this process (same installation, same home) converges: each node
+    # exactly once, whatever the killed run had made.
+    driver = make_driver()
+    driver.ctx.home = tmp_path / "home"
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+    assert len({r.provider_id for r in records}) == 4
+    counts = _count_owned(cloud, group.owner, {s.name for s in node_specs(group)})
+    assert counts == Counter({"server": 4, "port": 4, "floating ip": 4}), counts
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    assert await driver.leftovers(Owner(installation=installation)) == []
+    assert leaked(cloud, before) == {}
+
+
+def _faulty_cloud(
+    cloud: Cloud, tmp_path: Path, name: str, nova: FaultProxy, neutron: FaultProxy
+) -> Path:
+    """A clouds.yaml whose compute and network endpoints go through the proxies."""
+    data = yaml.safe_load(cloud.clouds_yaml.read_text())
+    entry = dict(data["clouds"][DEMO])
+    entry["compute_endpoint_override"] = f"{nova.url}/v2.1"
+    entry["network_endpoint_override"] = f"{neutron.url}/"
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": {**data["clouds"], name: entry}}))
+    return path
+
+
+@pytest.fixture
+def proxied(
+    cloud: Cloud, tmp_path: Path, fault_proxy_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, FaultProxy, FaultProxy]:
+    nova = fault_proxy_factory("http://127.0.0.1:8774")
+    neutron = fault_proxy_factory("http://127.0.0.1:9696")
+    name = f"devcloud-faulty-{tmp_path.name[-12:]}"
+    monkeypatch.setenv(
+        "OS_CLIENT_CONFIG_FILE", str(_faulty_cloud(cloud, tmp_path, name, nova, neutron))
+    )
+    return name, nova, neutron
+
+
+def _post(path: str) -> Callable[[Any], bool]:
+    return lambda req: req.method == "POST" and req.path.split("?")[0].rstrip("/").endswith(path)
+
+
+async def _create_delete(driver: Any, group: Any) -> list[Any]:
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+    assert len({r.provider_id for r in records}) == group.size
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    return list(records)
+
+
+async def test_rate_limits_and_lost_responses_converge(
+    cloud: Cloud, make_driver: Any, installation: str, proxied: Any
+) -> None:
+    name, nova, neutron = proxied
+    before = cloud.inventory()
+    # 429 on a third of every request; 500 *after* the cloud acted on two server boots
+    # and two port creates (the answer is lost, the resource exists).
+    nova.set_faults(
+        [
+            Fault(500, json_error("lost", 500), "application/json", after=True,
+                  match=_post("/servers"), limit=2, name="lost-boot"),
+            Fault(429, json_error("slow down", 429), "application/json", rate=0.3, name="429"),
+        ]
+    )  # fmt: skip
+    neutron.set_faults(
+        [
+            Fault(500, json_error("lost", 500), "application/json", after=True,
+                  match=_post("/ports"), limit=2, name="lost-port"),
+            Fault(429, json_error("slow down", 429), "application/json", rate=0.3, name="429"),
+        ]
+    )  # fmt: skip
+    driver = make_driver(openstack_cloud=name)
+    group = cluster_group("flaky", installation, 5)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+    assert nova.stats.injected["lost-boot"] == 2 and neutron.stats.injected["lost-port"] == 2
+    assert nova.stats.injected["429"] > 0 and neutron.stats.injected["429"] > 0
+    # No duplicates although four creates "failed" after succeeding.
+    assert _count_owned(cloud, group.owner, {s.name for s in node_specs(group)}) == Counter(
+        {"server": 5, "port": 5, "floating ip": 5}
+    )
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
+
+
+async def test_create_that_keeps_failing_rolls_back(
+    cloud: Cloud, make_driver: Any, installation: str, proxied: Any
+) -> None:
+    name, nova, _ = proxied
+    before = cloud.inventory()
+    nova.set_faults(
+        [Fault(503, json_error("down", 503), "application/json", match=_post("/servers"))]
+    )
+    driver = make_driver(openstack_cloud=name)
+    group = cluster_group("broken", installation, 3)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    results = await asyncio.gather(
+        *(driver.create(s, shared) for s in node_specs(group)), return_exceptions=True
+    )
+    assert all(isinstance(r, FlotteError) for r in results), results
+    assert "HTTP 503" in str(results[0])
+    # Each failed node took its port and floating IP back; the group's shared parts go
+    # with release.
+    left = await driver.leftovers(group.owner)
+    per_node = [i for i in left if i.split()[0] in ("port", "floating")]
+    per_node += [i for i in left if i.startswith("server ") and not i.startswith("server group")]
+    assert per_node == [], left
+    await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
+
+
+async def test_latency_grows_with_the_chain_not_the_node_count(
+    cloud: Cloud, make_driver: Any, installation: str, proxied: Any
+) -> None:
+    name, nova, neutron = proxied
+    nova.latency = neutron.latency = 0.2
+    driver = make_driver(openstack_cloud=name)
+    timings = {}
+    for size in (1, 6):
+        group = cluster_group(f"lat{size}", installation, size)
+        await driver.check(group)
+        shared = await driver.prepare(group)
+        started = time.monotonic()
+        records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+        timings[size] = time.monotonic() - started
+        await asyncio.gather(*(driver.remove(r) for r in records))
+        await driver.release(group, shared)
+    # Six nodes cost about what one does: the per-node chain (port, then boot and
+    # floating IP side by side, then batched polls) runs in parallel.
+    assert timings[6] < timings[1] * 2.5 + 2, timings
+    provider = next(iter(openstack_conn._PROVIDERS.values()))
+    assert provider.total_calls > 0
