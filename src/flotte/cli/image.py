@@ -10,6 +10,7 @@ docker-machine ``--openstack-*`` flags and their ``OS_*`` variables.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,31 @@ def _row(image: Any) -> dict[str, Any]:
     }
 
 
+def _digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def same_image(glance: Any, name: str, path: Path) -> Any:
+    """An active image with this name and exactly this content (Glance's multihash)."""
+    size = path.stat().st_size
+    for candidate in glance.images(name=name, status="active"):
+        algo = getattr(candidate, "hash_algo", None)
+        value = getattr(candidate, "hash_value", None)
+        if candidate.size == size and algo and value and _digest(path, algo) == value:
+            return candidate
+    return None
+
+
+def drop_unfinished(glance: Any, name: str) -> None:
+    """Delete the empty record a failed upload leaves (Glance keeps it ``queued``)."""
+    for leftover in list(glance.images(name=name, status="queued")):
+        glance.delete_image(leftover, ignore_missing=True)
+
+
 @click.group()
 def image() -> None:
     """Cloud images (Glance): upload your own, list what the cloud offers."""
@@ -126,20 +152,30 @@ def upload(
 
         p = await provider(auth)
         glance = p.conn.image
-        return await p.run(
-            lambda: glance.create_image(
-                name,
-                filename=str(file),
-                disk_format=disk_format,
-                container_format=container_format,
-                meta=meta or None,
-                wait=True,
-                timeout=timeout,
-                **extra,
-            ),
-            f"upload image {name}",
-            retry=frozenset({429, 503}),
-        )
+        existing = await p.read(lambda: same_image(glance, name, file), "list images")
+        if existing is not None:
+            return existing
+
+        def upload_() -> Any:
+            try:
+                made = glance.create_image(
+                    name,
+                    filename=str(file),
+                    disk_format=disk_format,
+                    container_format=container_format,
+                    meta=meta or None,
+                    allow_duplicates=True,  # same_image() did the duplicate check
+                    wait=True,
+                    timeout=timeout,
+                    **extra,
+                )
+            except Exception:
+                drop_unfinished(glance, name)
+                raise
+            # create_image returns the record as it was before the upload: read it again.
+            return glance.get_image(made.id)
+
+        return await p.run(upload_, f"upload image {name}", retry=frozenset({429, 503}))
 
     render_record(_row(_run(go())), fmt)
 

@@ -145,6 +145,7 @@ async def test_snapshot_makes_an_image(cloud: Cloud, make_driver: Any, installat
         assert image["name"] == f"snap-{installation}"
     finally:
         cloud.osc("image", "delete", image_id, check=False)
+        assert cloud.osc("image", "list", "--name", f"snap-{installation}") == []
         await driver.remove(record)
         await driver.release(group, shared)
     assert leaked(cloud, before) == {}
