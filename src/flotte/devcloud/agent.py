@@ -54,7 +54,7 @@ STOPPED_STATES = {"SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED"}
 DIND_HOST_CONFIG: dict[str, Any] = {
     "cap_add": ["ALL"],
     "cap_drop": ["SYS_RESOURCE"],
-    "security_opt": ["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
     "device_cgroup_rules": ["a *:* rwm"],
 }
 
@@ -250,6 +250,15 @@ class Agent:
             base.update(DIND_HOST_CONFIG)
         return base
 
+    def _host_config_api(self, seed: Path) -> Any:
+        host_config = self.docker.api.create_host_config(**self._host_config(seed))
+        if not host_config.get("Privileged"):
+            # `--security-opt systempaths=unconfined` in the API: nothing masked or
+            # read-only under /proc and /sys (the nested engine writes there).
+            host_config["MaskedPaths"] = []
+            host_config["ReadonlyPaths"] = []
+        return host_config
+
     def _can_privilege(self) -> bool:
         """Does this engine accept --privileged? (Refused here; normal on a laptop.)"""
         if self.privileged is None:
@@ -288,7 +297,7 @@ class Agent:
                 "flotte.devcloud.name": server.name,
             },
             volumes=["/var/lib/docker"],
-            host_config=api.create_host_config(**self._host_config(seed)),
+            host_config=self._host_config_api(seed),
             networking_config=api.create_networking_config(
                 {first_net: api.create_endpoint_config(ipv4_address=first_ip)}
             ),
@@ -339,9 +348,14 @@ class Agent:
         )
 
     def _prune_networks(self) -> None:
-        for net in self.docker.networks.list(filters={"label": f"{LABEL}={self.label}"}):
-            net.reload()
-            if not net.attrs.get("Containers") and net.name != EXT_NETWORK:
+        # A network's own "Containers" lists running ones only: a stopped server's
+        # container still needs its networks, so ask the containers instead.
+        used: set[str] = set()
+        flt = {"label": f"{LABEL}={self.label}"}
+        for container in self.docker.containers.list(all=True, filters=flt):
+            used.update(container.attrs["NetworkSettings"]["Networks"])
+        for net in self.docker.networks.list(filters=flt):
+            if net.name not in used and net.name != EXT_NETWORK:
                 net.remove()
 
     def _fail(self, server: Any, err: Exception) -> None:

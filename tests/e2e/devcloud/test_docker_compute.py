@@ -1,0 +1,145 @@
+"""Docker-backed devcloud (issue 6): a Nova server becomes a container that really boots.
+
+Turns the shared devcloud's Docker mode on for this module and off again at the end
+(`up --docker` / `up --no-docker`), so later tests see a fake-compute devcloud.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from fixtures.devcloud import DevCloud, flotte
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+USER_DATA = """#cloud-config
+write_files:
+  - path: /etc/devcloud-test
+    content: "written by cloud-init from user data\\n"
+runcmd:
+  - [sh, -c, "echo runcmd-ran > /root/runcmd"]
+"""
+
+
+def _docker() -> Any:
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as err:
+        pytest.skip(f"no Docker engine: {err}")
+    return client
+
+
+@pytest.fixture(scope="module")
+def docker_devcloud(devcloud: DevCloud) -> Iterator[DevCloud]:
+    client = _docker()
+    flotte("devcloud", "up", "--dir", str(devcloud.root), "--clouds-yaml", "none", "--docker", timeout=900)
+    try:
+        yield devcloud
+    finally:
+        flotte("devcloud", "up", "--dir", str(devcloud.root), "--clouds-yaml", "none", "--no-docker", timeout=300)
+        left = client.containers.list(all=True, filters={"label": f"flotte.devcloud={devcloud.root}"})
+        assert not left, "devcloud containers left after --no-docker"
+        client.close()
+
+
+def _wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+def _container(client: Any, server_id: str) -> Any:
+    found = client.containers.list(all=True, filters={"label": f"flotte.devcloud.server={server_id}"})
+    return found[0] if found else None
+
+
+def _ssh_banner(host: str) -> bytes:
+    try:
+        with socket.create_connection((host, 22), timeout=2) as sock:
+            return sock.recv(64)
+    except OSError:
+        return b""
+
+
+def test_server_is_a_container_that_runs_cloud_init(docker_devcloud: DevCloud) -> None:
+    import asyncssh
+
+    dc = docker_devcloud
+    client = _docker()
+    conn = dc.connect(dc.demo_cloud)
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    name = f"dock-{uuid.uuid4().hex[:8]}"
+    kp = conn.compute.create_keypair(name=name, public_key=key.export_public_key().decode())
+    net = conn.network.find_network(dc.network, ignore_missing=False)
+    ext = conn.network.find_network(dc.floating_pool, ignore_missing=False)
+    image = conn.image.find_image(dc.image, ignore_missing=False)
+    server = conn.compute.create_server(
+        name=name,
+        image_id=image.id,
+        flavor_id=dc.flavor_id,
+        networks=[{"uuid": net.id}],
+        key_name=kp.name,
+        user_data=base64.b64encode(USER_DATA.encode()).decode(),
+    )
+    fip = None
+    try:
+        server = conn.compute.wait_for_server(server, wait=120)
+        fixed = server.addresses[dc.network][0]["addr"]
+        container = _wait(lambda: _container(client, server.id), 60, "container")
+        # Same address on the Docker network as the Neutron port's fixed IP.
+        container.reload()
+        addrs = [n["IPAddress"] for n in container.attrs["NetworkSettings"]["Networks"].values()]
+        assert fixed in addrs
+
+        port = next(iter(conn.network.ports(device_id=server.id)))
+        fip = conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
+        address = fip.floating_ip_address
+        assert _wait(lambda: _ssh_banner(address), 90, "sshd at the floating IP").startswith(b"SSH-")
+
+        def booted() -> bool:
+            return container.exec_run(["test", "-e", "/var/lib/cloud/instance/boot-finished"]).exit_code == 0
+
+        _wait(booted, 120, "cloud-init boot-finished")
+
+        async def login() -> str:
+            async with asyncssh.connect(
+                address, username=dc.ssh_user, client_keys=[key], known_hosts=None
+            ) as ssh:
+                res = await ssh.run("cat /etc/devcloud-test; sudo cat /root/runcmd", check=True)
+                return str(res.stdout)
+
+        import asyncio
+
+        out = asyncio.run(login())
+        assert "written by cloud-init from user data" in out
+        assert "runcmd-ran" in out
+
+        # Power state follows Nova within seconds.
+        conn.compute.stop_server(server)
+        conn.compute.wait_for_server(server, status="SHUTOFF", wait=60)
+        _wait(lambda: (container.reload(), container.status != "running")[1], 20, "stopped")
+        conn.compute.start_server(server)
+        conn.compute.wait_for_server(server, status="ACTIVE", wait=60)
+        _wait(lambda: (container.reload(), container.status == "running")[1], 20, "started")
+    finally:
+        if fip is not None:
+            conn.network.delete_ip(fip)
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=120)
+        conn.compute.delete_keypair(kp)
+    _wait(lambda: _container(client, server.id) is None, 30, "container removed")
+    conn.close()
+    client.close()
