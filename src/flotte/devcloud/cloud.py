@@ -334,13 +334,14 @@ class DevCloud:
         # OpenStack services first, side by side (nova's take seconds each to shut
         # down gracefully); then RabbitMQ, epmd and MariaDB, which they use.
         backing = ("rabbitmq", "epmd", "mariadb")
-        if procs.stop(self.layout, AGENT) or self._state().get("docker"):
+        stopped = [AGENT] if procs.stop(self.layout, AGENT) else []
+        if stopped or self._state().get("docker"):
             # Its containers and networks go with it: Nova forgets fake instances too.
             agent.cleanup(self.layout.root)
         openstack = [name for name in reversed(PROCESSES) if name not in backing]
         with ThreadPoolExecutor(max_workers=len(openstack)) as pool:
             results = list(pool.map(lambda n: procs.stop(self.layout, n), openstack))
-        stopped = [name for name, was in zip(openstack, results, strict=True) if was]
+        stopped += [name for name, was in zip(openstack, results, strict=True) if was]
         stopped += [name for name in backing if procs.stop(self.layout, name)]
         if wipe:
             if self.layout.secrets.exists():
