@@ -6,6 +6,7 @@ import json
 
 import docker
 import pytest
+
 from fixtures.local import Flotte
 
 pytestmark = pytest.mark.docker
@@ -14,7 +15,9 @@ pytestmark = pytest.mark.docker
 def snapshot(flotte: Flotte, client: docker.DockerClient) -> tuple[object, ...]:
     machines = json.loads(flotte("machine", "ls", "-f", "json").stdout)
     clusters = json.loads(flotte("cluster", "list", "-f", "json").stdout)
-    names = sorted(c.name for c in client.containers.list(all=True, filters={"label": "flotte.owner"}))
+    names = sorted(
+        c.name for c in client.containers.list(all=True, filters={"label": "flotte.owner"})
+    )
     nets = sorted(n.name for n in client.networks.list(filters={"label": "flotte.owner"}))
     return (machines, [(c["name"], c["status"], c["node_count"]) for c in clusters], names, nets)
 
@@ -40,7 +43,10 @@ CASES = [
     (("cluster", "create", "c", "--driver", "local", "--coe", "mesos"), ("unknown COE",)),
     (("cluster", "create", "c", "--driver", "local", "--timeout", "0"), ("--timeout",)),
     (("cluster", "create", "UPPER", "--driver", "local"), ("invalid cluster name 'UPPER'",)),
-    (("cluster", "create", "c", "--driver", "local", "--no-such-flag"), ("No such option", "--help")),
+    (
+        ("cluster", "create", "c", "--driver", "local", "--no-such-flag"),
+        ("No such option", "--help"),
+    ),
     (("machine", "create", "x", "--engine-opt", "--debug"), ("without dashes",)),
     (("cluster", "resize", "ghost", "--node-count", "1"), ("cluster 'ghost' not found",)),
     (("cluster", "delete", "ghost"), ("cluster 'ghost' not found",)),
@@ -51,26 +57,57 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "words"), CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_bad_input(flotte: Flotte, docker_engine: docker.DockerClient, args: tuple[str, ...], words: tuple[str, ...]) -> None:
+def test_bad_input(
+    flotte: Flotte,
+    docker_engine: docker.DockerClient,
+    args: tuple[str, ...],
+    words: tuple[str, ...],
+) -> None:
     before = snapshot(flotte, docker_engine)
     assert_one_line(flotte(*args, check=False), *words)
     assert snapshot(flotte, docker_engine) == before
 
 
-def test_duplicate_names_and_foreign_nodes(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
+def test_duplicate_names_and_foreign_nodes(
+    flotte: Flotte, docker_engine: docker.DockerClient
+) -> None:
     flotte("cluster", "create", "dup", "--driver", "local", "--node-count", "1")
     before = snapshot(flotte, docker_engine)
-    assert_one_line(flotte("cluster", "create", "dup", "--driver", "local", check=False), "already exists")
-    assert_one_line(flotte("machine", "create", "dup", check=False), "already the name of a cluster")
     assert_one_line(
-        flotte("cluster", "resize", "dup", "--node-count", "0", "--nodes-to-remove", "dup-node-7", check=False),
+        flotte("cluster", "create", "dup", "--driver", "local", check=False), "already exists"
+    )
+    assert_one_line(
+        flotte("machine", "create", "dup", check=False), "already the name of a cluster"
+    )
+    assert_one_line(
+        flotte(
+            "cluster",
+            "resize",
+            "dup",
+            "--node-count",
+            "0",
+            "--nodes-to-remove",
+            "dup-node-7",
+            check=False,
+        ),
         "node 'dup-node-7' is not in cluster 'dup'",
     )
     assert_one_line(
-        flotte("cluster", "resize", "dup", "--node-count", "0", "--nodes-to-remove", "dup-master-0", check=False),
+        flotte(
+            "cluster",
+            "resize",
+            "dup",
+            "--node-count",
+            "0",
+            "--nodes-to-remove",
+            "dup-master-0",
+            check=False,
+        ),
         "manager",
     )
-    assert_one_line(flotte("machine", "rm", "-y", "dup-node-0", check=False), "node of cluster 'dup'")
+    assert_one_line(
+        flotte("machine", "rm", "-y", "dup-node-0", check=False), "node of cluster 'dup'"
+    )
     assert snapshot(flotte, docker_engine) == before
     flotte("cluster", "delete", "dup")
 

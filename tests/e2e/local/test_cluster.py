@@ -10,6 +10,7 @@ from pathlib import Path
 
 import docker
 import pytest
+
 from fixtures.local import Flotte, labelled
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -37,7 +38,7 @@ def http_get(url: str, timeout: float = 20) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - test's own node
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 return resp.read().decode().strip()
         except OSError:
             if time.monotonic() > deadline:
@@ -45,8 +46,12 @@ def http_get(url: str, timeout: float = 20) -> str:
             time.sleep(0.2)
 
 
-def test_cluster_lifecycle(flotte: Flotte, docker_engine: docker.DockerClient, hello_image: str) -> None:
-    out = flotte("cluster", "create", "lab", "--driver", "local", "--master-count", "1", "--node-count", "2")
+def test_cluster_lifecycle(
+    flotte: Flotte, docker_engine: docker.DockerClient, hello_image: str
+) -> None:
+    out = flotte(
+        "cluster", "create", "lab", "--driver", "local", "--master-count", "1", "--node-count", "2"
+    )
     assert "CREATE_COMPLETE" in out.stdout
 
     nodes = swarm_nodes(flotte, "lab")
@@ -61,12 +66,28 @@ def test_cluster_lifecycle(flotte: Flotte, docker_engine: docker.DockerClient, h
     flotte("cluster", "load-image", "lab", hello_image)
     subprocess.run(
         [
-            "docker", "--context", "flotte-lab", "service", "create", "--detach", "--name", "hello",
-            "--replicas", "3", "--endpoint-mode", "dnsrr", "--no-resolve-image",
-            "--publish", "mode=host,target=80,published=8080",
-            "--hostname", "{{.Node.Hostname}}", hello_image,
+            "docker",
+            "--context",
+            "flotte-lab",
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "hello",
+            "--replicas",
+            "3",
+            "--endpoint-mode",
+            "dnsrr",
+            "--no-resolve-image",
+            "--publish",
+            "mode=host,target=80,published=8080",
+            "--hostname",
+            "{{.Node.Hostname}}",
+            hello_image,
         ],
-        env=flotte.env, check=True, capture_output=True,
+        env=flotte.env,
+        check=True,
+        capture_output=True,
     )
     addresses = show["master_addresses"] + show["node_addresses"]
     answers = {http_get(f"http://{ip}:8080/") for ip in addresses}
@@ -75,7 +96,16 @@ def test_cluster_lifecycle(flotte: Flotte, docker_engine: docker.DockerClient, h
     flotte("cluster", "resize", "lab", "--node-count", "5")
     nodes = swarm_nodes(flotte, "lab")
     assert len(nodes) == 6 and all(n["Status"] == "Ready" for n in nodes)
-    assert len([c for c in labelled(docker_engine, {"flotte.cluster": "lab"}) if c.startswith("container")]) == 6
+    assert (
+        len(
+            [
+                c
+                for c in labelled(docker_engine, {"flotte.cluster": "lab"})
+                if c.startswith("container")
+            ]
+        )
+        == 6
+    )
 
     flotte("cluster", "resize", "lab", "--node-count", "2")
     nodes = swarm_nodes(flotte, "lab")
@@ -89,19 +119,35 @@ def test_cluster_lifecycle(flotte: Flotte, docker_engine: docker.DockerClient, h
     assert json.loads(flotte("cluster", "list", "-f", "json").stdout) == []
     contexts = subprocess.run(
         ["docker", "context", "ls", "--format", "{{.Name}}"],
-        capture_output=True, text=True, env=flotte.env, check=True,
+        capture_output=True,
+        text=True,
+        env=flotte.env,
+        check=True,
     ).stdout.split()
     assert "flotte-lab" not in contexts
 
 
 def test_resize_removes_the_named_nodes(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
     flotte("cluster", "create", "pick", "--driver", "local", "--node-count", "3")
-    flotte("cluster", "resize", "pick", "--node-count", "1", "--nodes-to-remove", "pick-node-0,pick-node-2")
-    assert sorted(n["Hostname"] for n in swarm_nodes(flotte, "pick")) == ["pick-master-0", "pick-node-1"]
+    flotte(
+        "cluster",
+        "resize",
+        "pick",
+        "--node-count",
+        "1",
+        "--nodes-to-remove",
+        "pick-node-0,pick-node-2",
+    )
+    assert sorted(n["Hostname"] for n in swarm_nodes(flotte, "pick")) == [
+        "pick-master-0",
+        "pick-node-1",
+    ]
     # A new worker takes the first free index again.
     flotte("cluster", "resize", "pick", "2")
     assert sorted(n["Hostname"] for n in swarm_nodes(flotte, "pick")) == [
-        "pick-master-0", "pick-node-0", "pick-node-1",
+        "pick-master-0",
+        "pick-node-0",
+        "pick-node-1",
     ]
     flotte("cluster", "delete", "pick")
     assert labelled(docker_engine, {"flotte.cluster": "pick"}) == []
@@ -109,17 +155,39 @@ def test_resize_removes_the_named_nodes(flotte: Flotte, docker_engine: docker.Do
 
 def test_template_and_three_managers(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
     flotte(
-        "template", "create", "swarm-lab", "--coe", "swarm", "--driver", "local",
-        "--labels", "team=physics,site=lyon", "--insecure-registry", "registry.lab:5000",
+        "template",
+        "create",
+        "swarm-lab",
+        "--coe",
+        "swarm",
+        "--driver",
+        "local",
+        "--labels",
+        "team=physics,site=lyon",
+        "--insecure-registry",
+        "registry.lab:5000",
     )
     listed = json.loads(flotte("template", "list", "-f", "json").stdout)
     assert [t["name"] for t in listed] == ["swarm-lab"]
-    flotte("cluster", "create", "raft", "--template", "swarm-lab", "--master-count", "3", "--node-count", "0")
+    flotte(
+        "cluster",
+        "create",
+        "raft",
+        "--template",
+        "swarm-lab",
+        "--master-count",
+        "3",
+        "--node-count",
+        "0",
+    )
     nodes = swarm_nodes(flotte, "raft")
     assert sum(1 for n in nodes if n["ManagerStatus"]) == 3
     info = subprocess.run(
         ["docker", "--context", "flotte-raft", "info", "--format", "{{json .}}"],
-        capture_output=True, text=True, env=flotte.env, check=True,
+        capture_output=True,
+        text=True,
+        env=flotte.env,
+        check=True,
     ).stdout
     data = json.loads(info)
     assert "team=physics" in data["Labels"] and "site=lyon" in data["Labels"]

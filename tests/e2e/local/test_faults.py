@@ -6,13 +6,17 @@ import json
 
 import docker
 import pytest
+
 from fixtures.local import Flotte, labelled
 
 pytestmark = pytest.mark.docker
 
 
 def containers(client: docker.DockerClient, cluster: str) -> list[str]:
-    return sorted(c.name for c in client.containers.list(all=True, filters={"label": f"flotte.cluster={cluster}"}))
+    return sorted(
+        c.name
+        for c in client.containers.list(all=True, filters={"label": f"flotte.cluster={cluster}"})
+    )
 
 
 @pytest.mark.parametrize(
@@ -24,7 +28,9 @@ def containers(client: docker.DockerClient, cluster: str) -> list[str]:
         ("swarm:init", "done"),  # swarm formed, workers not joined
     ],
 )
-def test_killed_create_resumes(flotte: Flotte, docker_engine: docker.DockerClient, step: str, phase: str) -> None:
+def test_killed_create_resumes(
+    flotte: Flotte, docker_engine: docker.DockerClient, step: str, phase: str
+) -> None:
     proc = flotte.spawn("cluster", "create", "crash", "--driver", "local", "--node-count", "2")
     flotte.kill_when(proc, "cluster:crash", step, phase)
 
@@ -34,16 +40,26 @@ def test_killed_create_resumes(flotte: Flotte, docker_engine: docker.DockerClien
     out = flotte("cluster", "create", "crash", "--driver", "local", "--node-count", "2")
     assert "CREATE_COMPLETE" in out.stdout
     # Exactly the three nodes: nothing made twice by the first, killed run.
-    assert containers(docker_engine, "crash") == ["flotte-crash-master-0", "flotte-crash-node-0", "flotte-crash-node-1"]
+    assert containers(docker_engine, "crash") == [
+        "flotte-crash-master-0",
+        "flotte-crash-node-0",
+        "flotte-crash-node-1",
+    ]
     show = json.loads(flotte("cluster", "show", "crash", "-f", "json").stdout)
     assert show["health_status"] == "HEALTHY"
-    assert sorted(n["hostname"] for n in show["swarm_nodes"]) == ["crash-master-0", "crash-node-0", "crash-node-1"]
+    assert sorted(n["hostname"] for n in show["swarm_nodes"]) == [
+        "crash-master-0",
+        "crash-node-0",
+        "crash-node-1",
+    ]
 
     flotte("cluster", "delete", "crash")
     assert labelled(docker_engine, {"flotte.cluster": "crash"}) == []
 
 
-def test_delete_after_a_killed_create_leaves_nothing(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
+def test_delete_after_a_killed_create_leaves_nothing(
+    flotte: Flotte, docker_engine: docker.DockerClient
+) -> None:
     proc = flotte.spawn("cluster", "create", "half", "--driver", "local", "--node-count", "3")
     flotte.kill_when(proc, "cluster:half", "create:", "done")
     flotte("cluster", "delete", "half")
@@ -65,20 +81,37 @@ def test_failing_node_rolls_back(flotte: Flotte, docker_engine: docker.DockerCli
     res = flotte("machine", "create", "sick", "--engine-opt", "no-such-flag=1", check=False)
     assert res.returncode == 1
     lines = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1 and "unknown flag: --no-such-flag" in lines[0] and "rolled back" in lines[0]
+    assert (
+        len(lines) == 1 and "unknown flag: --no-such-flag" in lines[0] and "rolled back" in lines[0]
+    )
     assert "Traceback" not in res.stderr
     assert labelled(docker_engine, {"flotte.machine": "sick"}) == []
     assert json.loads(flotte("machine", "ls", "-f", "json").stdout) == []
 
 
-def test_failing_cluster_rolls_back_or_is_kept(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
+def test_failing_cluster_rolls_back_or_is_kept(
+    flotte: Flotte, docker_engine: docker.DockerClient
+) -> None:
     bad = ("--local-image", "flotte-no-such-image:0")
-    res = flotte("cluster", "create", "nope", "--driver", "local", "--node-count", "1", *bad, check=False)
+    res = flotte(
+        "cluster", "create", "nope", "--driver", "local", "--node-count", "1", *bad, check=False
+    )
     assert res.returncode == 1 and "rolled back" in res.stderr and "Traceback" not in res.stderr
     assert labelled(docker_engine, {"flotte.cluster": "nope"}) == []
     assert json.loads(flotte("cluster", "list", "-f", "json").stdout) == []
 
-    res = flotte("cluster", "create", "kept", "--driver", "local", "--node-count", "1", "--no-rollback", *bad, check=False)
+    res = flotte(
+        "cluster",
+        "create",
+        "kept",
+        "--driver",
+        "local",
+        "--node-count",
+        "1",
+        "--no-rollback",
+        *bad,
+        check=False,
+    )
     assert res.returncode == 1 and "--no-rollback" in res.stderr
     listed = json.loads(flotte("cluster", "list", "-f", "json").stdout)
     assert [(c["name"], c["status"]) for c in listed] == [("kept", "CREATE_FAILED")]

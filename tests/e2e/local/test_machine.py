@@ -13,6 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 from cryptography import x509
+
 from fixtures.local import Flotte, labelled
 
 pytestmark = pytest.mark.docker
@@ -26,7 +27,9 @@ def installation(flotte: Flotte) -> str:
 
 
 def docker_cli(flotte: Flotte, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, env=flotte.env, timeout=60)
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, env=flotte.env, timeout=60
+    )
 
 
 def server_cert(host: str, port: int = 2376) -> x509.Certificate:
@@ -39,11 +42,23 @@ def server_cert(host: str, port: int = 2376) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
-def test_machine_lifecycle(flotte: Flotte, docker_engine: docker.DockerClient, tmp_path: Path) -> None:
+def test_machine_lifecycle(
+    flotte: Flotte, docker_engine: docker.DockerClient, tmp_path: Path
+) -> None:
     out = flotte(
-        "machine", "create", "-d", "local", "box",
-        "--engine-label", "lab=ipHC", "--engine-insecure-registry", "reg.local:5000",
-        "--engine-env", "FOO=bar", "--tls-san", "box.example.org",
+        "machine",
+        "create",
+        "-d",
+        "local",
+        "box",
+        "--engine-label",
+        "lab=ipHC",
+        "--engine-insecure-registry",
+        "reg.local:5000",
+        "--engine-env",
+        "FOO=bar",
+        "--tls-san",
+        "box.example.org",
     )
     assert "flotte machine env box" in out.stdout
 
@@ -63,15 +78,21 @@ def test_machine_lifecycle(flotte: Flotte, docker_engine: docker.DockerClient, t
     # A client without flotte's client certificate is refused by the engine.
     ctx = ssl.create_default_context(cafile=str(flotte.home / "secrets" / "certs" / "ca.pem"))
     ctx.check_hostname = False
-    with socket.create_connection((ip, 2376), timeout=5) as sock:
-        with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)):
-            with ctx.wrap_socket(sock) as tls:
-                tls.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
-                if not tls.recv(100):
-                    raise ConnectionResetError("closed without an answer")
+    with (
+        socket.create_connection((ip, 2376), timeout=5) as sock,
+        pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError)),
+        ctx.wrap_socket(sock) as tls,
+    ):
+        tls.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        if not tls.recv(100):
+            raise ConnectionResetError("closed without an answer")
 
     # Secrets are private; env points the docker CLI at the engine.
-    for key in ("secrets/certs/key.pem", "secrets/ca/ca-key.pem", "secrets/machines/box/id_ed25519"):
+    for key in (
+        "secrets/certs/key.pem",
+        "secrets/ca/ca-key.pem",
+        "secrets/machines/box/id_ed25519",
+    ):
         assert stat.S_IMODE(os.stat(flotte.home / key).st_mode) == 0o600, key
     env = flotte("machine", "env", "box", "--shell", "bash").stdout
     assert f'export DOCKER_HOST="tcp://{ip}:2376"' in env
@@ -106,7 +127,12 @@ def test_machine_lifecycle(flotte: Flotte, docker_engine: docker.DockerClient, t
 
     flotte("machine", "rm", "-y", "box")
     assert labelled(docker_engine, {"flotte.machine": "box"}) == []
-    assert labelled(docker_engine, {"flotte.network": "machines", "flotte.owner": installation(flotte)}) == []
+    assert (
+        labelled(
+            docker_engine, {"flotte.network": "machines", "flotte.owner": installation(flotte)}
+        )
+        == []
+    )
     assert "flotte-box" not in docker_cli(flotte, "context", "ls", "--format", "{{.Name}}").stdout
     assert json.loads(flotte("machine", "ls", "-f", "json").stdout) == []
 
@@ -120,4 +146,9 @@ def test_two_machines_share_a_network_until_the_last_goes(
     flotte("machine", "rm", "-y", "one")
     assert docker_cli(flotte, "--context", "flotte-two", "info").returncode == 0
     flotte("machine", "rm", "-y", "two")
-    assert labelled(docker_engine, {"flotte.network": "machines", "flotte.owner": installation(flotte)}) == []
+    assert (
+        labelled(
+            docker_engine, {"flotte.network": "machines", "flotte.owner": installation(flotte)}
+        )
+        == []
+    )

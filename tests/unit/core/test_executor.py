@@ -103,7 +103,9 @@ async def test_rollback_undoes_in_reverse_dependency_order() -> None:
 async def test_cycles_and_unknown_requirements_are_refused_before_running() -> None:
     log: list[str] = []
     with pytest.raises(CycleError):
-        await Executor().run([Step("a", sleeper(log, "a"), ("b",)), Step("b", sleeper(log, "b"), ("a",))])
+        await Executor().run(
+            [Step("a", sleeper(log, "a"), ("b",)), Step("b", sleeper(log, "b"), ("a",))]
+        )
     with pytest.raises(ValueError, match="unknown"):
         await Executor().run([Step("a", sleeper(log, "a"), ("ghost",))])
     assert log == []

@@ -54,8 +54,14 @@ def test_engine_config_renders_tls_and_flags() -> None:
     assert conf["storage-driver"] == "overlay2"
     assert engine_config.dockerd_flags(engine) == ["--log-level=debug", "--experimental"]
     assert engine_config.environment(engine) == {"HTTP_PROXY": "http://proxy:3128"}
-    assert "unix:///var/run/docker.sock" not in json.dumps(engine_config.daemon_config(engine, listen_unix=False))
-    for bad in (EngineOptions(labels=("nolabel",)), EngineOptions(opts=("--x",)), EngineOptions(env=("=v",))):
+    assert "unix:///var/run/docker.sock" not in json.dumps(
+        engine_config.daemon_config(engine, listen_unix=False)
+    )
+    for bad in (
+        EngineOptions(labels=("nolabel",)),
+        EngineOptions(opts=("--x",)),
+        EngineOptions(env=("=v",)),
+    ):
         with pytest.raises(UsageError):
             engine_config.validate(bad)
 
@@ -73,8 +79,16 @@ def test_bad_names(name: str) -> None:
 
 def _machine(name: str) -> Machine:
     return Machine(
-        name=name, driver="local", cluster=None, role="machine", status="ready", status_reason="",
-        spec={}, record={}, endpoint={}, shared={},
+        name=name,
+        driver="local",
+        cluster=None,
+        role="machine",
+        status="ready",
+        status_reason="",
+        spec={},
+        record={},
+        endpoint={},
+        shared={},
     )
 
 
@@ -101,9 +115,11 @@ def test_store_migrates_and_keeps_an_installation_id(tmp_path: Path) -> None:
 
 
 def test_lock_says_busy(tmp_path: Path) -> None:
-    with locked(tmp_path, "cluster", "x"):
-        with pytest.raises(Busy, match="cluster 'x' is busy"):
-            with locked(tmp_path, "cluster", "x", wait=0.2):
-                pass
+    with (
+        locked(tmp_path, "cluster", "x"),
+        pytest.raises(Busy, match="cluster 'x' is busy"),
+        locked(tmp_path, "cluster", "x", wait=0.2),
+    ):
+        pass
     with locked(tmp_path, "cluster", "x"):
         pass  # released when the holder left
