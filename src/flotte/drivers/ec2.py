@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from flotte.drivers import ec2_shared as sh
 from flotte.drivers import ec2_sweep as sw
 from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec
 from flotte.drivers.ec2_api import Ec2Api, RetryPolicy, buckets_for, translate
+from flotte.drivers.ec2_batch import Batcher
 from flotte.drivers.ec2_userdata import user_data
 from flotte.errors import (
     DriverError,
@@ -80,10 +81,12 @@ class EC2Driver(Driver):
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._claimed: set[str] = set()  # instance IDs handed to a node in this process
         self._lock: asyncio.Lock | None = None
-        self._pending: list[tuple[NodeSpec, Mapping[str, Any], Any]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.coalesce = 0.05  # seconds create() waits for sibling calls to batch with
+        # Parallel create()/remove() calls of one plan become one RunInstances /
+        # TerminateInstances (see ec2_batch).
+        self._creates: Batcher[tuple[NodeSpec, Mapping[str, Any]], NodeRecord] = Batcher(
+            self._create_batch
+        )
+        self._removes: Batcher[NodeRecord, None] = Batcher(self._remove_batch)
         self.poll_interval = float(os.environ.get("FLOTTE_EC2_POLL", "2"))
 
     # -- settings and clients --------------------------------------------------------
@@ -318,37 +321,14 @@ class EC2Driver(Driver):
     # -- create ----------------------------------------------------------------------
 
     async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
-        """One node. Calls that arrive together (a plan creating nodes in parallel) are
-        gathered for ``coalesce`` seconds and made by one ``create_many``."""
-        fut: asyncio.Future[NodeRecord] = asyncio.get_running_loop().create_future()
-        self._pending.append((spec, shared, fut))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-            self._tasks.add(self._flusher)
-            self._flusher.add_done_callback(self._tasks.discard)
-        return await fut
+        """One node; calls that arrive together are made by one ``create_many``."""
+        key = json.dumps(shared, sort_keys=True, default=str)
+        return await self._creates.submit(key, (spec, shared))
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(self.coalesce)
-        batch, self._pending = self._pending, []
-        self._flusher = None  # later calls start the next batch
-        by_shared: dict[str, list[tuple[NodeSpec, Mapping[str, Any], Any]]] = {}
-        for item in batch:
-            by_shared.setdefault(json.dumps(item[1], sort_keys=True, default=str), []).append(item)
-
-        async def run(items: list[tuple[NodeSpec, Mapping[str, Any], Any]]) -> None:
-            try:
-                records = await self.create_many([i[0] for i in items], items[0][1])
-            except Exception as err:
-                for _, _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(err)
-                return
-            for (_, _, fut), record in zip(items, records, strict=True):
-                if not fut.done():
-                    fut.set_result(record)
-
-        await asyncio.gather(*(run(items) for items in by_shared.values()))
+    async def _create_batch(
+        self, key: Hashable, items: list[tuple[NodeSpec, Mapping[str, Any]]]
+    ) -> list[NodeRecord]:
+        return await self.create_many([spec for spec, _ in items], items[0][1])
 
     async def create_many(
         self, specs: list[NodeSpec], shared: Mapping[str, Any]
@@ -732,11 +712,27 @@ class EC2Driver(Driver):
         return str(result["ImageId"])
 
     async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
-        api = self._api_for(node.data)
-        allocation = node.data.get("allocation_id")
-        if allocation:
-            await sw.release_address(api, {"AllocationId": allocation})
-        ids = await self._ids(api, node)
+        """Terminate the node's instance (and release its Elastic IP); gone is fine."""
+        await self._removes.submit(json.dumps(_target_settings(node.data)), node)
+
+    async def _remove_batch(self, key: Hashable, nodes: list[NodeRecord]) -> list[None]:
+        await self.remove_many(nodes)
+        return [None] * len(nodes)
+
+    async def remove_many(self, nodes: list[NodeRecord]) -> None:
+        """Remove nodes of one target with one TerminateInstances."""
+        if not nodes:
+            return
+        api = self._api_for(nodes[0].data)
+        await asyncio.gather(
+            *(
+                sw.release_address(api, {"AllocationId": n.data["allocation_id"]})
+                for n in nodes
+                if n.data.get("allocation_id")
+            )
+        )
+        found = await asyncio.gather(*(self._ids(api, n) for n in nodes))
+        ids = [iid for group in found for iid in group]
         if ids:
             await self._terminate(api, ids)
         self._claimed.difference_update(ids)

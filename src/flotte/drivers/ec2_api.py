@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flotte.errors import (
@@ -151,14 +151,35 @@ class TokenBucket:
             return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
 
 
-@dataclass
 class Buckets:
-    """AWS's default per-account, per-region buckets (EC2 API throttling docs)."""
+    """AWS's per-account, per-region request buckets: one per API action.
 
-    read: TokenBucket = field(default_factory=lambda: TokenBucket(100, 20))
-    write: TokenBucket = field(default_factory=lambda: TokenBucket(50, 5))
-    run_requests: TokenBucket = field(default_factory=lambda: TokenBucket(5, 2))
-    run_instances: TokenBucket = field(default_factory=lambda: TokenBucket(1000, 2))
+    Sizes follow AWS's EC2 throttling documentation: non-mutating actions 100 tokens
+    refilled at 20/s; mutating actions the conservative 50 at 5/s; RunInstances 5 at
+    2/s plus its resource bucket of 1,000 instances refilled at 2/s.
+    """
+
+    RUN_INSTANCES = (5.0, 2.0)
+    READ = (100.0, 20.0)
+    WRITE = (50.0, 5.0)
+
+    def __init__(self) -> None:
+        self._by_action: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+        self.run_instances = TokenBucket(1000, 2)  # instances, not requests
+
+    def request(self, action: str) -> TokenBucket:
+        with self._lock:
+            bucket = self._by_action.get(action)
+            if bucket is None:
+                if action == "RunInstances":
+                    size = self.RUN_INSTANCES
+                elif action.startswith(_READ_PREFIXES):
+                    size = self.READ
+                else:
+                    size = self.WRITE
+                bucket = self._by_action[action] = TokenBucket(*size)
+            return bucket
 
 
 _BUCKETS: dict[tuple[str, str, str], Buckets] = {}
@@ -286,12 +307,10 @@ class Ec2Api:
         return self._sem
 
     def _pace(self, action: str, params: dict[str, Any]) -> float:
+        wait = self.buckets.request(action).take()
         if action == "RunInstances":
-            wait = self.buckets.run_requests.take()
-            return max(wait, self.buckets.run_instances.take(float(params.get("MaxCount", 1))))
-        if action.startswith(_READ_PREFIXES):
-            return self.buckets.read.take()
-        return self.buckets.write.take()
+            wait = max(wait, self.buckets.run_instances.take(float(params.get("MaxCount", 1))))
+        return wait
 
     async def call(
         self,

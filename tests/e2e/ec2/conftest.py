@@ -12,6 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fixtures.*
 
+from ec2_helpers import INSTALLATION, base_options
+
 import fixtures.fault_proxy as _fault_proxy
 import fixtures.moto_server as _moto
 from flotte.drivers.base import DriverContext
@@ -23,23 +25,6 @@ fake_aws_credentials = _moto.fake_aws_credentials
 moto_server = _moto.moto_server
 moto_endpoint = _moto.moto_endpoint
 fault_proxy_factory = _fault_proxy.fault_proxy_factory
-
-INSTALLATION = "inst-ec2-test"
-# An Ubuntu AMI of moto's built-in catalogue (AMI validation is on).
-AMI = "ami-785db401"
-AMI_NAME = "ubuntu/images/hvm-ssd/ubuntu-xenial-16.04-amd64-server-*"
-AMI_OWNER = "099720109477"
-
-
-def base_options(endpoint: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "ec2_endpoint_url": endpoint,
-        "ec2_region": "us-east-1",
-        "ec2_ami": AMI,
-        "ec2_instance_type": "t3.small",
-        "ec2_allowed_cidr": ["203.0.113.7/32"],
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -62,31 +47,3 @@ def make_driver(tmp_path: Path, moto_endpoint: str) -> Callable[..., EC2Driver]:
         return driver
 
     return make
-
-
-def flotte_resources(client: Any, installation: str = INSTALLATION) -> dict[str, list[str]]:
-    """Every resource tagged flotte:owner=installation that is not gone, by kind."""
-    owner = [{"Name": "tag:flotte:owner", "Values": [installation]}]
-    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
-    instances = [
-        i["InstanceId"]
-        for r in client.describe_instances(
-            Filters=[*owner, {"Name": "instance-state-name", "Values": live}]
-        )["Reservations"]
-        for i in r["Instances"]
-    ]
-    return {
-        "instances": instances,
-        "volumes": [v["VolumeId"] for v in client.describe_volumes(Filters=owner)["Volumes"]],
-        "addresses": [
-            a["AllocationId"] for a in client.describe_addresses(Filters=owner)["Addresses"]
-        ],
-        "key_pairs": [k["KeyName"] for k in client.describe_key_pairs(Filters=owner)["KeyPairs"]],
-        "security_groups": [
-            g["GroupId"] for g in client.describe_security_groups(Filters=owner)["SecurityGroups"]
-        ],
-    }
-
-
-def nothing_left(client: Any, installation: str = INSTALLATION) -> bool:
-    return not any(flotte_resources(client, installation).values())

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import INSTALLATION, nothing_left
+from ec2_helpers import INSTALLATION, nothing_left
 
 from fixtures.fault_proxy import Fault, ec2_action, ec2_error
 from flotte.drivers import ec2_config as cfg

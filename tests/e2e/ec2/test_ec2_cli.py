@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_helpers import AMI, flotte_resources, nothing_left
 
-from conftest import AMI, flotte_resources, nothing_left
 from fixtures.fault_proxy import ec2_action, server_error, throttling
 
 FLOTTE = str(Path(sys.executable).with_name("flotte"))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import INSTALLATION, flotte_resources, nothing_left
+from ec2_helpers import INSTALLATION, flotte_resources, nothing_left
 
 from fixtures.fault_proxy import ec2_action
 from flotte.drivers.base import GroupSpec
@@ -110,7 +110,7 @@ async def test_five_nodes_one_run_instances_resize_delete(make_driver: Any, ec2:
     assert nothing_left(ec2)
 
 
-async def test_parallel_creates_share_one_run_instances(make_driver: Any, ec2: Any) -> None:
+async def test_parallel_creates_and_removes_are_batched(make_driver: Any, ec2: Any) -> None:
     """The service may call create() per node in parallel: they are batched."""
     driver = make_driver()
     group, owner = cluster("par")
@@ -120,7 +120,11 @@ async def test_parallel_creates_share_one_run_instances(make_driver: Any, ec2: A
     assert driver.api_calls()["RunInstances"] == 1
     assert len({r.provider_id for r in records}) == 6
     assert set(named(ec2, "par")) == {s.name for s in specs}
-    await driver.sweep(owner)
+    # And removed in parallel: one TerminateInstances.
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    assert driver.api_calls()["TerminateInstances"] == 1
+    assert named(ec2, "par") == {}
+    await driver.release(group, shared)
     assert nothing_left(ec2)
 
 

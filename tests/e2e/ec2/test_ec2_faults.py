@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import INSTALLATION, flotte_resources, nothing_left
+from ec2_helpers import INSTALLATION, flotte_resources, nothing_left
 
 from fixtures.fault_proxy import Fault, ec2_action, ec2_error, server_error, throttling
 from flotte.drivers.base import GroupSpec

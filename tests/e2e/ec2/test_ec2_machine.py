@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import AMI_NAME, AMI_OWNER, INSTALLATION, flotte_resources, nothing_left
+from ec2_helpers import AMI_NAME, AMI_OWNER, INSTALLATION, flotte_resources, nothing_left
 
 from flotte.drivers import get
 from flotte.drivers.base import GroupSpec

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ec2_helpers import INSTALLATION, nothing_left
 
 import fixtures.sshd_hosts as _sshd
-from conftest import INSTALLATION, nothing_left
 from flotte import dockerapi
 from flotte.drivers.base import GroupSpec
 from flotte.models import EngineOptions, NodeSpec, Owner, Role
