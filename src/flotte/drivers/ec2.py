@@ -359,17 +359,22 @@ class EC2Driver(Driver):
         running = await self._wait(
             api, [i["InstanceId"] for i in chosen.values()], "running", timeout
         )
-        records = []
-        for launch in launches.values():
-            for spec in launch.specs:
-                inst = running[chosen[spec.name]["InstanceId"]]
-                settings = settings_of[spec.name]
-                record = self._record(spec, inst, shared, settings, launch.inputs)
-                if settings.get("ec2_elastic_ip"):
-                    record = await self._elastic_ip(api, spec, record)
-                records.append(record)
-        order = {spec.name: i for i, spec in enumerate(specs)}
-        return sorted(records, key=lambda r: order[r.name])
+
+        async def finish(spec: NodeSpec, launch: Launch) -> NodeRecord:
+            inst = running[chosen[spec.name]["InstanceId"]]
+            settings = settings_of[spec.name]
+            record = self._record(spec, inst, shared, settings, launch.inputs)
+            if settings.get("ec2_elastic_ip"):
+                record = await self._elastic_ip(api, spec, record)
+            return record
+
+        by_name = {
+            r.name: r
+            for r in await asyncio.gather(
+                *(finish(spec, launch) for launch in launches.values() for spec in launch.specs)
+            )
+        }
+        return [by_name[spec.name] for spec in specs]
 
     async def _claim(
         self, api: Ec2Api, launches: Mapping[str, Launch], group_tags: dict[str, str]

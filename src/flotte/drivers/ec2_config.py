@@ -177,6 +177,19 @@ def aws_regions() -> frozenset[str]:
     return frozenset(names)
 
 
+def profile_region(profile: str | None) -> str | None:
+    """The region ~/.aws/config gives the profile (what the aws CLI would use), if any."""
+    import botocore.session
+    from botocore.exceptions import ProfileNotFound
+
+    session = botocore.session.Session(profile=profile)
+    try:
+        region: str | None = session.get_config_variable("region")
+    except ProfileNotFound:
+        return None  # reported with a clear line when the client is made
+    return region
+
+
 def defaults(cloud: str) -> dict[str, str]:
     return DEFAULTS["outscale" if cloud == "outscale" else "aws"]
 
@@ -184,7 +197,10 @@ def defaults(cloud: str) -> dict[str, str]:
 def target(options: Mapping[str, Any], *, default_region: str | None = None) -> Target:
     """Resolve cloud, region and endpoint from options; unknown regions fail here, offline."""
     cloud = _cloud(options)
-    region = options.get("ec2_region") or default_region or defaults(cloud)["region"]
+    region = options.get("ec2_region") or default_region
+    if not region and cloud == "aws":
+        region = profile_region(options.get("ec2_profile"))
+    region = region or defaults(cloud)["region"]
     endpoint = options.get("ec2_endpoint_url") or None
     if cloud == "outscale":
         if region not in OUTSCALE_REGIONS:

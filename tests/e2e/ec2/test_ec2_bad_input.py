@@ -163,3 +163,13 @@ def test_outscale_target_and_types() -> None:
     assert cfg.valid_instance_type("outscale", "tinav5.c2r4p2")
     assert not cfg.valid_instance_type("outscale", "tinav5")
     assert cfg.defaults("outscale")["instance_type"] == "tinav5.c2r4p2"
+
+
+def test_region_from_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text("[profile lab]\nregion = eu-west-3\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert cfg.target({"ec2_profile": "lab"}).region == "eu-west-3"
+    assert cfg.target({"ec2_profile": "lab", "ec2_region": "eu-north-1"}).region == "eu-north-1"
+    assert cfg.target({}).region == "us-east-1"
