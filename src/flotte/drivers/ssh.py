@@ -316,6 +316,8 @@ class SSHDriver(Driver):
                 "ssh_user": target.user,
                 "ssh_key": key_copy,
                 "engine_install": self._install(spec.options),
+                # the swarm knows a node by the host's own name, which flotte never changes
+                "hostname": facts.hostname,
                 "os": distros.describe(facts.os_release),
                 "arch": facts.machine,
                 "docker_preinstalled": facts.docker_installed,

@@ -246,11 +246,9 @@ def detect(os_release: dict[str, str]) -> Distro | None:
     os_id = os_release.get("ID", "").lower()
     variant = os_release.get("VARIANT_ID", "").lower()
     like = os_release.get("ID_LIKE", "").lower().split()
-    for candidates in ([os_id], like):
+    for candidate in [os_id, *like]:  # ID_LIKE lists the closest relative first
         for distro in DISTROS:
-            if any(c in distro.ids for c in candidates) and (
-                distro.variant is None or distro.variant == variant
-            ):
+            if candidate in distro.ids and (distro.variant is None or distro.variant == variant):
                 return distro
     return None
 

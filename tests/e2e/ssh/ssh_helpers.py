@@ -30,6 +30,11 @@ def snapshot(host: _sshd.TestHost) -> str:
     return host.sh(SNAPSHOT)
 
 
+def without_containers(snap: str) -> str:
+    head, _, tail = snap.partition("== containers")
+    return head + tail[tail.index("== listen") :]
+
+
 TINY = (
     "set -e; docker image inspect tiny >/dev/null 2>&1 || { d=$(mktemp -d); "
     "cp /bin/busybox $d/; tar -C $d -c . | docker import - tiny >/dev/null; rm -rf $d; }"
@@ -38,7 +43,7 @@ TINY = (
 
 def run_tiny(host: _sshd.TestHost, name: str) -> str:
     """Start a long-running container on the host's own engine; returns StartedAt+pid."""
-    host.sh(f"{TINY}; docker run -d --name {name} tiny /busybox sleep 100000 >/dev/null")
+    host.sh(f"{TINY}; docker run -d --stop-timeout 1 --name {name} tiny /busybox sleep 100000 >/dev/null")
     return started(host, name)
 
 
