@@ -108,6 +108,39 @@ class Agent:
             if sid not in servers:
                 self._remove(sid, container)
         self._prune_networks()
+        self._snapshots(containers)
+
+    def _snapshots(self, containers: dict[str | None, Any]) -> None:
+        """Finish Nova snapshots: the fake driver leaves the Glance image queued.
+
+        The container is committed as a container image, named in the Glance image's
+        ``flotte_container_image`` property (so a server booted from the snapshot
+        runs it), and a few bytes are uploaded so the image goes active.
+        """
+        for image in self.conn.image.images(status="queued"):
+            props = dict(image.properties or {})
+            # openstacksdk maps instance_uuid to an attribute, not to properties.
+            sid = getattr(image, "instance_uuid", None) or props.get("instance_uuid")
+            if props.get("image_type") != "snapshot" or sid not in containers:
+                continue
+            repo = "flotte-devcloud-snap"
+            containers[sid].commit(
+                repository=repo, tag=image.id, changes=[f'LABEL {LABEL}="{self.label}"']
+            )
+            # Formats must be set before data; Nova's fake snapshot sets none.
+            self.conn.image.update_image(
+                image,
+                disk_format=image.disk_format or "raw",
+                container_format=image.container_format or "bare",
+                **{IMAGE_PROPERTY: f"{repo}:{image.id}"},
+            )
+            # Glance's plain upload of an existing image: PUT /v2/images/{id}/file.
+            self.conn.image.put(
+                f"/images/{image.id}/file",
+                data=f"devcloud snapshot of {sid}\n".encode(),
+                headers={"Content-Type": "application/octet-stream"},
+            ).raise_for_status()
+            log.info("snapshot %s of server %s: %s:%s", image.name, sid, repo, image.id)
 
     def _realise(
         self, server: Any, ports: list[Any], fips: dict[str, str], container: Any | None
@@ -382,6 +415,9 @@ def cleanup(root: Path) -> list[str]:
     for n in client.networks.list(filters=flt):
         n.remove()
         removed.append(n.name)
+    for image in client.images.list(filters=flt):  # committed snapshots
+        client.images.remove(image.id, force=True)
+        removed.extend(image.tags)
     shutil.rmtree(root / "guests", ignore_errors=True)
     client.close()
     return removed

@@ -41,12 +41,32 @@ def _docker() -> Any:
 @pytest.fixture(scope="module")
 def docker_devcloud(devcloud: DevCloud) -> Iterator[DevCloud]:
     client = _docker()
-    flotte("devcloud", "up", "--dir", str(devcloud.root), "--clouds-yaml", "none", "--docker", timeout=900)
+    flotte(
+        "devcloud",
+        "up",
+        "--dir",
+        str(devcloud.root),
+        "--clouds-yaml",
+        "none",
+        "--docker",
+        timeout=900,
+    )
     try:
         yield devcloud
     finally:
-        flotte("devcloud", "up", "--dir", str(devcloud.root), "--clouds-yaml", "none", "--no-docker", timeout=300)
-        left = client.containers.list(all=True, filters={"label": f"flotte.devcloud={devcloud.root}"})
+        flotte(
+            "devcloud",
+            "up",
+            "--dir",
+            str(devcloud.root),
+            "--clouds-yaml",
+            "none",
+            "--no-docker",
+            timeout=300,
+        )
+        left = client.containers.list(
+            all=True, filters={"label": f"flotte.devcloud={devcloud.root}"}
+        )
         assert not left, "devcloud containers left after --no-docker"
         client.close()
 
@@ -62,7 +82,9 @@ def _wait(check: Any, timeout: float, what: str) -> Any:
 
 
 def _container(client: Any, server_id: str) -> Any:
-    found = client.containers.list(all=True, filters={"label": f"flotte.devcloud.server={server_id}"})
+    found = client.containers.list(
+        all=True, filters={"label": f"flotte.devcloud.server={server_id}"}
+    )
     return found[0] if found else None
 
 
@@ -107,10 +129,17 @@ def test_server_is_a_container_that_runs_cloud_init(docker_devcloud: DevCloud) -
         port = next(iter(conn.network.ports(device_id=server.id)))
         fip = conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
         address = fip.floating_ip_address
-        assert _wait(lambda: _ssh_banner(address), 90, "sshd at the floating IP").startswith(b"SSH-")
+        assert _wait(lambda: _ssh_banner(address), 90, "sshd at the floating IP").startswith(
+            b"SSH-"
+        )
 
         def booted() -> bool:
-            return container.exec_run(["test", "-e", "/var/lib/cloud/instance/boot-finished"]).exit_code == 0
+            return (
+                container.exec_run(
+                    ["test", "-e", "/var/lib/cloud/instance/boot-finished"]
+                ).exit_code
+                == 0
+            )
 
         _wait(booted, 120, "cloud-init boot-finished")
 
@@ -126,6 +155,28 @@ def test_server_is_a_container_that_runs_cloud_init(docker_devcloud: DevCloud) -
         out = asyncio.run(login())
         assert "written by cloud-init from user data" in out
         assert "runcmd-ran" in out
+
+        # A snapshot is a Glance image naming a committed container image; a server
+        # booted from it starts from the first server's disk.
+        snap = conn.compute.create_server_image(server, name=f"{name}-snap", wait=True, timeout=120)
+        snap = conn.image.get_image(snap.id)
+        assert snap.status == "active"
+        assert snap.properties["flotte_container_image"] == f"flotte-devcloud-snap:{snap.id}"
+        clone = conn.compute.create_server(
+            name=f"{name}-clone",
+            image_id=snap.id,
+            flavor_id=dc.flavor_id,
+            networks=[{"uuid": net.id}],
+        )
+        clone = conn.compute.wait_for_server(clone, wait=120)
+        clone_box = _wait(lambda: _container(client, clone.id), 60, "clone container")
+        assert clone_box.image.tags == [f"flotte-devcloud-snap:{snap.id}"]
+        _wait(lambda: (clone_box.reload(), clone_box.status == "running")[1], 30, "clone running")
+        copied = clone_box.exec_run(["cat", "/etc/devcloud-test"])
+        assert copied.exit_code == 0 and b"written by cloud-init" in copied.output
+        conn.compute.delete_server(clone)
+        conn.compute.wait_for_delete(clone, wait=120)
+        conn.image.delete_image(snap)
 
         # Power state follows Nova within seconds.
         conn.compute.stop_server(server)
