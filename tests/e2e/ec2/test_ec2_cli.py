@@ -7,6 +7,7 @@ counted before and after with an independent boto3 client.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -140,8 +141,12 @@ def test_machine_create_ls_stop_start_rm(
     assert "Running" in flotte(home, "machine", "ls").stdout
     flotte(home, "machine", "restart", "web")
 
+    snap = json.loads(flotte(home, "machine", "snapshot", "web").stdout)
+    assert ec2.describe_images(ImageIds=[snap["id"]])["Images"][0]["Name"] == "web-snapshot"
+
     flotte(home, "machine", "rm", "-y", "web")
     assert owned(ec2) == ZERO
+    assert ec2.describe_images(ImageIds=[snap["id"]])["Images"]  # a snapshot is kept
     assert "web" not in flotte(home, "machine", "ls").stdout
     keys = home / "secrets" / "machines" / "keys"
     assert not list(keys.glob("*/id_ed25519")) if keys.exists() else True
