@@ -106,7 +106,9 @@ class EC2Driver(Driver):
             }
             digest = hashlib.sha256(keys["aws_access_key_id"].encode()).hexdigest()[:12]
             path = self.ctx.home / "ec2" / "credentials" / f"{digest}.json"
-            write_secret(path, json.dumps(keys).encode())
+            data = json.dumps(keys).encode()
+            if not path.exists() or path.read_bytes() != data:
+                write_secret(path, data)
             merged["ec2_credentials_file"] = str(path)
         return merged
 

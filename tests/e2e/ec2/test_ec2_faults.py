@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -113,6 +114,11 @@ async def test_failed_launch_rolls_back_cleanly(
     with pytest.raises(QuotaExceeded) as err:
         await driver.create_many(specs, shared)
     assert "InsufficientInstanceCapacity" in str(err.value) and "\n" not in str(err.value)
+    # The same through parallel create() calls (batched): every caller gets the error.
+    results = await asyncio.gather(
+        *(driver.create(s, shared) for s in specs), return_exceptions=True
+    )
+    assert all(isinstance(r, QuotaExceeded) for r in results), results
     # Rollback (what the service does after a failed create) under throttling still works.
     await driver.release(group, shared)
     assert nothing_left(ec2)
