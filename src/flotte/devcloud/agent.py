@@ -74,6 +74,7 @@ class Agent:
     _actions: dict[str, str] = field(default_factory=dict)  # server -> last action seen
     _updated: dict[str, str] = field(default_factory=dict)  # server -> updated_at seen
     _last: dict[str, list[str]] = field(default_factory=dict)  # actions found this pass
+    _failures: dict[str, int] = field(default_factory=dict)  # server -> failed passes
 
     @property
     def label(self) -> str:
@@ -101,9 +102,14 @@ class Agent:
         for sid, server in servers.items():
             try:
                 self._realise(server, ports.get(sid, []), fips, containers.get(sid))
+                self._failures.pop(sid, None)
             except Exception as err:  # one server's failure must not stop the others
                 log.exception("server %s (%s): %s", server.name, sid, err)
-                self._fail(server, err)
+                # Three passes in a row: not a race with a port or network being made.
+                self._failures[sid] = self._failures.get(sid, 0) + 1
+                if self._failures[sid] >= 3:
+                    self._fail(server, err)
+                    self._failures.pop(sid, None)
         for sid, container in containers.items():
             if sid not in servers:
                 self._remove(sid, container)

@@ -392,6 +392,7 @@ class DevCloud:
             "processes": rows,
             "apis": apis,
             "installed": install.venv_ready(layout) if layout.venv.exists() else False,
+            "docker_compute": bool(self._state().get("docker")),
         }
 
 

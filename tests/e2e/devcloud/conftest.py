@@ -10,7 +10,7 @@ import pytest
 # tests/ on sys.path so that `fixtures.*` imports (no root conftest declares it yet).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from fixtures.devcloud import devcloud  # noqa: F401
+from fixtures.devcloud import devcloud, devcloud_docker  # noqa: F401
 
 # openstacksdk 4.22 warns about its own use of deprecated helpers and fields it
 # parses from responses; nothing devcloud can change.

@@ -1,7 +1,7 @@
 """Docker-backed devcloud (issue 6): a Nova server becomes a container that really boots.
 
-Turns the shared devcloud's Docker mode on for this module and off again at the end
-(`up --docker` / `up --no-docker`), so later tests see a fake-compute devcloud.
+The ``devcloud_docker`` fixture turns the shared devcloud's Docker mode on for this
+module and off again at the end, so later tests see a fake-compute devcloud.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import base64
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from fixtures.devcloud import DevCloud, flotte
+from fixtures.devcloud import DevCloud
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -36,39 +35,6 @@ def _docker() -> Any:
     except Exception as err:
         pytest.skip(f"no Docker engine: {err}")
     return client
-
-
-@pytest.fixture(scope="module")
-def docker_devcloud(devcloud: DevCloud) -> Iterator[DevCloud]:
-    client = _docker()
-    flotte(
-        "devcloud",
-        "up",
-        "--dir",
-        str(devcloud.root),
-        "--clouds-yaml",
-        "none",
-        "--docker",
-        timeout=900,
-    )
-    try:
-        yield devcloud
-    finally:
-        flotte(
-            "devcloud",
-            "up",
-            "--dir",
-            str(devcloud.root),
-            "--clouds-yaml",
-            "none",
-            "--no-docker",
-            timeout=300,
-        )
-        left = client.containers.list(
-            all=True, filters={"label": f"flotte.devcloud={devcloud.root}"}
-        )
-        assert not left, "devcloud containers left after --no-docker"
-        client.close()
 
 
 def _wait(check: Any, timeout: float, what: str) -> Any:
@@ -96,10 +62,10 @@ def _ssh_banner(host: str) -> bytes:
         return b""
 
 
-def test_server_is_a_container_that_runs_cloud_init(docker_devcloud: DevCloud) -> None:
+def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -> None:
     import asyncssh
 
-    dc = docker_devcloud
+    dc = devcloud_docker
     client = _docker()
     conn = dc.connect(dc.demo_cloud)
     key = asyncssh.generate_private_key("ssh-ed25519")
