@@ -11,6 +11,8 @@ import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fixtures.*
+# This directory, for ec2_helpers (pytest may import test files by path, not by package).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ec2_helpers import INSTALLATION, base_options
 

@@ -42,7 +42,7 @@ async def test_ec2_node_becomes_a_tls_docker_host(
 
     node = dataclasses.replace(node, addresses=[host.ip])
     endpoint = await driver.provision(
-        spec, node, EngineOptions(labels=("from=ec2",), env=("FLOTTE_NODE_FROM=ec2",))
+        spec, node, EngineOptions(labels=("from=ec2",))
     )
     assert endpoint.host == host.ip
     with dockerapi.connected(endpoint, driver.ctx.ca) as client:
