@@ -251,10 +251,10 @@ async def _inspect_dockerd(sess: Session) -> tuple[bool, int, bool, bool, list[s
     return running, count, live, swarm, cmdline
 
 
-async def _read_current(sess: Session, init: str, paths: Iterable[str]) -> _Current:
-    files = {}
-    for path in paths:
-        files[path] = await sess.read(path)
+async def _read_current(
+    sess: Session, facts: HostFacts, init: str, paths: Iterable[str]
+) -> _Current:
+    files = await sess.read_many(list(paths))
     if init == "systemd":
         cat = await sess.run(
             "systemctl cat docker.service 2>/dev/null", check=False, what="systemctl cat docker"
@@ -271,15 +271,14 @@ async def _read_current(sess: Session, init: str, paths: Iterable[str]) -> _Curr
             what="read DOCKER_OPTS",
         )
         unit_command = proc.stdout
-    running, count, live, swarm, cmdline = await _inspect_dockerd(sess)
     return _Current(
         files=files,
         unit_command=unit_command,
-        running=running,
-        containers_running=count,
-        live_restore=live,
-        swarm=swarm,
-        config_file=svc.config_file_in(cmdline) or svc.HOST_DAEMON_JSON,
+        running=facts.docker_running,
+        containers_running=facts.containers_running,
+        live_restore=facts.live_restore,
+        swarm=facts.swarm,
+        config_file=svc.config_file_in(facts.dockerd_cmdline) or svc.HOST_DAEMON_JSON,
     )
 
 
@@ -372,7 +371,7 @@ async def configure_dockerd(
     tls = engine_config.TLS_DIR
     names = [f"{tls}/{n}" for n in ("ca.pem", "server.pem", "server-key.pem", "daemon.json")]
     names += [f"{tls}/dockerd.env", service_file, svc.HOST_DAEMON_JSON, OWNER_FILE, APPLIED_FILE]
-    cur = await _read_current(sess, init.name, names)
+    cur = await _read_current(sess, facts, init.name, names)
 
     server = _server_cert(ca, name, sans, cur.files)
     rendered = {
@@ -455,9 +454,13 @@ async def configure_dockerd(
             0o644,
         )
     backup = {p: cur.files.get(p) for p in desired}
-    for path, (data, mode) in desired.items():
-        if cur.files.get(path) != data or path == svc.FLOTTE_DAEMON_JSON:
-            await sess.put(path, data, mode)
+    await sess.put_many(
+        [
+            (path, data, mode)
+            for path, (data, mode) in desired.items()
+            if cur.files.get(path) != data or path == svc.FLOTTE_DAEMON_JSON
+        ]
+    )
     report.changes.append(
         f"{'replaced' if server is not None and cur.files.get(f'{tls}/server.pem') else 'wrote'} "
         f"TLS files in {tls}"
@@ -476,7 +479,7 @@ async def configure_dockerd(
     except ProvisionError:
         await _restore(sess, backup, init)
         raise
-    await sess.put(APPLIED_FILE, f"{digest}\n".encode(), 0o644)
+    await sess.put_many([(APPLIED_FILE, f"{digest}\n".encode(), 0o644)])
     await sess.run(init.enable, check=False, what="enable docker at boot")
     report.restarted = cur.running
     report.changes.append("restarted dockerd" if cur.running else "started dockerd")
