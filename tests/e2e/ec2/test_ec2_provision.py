@@ -41,9 +41,7 @@ async def test_ec2_node_becomes_a_tls_docker_host(
     assert node.data["key_path"] == str(ssh_lab.key)
 
     node = dataclasses.replace(node, addresses=[host.ip])
-    endpoint = await driver.provision(
-        spec, node, EngineOptions(labels=("from=ec2",))
-    )
+    endpoint = await driver.provision(spec, node, EngineOptions(labels=("from=ec2",)))
     assert endpoint.host == host.ip
     with dockerapi.connected(endpoint, driver.ctx.ca) as client:
         assert "from=ec2" in client.info()["Labels"]
