@@ -30,7 +30,9 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,7 @@ EXT_NETWORK = "devcloud-ext"
 IMAGE_PROPERTY = "flotte_container_image"
 RUNNING_STATES = {"ACTIVE"}
 STOPPED_STATES = {"SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED"}
+WORKERS = 8  # containers created at once
 
 # Docker-in-Docker where --privileged is refused (see DESIGN.md): everything but
 # CAP_SYS_RESOURCE, no seccomp/AppArmor confinement, all devices, real cgroups.
@@ -75,6 +78,7 @@ class Agent:
     _updated: dict[str, str] = field(default_factory=dict)  # server -> updated_at seen
     _last: dict[str, list[str]] = field(default_factory=dict)  # actions found this pass
     _failures: dict[str, int] = field(default_factory=dict)  # server -> failed passes
+    _net_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def label(self) -> str:
@@ -99,7 +103,9 @@ class Agent:
                 all=True, filters={"label": f"{LABEL}={self.label}"}
             )
         }
-        for sid, server in servers.items():
+
+        def one(sid: str) -> None:
+            server = servers[sid]
             try:
                 self._realise(server, ports.get(sid, []), fips, containers.get(sid))
                 self._failures.pop(sid, None)
@@ -110,6 +116,10 @@ class Agent:
                 if self._failures[sid] >= 3:
                     self._fail(server, err)
                     self._failures.pop(sid, None)
+
+        # Side by side: a 30-node cluster must not wait for 30 container creations in turn.
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            list(pool.map(one, servers))
         for sid, container in containers.items():
             if sid not in servers:
                 self._remove(sid, container)
@@ -241,6 +251,10 @@ class Agent:
         return self._subnets[subnet_id]
 
     def _network(self, name: str, subnet_ids: list[str], neutron_id: str) -> str:
+        with self._net_lock:  # Docker (API 1.41) would happily make two of one name
+            return self._network_locked(name, subnet_ids, neutron_id)
+
+    def _network_locked(self, name: str, subnet_ids: list[str], neutron_id: str) -> str:
         import docker.errors
         import docker.types
 
@@ -366,6 +380,10 @@ class Agent:
             self._ext_network().connect(container, ipv4_address=wanted)
 
     def _ext_network(self) -> Any:
+        with self._net_lock:
+            return self._ext_network_locked()
+
+    def _ext_network_locked(self) -> Any:
         import docker.errors
         import docker.types
 
