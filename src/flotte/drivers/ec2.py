@@ -358,9 +358,14 @@ class EC2Driver(Driver):
         async with self._lock:  # claiming unnamed instances must not race in this process
             chosen = await self._claim(api, launches, group_tags)
         timeout = float(self._settings().get("ec2_active_timeout") or 300)
-        running = await self._wait(
-            api, [i["InstanceId"] for i in chosen.values()], "running", timeout
-        )
+        # A node the user stopped is adopted as it is: creating does not start it.
+        resting = {
+            i["InstanceId"]: i
+            for i in chosen.values()
+            if i["State"]["Name"] in ("stopped", "stopping")
+        }
+        waiting = [i["InstanceId"] for i in chosen.values() if i["InstanceId"] not in resting]
+        running = {**resting, **await self._wait(api, waiting, "running", timeout)}
 
         async def finish(spec: NodeSpec, launch: Launch) -> NodeRecord:
             inst = running[chosen[spec.name]["InstanceId"]]
@@ -384,7 +389,12 @@ class EC2Driver(Driver):
         """Instance of each node: named ones adopted, unnamed ones of a killed run reused,
         the rest launched; surplus (a retried RunInstances) terminated."""
         live = await self._instances(api, group_tags)
-        by_node = {sh.tags_of(i).get(NODE_TAG): i for i in live if sh.tags_of(i).get(NODE_TAG)}
+        # A node whose instance is being terminated is missing, not adoptable.
+        by_node = {
+            sh.tags_of(i)[NODE_TAG]: i
+            for i in live
+            if sh.tags_of(i).get(NODE_TAG) and i["State"]["Name"] != "shutting-down"
+        }
         unnamed: dict[str, list[dict[str, Any]]] = {}
         for inst in live:
             tags = sh.tags_of(inst)

@@ -243,3 +243,16 @@ async def test_private_key_never_logged(
     assert secret not in caplog.text
     assert "PRIVATE KEY" not in caplog.text
     await driver.sweep(group.owner)
+
+
+async def test_create_adopts_a_stopped_node_as_it_is(make_driver: Any, ec2: Any) -> None:
+    driver = make_driver(ec2_active_timeout=5)
+    group, spec = machine()
+    shared = await driver.prepare(group)
+    node = await driver.create(spec, shared)
+    await driver.stop(node)
+    again = await make_driver(ec2_active_timeout=5).create(spec, shared)
+    assert again.provider_id == node.provider_id
+    assert await driver.state(again) == NodeState.STOPPED
+    await driver.sweep(group.owner)
+    assert nothing_left(ec2)
