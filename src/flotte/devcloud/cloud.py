@@ -270,6 +270,7 @@ class DevCloud:
                 "Docker-backed devcloud needs a running Docker engine",
                 hint="start dockerd, or run `flotte devcloud up --no-docker`",
             ) from err
+        install.ensure_debootstrap(self.layout)
         guest.ensure_guest_image(client)
         client.close()
         if procs.running(self.layout, AGENT) is not None:

@@ -169,3 +169,13 @@ def install_extension(layout: Layout) -> None:
         + "".join(f"{EXT_DIST}/{f},,\n" for f in ("METADATA", "entry_points.txt", "INSTALLER"))
         + f"{EXT_DIST}/RECORD,,\n"
     )
+
+
+def ensure_debootstrap(layout: Layout) -> None:
+    """The guest image starts from a debootstrapped Debian (no Docker Hub here)."""
+    if shutil.which("debootstrap") or os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return  # present, or not ours to install: the image build says what is missing
+    log = layout.log("apt")
+    if _apt_get(["install", "-y", "--no-install-recommends", "debootstrap"], log) != 0:
+        _apt_get(["update"], log)
+        _apt_get(["install", "-y", "--no-install-recommends", "debootstrap"], log)
