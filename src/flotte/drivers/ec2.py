@@ -587,26 +587,7 @@ class EC2Driver(Driver):
 
     async def _elastic_ip(self, api: Ec2Api, spec: NodeSpec, record: NodeRecord) -> NodeRecord:
         tags = {**sh.owner_tags(self._owner(spec.owner)), NODE_TAG: spec.name}
-        found = (await api.call("describe_addresses", Filters=sh.tag_filters(tags))).get(
-            "Addresses", []
-        )
-        if found:
-            address = found[0]
-            for extra in found[1:]:  # a retried allocation whose answer was lost
-                await api.call("release_address", AllocationId=extra["AllocationId"])
-        else:
-            address = await api.call(
-                "allocate_address",
-                Domain="vpc",
-                TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": sh.tag_list(tags)}],
-            )
-        if address.get("InstanceId") != record.provider_id:
-            await api.call(
-                "associate_address",
-                eventual=True,
-                AllocationId=address["AllocationId"],
-                InstanceId=record.provider_id,
-            )
+        address = await sh.ensure_elastic_ip(api, tags, record.provider_id)
         ip = address["PublicIp"]
         addresses = [ip, *[a for a in record.addresses if a != ip]]
         if record.data.get("private_address_only"):

@@ -309,3 +309,26 @@ def forget_key(private: Path) -> None:
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         private.parent.rmdir()
+
+
+async def ensure_elastic_ip(api: Ec2Api, tags: dict[str, str], instance_id: str) -> dict[str, Any]:
+    """The node's Elastic IP (found by its tags, else allocated), associated with it."""
+    found = (await api.call("describe_addresses", Filters=tag_filters(tags))).get("Addresses", [])
+    if found:
+        address: dict[str, Any] = found[0]
+        for extra in found[1:]:  # a retried allocation whose answer was lost
+            await api.call("release_address", AllocationId=extra["AllocationId"])
+    else:
+        address = await api.call(
+            "allocate_address",
+            Domain="vpc",
+            TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": tag_list(tags)}],
+        )
+    if address.get("InstanceId") != instance_id:
+        await api.call(
+            "associate_address",
+            eventual=True,
+            AllocationId=address["AllocationId"],
+            InstanceId=instance_id,
+        )
+    return address
