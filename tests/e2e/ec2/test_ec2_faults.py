@@ -135,3 +135,47 @@ async def test_sweep_under_heavy_throttling(
     assert await flaky.sweep(owner) == 7
     assert proxy.stats.injected["RequestLimitExceeded"] > 0
     assert nothing_left(ec2)
+
+
+async def test_instance_not_yet_visible_is_waited_for(
+    make_driver: Any, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any
+) -> None:
+    """Right after RunInstances, AWS may answer InvalidInstanceID.NotFound for a while."""
+
+    def by_id(req: Any) -> bool:  # CreateTags on a new ID, or DescribeInstances by ID
+        if ec2_action("CreateTags")(req):
+            return True
+        return bool(ec2_action("DescribeInstances")(req) and req.param("InstanceId.1"))
+
+    not_yet = Fault(
+        400,
+        ec2_error("InvalidInstanceID.NotFound", "The instance ID 'i-x' does not exist"),
+        "text/xml",
+        match=by_id,
+        limit=4,
+        name="NotFound",
+    )
+    proxy = fault_proxy_factory(moto_endpoint, [not_yet])
+    driver = make_driver(proxy.url)
+    group, _owner, specs = cluster("eventual")
+    shared = await driver.prepare(group)
+    records = await driver.create_many(specs, shared)
+    assert proxy.stats.injected["NotFound"] == 4
+    assert live_names(ec2, "eventual") == sorted(r.name for r in records)
+    await driver.release(group, shared)
+    assert nothing_left(ec2)
+
+
+def test_token_bucket_paces_after_the_burst() -> None:
+    from flotte.drivers.ec2_api import Buckets, TokenBucket
+
+    bucket = TokenBucket(5, 2)
+    assert [bucket.take() for _ in range(5)] == [0.0] * 5  # the burst is free
+    wait = bucket.take()
+    assert 0.4 < wait <= 0.5  # then one token every 1/2 s
+    assert 0.9 < bucket.take() <= 1.0  # queued behind the previous caller
+    buckets = Buckets()
+    assert buckets.request("RunInstances").capacity == 5
+    assert buckets.request("DescribeInstances").capacity == 100
+    assert buckets.request("CreateTags") is buckets.request("CreateTags")  # one per API
+    assert buckets.request("CreateTags") is not buckets.request("TerminateInstances")
