@@ -337,6 +337,8 @@ class SSHDriver(Driver):
             install=str(node.data.get("engine_install") or self._install(spec.options)),
             owner=owner,
             install_url=spec.options.get("engine_install_url") or None,
+            # per-host steps for a live display, when the service gives the context one
+            progress=getattr(self.ctx, "progress", None),
         )
         node.data["provision"] = {
             "docker_version": report.docker_version,
@@ -401,10 +403,17 @@ class SSHDriver(Driver):
         await self._service(node, "kill")
 
     async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
-        """Give the host its own Docker configuration back (and the engine, with purge)."""
+        """Give the host its own Docker configuration back (and the engine, with purge).
+
+        A node whose provisioning never finished (a create being rolled back) also loses
+        the Docker engine flotte installed for it: a failed create leaves nothing behind.
+        An engine that was there before flotte is never removed.
+        """
         if node.data.get("ssh_host"):
             await unprovision(
-                self._node_target(node), purge=purge, owner=node.data.get("owner") or None
+                self._node_target(node),
+                purge=purge or not node.data.get("provision"),
+                owner=node.data.get("owner") or None,
             )
         with contextlib.suppress(FileNotFoundError):
             (self.ctx.home / node.name / KEY_FILE).unlink()

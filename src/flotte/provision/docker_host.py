@@ -301,18 +301,36 @@ async def _hup(sess: Session) -> None:
     await sess.run("kill -HUP $(cat /var/run/docker.pid)", what="reload dockerd (SIGHUP)")
 
 
+WAIT_DOCKERD = r"""
+end=$(( $(date +%s) + {timeout} )); start=$(date +%s)
+while ! docker version >/dev/null 2>&1; do
+  now=$(date +%s)
+  [ "$now" -ge "$end" ] && exit 1
+  if [ $((now - start)) -ge 2 ]; then
+    alive=
+    for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = dockerd ] && alive=1 && break; done
+    [ -z "$alive" ] && exit 2   # it died (bad flag, bad config): no point waiting
+  fi
+  sleep 0.1
+done
+"""
+
+
 async def _wait_local_docker(sess: Session, init: distros.InitSystem, timeout: float) -> None:
     proc = await sess.run(
-        f"i=0; while ! docker info >/dev/null 2>&1; do i=$((i+1)); "
-        f"[ $i -gt {int(timeout * 10)} ] && exit 1; sleep 0.1; done",
+        WAIT_DOCKERD.format(timeout=int(timeout)),
         check=False,
-        timeout=timeout + 10,
+        timeout=timeout + 30,
         what="wait for dockerd",
     )
     if not proc.ok:
         logs = await sess.run(init.log_tail, check=False, what="dockerd log")
-        tail = " | ".join(logs.stdout.strip().splitlines()[-3:]) or "no log"
-        raise ProvisionError(f"{sess.target.host}: dockerd did not start: {tail}")
+        lines = [ln.strip() for ln in logs.stdout.strip().splitlines() if ln.strip()]
+        # the last error dockerd printed says why (an unknown flag, a bad daemon.json...)
+        errors = [ln for ln in lines if "level=fatal" in ln or "failed to start" in ln.lower()]
+        tail = (errors[-1:] or [" | ".join(lines[-2:])] or ["no log"])[0][:300] or "no log"
+        how = "exited" if proc.exit_status == 2 else "did not answer in time"
+        raise ProvisionError(f"{sess.target.host}: dockerd did not start ({how}): {tail}")
 
 
 async def _live_restore_via(sess: Session, path: str, value: bool, *, keep_file: bool) -> bool:
