@@ -328,7 +328,7 @@ async def _wait_local_docker(sess: Session, init: distros.InitSystem, timeout: f
         lines = [ln.strip() for ln in logs.stdout.strip().splitlines() if ln.strip()]
         # the last error dockerd printed says why (an unknown flag, a bad daemon.json...)
         errors = [ln for ln in lines if "level=fatal" in ln or "failed to start" in ln.lower()]
-        tail = (errors[-1:] or [" | ".join(lines[-2:])] or ["no log"])[0][:300] or "no log"
+        tail = (errors[-1:] or [" | ".join(lines[-2:])])[0][:300] or "no log"
         how = "exited" if proc.exit_status == 2 else "did not answer in time"
         raise ProvisionError(f"{sess.target.host}: dockerd did not start ({how}): {tail}")
 

@@ -43,7 +43,9 @@ TINY = (
 
 def run_tiny(host: _sshd.TestHost, name: str) -> str:
     """Start a long-running container on the host's own engine; returns StartedAt+pid."""
-    host.sh(f"{TINY}; docker run -d --stop-timeout 1 --name {name} tiny /busybox sleep 100000 >/dev/null")
+    host.sh(
+        f"{TINY}; docker run -d --stop-timeout 1 --name {name} tiny /busybox sleep 100000 >/dev/null"
+    )
     return started(host, name)
 
 
