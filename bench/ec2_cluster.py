@@ -127,6 +127,16 @@ async def one_cluster(endpoint: str, home: Path, size: int) -> dict[str, Any]:
     }
 
 
+def _warm_up(url: str) -> None:
+    """moto loads its AMI and instance-type catalogues on first use: not flotte's time."""
+    import boto3
+
+    client = boto3.client("ec2", region_name="us-east-1", endpoint_url=url)
+    client.describe_images(ImageIds=["ami-785db401"])
+    client.describe_instance_types(InstanceTypes=["t3.small"])
+    client.describe_vpcs()
+
+
 async def main_async(sizes: list[int], latency: float) -> dict[str, Any]:
     from fixtures.fault_proxy import FaultProxy
     from fixtures.moto_server import FAKE_CREDENTIALS, start_moto
@@ -137,6 +147,7 @@ async def main_async(sizes: list[int], latency: float) -> dict[str, Any]:
     os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     with tempfile.TemporaryDirectory(prefix="flotte-bench-ec2-") as tmp:
         proc, url = start_moto(log=Path(tmp) / "moto.log")
+        _warm_up(url)
         proxy = FaultProxy(url, latency=latency).start()
         try:
             runs = []

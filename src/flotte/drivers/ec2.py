@@ -33,7 +33,7 @@ from flotte.drivers import ec2_shared as sh
 from flotte.drivers import ec2_sweep as sw
 from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec
 from flotte.drivers.ec2_api import Ec2Api, RetryPolicy, buckets_for, translate
-from flotte.drivers.ec2_batch import Batcher
+from flotte.drivers.ec2_batch import Batcher, gather_all
 from flotte.drivers.ec2_userdata import user_data
 from flotte.errors import (
     DriverError,
@@ -212,13 +212,13 @@ class EC2Driver(Driver):
         dflt = cfg.defaults(tgt.cloud)
         await self._cached(("region", tgt), lambda: self._validate_region(api, tgt))
         itype = settings.get("ec2_instance_type") or dflt["instance_type"]
-        await self._cached(("type", tgt, itype), lambda: self._instance_type(api, tgt, itype))
         ami = settings.get("ec2_ami") or dflt["ami"]
         owner = settings.get("ec2_ami_owner") or (
             None if settings.get("ec2_ami") else dflt["ami_owner"]
         )
-        image = await self._cached(
-            ("ami", tgt, ami, owner), lambda: sh.resolve_ami(api, ami, owner)
+        _, image = await gather_all(
+            self._cached(("type", tgt, itype), lambda: self._instance_type(api, tgt, itype)),
+            self._cached(("ami", tgt, ami, owner), lambda: sh.resolve_ami(api, ami, owner)),
         )
         root = int(settings.get("ec2_root_size", 16))
         if root < 1 or root > 16384:
@@ -249,10 +249,26 @@ class EC2Driver(Driver):
 
     async def check(self, group: GroupSpec) -> None:
         settings = self._settings(group.options)
-        inputs = await self._launch_inputs(settings)
-        tgt = inputs["target"]
+        if settings.get("ec2_keypair_name") and not settings.get("ec2_ssh_keypath"):
+            raise UsageError("--ec2-keypair-name needs --ec2-ssh-keypath (its private key)")
+        keypath = settings.get("ec2_ssh_keypath")
+        if keypath and not Path(keypath).expanduser().exists():
+            raise UsageError(f"--ec2-ssh-keypath {keypath} does not exist")
+        sh.check_cidrs(list(settings.get("ec2_allowed_cidr") or ()))
+        tgt = self._target(settings)
         api = self.api(tgt)
-        await self._cached(
+        # The region first: a wrong one makes every other call fail in its own way.
+        await self._cached(("region", tgt), lambda: self._validate_region(api, tgt))
+        await gather_all(
+            self._launch_inputs(settings),
+            self._network(api, tgt, settings),
+            self._cidrs(settings),
+        )
+
+    async def _network(
+        self, api: Ec2Api, tgt: cfg.Target, settings: Mapping[str, Any]
+    ) -> tuple[str, str | None]:
+        found: tuple[str, str | None] = await self._cached(
             (
                 "net",
                 tgt,
@@ -268,12 +284,7 @@ class EC2Driver(Driver):
                 tgt.region,
             ),
         )
-        await self._cidrs(settings)
-        if settings.get("ec2_keypair_name") and not settings.get("ec2_ssh_keypath"):
-            raise UsageError("--ec2-keypair-name needs --ec2-ssh-keypath (its private key)")
-        keypath = settings.get("ec2_ssh_keypath")
-        if keypath and not Path(keypath).expanduser().exists():
-            raise UsageError(f"--ec2-ssh-keypath {settings['ec2_ssh_keypath']} does not exist")
+        return found
 
     async def _cidrs(self, settings: Mapping[str, Any]) -> list[str]:
         given = list(settings.get("ec2_allowed_cidr") or ())
@@ -292,23 +303,19 @@ class EC2Driver(Driver):
         settings = self._settings(group.options)
         tgt = self._target(settings)
         api = self.api(tgt)
-        vpc_id, subnet_id = await sh.resolve_network(
-            api,
-            settings.get("ec2_vpc_id"),
-            settings.get("ec2_subnet_id"),
-            settings.get("ec2_zone"),
-            tgt.region,
-        )
+        vpc_id, subnet_id = await self._network(api, tgt, settings)
         coe = str(group.options.get("coe") or settings.get("coe") or "swarm")
-        sg = await sh.ensure_security_group(
-            api, owner, vpc_id, await self._cidrs(settings), group.roles, coe
-        )
-        key_name, key_path, key_ours = await sh.ensure_key_pair(
-            api,
-            owner,
-            self.ctx.home,
-            settings.get("ec2_keypair_name"),
-            settings.get("ec2_ssh_keypath"),
+        cidrs = await self._cidrs(settings)
+        # Independent of each other: made at the same time.
+        sg, (key_name, key_path, key_ours) = await gather_all(
+            sh.ensure_security_group(api, owner, vpc_id, cidrs, group.roles, coe),
+            sh.ensure_key_pair(
+                api,
+                owner,
+                self.ctx.home,
+                settings.get("ec2_keypair_name"),
+                settings.get("ec2_ssh_keypath"),
+            ),
         )
         return {
             **tgt.to_dict(),
@@ -349,7 +356,7 @@ class EC2Driver(Driver):
         for spec in specs:
             settings = self._settings(spec.options)
             settings_of[spec.name] = settings
-            inputs = await self._launch_inputs({**settings, **_target_settings(shared)})
+            inputs = await self._launch_inputs({**settings, **cfg.target_options(shared)})
             params = self._run_params(inputs, group_tags, shared, settings)
             digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
             launches.setdefault(digest, Launch(digest, params, inputs)).specs.append(spec)
@@ -571,7 +578,7 @@ class EC2Driver(Driver):
             provider_id=inst["InstanceId"],
             addresses=addresses,
             data={
-                **_target_settings(shared, prefix=""),
+                **cfg.target_options(shared, prefix=""),
                 "instance_id": inst["InstanceId"],
                 "instance_type": inst.get("InstanceType"),
                 "image_id": inst.get("ImageId"),
@@ -711,7 +718,7 @@ class EC2Driver(Driver):
 
     async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
         """Terminate the node's instance (and release its Elastic IP); gone is fine."""
-        await self._removes.submit(json.dumps(_target_settings(node.data)), node)
+        await self._removes.submit(json.dumps(cfg.target_options(node.data)), node)
 
     async def _remove_batch(self, key: Hashable, nodes: list[NodeRecord]) -> list[None]:
         await self.remove_many(nodes)
@@ -764,24 +771,6 @@ class EC2Driver(Driver):
     async def sweep(self, owner: Owner) -> int:
         api = self.api(self._target(self._settings()))
         return await sw.sweep(api, self._owner(owner), self.ctx.home, poll=self.poll_interval)
-
-
-def _target_settings(shared: Mapping[str, Any], prefix: str = "ec2_") -> dict[str, Any]:
-    """The target recorded in ``shared`` as option keys (or as plain keys for node data)."""
-    keys = {
-        "cloud": "ec2_cloud",
-        "region": "ec2_region",
-        "endpoint_url": "ec2_endpoint_url",
-        "profile": "ec2_profile",
-        "credentials_file": "ec2_credentials_file",
-    }
-    out: dict[str, Any] = {}
-    for key, option in keys.items():
-        if shared.get(key):
-            out[option if prefix else key] = shared[key]
-    if prefix and out.get("ec2_cloud") == "custom":
-        out.pop("ec2_cloud")
-    return out
 
 
 __all__ = ["EC2Driver"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -60,3 +60,13 @@ class Batcher(Generic[Item, Result]):
         for (_, fut), result in zip(entries, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
+
+
+async def gather_all(*aws: Awaitable[Any]) -> list[Any]:
+    """Run independent calls at once; raise the first error after all have finished
+    (so no call is left running behind the error, as plain gather would)."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

@@ -250,3 +250,21 @@ def make_client(tgt: Target, *, max_parallel: int) -> Any:
         user_agent_extra="flotte",
     )
     return session.client("ec2", endpoint_url=tgt.endpoint_url, config=config)
+
+
+def target_options(shared: Mapping[str, Any], prefix: str = "ec2_") -> dict[str, Any]:
+    """The target recorded in ``shared`` as option keys (or as plain keys for node data)."""
+    keys = {
+        "cloud": "ec2_cloud",
+        "region": "ec2_region",
+        "endpoint_url": "ec2_endpoint_url",
+        "profile": "ec2_profile",
+        "credentials_file": "ec2_credentials_file",
+    }
+    out: dict[str, Any] = {}
+    for key, option in keys.items():
+        if shared.get(key):
+            out[option if prefix else key] = shared[key]
+    if prefix and out.get("ec2_cloud") == "custom":
+        out.pop("ec2_cloud")
+    return out
