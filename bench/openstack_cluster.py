@@ -1,0 +1,310 @@
+"""Create and delete clusters of 1, 10 and 30 servers on devcloud; print JSON.
+
+For each size it measures, on the same running devcloud:
+
+* ``flotte``: the OpenStack driver, nodes in parallel (check, prepare, create; then
+  remove, release);
+* ``flotte_serial``: the same driver with parallelism 1, one node after the other
+  (docker-machine made one host per command);
+* ``floor``: a bare openstacksdk script making the same requests in parallel threads
+  (key pair, security group with rules, server group; then per node a port, a floating
+  IP and a server, waiting for ACTIVE; then the reverse) — the floor of this test bed,
+  whose services share two cores.
+
+Each run reports wall time and HTTP requests (create and delete apart); per-node calls
+are the marginal cost between sizes, beyond the shared resources. With
+``--latency-ms`` the driver also runs through a proxy adding that delay to every Nova
+and Neutron request, for 1 and 10 nodes: wall time should grow with the longest chain
+of requests, not with the node count.
+
+    python bench/openstack_cluster.py [--sizes 1,10,30] [--latency-ms 200] [--no-serial]
+
+Needs devcloud (``flotte devcloud up``); reads its clouds.yaml like the tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # fixtures.fault_proxy
+
+CLOUD = "devcloud-demo"
+BASE_OPTIONS = {
+    "openstack_flavor_id": "1",
+    "openstack_image_name": "debian-12",
+    "openstack_net_name": "formation-net",
+    "openstack_floatingip_pool": "ext-net",
+}
+
+
+def _clouds_yaml() -> Path:
+    if os.environ.get("OS_CLIENT_CONFIG_FILE"):
+        return Path(os.environ["OS_CLIENT_CONFIG_FILE"])
+    from flotte.devcloud.layout import default_dir
+
+    return default_dir() / "clouds.yaml"
+
+
+def _split(calls: dict[str, int]) -> dict[str, int]:
+    out = {"total": sum(calls.values())}
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        out[method] = sum(v for k, v in calls.items() if k.startswith(method + " "))
+    return out
+
+
+# -- flotte ------------------------------------------------------------------------------
+
+
+async def run_flotte(size: int, *, serial: bool, cloud: str = CLOUD) -> dict[str, Any]:
+    from flotte.drivers import openstack_conn
+    from flotte.drivers.base import DriverContext, GroupSpec
+    from flotte.drivers.openstack import OpenStackDriver
+    from flotte.models import NodeSpec, Owner, Role
+    from flotte.pki import CertificateAuthority
+
+    installation = f"bench-{uuid.uuid4().hex[:8]}"
+    name = f"b{size}{'s' if serial else 'p'}"
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = DriverContext(
+            home=Path(tmp) / "home",
+            ca=CertificateAuthority(Path(tmp) / "ca"),
+            installation=installation,
+            options={"openstack_cloud": cloud, **BASE_OPTIONS},
+        )
+        driver = OpenStackDriver(ctx)
+        owner = Owner(cluster=name, installation=installation)
+        group = GroupSpec(name=name, owner=owner, roles=("manager", "worker"), size=size)
+        specs = [
+            NodeSpec(f"{name}-{i}", Role.MANAGER if i < min(3, size) else Role.WORKER, owner,
+                     "openstack")
+            for i in range(size)
+        ]  # fmt: skip
+        provider = await openstack_conn.provider(ctx.options)
+        base = dict(provider.calls)
+        started = time.monotonic()
+        await driver.check(group)
+        shared = await driver.prepare(group)
+        after_shared = dict(provider.calls)
+        shared_seconds = time.monotonic() - started
+        if serial:
+            records = [await driver.create(s, shared) for s in specs]
+        else:
+            records = list(await asyncio.gather(*(driver.create(s, shared) for s in specs)))
+        create_seconds = time.monotonic() - started
+        after_create = dict(provider.calls)
+        started = time.monotonic()
+        if serial:
+            for r in records:
+                await driver.remove(r)
+        else:
+            await asyncio.gather(*(driver.remove(r) for r in records))
+        await driver.release(group, shared)
+        delete_seconds = time.monotonic() - started
+        after_delete = dict(provider.calls)
+        left = await driver.leftovers(Owner(installation=installation))
+        openstack_conn.forget(ctx.options)
+
+    def diff(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+        return {k: b.get(k, 0) - a.get(k, 0) for k in b if b.get(k, 0) - a.get(k, 0)}
+
+    return {
+        "create_s": round(create_seconds, 2),
+        "shared_s": round(shared_seconds, 2),
+        "delete_s": round(delete_seconds, 2),
+        "calls_shared": _split(diff(base, after_shared)),
+        "calls_create": _split(diff(base, after_create)),
+        "calls_delete": _split(diff(after_create, after_delete)),
+        "leftovers": left,
+    }
+
+
+# -- the floor: bare openstacksdk, same requests, parallel threads ----------------------
+
+
+def run_floor(size: int) -> dict[str, Any]:
+    import openstack
+
+    conn = openstack.connect(cloud=CLOUD)
+    calls: dict[str, int] = {}
+
+    def count(response: Any, *args: Any, **kwargs: Any) -> None:
+        key = f"{response.request.method} {response.request.path_url.split('?')[0]}"
+        calls[key] = calls.get(key, 0) + 1
+
+    conn.session.session.hooks["response"].append(count)
+    tag = f"floor-{uuid.uuid4().hex[:8]}"
+    compute, net = conn.compute, conn.network
+    flavor = compute.find_flavor(BASE_OPTIONS["openstack_flavor_id"], ignore_missing=False)
+    image = conn.image.find_image(BASE_OPTIONS["openstack_image_name"], ignore_missing=False)
+    network = net.find_network(BASE_OPTIONS["openstack_net_name"], ignore_missing=False)
+    pool = net.find_network(BASE_OPTIONS["openstack_floatingip_pool"], ignore_missing=False)
+    before = sum(calls.values())
+    # Each node thread hands its floating IP to another thread: room for both.
+    pool_exec = concurrent.futures.ThreadPoolExecutor(max_workers=2 * size + 3)
+
+    started = time.monotonic()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    public = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    f_key = pool_exec.submit(compute.create_keypair, name=tag, public_key=public)
+    f_group = pool_exec.submit(
+        compute.create_server_group, name=tag, policies=["soft-anti-affinity"]
+    )
+    sg = net.create_security_group(name=tag, description=tag)
+    rules = [
+        {"security_group_id": sg.id, "direction": "ingress", "ethertype": "IPv4",
+         "protocol": "tcp", "port_range_min": p, "port_range_max": p,
+         "remote_ip_prefix": "0.0.0.0/0"}
+        for p in (22, 2376)
+    ] + [
+        {"security_group_id": sg.id, "direction": "ingress", "ethertype": "IPv4",
+         "protocol": proto, "port_range_min": p, "port_range_max": p, "remote_group_id": sg.id}
+        for proto, p in (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789))
+    ]  # fmt: skip
+    list(net.create_security_group_rules(rules))
+    f_key.result()
+    group = f_group.result()
+
+    def node(i: int) -> tuple[Any, Any, Any]:
+        port = net.create_port(network_id=network.id, name=f"{tag}-{i}", security_groups=[sg.id])
+        f_fip = pool_exec.submit(net.create_ip, floating_network_id=pool.id, port_id=port.id)
+        server = compute.create_server(
+            name=f"{tag}-{i}", flavor_id=flavor.id, image_id=image.id,
+            networks=[{"port": port.id}], key_name=tag,
+            scheduler_hints={"group": group.id} if i < 3 else None,
+        )  # fmt: skip
+        server = compute.wait_for_server(server, interval=1, wait=300)
+        return port, f_fip.result(), server
+
+    nodes = list(pool_exec.map(node, range(size)))
+    create_seconds = time.monotonic() - started
+    create_calls = sum(calls.values()) - before
+
+    started = time.monotonic()
+
+    def unnode(item: tuple[Any, Any, Any]) -> None:
+        port, fip, server = item
+        net.delete_ip(fip, ignore_missing=True)
+        compute.delete_server(server)
+        compute.wait_for_delete(server, interval=1, wait=300)
+        net.delete_port(port, ignore_missing=True)
+
+    list(pool_exec.map(unnode, nodes))
+    net.delete_security_group(sg)
+    compute.delete_server_group(group)
+    compute.delete_keypair(tag)
+    delete_seconds = time.monotonic() - started
+    pool_exec.shutdown()
+    conn.close()
+    return {
+        "create_s": round(create_seconds, 2),
+        "delete_s": round(delete_seconds, 2),
+        "calls_create": create_calls,
+        "calls_delete": sum(calls.values()) - before - create_calls,
+    }
+
+
+# -- latency through the fault proxy ----------------------------------------------------
+
+
+async def run_latency(sizes: list[int], latency: float) -> dict[str, Any]:
+    from fixtures.fault_proxy import FaultProxy
+
+    nova = FaultProxy("http://127.0.0.1:8774", latency=latency).start()
+    neutron = FaultProxy("http://127.0.0.1:9696", latency=latency).start()
+    data = yaml.safe_load(_clouds_yaml().read_text())
+    entry = dict(data["clouds"][CLOUD])
+    entry["compute_endpoint_override"] = f"{nova.url}/v2.1"
+    entry["network_endpoint_override"] = f"{neutron.url}/"
+    name = "devcloud-bench-latency"
+    out: dict[str, Any] = {"latency_ms": int(latency * 1000)}
+    old = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({"clouds": {**data["clouds"], name: entry}}, f)
+    os.environ["OS_CLIENT_CONFIG_FILE"] = f.name
+    try:
+        for size in sizes:
+            out[str(size)] = await run_flotte(size, serial=False, cloud=name)
+    finally:
+        nova.stop()
+        neutron.stop()
+        os.unlink(f.name)
+        if old is None:
+            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+        else:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = old
+    return out
+
+
+def per_node(results: dict[str, Any], key: str, sizes: list[int]) -> float | None:
+    """Marginal API calls per node between the smallest and the largest size."""
+    if len(sizes) < 2:
+        return None
+    lo, hi = sizes[0], sizes[-1]
+    a, b = results[str(lo)][key], results[str(hi)][key]
+    a = a["total"] if isinstance(a, dict) else a
+    b = b["total"] if isinstance(b, dict) else b
+    return round((b - a) / (hi - lo), 2)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1,10,30")
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--no-serial", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    os.environ.setdefault("OS_CLIENT_CONFIG_FILE", str(_clouds_yaml()))
+
+    report: dict[str, Any] = {"sizes": sizes, "flotte": {}, "flotte_serial": {}, "floor": {}}
+    for size in sizes:
+        report["floor"][str(size)] = await asyncio.to_thread(run_floor, size)
+        report["flotte"][str(size)] = await run_flotte(size, serial=False)
+        if not args.no_serial:
+            report["flotte_serial"][str(size)] = await run_flotte(size, serial=True)
+        print(f"size {size} done", file=sys.stderr, flush=True)
+    report["ratio_to_floor"] = {
+        str(s): {
+            "create": round(report["flotte"][str(s)]["create_s"] / report["floor"][str(s)]["create_s"], 2),
+            "delete": round(report["flotte"][str(s)]["delete_s"] / report["floor"][str(s)]["delete_s"], 2),
+        }
+        for s in sizes
+    }  # fmt: skip
+    report["calls_per_node"] = {
+        "flotte_create": per_node(report["flotte"], "calls_create", sizes),
+        "flotte_delete": per_node(report["flotte"], "calls_delete", sizes),
+        "floor_create": per_node(report["floor"], "calls_create", sizes),
+        "floor_delete": per_node(report["floor"], "calls_delete", sizes),
+    }
+    if args.latency_ms:
+        report["latency"] = await run_latency([1, 10], args.latency_ms / 1000)
+    report["targets"] = {
+        "within_1.25x_of_floor_at_10_and_30": all(
+            report["ratio_to_floor"][str(s)]["create"] <= 1.25 for s in sizes if s >= 10
+        ),
+        "calls_per_node_create_le_8": (report["calls_per_node"]["flotte_create"] or 0) <= 8,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
