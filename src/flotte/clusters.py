@@ -390,7 +390,9 @@ class Clusters:
                 )
             rec = await driver.create(node, shared)
             records[node.name] = rec
-            self.store.update_machine(node.name, record=asdict(rec))
+            # Without provisioning, a created node is as ready as it will get.
+            status = READY if no_provision else CREATING
+            self.store.update_machine(node.name, record=asdict(rec), status=status)
 
         async def uncreate() -> None:
             await driver.remove(records[node.name])
@@ -525,35 +527,53 @@ class Clusters:
                     group="worker",
                 )
             )
+        no_provision = bool(cluster.spec.get("no_provision"))
+        records: dict[str, NodeRecord] = {}
+        endpoints: dict[str, Endpoint] = {}
+        tokens: list[Tokens] = []
+        manager_ep: Endpoint | None = None
         manager = next(r for r in self.store.machines(cluster=name) if r.role == Role.MANAGER)
-        manager_ep = endpoint_of(manager)
-        if manager_ep is None:
-            raise ClusterError(f"cluster {name!r} has no reachable manager")
-        tokens = [await self.swarm.init(manager_ep, record_of(manager).address)]
-        records: dict[str, NodeRecord] = {manager.name: record_of(manager)}
-        endpoints: dict[str, Endpoint] = {manager.name: manager_ep}
+        if not no_provision:
+            manager_ep = endpoint_of(manager)
+            if manager_ep is None:
+                raise ClusterError(f"cluster {name!r} has no reachable manager")
+            tokens.append(await self.swarm.init(manager_ep, record_of(manager).address))
+            records[manager.name] = record_of(manager)
+            endpoints[manager.name] = manager_ep
 
         async def noop() -> None:
             return None
 
-        steps = [Step("prepare", noop), Step("swarm:init", noop)]
+        steps = [Step("prepare", noop, label="-"), Step("swarm:init", noop, label="-")]
         for node in new:
-            steps += self._node_steps(name, driver, node, cluster.shared, records, endpoints, False)
-            steps.append(self._join_step(node, records, endpoints, tokens, manager.name))
+            steps += self._node_steps(
+                name, driver, node, cluster.shared, records, endpoints, no_provision
+            )
+            if not no_provision:
+                steps.append(self._join_step(node, records, endpoints, tokens, manager.name))
         timeout = float(spec.get("timeout", 60)) * 60
 
         async def ready() -> None:
+            assert manager_ep is not None
             await self.swarm.wait_ready(manager_ep, {n.name for n in new}, timeout)
             for n in new:
                 self.store.update_machine(n.name, status=READY)
 
-        steps.append(Step("swarm:ready", ready, tuple(f"join:{n.name}" for n in new)))
+        if not no_provision:
+            steps.append(
+                Step(
+                    "swarm:ready",
+                    ready,
+                    tuple(f"join:{n.name}" for n in new),
+                    label=f"{name} ready",
+                )
+            )
         ex = self.s.executor(driver, f"cluster:{name}", "resize")
         result = await ex.run(steps)
         if not result.ok:
             await ex.rollback(steps, result)
             for node in new:
-                if node.name in records:
+                if node.name in records and manager_ep is not None:
                     await self.swarm.remove(manager_ep, None, node.name)
                 self.store.delete_machine(node.name)
             raise PlanFailed(f"growing cluster {name} failed and was rolled back", result.errors)

@@ -135,6 +135,8 @@ class Progress:
 
     def __call__(self, step: Step, phase: str, detail: str = "") -> None:
         label = step.label or step.name
+        if label == "-":
+            return  # bookkeeping steps that do nothing worth showing
         who, _, what = label.partition(" ")
         now = time.monotonic()
         row = self.rows.setdefault(who, [what, "", now, ""])

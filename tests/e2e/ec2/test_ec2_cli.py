@@ -188,7 +188,6 @@ def test_cluster_create_delete_counts(
     assert "lab" not in flotte(home, "cluster", "list").stdout
 
 
-@pytest.mark.xfail(reason="cluster resize wants a reachable Swarm manager (--no-provision)")
 def test_cluster_resize_no_provision(home: Path, ec2: Any, moto_endpoint: str) -> None:
     flotte(
         home, "cluster", "create", "--driver", "ec2", "--node-count", "1", "--no-provision",
