@@ -337,6 +337,8 @@ class SSHDriver(Driver):
             install=str(node.data.get("engine_install") or self._install(spec.options)),
             owner=owner,
             install_url=spec.options.get("engine_install_url") or None,
+            # provisioning again a provisioned node is regenerate-certs / machine provision
+            renew_cert=bool(node.data.get("provision")),
             # per-host steps for a live display, when the service gives the context one
             progress=getattr(self.ctx, "progress", None),
         )

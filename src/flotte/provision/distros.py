@@ -224,7 +224,7 @@ INIT_SYSTEMS = {
         stop="systemctl stop docker.socket docker.service 2>/dev/null || systemctl stop docker",
         restart="systemctl daemon-reload && systemctl restart docker",
         is_active="systemctl is-active --quiet docker",
-        enable="systemctl enable docker >/dev/null 2>&1 || true",
+        enable="systemctl is-enabled -q docker 2>/dev/null || systemctl enable -q docker || true",
         kill="systemctl kill -s KILL docker",
         log_tail="journalctl -u docker --no-pager -n 15 2>/dev/null",
     ),
@@ -234,7 +234,11 @@ INIT_SYSTEMS = {
         stop="service docker stop",
         restart="service docker restart",
         is_active="service docker status >/dev/null 2>&1",
-        enable="update-rc.d docker defaults >/dev/null 2>&1 || true",
+        # update-rc.d is a Perl script: run it only when the links are missing
+        enable=(
+            "ls /etc/rc[2345].d/S*docker >/dev/null 2>&1 "
+            "|| update-rc.d docker defaults >/dev/null 2>&1 || true"
+        ),
         kill="kill -KILL $(cat /var/run/docker.pid) 2>/dev/null || pkill -KILL -x dockerd",
         log_tail="tail -n 15 /var/log/docker.log 2>/dev/null",
     ),

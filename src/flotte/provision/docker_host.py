@@ -301,17 +301,23 @@ async def _hup(sess: Session) -> None:
     await sess.run("kill -HUP $(cat /var/run/docker.pid)", what="reload dockerd (SIGHUP)")
 
 
+# Until dockerd has made its socket, probing costs nothing (a shell test); once the socket
+# is there, one `docker version` blocks until the API serves. Polling the docker CLI in a
+# tight loop instead costs real CPU when many hosts restart at once.
 WAIT_DOCKERD = r"""
 end=$(( $(date +%s) + {timeout} )); start=$(date +%s)
-while ! docker version >/dev/null 2>&1; do
+while :; do
+  if [ -S /var/run/docker.sock ] && docker version >/dev/null 2>&1; then exit 0; fi
   now=$(date +%s)
   [ "$now" -ge "$end" ] && exit 1
   if [ $((now - start)) -ge 2 ]; then
     alive=
-    for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = dockerd ] && alive=1 && break; done
+    for p in /proc/[0-9]*; do
+      read -r c < "$p/comm" 2>/dev/null && [ "$c" = dockerd ] && alive=1 && break
+    done
     [ -z "$alive" ] && exit 2   # it died (bad flag, bad config): no point waiting
   fi
-  sleep 0.1
+  sleep 0.05
 done
 """
 
@@ -378,6 +384,7 @@ async def configure_dockerd(
     report: ProvisionReport,
     progress: Progress,
     owner: dict[str, str] | None = None,
+    renew_cert: bool = False,
 ) -> None:
     """Write flotte's configuration and (re)start dockerd only when something changed."""
     init = distros.INIT_SYSTEMS.get(facts.init)
@@ -391,7 +398,7 @@ async def configure_dockerd(
     names += [f"{tls}/dockerd.env", service_file, svc.HOST_DAEMON_JSON, OWNER_FILE, APPLIED_FILE]
     cur = await _read_current(sess, facts, init.name, names)
 
-    server = _server_cert(ca, name, sans, cur.files)
+    server = ca.server_cert(name, sans) if renew_cert else _server_cert(ca, name, sans, cur.files)
     rendered = {
         f.path: f
         for f in engine_config.files(
@@ -533,37 +540,51 @@ def client_ssl_context(ca: CertificateAuthority) -> ssl.SSLContext:
     return ctx
 
 
-async def tls_ping(host: str, port: int, ctx: ssl.SSLContext, timeout: float = 3.0) -> bool:
-    """True when ``GET /_ping`` answers 200 over TLS verified against flotte's CA."""
+async def tls_get(
+    host: str, port: int, ctx: ssl.SSLContext, path: str = "/_ping", timeout: float = 3.0
+) -> bytes | None:
+    """The body of ``GET path`` over TLS verified against flotte's CA, or None."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), timeout
         )
     except (OSError, TimeoutError, ssl.SSLError):
-        return False
+        return None
     try:
-        writer.write(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        request = f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n"
+        writer.write(request.encode())
         await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), timeout)
-        return b" 200 " in status
+        data = await asyncio.wait_for(reader.read(), timeout)
     except (OSError, TimeoutError, ssl.SSLError):
-        return False
+        return None
     finally:
         writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return body if head.split(b" ", 2)[1:2] == [b"200"] else None
+
+
+async def tls_ping(host: str, port: int, ctx: ssl.SSLContext, timeout: float = 3.0) -> bool:
+    """True when ``GET /_ping`` answers 200 over TLS verified against flotte's CA."""
+    return await tls_get(host, port, ctx, "/_ping", timeout) is not None
 
 
 async def wait_tls(
     host: str, ca: CertificateAuthority, timeout: float, port: int = engine_config.DOCKER_TLS_PORT
-) -> None:
+) -> str:
+    """Wait until the engine answers over TLS from here; returns its version."""
     ctx = client_ssl_context(ca)
     deadline = time.monotonic() + timeout
-    while not await tls_ping(host, port, ctx):
+    while (body := await tls_get(host, port, ctx, "/version")) is None:
         if time.monotonic() > deadline:
             raise ProvisionError(
                 f"the Docker API at {host}:{port} does not answer over TLS",
                 hint=f"check that a firewall lets TCP {port} in from this machine",
             )
         await asyncio.sleep(0.1)
+    try:
+        return str(json.loads(body).get("Version", ""))
+    except ValueError:
+        return ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -582,6 +603,7 @@ async def _provision_once(
     lock_timeout: float,
     owner: dict[str, str] | None,
     install_url: str | None,
+    renew_cert: bool,
 ) -> None:
     await sess.check_root()
     progress(sess.target.host, "inspecting")
@@ -608,11 +630,9 @@ async def _provision_once(
     all_sans = list(dict.fromkeys([*sans, sess.target.host, *facts.addresses, facts.hostname]))
     all_sans = [s for s in all_sans if s]
     report.sans = all_sans
-    await configure_dockerd(sess, facts, engine, ca, name, all_sans, report, progress, owner)
-    version = await sess.run(
-        "docker version --format '{{.Server.Version}}'", check=False, what="docker version"
+    await configure_dockerd(
+        sess, facts, engine, ca, name, all_sans, report, progress, owner, renew_cert
     )
-    report.docker_version = version.stdout.strip()
 
 
 async def provision_docker_host(
@@ -630,6 +650,7 @@ async def provision_docker_host(
     tls_timeout: float = 60.0,
     reconnects: int = 2,
     install_url: str | None = None,
+    renew_cert: bool = False,
 ) -> ProvisionReport:
     """Make ``target`` a Docker host whose API answers on ``docker_host``:2376 over TLS.
 
@@ -641,6 +662,8 @@ async def provision_docker_host(
     drops mid-way, the work is resumed on a new connection up to ``reconnects`` times;
     every step is idempotent, so that is safe. ``install_url`` is a script that installs
     Docker (docker-machine's ``--engine-install-url``), used instead of packages.
+    The server certificate on the host is kept while it is signed by ``ca``, covers
+    every address and has 30 days left, unless ``renew_cert`` (``regenerate-certs``).
     """
     engine_config.validate(engine)
     if install not in distros.INSTALL_CHOICES:
@@ -668,6 +691,7 @@ async def provision_docker_host(
                     lock_timeout,
                     owner,
                     install_url,
+                    renew_cert,
                 )
             break
         except ConnectionDropped as err:
@@ -677,7 +701,7 @@ async def provision_docker_host(
             report.warnings.append(f"{err.message}; reconnected and resumed")
             await asyncio.sleep(min(2.0, target.backoff * dropped))
     progress(target.host, "waiting for the TLS API")
-    await wait_tls(docker_host or target.host, ca, tls_timeout)
+    report.docker_version = await wait_tls(docker_host or target.host, ca, tls_timeout)
     report.seconds = round(time.monotonic() - started, 2)
     progress(target.host, "done")
     for change in report.changes:

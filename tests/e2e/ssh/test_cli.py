@@ -74,6 +74,11 @@ def test_machine_on_existing_host(flotte: Flotte, ssh_lab, ssh_host) -> None:
     ssh = flotte("machine", "ssh", "box", "id", "-un")
     assert ssh.stdout.strip() == "deploy"
 
+    cert = host.sh("cat /etc/docker/flotte/server.pem")
+    flotte("machine", "regenerate-certs", "-f", "box")
+    assert host.sh("cat /etc/docker/flotte/server.pem") != cert
+    assert docker_cli(flotte, "--context", "flotte-box", "ps", "-q").returncode == 0
+
     flotte("machine", "rm", "-y", "box")
     assert not key_copy.exists()
     # stop stopped the engine's containers, as docker-machine's did; the rest is as it was
