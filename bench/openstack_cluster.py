@@ -187,10 +187,10 @@ def run_floor(size: int) -> dict[str, Any]:
     def node(i: int) -> tuple[Any, Any, Any]:
         port = net.create_port(network_id=network.id, name=f"{tag}-{i}", security_groups=[sg.id])
         f_fip = pool_exec.submit(net.create_ip, floating_network_id=pool.id, port_id=port.id)
+        hints = {"scheduler_hints": {"group": group.id}} if i < 3 else {}
         server = compute.create_server(
             name=f"{tag}-{i}", flavor_id=flavor.id, image_id=image.id,
-            networks=[{"port": port.id}], key_name=tag,
-            scheduler_hints={"group": group.id} if i < 3 else None,
+            networks=[{"port": port.id}], key_name=tag, **hints,
         )  # fmt: skip
         server = compute.wait_for_server(server, interval=1, wait=300)
         return port, f_fip.result(), server
