@@ -563,7 +563,18 @@ class OpenStackDriver(Driver):
 
     async def state(self, node: NodeRecord) -> NodeState:
         p = await self._node_provider(node)
+        if not node.provider_id:  # a record from a create that never got its server ID
+            owner = self._record_owner(node)
+            return node_ops.node_state(await node_ops.find_server(p, node.name, owner))
         return node_ops.node_state(await node_ops.get_server(p, node.provider_id))
+
+    def _record_owner(self, node: NodeRecord) -> Owner:
+        pairs = node.data.get("owner") or {}
+        return Owner(
+            cluster=pairs.get("flotte:cluster"),
+            machine=pairs.get("flotte:machine"),
+            installation=pairs.get("flotte:owner", self.ctx.installation),
+        )
 
     def _timeout(self, node: NodeRecord) -> float:
         return float(node.data.get("active_timeout") or 200)
@@ -586,11 +597,7 @@ class OpenStackDriver(Driver):
 
     async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
         p = await self._node_provider(node)
-        owner = Owner(
-            cluster=node.data.get("owner", {}).get("flotte:cluster"),
-            machine=node.data.get("owner", {}).get("flotte:machine"),
-            installation=node.data.get("owner", {}).get("flotte:owner", self.ctx.installation),
-        )
+        owner = self._record_owner(node)
         inv = self._inventory.get(self._group_key(owner))
         if inv is not None:  # forget it, so a later create in this command boots anew
             inv.servers.pop(node.name, None)

@@ -1,0 +1,125 @@
+"""The driver's pure parts: options to credentials, markers, rules (no cloud needed)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from flotte.drivers.openstack import OPTIONS, OpenStackDriver, _metadata
+from flotte.drivers.openstack_conn import close_matches, cloud_spec
+from flotte.drivers.openstack_res import (
+    Flavor,
+    bare_metal_flavor,
+    marker,
+    name_prefix,
+    owned_by,
+    parse_pairs,
+    rule_specs,
+)
+from flotte.drivers.openstack_shared import default_cidr
+from flotte.errors import UsageError
+from flotte.models import Owner
+
+
+def test_every_docker_machine_flag_is_there_with_its_variable() -> None:
+    names = {o.name: o for o in OPTIONS}
+    for flag, env in {
+        "auth-url": "OS_AUTH_URL", "username": "OS_USERNAME", "password": "OS_PASSWORD",
+        "tenant-name": "OS_TENANT_NAME", "tenant-id": "OS_TENANT_ID",
+        "domain-name": "OS_DOMAIN_NAME", "domain-id": "OS_DOMAIN_ID",
+        "region": "OS_REGION_NAME", "endpoint-type": "OS_ENDPOINT_TYPE",
+        "insecure": "OS_INSECURE", "cacert": "OS_CACERT", "flavor-id": "OS_FLAVOR_ID",
+        "flavor-name": "OS_FLAVOR_NAME", "image-id": "OS_IMAGE_ID",
+        "image-name": "OS_IMAGE_NAME", "net-id": "OS_NETWORK_ID",
+        "net-name": "OS_NETWORK_NAME", "floatingip-pool": "OS_FLOATINGIP_POOL",
+        "sec-groups": "OS_SECURITY_GROUPS", "keypair-name": "OS_KEYPAIR_NAME",
+        "private-key-file": "OS_PRIVATE_KEY_FILE", "ssh-user": "OS_SSH_USER",
+        "ssh-port": "OS_SSH_PORT", "user-data-file": "OS_USER_DATA_FILE",
+        "config-drive": "OS_CONFIG_DRIVE", "metadata": "OS_METADATA",
+        "active-timeout": "OS_ACTIVE_TIMEOUT", "availability-zone": "OS_AVAILABILITY_ZONE",
+        "application-credential-id": "OS_APPLICATION_CREDENTIAL_ID",
+        "application-credential-secret": "OS_APPLICATION_CREDENTIAL_SECRET",
+        "cloud": "OS_CLOUD",
+    }.items():  # fmt: skip
+        assert names[f"openstack-{flag}"].envvar == env
+    assert {o.name for o in OPTIONS if o.secret} == {
+        "openstack-password",
+        "openstack-application-credential-secret",
+    }
+    assert names["openstack-active-timeout"].default == 200
+    assert OpenStackDriver.capabilities.snapshot
+
+
+def test_credentials_from_flags() -> None:
+    spec = cloud_spec(
+        {
+            "openstack_auth_url": "https://keystone:5000/v3",
+            "openstack_username": "alice",
+            "openstack_password": "s3cret",
+            "openstack_tenant_name": "formation",
+            "openstack_domain_name": "Default",
+            "openstack_endpoint_type": "publicURL",
+            "openstack_insecure": True,
+        }
+    )
+    assert spec.auth["project_name"] == "formation"
+    assert spec.auth["user_domain_name"] == spec.auth["project_domain_name"] == "Default"
+    assert (spec.interface, spec.verify) == ("public", False)
+    assert "s3cret" not in repr(spec) and "s3cret" not in spec.label
+
+
+def test_application_credential_rules() -> None:
+    spec = cloud_spec(
+        {
+            "openstack_auth_url": "https://k/v3",
+            "openstack_application_credential_id": "abc",
+            "openstack_application_credential_secret": "xyz",
+            "openstack_tenant_name": "ignored",
+        }
+    )
+    assert spec.auth_type == "v3applicationcredential"
+    assert "project_name" not in spec.auth
+    with pytest.raises(UsageError, match="application-credential-secret"):
+        cloud_spec({"openstack_auth_url": "u", "openstack_application_credential_id": "abc"})
+    with pytest.raises(UsageError, match="without"):
+        cloud_spec({"openstack_auth_url": "u", "openstack_application_credential_secret": "x"})
+    with pytest.raises(UsageError, match="--openstack-cloud"):
+        cloud_spec({})
+
+
+def test_markers_and_ownership() -> None:
+    owner = Owner(cluster="web", installation="i1")
+    pairs = parse_pairs(marker(owner))
+    assert pairs == {"flotte:owner": "i1", "flotte:cluster": "web"}
+    assert owned_by(pairs, owner) and owned_by(pairs, Owner(installation="i1"))
+    assert not owned_by(pairs, Owner(cluster="db", installation="i1"))
+    assert not owned_by(pairs, Owner(installation="i2"))
+    assert name_prefix(owner).startswith(name_prefix(Owner(installation="i1")))
+
+
+def test_rules_open_only_what_is_needed() -> None:
+    machine = rule_specs("sg", ["192.0.2.0/24"], swarm=False)
+    assert {(r["port_range_min"], r["remote_ip_prefix"]) for r in machine} == {
+        (22, "192.0.2.0/24"),
+        (2376, "192.0.2.0/24"),
+    }
+    cluster = rule_specs("sg", ["0.0.0.0/0", "::/0"], swarm=True)
+    members = [r for r in cluster if r.get("remote_group_id") == "sg"]
+    assert {(r["protocol"], r["port_range_min"]) for r in members} == {
+        ("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789),
+    }  # fmt: skip
+    assert {r["ethertype"] for r in cluster if "remote_ip_prefix" in r} == {"IPv4", "IPv6"}
+
+
+def test_small_helpers() -> None:
+    assert close_matches("m1.smal", ["m1.small", "m1.tiny"]) == " (did you mean: m1.small?)"
+    assert "available" in close_matches("zzz", ["a", "b"])
+    assert _metadata("a=1,b=2") == {"a": "1", "b": "2"}
+    with pytest.raises(UsageError):
+        _metadata("flotte:owner=x")
+    net = ipaddress.ip_network(default_cidr(Owner(installation="i"), "web"))
+    assert net.prefixlen == 24 and net.subnet_of(ipaddress.ip_network("10.64.0.0/10"))
+    bm = Flavor("bm1", "bm", 8, 1, 1, {"resources:CUSTOM_BAREMETAL_GOLD": "1"})
+    assert bare_metal_flavor(bm)
+    assert not bare_metal_flavor(Flavor("2", "m1.small", 1, 1, 1, {}))
