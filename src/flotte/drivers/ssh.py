@@ -171,7 +171,7 @@ class SSHDriver(Driver):
             user=entry.user or opt("ssh_user") or "root",
             key=Path(str(key)).expanduser() if key else None,
             known_hosts=self.ctx.known_hosts,
-            attempts=1 if quick else 4,
+            attempts=1 if quick else 3,
             connect_timeout=5.0 if quick else 10.0,
         )
 
@@ -183,7 +183,7 @@ class SSHDriver(Driver):
             user=d.get("ssh_user") or "root",
             key=Path(d["ssh_key"]) if d.get("ssh_key") else None,
             known_hosts=self.ctx.known_hosts,
-            attempts=1 if quick else 4,
+            attempts=1 if quick else 3,
             connect_timeout=5.0 if quick else 10.0,
         )
 

@@ -118,8 +118,20 @@ def test_bad_input_gives_one_line_and_records_nothing(flotte: Flotte, ssh_lab, s
     )
     assert "not a number from 1 to 65535" in one_line_error(res)
 
+    odd = ssh_host("bare")
+    odd.sh(
+        "rm -f /etc/os-release && printf 'ID=plan9\\nPRETTY_NAME=\"Plan 9\"\\n' > /etc/os-release"
+    )
+    odd_before = snapshot(odd)
+    res = flotte(
+        "machine", "create", "-d", "ssh", "--ssh-host", odd.ip, "--ssh-key", key, "odd",
+        check=False,
+    )  # fmt: skip
+    assert "runs Plan 9, on which flotte cannot install Docker" in one_line_error(res)
+
     assert flotte("machine", "ls", "-q").stdout.strip() == ""
     assert snapshot(host) == before
+    assert snapshot(odd) == odd_before
 
 
 def swarm(flotte: Flotte, cluster: str, *args: str) -> str:
