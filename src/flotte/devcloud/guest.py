@@ -42,6 +42,16 @@ echo "devcloud guest $(hostname) booted"
 exec sleep infinity
 """
 
+# Without CAP_SYS_RESOURCE (where --privileged is refused) Debian's /etc/init.d/docker
+# dies on `ulimit -n`; make those lines non-fatal, now and whenever dpkg rewrites it.
+FIX_ULIMIT = r"""#!/bin/sh
+f=/etc/init.d/docker
+[ -f "$f" ] && sed -i -E '/^[[:space:]]*ulimit /{/[|][|] true$/!s/$/ || true/}' "$f"
+exit 0
+"""
+
+APT_HOOK = 'DPkg::Post-Invoke { "/usr/local/sbin/devcloud-fix-ulimit"; };\n'
+
 DOCKERFILE = """FROM flotte-base:bookworm
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update -qq \\
@@ -50,14 +60,17 @@ RUN apt-get update -qq \\
  && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_* \\
  && update-alternatives --set iptables /usr/sbin/iptables-legacy
 COPY 99-devcloud.cfg /etc/cloud/cloud.cfg.d/99-devcloud.cfg
-COPY devcloud-boot /usr/local/sbin/devcloud-boot
-RUN chmod 755 /usr/local/sbin/devcloud-boot
+COPY devcloud-boot devcloud-fix-ulimit /usr/local/sbin/
+COPY 99devcloud-ulimit /etc/apt/apt.conf.d/99devcloud-ulimit
+RUN chmod 755 /usr/local/sbin/devcloud-boot /usr/local/sbin/devcloud-fix-ulimit \\
+ && /usr/local/sbin/devcloud-fix-ulimit
 ENTRYPOINT ["/usr/local/sbin/devcloud-boot"]
 """
 
 
 def guest_image_tag() -> str:
-    digest = hashlib.sha256((DOCKERFILE + BOOT + CLOUD_CFG).encode()).hexdigest()[:12]
+    recipe = DOCKERFILE + BOOT + CLOUD_CFG + FIX_ULIMIT + APT_HOOK
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
     return f"{GUEST_REPO}:{digest}"
 
 
@@ -68,6 +81,8 @@ def _context() -> io.BytesIO:
             ("Dockerfile", DOCKERFILE, 0o644),
             ("devcloud-boot", BOOT, 0o755),
             ("99-devcloud.cfg", CLOUD_CFG, 0o644),
+            ("devcloud-fix-ulimit", FIX_ULIMIT, 0o755),
+            ("99devcloud-ulimit", APT_HOOK, 0o644),
         ):
             data = text.encode()
             info = tarfile.TarInfo(name)
