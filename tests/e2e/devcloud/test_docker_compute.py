@@ -160,3 +160,64 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
     _wait(lambda: _container(client, server.id) is None, 30, "container removed")
     conn.close()
     client.close()
+
+
+def test_talk_command_makes_a_docker_host(devcloud_docker: DevCloud, tmp_path: Any) -> None:
+    """`machine create -d openstack` with the talk's flags: a TLS Docker engine at the FIP."""
+    import os
+    import subprocess
+    import sys
+
+    dc = devcloud_docker
+    client = _docker()
+    name = f"talk-{uuid.uuid4().hex[:6]}"
+    key = tmp_path / "securekey"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    dc.openstack("keypair", "create", "--public-key", f"{key}.pub", name)
+    env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"))
+
+    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+    flotte_cmd = [sys.executable, "-m", "flotte.cli.main"]
+    try:
+        made = run(
+            *flotte_cmd,
+            "machine",
+            "create",
+            "-d",
+            "openstack",
+            "--openstack-cloud",
+            dc.demo_cloud,
+            "--openstack-flavor-id",
+            dc.flavor_id,
+            "--openstack-net-name",
+            dc.network,
+            "--openstack-floatingip-pool",
+            dc.floating_pool,
+            "--openstack-image-name",
+            dc.image,
+            "--openstack-keypair-name",
+            name,
+            "--openstack-private-key-file",
+            str(key),
+            "--openstack-ssh-user",
+            dc.ssh_user,
+            name,
+        )
+        assert made.returncode == 0, made.stderr
+        info = run(
+            "docker", "--context", f"flotte-{name}", "info", "--format", "{{.Name}}", timeout=60
+        )
+        assert info.returncode == 0, info.stderr
+        assert info.stdout.strip() == name
+    finally:
+        gone = run(*flotte_cmd, "machine", "rm", "-y", name)
+        dc.openstack("keypair", "delete", name, check=False)
+    assert gone.returncode == 0, gone.stderr
+    assert name not in {s["Name"] for s in dc.openstack("server", "list")}
+    assert not [
+        c for c in client.containers.list(all=True) if c.labels.get("flotte.devcloud.name") == name
+    ]
+    assert os.path.exists(key)
+    client.close()
