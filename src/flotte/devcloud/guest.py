@@ -27,6 +27,8 @@ CLOUD_CFG = """\
 # devcloud: seeds come from the agent (NoCloud); Docker configures the interfaces.
 datasource_list: [ NoCloud, None ]
 network: {config: disabled}
+# minbase has C.UTF-8 only; generating en_US.UTF-8 fails and slows every first boot.
+locale: C.UTF-8
 """
 
 BOOT = r"""#!/bin/sh
