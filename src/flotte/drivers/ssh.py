@@ -412,10 +412,13 @@ class SSHDriver(Driver):
         An engine that was there before flotte is never removed.
         """
         if node.data.get("ssh_host"):
+            owner = node.data.get("owner") or {}
             await unprovision(
                 self._node_target(node),
                 purge=purge or not node.data.get("provision"),
-                owner=node.data.get("owner") or None,
+                owner=owner or None,
+                # a cluster node's swarm is flotte's: joining refuses a host in another one
+                leave_swarm=bool(owner.get("cluster")),
             )
         with contextlib.suppress(FileNotFoundError):
             (self.ctx.home / node.name / KEY_FILE).unlink()

@@ -746,6 +746,7 @@ async def unprovision(
     purge: bool = False,
     owner: dict[str, str] | None = None,
     progress: Progress | None = None,
+    leave_swarm: bool = False,
 ) -> ProvisionReport:
     """Remove flotte's configuration from a host; dockerd gets its own config back.
 
@@ -753,7 +754,8 @@ async def unprovision(
     ``purge``, the Docker packages flotte installed (and only those) are removed with
     their data; an engine that was there before flotte is left in place. Removing a
     host that has no flotte configuration is not an error. When ``owner`` is given and
-    the host now carries another owner's record, the host is left alone.
+    the host now carries another owner's record, the host is left alone. With
+    ``leave_swarm`` (a node of a cluster flotte formed), the engine leaves its swarm first.
     """
     progress = progress or _no_progress
     started = time.monotonic()
@@ -768,6 +770,10 @@ async def unprovision(
         facts = await gather_facts(sess)
         report.os, report.init = distros.describe(facts.os_release), facts.init
         init = distros.INIT_SYSTEMS.get(facts.init)
+        if leave_swarm and facts.swarm:
+            await sess.run("docker swarm leave --force >/dev/null", timeout=60, what="leave swarm")
+            report.changes.append("left the swarm of the cluster flotte formed")
+            facts = await gather_facts(sess)
         record_raw = await sess.read(INSTALL_RECORD)
         record = json.loads(record_raw) if record_raw else None
         if purge and record is not None:
