@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from ssh_helpers import refused_without_cert, run_tiny, snapshot, started, tls_client
+from ssh_helpers import (
+    refused_without_cert,
+    run_tiny,
+    snapshot,
+    started,
+    tls_client,
+    without_containers,
+)
 
 from flotte.errors import AuthError
 from flotte.models import EngineOptions
@@ -134,3 +141,47 @@ async def _tls_answers(ip: str, ca) -> bool:  # type: ignore[no-untyped-def]
     from flotte.provision.docker_host import client_ssl_context, tls_ping
 
     return await tls_ping(ip, 2376, client_ssl_context(ca), timeout=2)
+
+
+async def test_systemd_host(ssh_lab, ssh_host, target, ca, tmp_path) -> None:
+    """A server booted by systemd: drop-in keeps the unit's own command (socket activation)."""
+    from flotte.drivers.base import DriverContext
+    from flotte.drivers.ssh import SSHDriver
+    from flotte.models import NodeRecord, NodeState
+
+    host = ssh_host("systemd")
+    kept = run_tiny(host, "keepme")
+    before = snapshot(host)
+    t = target(host, user="deploy")
+
+    report = await provision_docker_host(t, ENGINE, ca, "sd", [])
+    assert report.init == "systemd" and report.containers_kept == 1
+    assert started(host, "keepme") == kept
+    dropin = host.sh("cat /etc/systemd/system/docker.service.d/50-flotte.conf")
+    assert "ExecStart=\nExecStart=/usr/sbin/dockerd -H fd:// " in dropin
+    assert "--containerd=/run/containerd/containerd.sock $DOCKER_OPTS" in dropin
+    assert "-H tcp://0.0.0.0:2376 --config-file /etc/docker/flotte/daemon.json" in dropin
+    assert host.sh("systemctl is-active docker.socket").strip() == "active"
+    assert tls_client(host.ip, ca).info()["Labels"] == ["lab=iphc"]
+    again = await provision_docker_host(t, ENGINE, ca, "sd", [])
+    assert again.changes == ["already configured: nothing changed"]
+
+    # stop/start drive the service (and its socket), not the machine
+    ctx = DriverContext(home=tmp_path / "m", ca=ca, installation="i", known_hosts=t.known_hosts)
+    driver = SSHDriver(ctx)
+    node = NodeRecord(
+        "sd", "ssh", addresses=[host.ip],
+        data={"ssh_host": host.ip, "ssh_user": "deploy", "ssh_key": str(t.key)},
+    )  # fmt: skip
+    await driver.stop(node)
+    assert await driver.state(node) == NodeState.STOPPED
+    assert host.sh("systemctl is-active docker.socket || true").strip() == "inactive"
+    await driver.start(node)
+    assert await driver.state(node) == NodeState.RUNNING
+    host.sh("docker start keepme >/dev/null")  # stop stopped it, as docker-machine's did
+    kept = started(host, "keepme")
+
+    undone = await unprovision(t)
+    assert undone.containers_kept == 1 and started(host, "keepme") == kept
+    assert "2376" not in host.sh("ss -ltn")
+    assert without_containers(snapshot(host)) == without_containers(before)
