@@ -157,7 +157,14 @@ async def install_docker(
     progress: Progress,
     lock_timeout: float,
     url: str | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> None:
+    """Install Docker; ``resume`` is the record of an install a cut connection stopped.
+
+    The record is written *before* anything is installed (with the package list as it
+    was), so a run that is cut mid-install is finished by the next one and ``--purge``
+    still knows exactly which packages flotte added.
+    """
     distro = distros.detect(facts.os_release)
     if distro is None:
         raise ProvisionError(
@@ -178,13 +185,27 @@ async def install_docker(
         )
     progress(sess.target.host, f"installing Docker ({plan.description})")
     mgr = plan.manager
-    before = set((await sess.run(mgr.list_installed, what="list packages")).stdout.split())
-    existed = await sess.run(
-        "for p in " + " ".join(DATA_DIRS) + '; do [ -e "$p" ] && echo "$p"; done; '
-        "getent group docker >/dev/null && echo group:docker",
-        check=False,
-        what="look for Docker leftovers",
-    )
+    if resume is not None:
+        record = dict(resume)
+        report.changes.append("finished an install an earlier run had started")
+    else:
+        before = (await sess.run(mgr.list_installed, what="list packages")).stdout.split()
+        existed = await sess.run(
+            "for p in " + " ".join(DATA_DIRS) + '; do [ -e "$p" ] && echo "$p"; done; '
+            "getent group docker >/dev/null && echo group:docker",
+            check=False,
+            what="look for Docker leftovers",
+        )
+        record = {
+            "state": "installing",
+            "method": plan.method,
+            "manager": mgr.name,
+            "before": sorted(before),
+            "files": list(plan.files),
+            "existed": existed.stdout.split(),
+            "at": time.time(),
+        }
+        await sess.put_many([(INSTALL_RECORD, json.dumps(record, indent=2).encode(), 0o644)])
     deadline = time.monotonic() + lock_timeout
     await _run_packaged(sess, mgr.refresh, plan, report, progress, deadline, "package refresh")
     if plan.setup:
@@ -196,16 +217,9 @@ async def install_docker(
         install = mgr.install.format(packages=" ".join(plan.packages))
         await _run_packaged(sess, install, plan, report, progress, deadline, "Docker install")
     after = set((await sess.run(mgr.list_installed, what="list packages")).stdout.split())
-    added = sorted(after - before)
-    record = {
-        "method": plan.method,
-        "manager": mgr.name,
-        "packages": added,
-        "files": list(plan.files),
-        "existed": existed.stdout.split(),
-        "at": time.time(),
-    }
-    await sess.put(INSTALL_RECORD, json.dumps(record, indent=2).encode(), 0o644)
+    added = sorted(after - set(record.get("before", [])))
+    record.update(state="done", packages=added)
+    await sess.put_many([(INSTALL_RECORD, json.dumps(record, indent=2).encode(), 0o644)])
     report.installed = True
     report.changes.append(f"installed Docker: {plan.description} ({len(added)} packages)")
 
@@ -616,17 +630,27 @@ async def _provision_once(
     if facts.cloud_init:
         progress(sess.target.host, "waiting for cloud-init")
         await wait_cloud_init(sess, report, lock_timeout)
-    if not facts.docker_installed:
-        if install == "skip":
+    record = _load_record(await sess.read(INSTALL_RECORD))
+    unfinished = record is not None and record.get("state") == "installing"
+    if not facts.docker_installed or unfinished:
+        if install == "skip" and not unfinished:
             raise ProvisionError(
                 f"Docker is not installed on {sess.target.host} and --engine-install is skip",
                 hint="install it there, or use --engine-install auto",
             )
-        await install_docker(sess, facts, install, report, progress, lock_timeout, install_url)
+        await install_docker(
+            sess,
+            facts,
+            install if install != "skip" else "auto",
+            report,
+            progress,
+            lock_timeout,
+            install_url,
+            resume=record if unfinished else None,
+        )
         facts = await gather_facts(sess)
     elif not report.installed:
-        installed_record = await sess.read(INSTALL_RECORD)
-        report.adopted = installed_record is None
+        report.adopted = record is None
     all_sans = list(dict.fromkeys([*sans, sess.target.host, *facts.addresses, facts.hostname]))
     all_sans = [s for s in all_sans if s]
     report.sans = all_sans
@@ -723,6 +747,14 @@ async def read_owner(target: SSHTarget) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _load_record(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _same_owner(owner: dict[str, str], raw: bytes) -> bool:
     try:
         there = json.loads(raw)
@@ -774,8 +806,7 @@ async def unprovision(
             await sess.run("docker swarm leave --force >/dev/null", timeout=60, what="leave swarm")
             report.changes.append("left the swarm of the cluster flotte formed")
             facts = await gather_facts(sess)
-        record_raw = await sess.read(INSTALL_RECORD)
-        record = json.loads(record_raw) if record_raw else None
+        record = _load_record(await sess.read(INSTALL_RECORD))
         if purge and record is not None:
             progress(target.host, "removing Docker")
             await _purge(sess, record, init, report)
@@ -862,6 +893,10 @@ async def _purge(
         what="stop containers",
     )
     packages = [str(p) for p in record.get("packages", [])]
+    if record.get("state") == "installing" and manager is not None:
+        # the install was cut (a rolled-back create): what is there now that was not before
+        now = (await sess.run(manager.list_installed, what="list packages")).stdout.split()
+        packages = sorted(set(now) - set(record.get("before", [])))
     if manager is not None and packages:
         await sess.run(
             manager.remove.format(packages=" ".join(shlex.quote(p) for p in packages)),

@@ -249,9 +249,13 @@ class Session:
             ) from err
         out = proc.stdout.decode(errors="replace") if isinstance(proc.stdout, bytes) else ""
         err_text = proc.stderr.decode(errors="replace") if isinstance(proc.stderr, bytes) else ""
-        status = proc.exit_status if proc.exit_status is not None else 255
-        if proc.exit_status is None and proc.exit_signal is not None:
-            status = 128 + 9
+        if proc.exit_status is None and proc.exit_signal is None:
+            # the channel closed without an exit status: the connection went away
+            raise ConnectionDropped(
+                f"the SSH connection to {self.target.label} was lost during '{what}'",
+                hint="re-run the command: provisioning picks up where it stopped",
+            )
+        status = proc.exit_status if proc.exit_status is not None else 128 + 9
         result = CommandResult(status, out, err_text)
         if check and not result.ok:
             detail = (err_text.strip() or out.strip()).splitlines()[-1:] or ["no output"]

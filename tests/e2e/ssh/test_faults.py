@@ -182,3 +182,37 @@ async def test_engine_install_skip_without_docker(ssh_host, target, ca) -> None:
         await provision_docker_host(target(host), ENGINE, ca, "m", [], install="skip")
     assert "Docker is not installed" in one_line(err.value)
     assert snapshot(host) == before
+
+
+async def test_install_cut_midway_is_finished_by_the_next_run(ssh_host, target, ca) -> None:
+    """The link drops while apt installs Docker: the next run finishes, --purge still knows."""
+    import asyncio
+
+    from flotte.provision.docker_host import unprovision
+
+    host = ssh_host("bare")
+    before = snapshot(host)
+    proxy = await TCPProxy((host.ip, 22)).start()
+    loop = asyncio.get_running_loop()
+
+    def progress(_: str, step: str) -> None:
+        if step.startswith("installing Docker"):
+            loop.call_later(1.5, proxy.cut)  # in the middle of apt-get update/install
+
+    try:
+        t = target(host, host="127.0.0.1", port=proxy.port)
+        with pytest.raises(ConnectionDropped):
+            await provision_docker_host(
+                t, ENGINE, ca, "m", [host.ip], docker_host=host.ip, progress=progress, reconnects=0
+            )
+        assert '"state": "installing"' in host.sh("cat /var/lib/flotte/install.json")
+
+        report = await provision_docker_host(t, ENGINE, ca, "m", [host.ip], docker_host=host.ip)
+        assert report.installed and not report.adopted
+        assert "finished an install an earlier run had started" in report.changes
+        assert tls_client(host.ip, ca).info()["Labels"] == ["fault=yes"]
+
+        await unprovision(t, purge=True)
+    finally:
+        await proxy.close()
+    assert snapshot(host) == before
