@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,12 @@ import click
 from flotte.cli.common import (
     DriverOptionsCommand,
     Progress,
+    for_each,
     parse_labels,
     run,
     service,
     split_driver_options,
+    wait_option,
 )
 from flotte.cli.output import format_option, render_record, render_rows
 from flotte.errors import UsageError
@@ -81,13 +82,7 @@ def _hosts(hosts: str | None, hosts_file: str | None) -> list[dict[str, Any]]:
     is_flag=True,
     help="Create the infrastructure only: no Docker engines, no swarm.",
 )
-@click.option(
-    "--wait",
-    "lock_wait",
-    type=float,
-    default=0.0,
-    help="Seconds to wait if another command holds the cluster.",
-)
+@wait_option
 def create(name: str, **kwargs: Any) -> None:
     """Create a cluster: managers and workers in parallel, then a Swarm over them."""
     from flotte.clusters import Clusters
@@ -261,13 +256,7 @@ def show(name: str, fmt: str) -> None:
 
 @cluster.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option(
-    "--wait",
-    "lock_wait",
-    type=float,
-    default=0.0,
-    help="Seconds to wait if another command holds a cluster.",
-)
+@wait_option
 def delete(names: tuple[str, ...], lock_wait: float) -> None:
     """Delete clusters and everything flotte made for them."""
     from flotte.clusters import Clusters
@@ -278,24 +267,7 @@ def delete(names: tuple[str, ...], lock_wait: float) -> None:
         svc.store.cluster(name)
     clusters = Clusters(svc)
 
-    async def all_of() -> list[Any]:
-        return list(
-            await asyncio.gather(*(clusters.delete(n) for n in names), return_exceptions=True)
-        )
-
-    with progress.live():
-        results = run(all_of())
-    failed = 0
-    for name, result in zip(names, results, strict=True):
-        if isinstance(result, Exception):
-            failed += 1
-            click.echo(f"Error: {name}: {result}", err=True)
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            click.echo(f"Deleted cluster {name}")
-    if failed:
-        raise SystemExit(1)
+    for_each(names, clusters.delete, lambda n: f"Deleted cluster {n}", progress)
 
 
 @cluster.command()
@@ -306,13 +278,7 @@ def delete(names: tuple[str, ...], lock_wait: float) -> None:
     "--nodes-to-remove", default=None, help="Comma-separated workers to remove when shrinking."
 )
 @click.option("--hosts", default=None, help="ssh driver: hosts for the new workers.")
-@click.option(
-    "--wait",
-    "lock_wait",
-    type=float,
-    default=0.0,
-    help="Seconds to wait if another command holds the cluster.",
-)
+@wait_option
 def resize(
     name: str,
     count: int | None,

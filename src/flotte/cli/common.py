@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -194,3 +194,47 @@ def run(coro: Any) -> Any:
     import asyncio
 
     return asyncio.run(coro)
+
+
+def for_each(
+    names: tuple[str, ...] | list[str],
+    action: Callable[[str], Awaitable[Any]],
+    done: Callable[[str], str],
+    progress: Progress | None = None,
+) -> None:
+    """Run ``action`` on every name at once; report each; exit 1 if any failed.
+
+    One failing machine or cluster never hides what happened to the others.
+    """
+    import asyncio
+
+    async def all_of() -> list[Any]:
+        return list(await asyncio.gather(*(action(n) for n in names), return_exceptions=True))
+
+    if progress is not None:
+        with progress.live():
+            results = run(all_of())
+    else:
+        results = run(all_of())
+    failures = 0
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            failures += 1
+            click.echo(f"Error: {name}: {result}", err=True)
+        else:
+            click.echo(done(name))
+    if failures:
+        sys.exit(1)
+
+
+def wait_option(f: F) -> F:
+    """``--wait SECONDS``: how long to wait for a lock another command holds."""
+    return click.option(
+        "--wait",
+        "lock_wait",
+        type=float,
+        default=0.0,
+        help="Seconds to wait if another flotte command is working on the same object.",
+    )(f)

@@ -15,6 +15,7 @@ from flotte.cli.common import (
     Progress,
     engine_flags,
     engine_from_flags,
+    for_each,
     run,
     service,
     split_driver_options,
@@ -242,24 +243,7 @@ def _action(action: str, names: tuple[str, ...]) -> None:
     for name in names:
         svc.machine(name)  # every name checked before any machine changes
 
-    async def all_of() -> list[Any]:
-        return list(
-            await asyncio.gather(
-                *(svc.machine_action(n, action) for n in names), return_exceptions=True
-            )
-        )
-
-    failures = 0
-    for name, result in zip(names, run(all_of()), strict=True):
-        if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
-                raise result
-            failures += 1
-            click.echo(f"Error: {name}: {result}", err=True)
-        else:
-            click.echo(f"{name}: {action} done")
-    if failures:
-        sys.exit(1)
+    for_each(names, lambda n: svc.machine_action(n, action), lambda n: f"{n}: {action} done")
 
 
 @machine.command()
@@ -312,25 +296,11 @@ def rm(names: tuple[str, ...], force: bool, yes: bool, purge: bool) -> None:
             raise UsageError("refusing to remove without confirmation: pass -y")
         click.confirm(f"Remove {', '.join(names)}?", abort=True)
 
-    async def all_of() -> list[Any]:
-        return list(
-            await asyncio.gather(
-                *(svc.remove_machine(n, force=force, purge=purge) for n in names),
-                return_exceptions=True,
-            )
-        )
-
-    failures = 0
-    for name, result in zip(names, run(all_of()), strict=True):
-        if isinstance(result, Exception):
-            failures += 1
-            click.echo(f"Error: {name}: {result}", err=True)
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            click.echo(f"Successfully removed {name}")
-    if failures:
-        sys.exit(1)
+    for_each(
+        names,
+        lambda n: svc.remove_machine(n, force=force, purge=purge),
+        lambda n: f"Successfully removed {n}",
+    )
 
 
 SHELLS = ("bash", "zsh", "fish", "powershell", "cmd", "tcsh")
