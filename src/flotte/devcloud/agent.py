@@ -18,8 +18,9 @@ admin and makes the world match them, once a second:
 
 Why an agent rather than a Nova compute driver: Nova 34 loads drivers only from
 inside its own ``nova.virt`` package and their API is internal; the public APIs
-this agent reads are stable. Security groups are NOT enforced. Failures to realise
-a server set it to ERROR (admin reset-state) and are logged.
+this agent reads are stable. Ingress security group rules are enforced inside each
+server (``firewall.py``). Failures to realise a server set it to ERROR (admin
+reset-state) and are logged.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from flotte.devcloud import firewall
 
 if TYPE_CHECKING:
     import docker
@@ -79,6 +82,9 @@ class Agent:
     _last: dict[str, list[str]] = field(default_factory=dict)  # actions found this pass
     _failures: dict[str, int] = field(default_factory=dict)  # server -> failed passes
     _net_lock: threading.Lock = field(default_factory=threading.Lock)
+    _firewalls: firewall.Firewalls = field(default_factory=firewall.Firewalls)
+    _groups: dict[str, Any] = field(default_factory=dict)
+    _members: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -96,6 +102,8 @@ class Agent:
         for port in self.conn.network.ports():
             if port.device_id in servers:
                 ports.setdefault(port.device_id, []).append(port)
+        self._groups = {g.id: g for g in self.conn.network.security_groups()}
+        self._members = firewall.members_of(p for group in ports.values() for p in group)
         fips = {ip.port_id: ip.floating_ip_address for ip in self.conn.network.ips() if ip.port_id}
         containers = {
             c.labels.get(SERVER_LABEL): c
@@ -179,6 +187,9 @@ class Agent:
         elif status in STOPPED_STATES and container.status == "running":
             container.stop(timeout=5)
         self._floating_ip(container, ports, fips)
+        if status in RUNNING_STATES:
+            container.reload()
+            self._firewalls.apply(container, firewall.render(ports, self._groups, self._members))
 
     # -- actions (reboot, rebuild) --------------------------------------------
 
@@ -363,6 +374,7 @@ class Agent:
 
     def _remove(self, server_id: str, container: Any, keep_seed: bool = False) -> None:
         container.remove(force=True, v=True)
+        self._firewalls.forget(container.id)
         if not keep_seed:
             shutil.rmtree(self.root / "guests" / server_id, ignore_errors=True)
         self._actions.pop(server_id, None)

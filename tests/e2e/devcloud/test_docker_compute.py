@@ -74,12 +74,26 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
     net = conn.network.find_network(dc.network, ignore_missing=False)
     ext = conn.network.find_network(dc.floating_pool, ignore_missing=False)
     image = conn.image.find_image(dc.image, ignore_missing=False)
+    sg = conn.network.create_security_group(name=name)
+
+    def allow_ssh() -> Any:
+        return conn.network.create_security_group_rule(
+            security_group_id=sg.id,
+            direction="ingress",
+            protocol="tcp",
+            port_range_min=22,
+            port_range_max=22,
+            remote_ip_prefix="0.0.0.0/0",
+        )
+
+    ssh_rule = allow_ssh()
     server = conn.compute.create_server(
         name=name,
         image_id=image.id,
         flavor_id=dc.flavor_id,
         networks=[{"uuid": net.id}],
         key_name=kp.name,
+        security_groups=[{"name": sg.name}],
         user_data=base64.b64encode(USER_DATA.encode()).decode(),
     )
     fip = None
@@ -122,6 +136,12 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         assert "written by cloud-init from user data" in out
         assert "runcmd-ran" in out
 
+        # Security groups are enforced in the server: no rule for 22, no SSH.
+        conn.network.delete_security_group_rule(ssh_rule)
+        _wait(lambda: not _ssh_banner(address), 30, "SSH blocked without a rule")
+        allow_ssh()
+        _wait(lambda: _ssh_banner(address), 30, "SSH allowed by the rule again")
+
         # A snapshot is a Glance image naming a committed container image; a server
         # booted from it starts from the first server's disk.
         snap = conn.compute.create_server_image(server, name=f"{name}-snap", wait=True, timeout=120)
@@ -157,6 +177,7 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=120)
         conn.compute.delete_keypair(kp)
+        conn.network.delete_security_group(sg)
     _wait(lambda: _container(client, server.id) is None, 30, "container removed")
     conn.close()
     client.close()
