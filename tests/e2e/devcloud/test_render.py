@@ -1,0 +1,72 @@
+"""devcloud's rendered settings that were needed to make the services work (pure)."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+from flotte.devcloud import render, seed
+from flotte.devcloud.layout import Layout
+
+PW = {name: f"pw-{name}" for name in render.SECRET_NAMES}
+
+
+def _files(tmp_path: Path) -> dict[str, configparser.ConfigParser]:
+    venv_etc = tmp_path / "venv-etc"
+    for service, name in (
+        ("glance", "glance-api-paste.ini"),
+        ("nova", "api-paste.ini"),
+        ("neutron", "api-paste.ini"),
+    ):
+        (venv_etc / service).mkdir(parents=True, exist_ok=True)
+        (venv_etc / service / name).write_text("[pipeline:x]\npipeline = app\n")
+    layout = Layout(tmp_path / "dc")
+    files = render.render_all(layout, PW, venv_etc)
+    out = {}
+    for path, text in files.items():
+        if path.suffix in (".conf", ".ini") and path.name != "rabbitmq.conf":
+            parser = configparser.ConfigParser(interpolation=None)
+            parser.read_string(text)
+            out[path.name] = parser
+    return out
+
+
+def test_nova_settings_that_were_needed(tmp_path: Path) -> None:
+    nova = _files(tmp_path)["nova.conf"]
+    # Neutron deletes compute ports only for a caller with the service role.
+    assert nova["service_user"]["send_service_user_token"] == "true"
+    # Plain FakeDriver writes no compute_id: nova-compute would not restart.
+    assert nova["DEFAULT"]["compute_driver"] == "fake.FakeDriverWithoutFakeNodes"
+    filters = nova["filter_scheduler"]["enabled_filters"].split(",")
+    assert "ComputeCapabilitiesFilter" not in filters  # baremetal=true extra spec
+    assert "AvailabilityZoneFilter" not in filters  # gone in Nova 34
+    assert nova["scheduler"]["discover_hosts_in_cells_interval"] == "2"
+    assert "unix_socket=" in nova["database"]["connection"]
+
+
+def test_neutron_binds_ports_with_devclouds_driver(tmp_path: Path) -> None:
+    ml2 = _files(tmp_path)["ml2_conf.ini"]
+    assert ml2["ml2"]["mechanism_drivers"] == "flotte_devcloud"
+    assert ml2["ml2_type_flat"]["flat_networks"] == "external"
+
+
+def test_api_environment_and_command_line(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "dc")
+    env = render.api_env(layout, "nova")
+    assert env["OS_NOVA_CONFIG_FILES"].split(";")[0] == "api-paste.ini"
+    args = render.api_args(layout, "keystone")
+    assert "--no-control-socket" in args
+    assert args[-1] == "flotte_devcloud_wsgi:application"
+
+
+def test_clouds_entries(tmp_path: Path) -> None:
+    entries = seed.clouds(PW)
+    assert set(entries) == {"devcloud", "devcloud-demo", "devcloud-alt"}
+    assert entries["devcloud"]["auth"]["project_name"] == "admin"
+    assert entries["devcloud-demo"]["auth"]["username"] == "devcloud-demo"
+    path = tmp_path / "clouds.yaml"
+    path.write_text("clouds:\n  other: {auth: {auth_url: http://x}}\n")
+    seed.write_clouds_yaml(path, entries)
+    assert (path.stat().st_mode & 0o777) == 0o600
+    seed.remove_clouds_yaml(path, entries)
+    assert "other" in path.read_text() and "devcloud" not in path.read_text()
