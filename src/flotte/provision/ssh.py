@@ -419,6 +419,17 @@ async def connect(target: SSHTarget) -> Session:
             ):
                 raise Unreachable(f"{target.label} closed the SSH connection: {err}") from err
             elapsed = time.monotonic() - started
+            # "No route" comes after the kernel gave up on ARP: a booting VM (``wait``)
+            # may still appear, an existing host at a wrong or dead address will not.
+            no_route = isinstance(err, OSError) and err.errno in (
+                errno.EHOSTUNREACH,
+                errno.ENETUNREACH,
+            )
+            if no_route and elapsed >= target.wait:
+                raise Unreachable(
+                    f"cannot reach {target.label} over SSH: {_reason(err)}",
+                    hint="check the address and that the host is up",
+                ) from err
             if attempt >= target.attempts and elapsed >= target.wait:
                 hint = "check the address, that the host is up and that sshd listens"
                 if isinstance(err, OSError) and err.errno == errno.ECONNREFUSED:
