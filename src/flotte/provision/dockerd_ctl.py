@@ -1,0 +1,103 @@
+"""Driving a running dockerd over SSH: inspect it, reload it, wait for it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+
+from flotte.errors import ProvisionError
+from flotte.provision import distros
+from flotte.provision import dockerd_service as svc
+from flotte.provision.ssh import Session
+
+INSPECT_DOCKERD = r"""
+if docker info >/dev/null 2>&1; then
+  echo "@info $(docker info --format '{{.ContainersRunning}} {{.LiveRestoreEnabled}} {{.Swarm.LocalNodeState}}')"
+fi
+pid=$(cat /var/run/docker.pid 2>/dev/null)
+[ -n "$pid" ] && [ -r /proc/$pid/cmdline ] && echo "@cmdline $(tr '\0' ' ' < /proc/$pid/cmdline)"
+"""
+
+
+async def inspect_dockerd(sess: Session) -> tuple[bool, int, bool, bool, list[str]]:
+    proc = await sess.run(INSPECT_DOCKERD, check=False, what="inspect dockerd")
+    running, count, live, swarm, cmdline = False, 0, False, False, []
+    for line in proc.stdout.splitlines():
+        if line.startswith("@info "):
+            parts = line.split()
+            running = True
+            count = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            live = len(parts) > 2 and parts[2] == "true"
+            swarm = len(parts) > 3 and parts[3] not in ("inactive", "")
+        elif line.startswith("@cmdline "):
+            cmdline = svc.split_args(line[len("@cmdline ") :])
+    return running, count, live, swarm, cmdline
+
+
+async def reload_dockerd(sess: Session) -> None:
+    await sess.run("kill -HUP $(cat /var/run/docker.pid)", what="reload dockerd (SIGHUP)")
+
+
+# Until dockerd has made its socket, probing costs nothing (a shell test); once the socket
+# is there, one `docker version` blocks until the API serves. Polling the docker CLI in a
+# tight loop instead costs real CPU when many hosts restart at once.
+WAIT_DOCKERD = r"""
+end=$(( $(date +%s) + {timeout} )); start=$(date +%s)
+while :; do
+  if [ -S /var/run/docker.sock ] && docker version >/dev/null 2>&1; then exit 0; fi
+  now=$(date +%s)
+  [ "$now" -ge "$end" ] && exit 1
+  if [ $((now - start)) -ge 2 ]; then
+    alive=
+    for p in /proc/[0-9]*; do
+      read -r c < "$p/comm" 2>/dev/null && [ "$c" = dockerd ] && alive=1 && break
+    done
+    [ -z "$alive" ] && exit 2   # it died (bad flag, bad config): no point waiting
+  fi
+  sleep 0.05
+done
+"""
+
+
+async def wait_local_docker(sess: Session, init: distros.InitSystem, timeout: float) -> None:
+    proc = await sess.run(
+        WAIT_DOCKERD.format(timeout=int(timeout)),
+        check=False,
+        timeout=timeout + 30,
+        what="wait for dockerd",
+    )
+    if not proc.ok:
+        logs = await sess.run(init.log_tail, check=False, what="dockerd log")
+        lines = [ln.strip() for ln in logs.stdout.strip().splitlines() if ln.strip()]
+        # the last error dockerd printed says why (an unknown flag, a bad daemon.json...)
+        errors = [ln for ln in lines if "level=fatal" in ln or "failed to start" in ln.lower()]
+        tail = (errors[-1:] or [" | ".join(lines[-2:])])[0][:300] or "no log"
+        how = "exited" if proc.exit_status == 2 else "did not answer in time"
+        raise ProvisionError(f"{sess.target.host}: dockerd did not start ({how}): {tail}")
+
+
+async def set_live_restore(sess: Session, path: str, value: bool, *, keep_file: bool) -> bool:
+    """Switch the running dockerd's live-restore by a reload through the file at ``path``.
+
+    A reload only changes keys the file sets, so the value is written explicitly. Unless
+    ``keep_file``, the file goes back as it was at once: only the daemon's memory changes.
+    """
+    original = await sess.read(path)
+    config = svc.load_host_config(original, path)
+    config["live-restore"] = value
+    await sess.put(path, json.dumps(config, indent=2).encode(), 0o644)
+    try:
+        await reload_dockerd(sess)
+        for _ in range(50):
+            _, _, live, _, _ = await inspect_dockerd(sess)
+            if live == value:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+    finally:
+        if not keep_file:
+            if original is None:
+                await sess.run(f"rm -f {shlex.quote(path)}", what="restore config")
+            else:
+                await sess.put(path, original, 0o644)
