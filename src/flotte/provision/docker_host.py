@@ -259,12 +259,12 @@ async def configure_dockerd(
             if cur.files.get(path) != data or path == svc.FLOTTE_DAEMON_JSON
         ]
     )
-    report.changes.append(
-        f"{'replaced' if server is not None and cur.files.get(f'{tls}/server.pem') else 'wrote'} "
-        f"TLS files in {tls}"
-        if server is not None
-        else f"kept the TLS certificate in {tls}"
-    )
+    if server is None:
+        report.changes.append(f"kept the TLS certificate in {tls}")
+    elif cur.files.get(f"{tls}/server.pem"):
+        report.changes.append(f"new TLS certificate in {tls} (for {', '.join(sans)})")
+    else:
+        report.changes.append(f"wrote TLS files in {tls} (certificate for {', '.join(sans)})")
     if svc.SYSTEMD_DROPIN in changed:
         report.changes.append(f"dockerd listens on {svc.TCP_HOST} (TLS): {svc.SYSTEMD_DROPIN}")
     if svc.SYSV_DEFAULTS in changed:
