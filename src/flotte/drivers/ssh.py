@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, ClassVar
 
 from flotte.config import write_secret
 from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec
-from flotte.errors import AlreadyExists, FlotteError, Unreachable, UsageError
+from flotte.errors import AlreadyExists, FlotteError, ProvisionError, Unreachable, UsageError
 from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
 from flotte.provision import distros
 from flotte.provision.docker_host import (
@@ -250,14 +251,12 @@ class SSHDriver(Driver):
         self._check_owner(target, raw, owner)
         if not facts.docker_installed:
             if install == "skip":
-                raise FlotteError(
+                raise ProvisionError(
                     f"Docker is not installed on {target.host} and --engine-install is skip",
                     hint="install it there, or use --engine-install auto",
                 )
             distro = distros.detect(facts.os_release)
             if distro is None:
-                from flotte.errors import ProvisionError
-
                 raise ProvisionError(
                     f"{target.host} runs {distros.describe(facts.os_release)}, on which "
                     "flotte cannot install Docker",
@@ -267,8 +266,6 @@ class SSHDriver(Driver):
             distros.install_plan(distro, install, facts.machine, facts.os_release)
 
     def _check_owner(self, target: SSHTarget, raw: bytes | None, owner: Owner) -> None:
-        import json
-
         if not raw:
             return
         try:
@@ -436,7 +433,6 @@ class SSHDriver(Driver):
 
     async def _owned(self, owner: Owner) -> list[SSHTarget]:
         """Hosts named in this driver's options that carry ``owner``'s record."""
-        import json
 
         async def probe(t: SSHTarget) -> SSHTarget | None:
             try:
