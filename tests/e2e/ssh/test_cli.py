@@ -178,6 +178,12 @@ def cluster_lifecycle(flotte: Flotte, ssh_lab, hosts, tmp_path: Path) -> None:  
     nodes = swarm(flotte, "rack", "node", "ls", "--format", "{{.Status}}")
     assert nodes.split() == ["Ready"] * 4
 
+    # shrinking gives the removed host back as it was (out of the swarm, no TLS config)
+    flotte("cluster", "resize", "rack", "--node-count", "2", "--nodes-to-remove", "rack-node-2")
+    assert len(swarm(flotte, "rack", "node", "ls", "-q").split()) == 3
+    assert hosts[3].sh("docker info -f '{{.Swarm.LocalNodeState}}'").strip() == "inactive"
+    assert snapshot(hosts[3]) == before[hosts[3].name]
+
     flotte("cluster", "delete", "rack")
     for h in hosts:
         assert h.sh("docker info -f '{{.Swarm.LocalNodeState}}'").strip() == "inactive"
