@@ -300,9 +300,11 @@ class OpenStackDriver(Driver):
         opts = self._opts(group.options)
         self._validate(opts)
         p = await self._provider(opts)
-        resolved = await self._resolve(opts)
+        # Lookups and the owner's inventory do not depend on each other: read them at once.
+        resolved, inv = await asyncio.gather(
+            self._resolve(opts), node_ops.read_inventory(p, group.owner)
+        )
         self._resolved[self._group_key(group.owner)] = resolved
-        inv = await node_ops.read_inventory(p, group.owner)
         self._inventory[self._group_key(group.owner)] = inv
         await res.check_quotas(p, self._need(group, opts, resolved, inv), self._what(group))
 
