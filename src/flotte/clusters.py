@@ -333,7 +333,7 @@ class Clusters:
 
         async def init() -> None:
             ep = endpoints[first.name]
-            tokens.append(await self.swarm.init(ep, records[first.name].address))
+            tokens.append(await self.swarm.init(ep, records[first.name].cluster_address))
             self.store.update_cluster(name, coe_data={"swarm_id": tokens[0].cluster_id})
 
         steps.append(
@@ -437,8 +437,8 @@ class Clusters:
             token = t.manager if node.role == Role.MANAGER else t.worker
             await self.swarm.join(
                 endpoints[node.name],
-                records[node.name].address,
-                [records[first].address],
+                records[node.name].cluster_address,
+                [records[first].cluster_address],
                 token,
                 t.cluster_id,
             )
@@ -537,7 +537,7 @@ class Clusters:
             manager_ep = endpoint_of(manager)
             if manager_ep is None:
                 raise ClusterError(f"cluster {name!r} has no reachable manager")
-            tokens.append(await self.swarm.init(manager_ep, record_of(manager).address))
+            tokens.append(await self.swarm.init(manager_ep, record_of(manager).cluster_address))
             records[manager.name] = record_of(manager)
             endpoints[manager.name] = manager_ep
 

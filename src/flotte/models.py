@@ -123,6 +123,15 @@ class NodeRecord:
     def address(self) -> str:
         return self.addresses[0] if self.addresses else ""
 
+    @property
+    def cluster_address(self) -> str:
+        """Where the other nodes of a cluster reach this one.
+
+        Cloud nodes have a private (fixed) address beside the public one clients use;
+        security groups open cluster ports between members' private addresses only.
+        """
+        return str(self.data.get("private_address") or self.address)
+
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -587,6 +587,7 @@ class EC2Driver(Driver):
                 "key_path": shared.get("key_path"),
                 "security_group_id": shared.get("security_group_id"),
                 "private_address_only": bool(settings.get("ec2_private_address_only")),
+                "private_address": private,
                 "active_timeout": int(settings.get("ec2_active_timeout") or 300),
                 "owner": sh.owner_tags(self._owner(spec.owner)),
             },
