@@ -15,4 +15,9 @@ for directory in [HERE, *sorted(p for p in (HERE / "e2e").iterdir() if p.is_dir(
     if str(directory) not in sys.path:
         sys.path.insert(0, str(directory))
 
-pytest_plugins = ["fixtures.local", "fixtures.moto_server", "fixtures.fault_proxy"]
+pytest_plugins = [
+    "fixtures.local",
+    "fixtures.moto_server",
+    "fixtures.fault_proxy",
+    "fixtures.sshd_hosts",
+]

@@ -343,7 +343,8 @@ class Clusters:
             steps.append(self._join_step(node, records, endpoints, tokens, first.name))
 
         async def ready() -> None:
-            await self.swarm.wait_ready(endpoints[first.name], {n.name for n in nodes}, timeout)
+            names = {swarm_hostname(records[n.name]) for n in nodes}
+            await self.swarm.wait_ready(endpoints[first.name], names, timeout)
             for n in nodes:
                 self.store.update_machine(n.name, status=READY)
 
@@ -555,7 +556,8 @@ class Clusters:
 
         async def ready() -> None:
             assert manager_ep is not None
-            await self.swarm.wait_ready(manager_ep, {n.name for n in new}, timeout)
+            names = {swarm_hostname(records[n.name]) for n in new}
+            await self.swarm.wait_ready(manager_ep, names, timeout)
             for n in new:
                 self.store.update_machine(n.name, status=READY)
 
@@ -574,7 +576,7 @@ class Clusters:
             await ex.rollback(steps, result)
             for node in new:
                 if node.name in records and manager_ep is not None:
-                    await self.swarm.remove(manager_ep, None, node.name)
+                    await self.swarm.remove(manager_ep, None, swarm_hostname(records[node.name]))
                 self.store.delete_machine(node.name)
             raise PlanFailed(f"growing cluster {name} failed and was rolled back", result.errors)
 
@@ -587,7 +589,9 @@ class Clusters:
         def step(row: Machine) -> Step:
             async def run() -> None:
                 if manager_ep is not None:
-                    await self.swarm.remove(manager_ep, endpoint_of(row), row.name)
+                    await self.swarm.remove(
+                        manager_ep, endpoint_of(row), swarm_hostname(record_of(row))
+                    )
                 if row.record:
                     await driver.remove(record_of(row))
                 self.store.delete_machine(row.name)
@@ -648,6 +652,15 @@ class Clusters:
             return "UNKNOWN", []
         healthy = all(n["state"] == "ready" for n in nodes)
         return ("HEALTHY" if healthy else "UNHEALTHY"), nodes
+
+
+def swarm_hostname(record: NodeRecord) -> str:
+    """The name Swarm knows a node by: its own hostname.
+
+    flotte names the nodes it makes; servers it adopts over SSH keep their hostname,
+    which the driver records.
+    """
+    return str(record.data.get("hostname") or record.name)
 
 
 def _index(node: str) -> int:

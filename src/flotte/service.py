@@ -87,6 +87,7 @@ class Service:
                 installation=self.store.installation,
                 options=dict(options or {}),
                 known_hosts=self.paths.known_hosts,
+                progress=getattr(self.events, "note", None),
             )
             self._drivers[key] = cls(ctx)
         return self._drivers[key]

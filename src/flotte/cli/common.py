@@ -152,6 +152,14 @@ class Progress:
         if self._live is not None:
             self._live.update(self._table())
 
+    def note(self, who: str, what: str) -> None:
+        """A driver's word on what a node is doing inside a long step (install, wait...)."""
+        row = self.rows.get(who)
+        if row is not None:
+            row[3] = what
+            if self._live is not None:
+                self._live.update(self._table())
+
     def _table(self) -> Any:
         from rich.table import Table
 

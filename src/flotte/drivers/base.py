@@ -12,7 +12,7 @@ that is gone succeeds. That is what lets a killed command be re-run.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +65,7 @@ class DriverContext:
     installation: str
     options: Mapping[str, Any] = field(default_factory=dict)
     known_hosts: Path | None = None  # flotte's own known_hosts (trust on first use)
+    progress: Callable[[str, str], None] | None = None  # (node, what it is doing now)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Pure functions shared by every driver: the local driver copies the result into a
 container before it starts, the SSH provisioner uploads it to a host. The daemon
-config never contains ``hosts`` when ``systemd_socket`` is set, because Debian's and
-Fedora's units pass ``-H fd://`` and dockerd refuses a host given twice.
+config lists the unix socket only when ``listen_unix`` is set: Debian's and Fedora's systemd
+units pass ``-H fd://`` and dockerd refuses a host given twice.
 """
 
 from __future__ import annotations
