@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import tarfile
 from typing import TYPE_CHECKING
 
+from flotte.drivers.local_image import build_context
 from flotte.errors import DriverError
 
 if TYPE_CHECKING:
@@ -77,22 +77,15 @@ def guest_image_tag() -> str:
 
 
 def _context() -> io.BytesIO:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text, mode in (
+    return build_context(
+        [
             ("Dockerfile", DOCKERFILE, 0o644),
             ("devcloud-boot", BOOT, 0o755),
             ("99-devcloud.cfg", CLOUD_CFG, 0o644),
             ("devcloud-fix-ulimit", FIX_ULIMIT, 0o755),
             ("99devcloud-ulimit", APT_HOOK, 0o644),
-        ):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = mode
-            tar.addfile(info, io.BytesIO(data))
-    buf.seek(0)
-    return buf
+        ]
+    )
 
 
 def ensure_guest_image(client: docker.DockerClient) -> str:

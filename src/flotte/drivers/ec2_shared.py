@@ -15,10 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from flotte.config import write_secret
 from flotte.drivers.ec2_api import Ec2Api
 from flotte.errors import FlotteError, UsageError
 from flotte.models import Owner
+from flotte.sshkeys import new_keypair
 
 # Ports by role (a table, not code): open to the allowed CIDRs, or to group members only.
 PUBLIC_PORTS: tuple[tuple[str, int], ...] = (("tcp", 22), ("tcp", 2376))
@@ -235,25 +235,6 @@ def _public_openssh(private: Path) -> str:
     )
 
 
-def _generate(path: Path) -> str:
-    """A new ed25519 key: private part written 0600 before the cloud hears of it."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    write_secret(path, pem)
-    path.with_name(path.name + ".pub").write_bytes(public + b"\n")
-    return public.decode()
-
-
 async def ensure_key_pair(
     api: Ec2Api,
     owner: Owner,
@@ -287,7 +268,7 @@ async def ensure_key_pair(
     if pairs:  # ours, but its private half is gone: replace it
         await api.call("delete_key_pair", KeyName=name)
     if not public:
-        public = await asyncio.to_thread(_generate, private)
+        public = await asyncio.to_thread(new_keypair, private)
     try:
         await api.call(
             "import_key_pair",

@@ -124,13 +124,11 @@ def build_base(client: docker.DockerClient) -> None:
     image.tag(BASE_IMAGE)
 
 
-def _context() -> io.BytesIO:
+def build_context(files: list[tuple[str, str, int]]) -> io.BytesIO:
+    """A ``docker build`` context holding ``(name, text, mode)`` files, in memory."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text, mode in (
-            ("Dockerfile", DOCKERFILE, 0o644),
-            ("flotte-node", ENTRYPOINT, 0o755),
-        ):
+        for name, text, mode in files:
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -151,7 +149,13 @@ def ensure_node_image(client: docker.DockerClient) -> str:
     log.info("building %s", tag)
     try:
         client.images.build(
-            fileobj=_context(), custom_context=True, tag=tag, rm=True, labels={"flotte": "node"}
+            fileobj=build_context(
+                [("Dockerfile", DOCKERFILE, 0o644), ("flotte-node", ENTRYPOINT, 0o755)]
+            ),
+            custom_context=True,
+            tag=tag,
+            rm=True,
+            labels={"flotte": "node"},
         )
     except docker.errors.BuildError as err:
         lines = [str(x.get("stream", x.get("error", ""))).strip() for x in err.build_log]
