@@ -23,15 +23,24 @@ from typing import Any
 TARGETS = {"ready_3_s": 8.0, "ready_10_s": 20.0, "delete_s": 5.0, "speedup_10": 3.0}
 
 
-async def one_cluster(home: str, name: str, nodes: int, parallelism: int | None, resize: bool) -> dict[str, Any]:
+async def one_cluster(
+    home: str, name: str, nodes: int, parallelism: int | None, resize: bool
+) -> dict[str, Any]:
     from flotte.clusters import Clusters
     from flotte.service import Service
 
     svc = Service(home, parallelism=parallelism)
     clusters = Clusters(svc)
     spec = clusters.resolve(
-        template=None, driver="local", coe="swarm", master_count=1, node_count=nodes - 1,
-        options={}, labels={}, engine=None, timeout_min=10,
+        template=None,
+        driver="local",
+        coe="swarm",
+        master_count=1,
+        node_count=nodes - 1,
+        options={},
+        labels={},
+        engine=None,
+        timeout_min=10,
     )
     out: dict[str, Any] = {"nodes": nodes, "parallelism": parallelism or "default"}
     t = time.monotonic()
@@ -65,7 +74,11 @@ def main() -> None:
 
     results: dict[str, Any] = {
         "benchmark": "local_cluster",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1m": os.getloadavg()[0],
+        },
         "node_image_check_s": image_s,
         "parallel": [],
         "serial": [],
@@ -75,7 +88,9 @@ def main() -> None:
         # Warm-up: the first cluster pays for the privileged-mode probe and page cache.
         asyncio.run(one_cluster(home, "warmup", 1, None, False))
         for n in sizes:
-            results["parallel"].append(asyncio.run(one_cluster(home, f"p{n}", n, None, n == max(sizes))))
+            results["parallel"].append(
+                asyncio.run(one_cluster(home, f"p{n}", n, None, n == max(sizes)))
+            )
         if not args.skip_serial:
             for n in sizes:
                 results["serial"].append(asyncio.run(one_cluster(home, f"s{n}", n, 1, False)))
