@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MACHINES_NETWORK = "flotte-machines"
+GO_FILE = "/run/flotte-go"  # the entry point starts dockerd once this exists
 DIND_OPTIONS: dict[str, Any] = {
     "cap_add": ["ALL"],
     "cap_drop": ["SYS_RESOURCE"],
@@ -318,31 +319,29 @@ class LocalDriver(Driver):
         return await self._deliver(spec.name, node, engine)
 
     def _engine_started(self, name: str) -> bool:
-        import docker.errors
-
         container = self._find(name)
         if container is None or container.status != "running":
             return False
-        try:
-            container.get_archive(f"{engine_config.TLS_DIR}/go")
-        except docker.errors.NotFound:
-            return False
-        return True
+        return bool(container.exec_run(["test", "-e", GO_FILE]).exit_code == 0)
 
     async def _deliver(self, name: str, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        """Copy the engine's files and the "go" file in, then wait for TLS to answer."""
+        """Copy the engine's files in, say "go", then wait for TLS to answer."""
         engine_config.validate(engine)
         key_path, public_key = ensure_keypair(self.ctx.home / name / "id_ed25519")
         server = self.ctx.ca.server_cert(name, [node.address, *engine.tls_sans])
         files = [(f.path, f.content, f.mode) for f in engine_config.files(engine, server)]
         files.append(("/root/.ssh/authorized_keys", public_key, 0o600))
-        files.append((f"{engine_config.TLS_DIR}/go", b"", 0o644))
         archive = _tar(files)
 
         def put() -> None:
             container = self.docker.containers.get(self._container_name(name))
             if not container.put_archive("/", archive):
                 raise DriverError(f"could not copy the engine's files into {name}")
+            # /run is a tmpfs, empty at every boot: a "go" left by an earlier boot cannot
+            # start dockerd with a certificate made for another address, and the entry
+            # point never races us to delete it.
+            if container.exec_run(["touch", GO_FILE]).exit_code != 0:
+                raise DriverError(f"could not start the Docker engine of {name}")
 
         await self._call(put)
         endpoint = Endpoint(host=node.address, ssh_key=str(key_path))

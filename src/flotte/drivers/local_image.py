@@ -31,17 +31,16 @@ NODE_REPO = "flotte-node"
 SUITE = "bookworm"
 
 # The entry point waits for flotte to drop the engine's files (certificates signed for
-# the address the container got) and a "go" file, then runs dockerd in the foreground.
-# /etc/docker/flotte/go is removed at every boot, so a restarted node never serves a
+# the address the container got) and then /run/flotte-go, and runs dockerd in the
+# foreground. /run is a fresh tmpfs at every boot, so a restarted node never serves a
 # certificate flotte has not checked against its new address.
 ENTRYPOINT = r"""#!/bin/sh
 set -eu
 conf=/etc/docker/flotte
-rm -f "$conf/go"
 mkdir -p /run/sshd
 [ -s /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 /usr/sbin/sshd -o HostKey=/etc/ssh/ssh_host_ed25519_key
-while [ ! -e "$conf/go" ]; do sleep 0.02; done
+while [ ! -e /run/flotte-go ]; do sleep 0.02; done
 if [ -s "$conf/dockerd.env" ]; then set -a; . "$conf/dockerd.env"; set +a; fi
 exec dockerd --config-file "$conf/daemon.json" $(cat "$conf/dockerd.flags" 2>/dev/null)
 """
