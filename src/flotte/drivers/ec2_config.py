@@ -80,10 +80,15 @@ OPTIONS: tuple[DriverOption, ...] = (
         "AMI ID (ami-...) or name filter with * (newest match wins)",
         "amazonec2-ami",
         envvar="AWS_AMI",
+        template_field="image_id",
     ),
     _opt("ec2-ami-owner", "owner account or alias for an AMI name filter"),
     _opt(
-        "ec2-instance-type", "instance type", "amazonec2-instance-type", envvar="AWS_INSTANCE_TYPE"
+        "ec2-instance-type",
+        "instance type",
+        "amazonec2-instance-type",
+        envvar="AWS_INSTANCE_TYPE",
+        template_field="flavor_id",
     ),
     _opt(
         "ec2-vpc-id",

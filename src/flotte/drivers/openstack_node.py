@@ -224,6 +224,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
         "port_id": str(port.id),
         "fip_id": str(fip.id) if fip is not None else "",
         "fixed_ip": fixed,
+        "private_address": fixed,  # where the other nodes of a cluster reach it
         "floating_ip": floating,
         "addresses": [a for a in (floating, fixed) if a],
     }

@@ -15,7 +15,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from flotte.config import write_public, write_secret
 from flotte.drivers.openstack_conn import Provider, create_once, status_of, translate
 from flotte.drivers.openstack_res import (
     marker,
@@ -25,6 +24,7 @@ from flotte.drivers.openstack_res import (
 )
 from flotte.errors import UsageError
 from flotte.models import Owner
+from flotte.sshkeys import new_keypair
 
 
 async def neutron_attrs(p: Provider, owner: Owner, **attrs: Any) -> dict[str, Any]:
@@ -66,25 +66,6 @@ def public_key_of(private_key: Path) -> str:
     return bytes(line).decode()
 
 
-def generate_key(path: Path) -> str:
-    """Write a new ed25519 key pair (private 0600); return the public key line."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    write_secret(path, private)
-    write_public(path.with_name(path.name + ".pub"), public + b"\n")
-    return public.decode()
-
-
 def _same_key(a: str, b: str) -> bool:
     return a.split()[:2] == b.split()[:2]
 
@@ -120,7 +101,7 @@ async def ensure_keypair(
         # The private half is written before the import: a crash in between leaves a
         # local file to reuse, never a cloud key pair nobody can log in with.
         key_path = home / "openstack" / name
-        public = public_key_of(key_path) if key_path.exists() else generate_key(key_path)
+        public = public_key_of(key_path) if key_path.exists() else new_keypair(key_path)
     try:
         existing = await p.read(lambda: compute.get_keypair(name), "get key pair", raw=True)
     except os_exc.NotFoundException:

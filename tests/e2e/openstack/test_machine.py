@@ -8,8 +8,8 @@ from typing import Any
 
 from os_helpers import Cloud, leaked, machine_group, node_specs
 
-from flotte.drivers.openstack_shared import generate_key
 from flotte.models import NodeState
+from flotte.sshkeys import new_keypair as generate_key
 
 
 async def test_talk_command_machine_lifecycle(

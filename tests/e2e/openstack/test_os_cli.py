@@ -11,7 +11,7 @@ import pytest
 import yaml
 from os_helpers import DEMO, Cloud, leaked
 
-from flotte.drivers.openstack_shared import generate_key
+from flotte.sshkeys import new_keypair as generate_key
 
 FLOTTE = str(Path(sys.executable).with_name("flotte"))
 
