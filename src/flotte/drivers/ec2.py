@@ -607,27 +607,21 @@ class EC2Driver(Driver):
 
     async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
         """The SSH provisioner of every driver: it waits for sshd and for cloud-init."""
-        from flotte.provision.docker_host import provision_docker_host
-        from flotte.provision.ssh import SSHTarget
+        from flotte.provision.booted import provision_booted
 
         endpoint = self.endpoint(node)
-        target = SSHTarget(
-            host=endpoint.host,
-            port=endpoint.ssh_port,
-            user=endpoint.ssh_user,
-            key=Path(endpoint.ssh_key) if endpoint.ssh_key else None,
-            known_hosts=self.ctx.known_hosts,
-            # "running" comes well before sshd listens on a fresh instance.
-            wait=float(node.data.get("active_timeout") or 300),
-        )
         owner = {k: v for k, v in node.data.get("owner", {}).items() if v}
-        await provision_docker_host(
-            target,
+        await provision_booted(
+            node,
+            endpoint,
             engine,
             self.ctx.ca,
-            node.name,
-            sans=[a for a in node.addresses if a],
-            owner=owner or None,
+            # "running" comes well before sshd listens on a fresh instance.
+            wait=float(node.data.get("active_timeout") or 300),
+            known_hosts=self.ctx.known_hosts,
+            owner=owner,
+            progress=self.ctx.progress,
+            install_url=spec.options.get("engine_install_url") or None,
         )
         return endpoint
 

@@ -545,26 +545,20 @@ class OpenStackDriver(Driver):
         )
 
     async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        from flotte.provision.docker_host import provision_docker_host
-        from flotte.provision.ssh import SSHTarget
+        from flotte.provision.booted import provision_booted
 
         endpoint = self.endpoint(node)
-        target = SSHTarget(
-            host=endpoint.host,
-            port=endpoint.ssh_port,
-            user=endpoint.ssh_user,
-            key=Path(endpoint.ssh_key) if endpoint.ssh_key else None,
-            known_hosts=self.ctx.known_hosts,
-            # A server is ACTIVE before its sshd listens: keep knocking for a while.
-            wait=float(node.data.get("active_timeout") or 200),
-        )
-        await provision_docker_host(
-            target,
+        await provision_booted(
+            node,
+            endpoint,
             engine,
             self.ctx.ca,
-            node.name,
-            sans=[a for a in node.addresses if a],
+            # A server is ACTIVE before its sshd listens: keep knocking for a while.
+            wait=float(node.data.get("active_timeout") or 200),
+            known_hosts=self.ctx.known_hosts,
             owner=dict(node.data.get("owner") or {}),
+            progress=self.ctx.progress,
+            install_url=spec.options.get("engine_install_url") or None,
         )
         return endpoint
 
