@@ -132,22 +132,3 @@ def make_driver(
             asyncio.run(driver.sweep(Owner(installation=installation)))
         except Exception as err:  # report, but let the test's own failure show first
             print(f"sweep after the test failed: {err}")
-
-
-# openstacksdk 4.22 warns about its own internal use of deprecated helpers (e.g.
-# find_flavor -> _compute_attributes, RemovedInSDK50Warning); nothing flotte can change.
-# The same lines belong in pyproject's filterwarnings for every test touching the SDK.
-# Likewise the API-level deprecations it reports while parsing responses (e.g. Nova's
-# limits still carry maxPersonality: RemovedFieldWarning).
-SDK_WARNINGS = (
-    "ignore::openstack.warnings._RemovedInSDKWarning",
-    "ignore::openstack.warnings.OpenStackDeprecationWarning",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            for rule in SDK_WARNINGS:
-                item.add_marker(pytest.mark.filterwarnings(rule))
