@@ -637,12 +637,6 @@ class Clusters:
             self.store.delete_cluster(name)
             self.s.forget_options("clusters", name)
 
-    async def leftovers(
-        self, name: str, driver_name: str, options: Mapping[str, Any] | None = None
-    ) -> list[str]:
-        owner = Owner(cluster=name, installation=self.store.installation)
-        return await self.s.driver(driver_name, options or {}).leftovers(owner)
-
     async def health(self, name: str) -> tuple[str, list[dict[str, Any]]]:
         """Magnum's health_status (HEALTHY / UNHEALTHY / UNKNOWN) and the swarm's nodes."""
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -371,11 +371,3 @@ class Service:
 
         pairs = await asyncio.gather(*(one(r) for r in rows))
         return dict(pairs)
-
-
-def run(coro: Any) -> Any:
-    """Run a use case from synchronous code (the CLI)."""
-    return asyncio.run(coro)
-
-
-ProgressFactory = Callable[[], Events]

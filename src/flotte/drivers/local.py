@@ -473,9 +473,6 @@ class LocalDriver(Driver):
         result: int = await self._call(run)
         return result
 
-    def shell_command(self, node: NodeRecord, command: list[str]) -> list[str]:
-        return super().shell_command(node, command)
-
 
 def _tar(files: list[tuple[str, bytes, int]]) -> bytes:
     buf = io.BytesIO()
