@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -79,6 +80,16 @@ class EngineOptions:
         )
 
 
+# The one spelling of ownership marks, used by every driver: Docker labels, OpenStack
+# metadata / Neutron tags and descriptions, EC2 tags. Colons are legal in all of them.
+OWNER_KEY = "flotte:owner"  # the installation id
+CLUSTER_KEY = "flotte:cluster"
+MACHINE_KEY = "flotte:machine"
+NODE_KEY = "flotte:node"
+GROUP_KEY = "flotte:nodegroup"
+ROLE_KEY = "flotte:role"
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who owns a cloud resource; written as labels/tags on everything flotte makes."""
@@ -87,26 +98,59 @@ class Owner:
     machine: str | None = None
     installation: str = ""  # one id per FLOTTE_HOME, so two installations never adopt each other's
 
-    def labels(self) -> dict[str, str]:
-        out = {"flotte.owner": self.installation} if self.installation else {}
+    def tags(self, **extra: str | None) -> dict[str, str]:
+        """The owner marks, plus ``node=``, ``nodegroup=``, ``role=`` when given."""
+        out = {OWNER_KEY: self.installation} if self.installation else {}
         if self.cluster:
-            out["flotte.cluster"] = self.cluster
+            out[CLUSTER_KEY] = self.cluster
         if self.machine:
-            out["flotte.machine"] = self.machine
+            out[MACHINE_KEY] = self.machine
+        keys = {"node": NODE_KEY, "nodegroup": GROUP_KEY, "role": ROLE_KEY}
+        for name, value in extra.items():
+            if value:
+                out[keys[name]] = value
         return out
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> Owner:
+        return cls(
+            cluster=tags.get(CLUSTER_KEY) or None,
+            machine=tags.get(MACHINE_KEY) or None,
+            installation=tags.get(OWNER_KEY, ""),
+        )
+
+    def labels(self) -> dict[str, str]:
+        """Old Docker-label spelling (``flotte.cluster``); goes when the local driver uses tags()."""
+        return {k.replace(":", ".", 1): v for k, v in self.tags().items()}
+
+    @property
+    def scope(self) -> str:
+        """``cluster:NAME`` or ``machine:NAME``: the journal's and the lock's name."""
+        return f"cluster:{self.cluster}" if self.cluster else f"machine:{self.machine}"
 
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """What one node should be. ``name`` is unique in the installation."""
+    """What one node should be: the planner's word to a driver. ``name`` is unique.
+
+    ``options`` is the one merged mapping of driver options for this node (template,
+    cluster, node group, node); ``host`` is where the node goes when the driver places
+    nodes on existing hosts (ssh: ``[user@]host[:port]``), never a driver option.
+    """
 
     name: str
     role: Role
     owner: Owner
     driver: str
-    options: dict[str, Any] = field(default_factory=dict)  # driver options (flavor, image...)
+    options: Mapping[str, Any] = field(default_factory=dict)
     engine: EngineOptions = field(default_factory=EngineOptions)
     group: str = "default"
+    index: int = 0
+    host: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        """Owner marks of this node's own resources."""
+        return self.owner.tags(node=self.name, nodegroup=self.group, role=self.role.value)
 
 
 @dataclass

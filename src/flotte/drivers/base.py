@@ -66,6 +66,9 @@ class DriverContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     known_hosts: Path | None = None  # flotte's own known_hosts (trust on first use)
     progress: Callable[[str, str], None] | None = None  # (node, what it is doing now)
+    # An API client handed in (docker.DockerClient, openstack Connection, boto3 EC2
+    # client), so tests and the service share one; None: the driver makes its own.
+    client: Any = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class GroupSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     roles: tuple[str, ...] = ("machine",)
     size: int = 1  # nodes planned, for quota checks
+    nodes: tuple[NodeSpec, ...] = ()  # the nodes the plan will create (options, hosts)
 
 
 class Driver(abc.ABC):
