@@ -186,6 +186,10 @@ class Endpoint:
     ssh_port: int = 22
     ssh_user: str = "root"
     ssh_key: str | None = None  # path to the private key
+    # Client TLS material for this engine (ca.pem, cert.pem, key.pem); None: the
+    # installation's own CA and client certificate. Machines imported from
+    # docker-machine keep their own; flotte serve gives each cluster its own CA.
+    tls_dir: str | None = None
 
     @property
     def docker_url(self) -> str:
