@@ -13,7 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
-from flotte.config import write_public, write_secret
+from flotte.client_tls import ClientTLS
+from flotte.config import write_public
 from flotte.pki import CertificateAuthority
 
 
@@ -29,8 +30,26 @@ def context_name(name: str) -> str:
     return f"flotte-{name}"
 
 
-def write(name: str, url: str, ca: CertificateAuthority, description: str = "") -> str:
-    """Create or update the context ``flotte-<name>`` pointing at ``url`` over TLS."""
+def write(
+    name: str,
+    url: str,
+    ca: CertificateAuthority | None = None,
+    description: str = "",
+    *,
+    tls_dir: str | os.PathLike[str] | None = None,
+) -> str:
+    """Create or update the context ``flotte-<name>`` pointing at ``url`` over TLS.
+
+    The client material is the engine's own when ``tls_dir`` is given (an
+    ``Endpoint.tls_dir``: a machine imported from docker-machine or a bundle), else the
+    installation's CA and client certificate.
+    """
+    if tls_dir is not None:
+        tls = ClientTLS.from_dir(Path(tls_dir))
+    elif ca is not None:
+        tls = ClientTLS.read(ca.ca_path, ca.client.cert, ca.client.key)
+    else:
+        raise ValueError("contexts.write needs the installation's CA or a tls_dir")
     ctx = context_name(name)
     meta = {
         "Name": ctx,
@@ -38,10 +57,7 @@ def write(name: str, url: str, ca: CertificateAuthority, description: str = "") 
         "Endpoints": {"docker": {"Host": url, "SkipTLSVerify": False}},
     }
     root = _root()
-    tls = root / "tls" / _id(ctx) / "docker"
-    write_public(tls / "ca.pem", ca.ca_path.read_bytes())
-    write_public(tls / "cert.pem", ca.client.cert.read_bytes())
-    write_secret(tls / "key.pem", ca.client.key.read_bytes())
+    tls.write(root / "tls" / _id(ctx) / "docker")
     write_public(root / "meta" / _id(ctx) / "meta.json", json.dumps(meta).encode())
     return ctx
 

@@ -1,0 +1,161 @@
+"""A host docker-machine set up, read from its store, reached with what flotte copied.
+
+The host is a real sshd test host whose dockerd the test configures as docker-machine's
+provisioner did (its own CA, a server certificate for the host's IP, flags in
+/etc/default/docker). After reading the store and copying the material, a docker
+client, the docker CLI (through the context flotte writes) and SSH reach the host with
+no change on it and none in the docker-machine directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import closing
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+import fixtures.sshd_hosts as _sshd
+from fixtures.docker_machine import configure_engine, generic_driver, make_tls, write_machine
+from flotte import contexts
+from flotte.migrate import read_store
+
+pytestmark = pytest.mark.docker
+
+HOST_STATE = r"""
+sha256sum /etc/docker/* /etc/default/docker 2>/dev/null
+ls -la --time-style=+%s /etc/docker /etc/default/docker 2>/dev/null
+ls /etc/docker/flotte /var/lib/flotte 2>&1 | head -2
+cat /proc/$(pidof dockerd)/stat | cut -d' ' -f1,22
+docker ps -aq --no-trunc | sort
+"""
+
+
+def tree(root: Path) -> dict[str, tuple[str, int, float]]:
+    return {
+        str(p.relative_to(root)): (
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir",
+            p.stat().st_mode,
+            p.stat().st_mtime,
+        )
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def tls_client(host: str, tls_dir: Path, port: int = 2376) -> docker.DockerClient:
+    tls = docker.tls.TLSConfig(
+        client_cert=(str(tls_dir / "cert.pem"), str(tls_dir / "key.pem")),
+        ca_cert=str(tls_dir / "ca.pem"),
+        verify=True,
+    )
+    client = docker.DockerClient(
+        base_url=f"https://{host}:{port}", tls=tls, timeout=30, version="1.41"
+    )
+    client.api.trust_env = False  # this machine sets REQUESTS_CA_BUNDLE
+    return client
+
+
+def wait_engine(host: str, tls_dir: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            tls_client(host, tls_dir).ping()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def machine_host(ssh_host, tmp_path: Path):
+    """A docker test host whose engine docker-machine's way serves TLS on 2376."""
+    host = ssh_host("docker")
+    tls = make_tls(host.ip)
+    configure_engine(host, tls, labels=("provider=generic",))
+    own = tmp_path / "dm-client"
+    own.mkdir()
+    for name, data in (("ca.pem", tls.ca_pem), ("cert.pem", tls.cert_pem), ("key.pem", tls.key_pem)):
+        (own / name).write_bytes(data)
+    wait_engine(host.ip, own)
+    return host, tls
+
+
+def test_imported_generic_machine_is_reached_with_its_own_certificates(
+    machine_host, ssh_lab: _sshd.SSHLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, tls = machine_host
+    store = tmp_path / "docker-machine"
+    write_machine(
+        store,
+        "rack-b12",
+        "generic",
+        generic_driver(store, "rack-b12", host.ip, SSHUser="root"),
+        tls,
+        ssh_key=ssh_lab.key.read_bytes(),
+        engine={"Labels": ["provider=generic"]},
+    )
+    store_before, host_before = tree(store), host.sh(HOST_STATE)
+
+    found = read_store(store)
+    assert found.skipped == []
+    (machine,) = found.machines
+    record, endpoint = machine.install(tmp_path / "flotte" / "machines" / machine.name)
+    assert endpoint.tls_dir is not None and endpoint.ssh_key is not None
+
+    with closing(tls_client(endpoint.host, Path(endpoint.tls_dir), endpoint.docker_port)) as client:
+        info = client.info()
+    assert "provider=generic" in info["Labels"]
+
+    # the docker CLI, through the context flotte writes from the imported material
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    ctx = contexts.write(machine.name, endpoint.docker_url, tls_dir=endpoint.tls_dir)
+    if shutil.which("docker"):
+        res = subprocess.run(
+            ["docker", "--context", ctx, "info", "--format", "{{json .Labels}}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"DOCKER_CONFIG": str(tmp_path / "docker-config"), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        )
+        assert res.returncode == 0, res.stderr
+        assert "provider=generic" in res.stdout
+
+    # and SSH, with the key copied from the machine's directory
+    ssh = subprocess.run(
+        [
+            "ssh", "-i", endpoint.ssh_key, "-p", str(endpoint.ssh_port),
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
+            f"{endpoint.ssh_user}@{endpoint.host}", "hostname",
+        ],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert ssh.returncode == 0, ssh.stderr
+    assert record.data["ssh_host"] == host.ip
+
+    assert host.sh(HOST_STATE) == host_before  # nothing changed on the host
+    assert tree(store) == store_before  # nor in the docker-machine directory
+
+
+def test_the_installations_own_ca_does_not_reach_an_imported_engine(
+    machine_host, tmp_path: Path
+) -> None:
+    """The copied material is what makes it work: flotte's own client certificate is refused."""
+    import requests
+
+    from flotte.pki import CertificateAuthority
+
+    host, tls = machine_host
+    ca = CertificateAuthority(tmp_path / "certs").ensure()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "ca.pem").write_bytes(tls.ca_pem)  # the engine is trusted...
+    (mixed / "cert.pem").write_bytes(ca.client.cert.read_bytes())  # ...but not this client
+    (mixed / "key.pem").write_bytes(ca.client.key.read_bytes())
+    with pytest.raises((docker.errors.DockerException, requests.exceptions.RequestException)):
+        tls_client(host.ip, mixed).ping()
