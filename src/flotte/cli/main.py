@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "advise": ("flotte.cli.advise:advise", "Rank offers for a cluster shape by cost."),
     "devcloud": ("flotte.cli.devcloud:devcloud", "Real OpenStack services on this machine."),
     "image": ("flotte.cli.image:image", "Cloud images (Glance): upload, list."),
+    "completion": ("flotte.cli.completion:completion", "Shell completion: bash, zsh or fish."),
 }
 
 
@@ -49,7 +50,9 @@ class LazyGroup(click.Group):
                 return None  # command not built yet in this version
             raise
         command: click.Command = getattr(module, attr)
-        return command
+        from flotte.cli.completion import attach  # names complete from the state
+
+        return attach(cmd_name, command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Help lists every command without importing any of them.
