@@ -117,9 +117,7 @@ class DockerMachine:
             **({"swarm": self.swarm} if self.swarm else {}),
         }
         record = dataclasses.replace(self.mapped.record, name=self.name, data=data)
-        endpoint = dataclasses.replace(
-            self.mapped.endpoint, ssh_key=key_path, tls_dir=str(tls_dir)
-        )
+        endpoint = dataclasses.replace(self.mapped.endpoint, ssh_key=key_path, tls_dir=str(tls_dir))
         return record, endpoint
 
 

@@ -201,7 +201,10 @@ def _ec2(cfg: MachineConfig) -> Mapped:
     private = cfg.text("PrivateIPAddress")
     endpoint_url = _ec2_endpoint(cfg)
     region = cfg.text("Region", "us-east-1")
-    groups = [*filter(None, [cfg.text("SecurityGroupId")]), *(cfg.driver.get("SecurityGroupIds") or [])]
+    groups = [
+        *filter(None, [cfg.text("SecurityGroupId")]),
+        *(cfg.driver.get("SecurityGroupIds") or []),
+    ]
     data = {
         "cloud": "custom" if endpoint_url else "aws",
         "region": region,
@@ -271,7 +274,9 @@ def _none(cfg: MachineConfig) -> Mapped:
     data = {"ssh_host": host, "ssh_user": "root", "ssh_port": 22, "read_only": True}
     return Mapped(
         driver="ssh",
-        record=NodeRecord(name=cfg.name, driver="ssh", provider_id=host, addresses=[host], data=data),
+        record=NodeRecord(
+            name=cfg.name, driver="ssh", provider_id=host, addresses=[host], data=data
+        ),
         endpoint=Endpoint(host=host, docker_port=url.port or DOCKER_PORT),
         key_field=None,
         read_only=True,

@@ -155,15 +155,27 @@ def seal(
     }
     if passphrase is not None:
         if len(passphrase) < MIN_PASSPHRASE:
-            raise UsageError(f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters")
+            raise UsageError(
+                f"the passphrase is too short: use at least {MIN_PASSPHRASE} characters"
+            )
         salt = os.urandom(16)
-        header["key"] = {"type": "scrypt", "salt": _b64(salt), "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P}
+        header["key"] = {
+            "type": "scrypt",
+            "salt": _b64(salt),
+            "n": SCRYPT_N,
+            "r": SCRYPT_R,
+            "p": SCRYPT_P,
+        }
         key = _scrypt(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     else:
         assert recipient is not None
         ephemeral = x25519.X25519PrivateKey.generate()
         eph_raw = _raw(ephemeral.public_key())
-        header["key"] = {"type": "x25519", "ephemeral": _b64(eph_raw), "recipient": fingerprint(recipient)}
+        header["key"] = {
+            "type": "x25519",
+            "ephemeral": _b64(eph_raw),
+            "recipient": fingerprint(recipient),
+        }
         key = _hkdf(ephemeral.exchange(recipient), eph_raw, _raw(recipient))
     frame = _frame(header)
     return frame + AESGCM(key).encrypt(nonce, plaintext, frame)

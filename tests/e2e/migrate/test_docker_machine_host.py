@@ -10,10 +10,10 @@ no change on it and none in the docker-machine directory.
 from __future__ import annotations
 
 import hashlib
-from contextlib import closing
 import shutil
 import subprocess
 import time
+from contextlib import closing
 from pathlib import Path
 
 import docker
@@ -79,7 +79,11 @@ def machine_host(ssh_host, tmp_path: Path):
     configure_engine(host, tls, labels=("provider=generic",))
     own = tmp_path / "dm-client"
     own.mkdir()
-    for name, data in (("ca.pem", tls.ca_pem), ("cert.pem", tls.cert_pem), ("key.pem", tls.key_pem)):
+    for name, data in (
+        ("ca.pem", tls.ca_pem),
+        ("cert.pem", tls.cert_pem),
+        ("key.pem", tls.key_pem),
+    ):
         (own / name).write_bytes(data)
     wait_engine(host.ip, own)
     return host, tls
@@ -120,7 +124,10 @@ def test_imported_generic_machine_is_reached_with_its_own_certificates(
             capture_output=True,
             text=True,
             timeout=60,
-            env={"DOCKER_CONFIG": str(tmp_path / "docker-config"), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+            env={
+                "DOCKER_CONFIG": str(tmp_path / "docker-config"),
+                "PATH": "/usr/bin:/bin:/usr/local/bin",
+            },
         )
         assert res.returncode == 0, res.stderr
         assert "provider=generic" in res.stdout

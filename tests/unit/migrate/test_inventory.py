@@ -47,7 +47,11 @@ def ansible_inventory_list(path: Path) -> dict:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "HOME": str(path.parent)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+            "HOME": str(path.parent),
+        },
     )
     assert res.returncode == 0, res.stderr
     assert "WARNING" not in res.stderr, res.stderr
@@ -75,9 +79,10 @@ def test_ansible_reads_the_inventory(tmp_path: Path, fmt: str, suffix: str) -> N
     assert "ansible_become" not in hv["web-prod-manager-0"]
     assert "ansible_ssh_private_key_file" not in hv["web-prod-worker-1"]
     assert hv["web-prod-worker-1"]["docker_host"] == "tcp://10.0.0.12:2377"
-    assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in hv["web-prod-manager-0"][
-        "ansible_ssh_common_args"
-    ]
+    assert (
+        f"UserKnownHostsFile={tmp_path / 'known_hosts'}"
+        in hv["web-prod-manager-0"]["ansible_ssh_common_args"]
+    )
 
 
 def test_group_names_are_identifiers() -> None:

@@ -39,7 +39,9 @@ def store(tmp_path: Path) -> Path:
     return tmp_path / "machine"
 
 
-def test_generic_machine_becomes_an_ssh_machine_with_its_own_tls(store: Path, tmp_path: Path) -> None:
+def test_generic_machine_becomes_an_ssh_machine_with_its_own_tls(
+    store: Path, tmp_path: Path
+) -> None:
     tls = make_tls("10.1.2.3")
     write_machine(
         store,
@@ -48,7 +50,11 @@ def test_generic_machine_becomes_an_ssh_machine_with_its_own_tls(store: Path, tm
         generic_driver(store, "Lab.Box1", "10.1.2.3", SSHUser="deploy", SSHPort=2222),
         tls,
         ssh_key=KEY,
-        engine={"Labels": ["rack=b12"], "ArbitraryFlags": ["log-driver=journald"], "Dns": ["9.9.9.9"]},
+        engine={
+            "Labels": ["rack=b12"],
+            "ArbitraryFlags": ["log-driver=journald"],
+            "Dns": ["9.9.9.9"],
+        },
     )
     before = tree_digest(store)
     found = read_store(store)
@@ -126,7 +132,10 @@ def test_cloud_machines_keep_their_server_and_instance_ids(store: Path, tmp_path
     assert record.data["endpoint_url"] == "http://127.0.0.1:5000"
     assert record.data["region"] == "eu-west-3"
     assert record.addresses == ["198.51.100.4", "172.31.0.9"]
-    assert aws1.mapped.secrets == {"ec2_access_key": "AKIDEXAMPLE", "ec2_secret_key": "wJalrXUtnFEMI"}
+    assert aws1.mapped.secrets == {
+        "ec2_access_key": "AKIDEXAMPLE",
+        "ec2_secret_key": "wJalrXUtnFEMI",
+    }
     assert "wJalrXUtnFEMI" not in json.dumps(record.data)
     assert record.data["key_path"] == endpoint.ssh_key
 
@@ -170,10 +179,14 @@ def test_each_bad_machine_is_one_line_and_the_others_are_imported(
     write_machine(store, "good", "generic", generic_driver(store, "good", "10.0.0.1"), good)
 
     (store / "machines" / "notes").mkdir()  # not a machine directory
-    broken = write_machine(store, "broken", "generic", generic_driver(store, "broken", "1.1.1.1"), good)
+    broken = write_machine(
+        store, "broken", "generic", generic_driver(store, "broken", "1.1.1.1"), good
+    )
     (broken / "config.json").write_text('{"ConfigVersion": 3, "Driver": {')
     write_machine(store, "weird", "frobnicator", base_driver(store, "weird", "10.0.0.9"), good)
-    nocert = write_machine(store, "nocert", "generic", generic_driver(store, "nocert", "10.0.0.2"), good)
+    nocert = write_machine(
+        store, "nocert", "generic", generic_driver(store, "nocert", "10.0.0.2"), good
+    )
     (nocert / "cert.pem").unlink()
     config = json.loads((nocert / "config.json").read_text())
     config["HostOptions"]["AuthOptions"]["ClientCertPath"] = "/nonexistent/cert.pem"
@@ -203,9 +216,13 @@ def test_each_bad_machine_is_one_line_and_the_others_are_imported(
 
 def test_certificates_that_do_not_belong_together_are_refused(store: Path) -> None:
     a, b = make_tls("10.0.0.1"), make_tls("10.0.0.1")
-    machine = write_machine(store, "mixed", "generic", generic_driver(store, "mixed", "10.0.0.1"), a)
+    machine = write_machine(
+        store, "mixed", "generic", generic_driver(store, "mixed", "10.0.0.1"), a
+    )
     (machine / "key.pem").write_bytes(b.key_pem)
-    other = write_machine(store, "foreign", "generic", generic_driver(store, "foreign", "10.0.0.1"), a)
+    other = write_machine(
+        store, "foreign", "generic", generic_driver(store, "foreign", "10.0.0.1"), a
+    )
     (other / "ca.pem").write_bytes(b.ca_pem)
     lines = {s.name: s.reason for s in read_store(store).skipped}
     assert lines["mixed"] == "key.pem is not the key of cert.pem"
