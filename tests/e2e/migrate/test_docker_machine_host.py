@@ -166,3 +166,43 @@ def test_the_installations_own_ca_does_not_reach_an_imported_engine(
     (mixed / "key.pem").write_bytes(ca.client.key.read_bytes())
     with pytest.raises((docker.errors.DockerException, requests.exceptions.RequestException)):
         tls_client(host.ip, mixed).ping()
+
+
+@pytest.mark.parametrize("access", ["owner", "use"])
+def test_a_bundle_gives_another_computer_a_working_engine(
+    machine_host, ssh_lab: _sshd.SSHLab, tmp_path: Path, access: str
+) -> None:
+    """Imported on computer A, exported, opened on computer B: the engine answers there."""
+    from flotte.share import Access, Bundle, SharedNode
+
+    host, tls = machine_host
+    store = tmp_path / "docker-machine"
+    write_machine(
+        store, "rack-b12", "generic", generic_driver(store, "rack-b12", host.ip), tls,
+        ssh_key=ssh_lab.key.read_bytes(),
+    )  # fmt: skip
+    (machine,) = read_store(store).machines
+    record, endpoint = machine.install(tmp_path / "computer-a" / machine.name)
+    bundle = Bundle.build(
+        "machine", machine.name, Access(access), [SharedNode(machine.name, record, endpoint)],
+        machine.tls,
+    )  # fmt: skip
+    data = bundle.seal(passphrase="a passphrase for computer b")
+
+    opened = Bundle.open(data, "rack-b12.bundle", passphrase="a passphrase for computer b")
+    (node,) = opened.install(tmp_path / "computer-b" / machine.name)
+    assert node.endpoint.tls_dir and str(tmp_path / "computer-b") in node.endpoint.tls_dir
+    with closing(tls_client(node.endpoint.host, Path(node.endpoint.tls_dir))) as client:
+        assert client.ping()
+    if access == "owner":  # the SSH key came along, and works
+        ssh = subprocess.run(
+            [
+                "ssh", "-i", node.endpoint.ssh_key or "", "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={tmp_path / 'kh'}",
+                f"root@{node.endpoint.host}", "true",
+            ],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert ssh.returncode == 0, ssh.stderr
+    else:
+        assert node.endpoint.ssh_key is None and node.record.data["read_only"] is True
