@@ -99,7 +99,7 @@ class SharedNode:
 
 def _not_a_ca_key(tls: ClientTLS) -> None:
     """Refuse material whose key is a CA's: a bundle lets one use engines, not sign."""
-    key = serialization.load_pem_private_key(tls.key_pem, None)
+    key = serialization.load_pem_private_key(tls.key_pem, None, unsafe_skip_rsa_key_validation=True)
     public = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -1,0 +1,123 @@
+"""Benchmark moving in from docker-machine and sharing bundles; prints one JSON object.
+
+- ``read_store_ms``: ``read_store`` over a docker-machine store of ``--machines``
+  generic machines written in docker-machine's format (parse, check each machine's
+  certificates), median; ``per_machine_ms`` is that divided by the count;
+- ``install_ms``: copying one machine's TLS material and key into flotte's directory;
+- ``seal_passphrase_ms`` / ``open_passphrase_ms``: a one-machine bundle sealed and
+  opened with a passphrase (scrypt n=2^15, r=8, p=1 is most of it);
+- ``seal_recipient_ms`` / ``open_recipient_ms``: the same for an ssh-ed25519 key;
+- ``completion_ms``: ``flotte machine rm <TAB>`` answered by a fresh ``flotte``
+  process (click's bash protocol) over an installation of the same machines;
+  ``python_startup_ms`` is the bare interpreter, to show how loaded the machine was.
+
+Usage: ``.venv/bin/python bench/migrate.py [--machines N] [--runs N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from fixtures.docker_machine import generic_driver, make_tls, write_machine
+from flotte.migrate import read_store
+from flotte.share import Access, Bundle, SharedNode, identity_key, recipient_key
+from flotte.state.store import Store
+from flotte.state.tables import Machine
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--machines", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="flotte-bench-migrate-"))
+    store = work / "machine"
+    tls = make_tls("10.0.0.1")  # one CA for all: RSA key generation is not what is measured
+    names = [f"m{i:03d}" for i in range(args.machines)]
+    for name in names:
+        write_machine(store, name, "generic", generic_driver(store, name, "10.0.0.1"), tls)
+
+    out: dict[str, object] = {"machines": args.machines}
+    out["read_store_ms"] = median_ms(lambda: read_store(store), args.runs)
+    out["per_machine_ms"] = round(float(out["read_store_ms"]) / args.machines, 2)  # type: ignore[arg-type]
+    found = read_store(store)
+    assert not found.skipped, found.skipped
+    machine = found.machines[0]
+    counter = iter(range(10**6))
+    out["install_ms"] = median_ms(
+        lambda: machine.install(work / "f" / str(next(counter))), args.runs
+    )
+
+    record, endpoint = machine.install(work / "flotte" / machine.name)
+    bundle = Bundle.build(
+        "machine",
+        machine.name,
+        Access.OWNER,
+        [SharedNode(machine.name, record, endpoint)],
+        machine.tls,
+    )
+    secret = "a bench passphrase"
+    sealed = bundle.seal(passphrase=secret)
+    out["seal_passphrase_ms"] = median_ms(lambda: bundle.seal(passphrase=secret), args.runs)
+    out["open_passphrase_ms"] = median_ms(
+        lambda: Bundle.open(sealed, "b", passphrase=secret), args.runs
+    )
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / "id")], check=True
+    )
+    to = recipient_key((work / "id.pub").read_text())
+    me = identity_key((work / "id").read_bytes())
+    for_key = bundle.seal(recipient=to)
+    out["seal_recipient_ms"] = median_ms(lambda: bundle.seal(recipient=to), args.runs)
+    out["open_recipient_ms"] = median_ms(lambda: Bundle.open(for_key, "b", identity=me), args.runs)
+    out["bundle_bytes"] = len(sealed)
+
+    home = work / "home"
+    db = Store.at(home / "flotte.db")
+    for name in names:
+        db.add_machine(
+            Machine(name=name, driver="ssh", cluster=None, role="machine", status="ready",
+                    status_reason="", spec={}, record={}, endpoint={}, shared={})
+        )  # fmt: skip
+    db.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTTE_")}
+    env |= {
+        "FLOTTE_HOME": str(home),
+        "_FLOTTE_COMPLETE": "bash_complete",
+        "COMP_WORDS": "flotte machine rm ",
+        "COMP_CWORD": "3",
+    }
+    flotte = [sys.executable, "-m", "flotte.cli.main"]
+    answer = subprocess.run(flotte, env=env, capture_output=True, text=True, check=True).stdout
+    assert answer.count("plain,") == args.machines, answer
+    out["completion_ms"] = median_ms(
+        lambda: subprocess.run(flotte, env=env, capture_output=True, check=True), args.runs
+    )
+    out["python_startup_ms"] = median_ms(
+        lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), args.runs
+    )
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
