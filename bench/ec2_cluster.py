@@ -57,9 +57,10 @@ def _delta(after: Counter[str], before: Counter[str]) -> dict[str, int]:
 
 
 async def one_cluster(endpoint: str, home: Path, size: int) -> dict[str, Any]:
-    from flotte.drivers import ec2_config as cfg
     from flotte.drivers.base import DriverContext, GroupSpec
     from flotte.drivers.ec2 import EC2Driver
+    from flotte.drivers.ec2 import options as cfg
+    from flotte.drivers.ec2.connection import make_client
     from flotte.models import NodeSpec, Owner, Role
     from flotte.pki import CertificateAuthority
 
@@ -71,7 +72,7 @@ async def one_cluster(endpoint: str, home: Path, size: int) -> dict[str, Any]:
         "ec2_allowed_cidr": ["203.0.113.7/32"],
     }
     # The same client the driver would make, built here so the hooks can be attached.
-    client = cfg.make_client(cfg.target(options), max_parallel=EC2Driver.capabilities.max_parallel)
+    client = make_client(cfg.target(options), max_parallel=EC2Driver.capabilities.max_parallel)
     counter = CallCounter(client)
     ctx = DriverContext(
         home=home / "machines",
@@ -140,7 +141,7 @@ def _warm_up(url: str) -> None:
 async def main_async(sizes: list[int], latency: float) -> dict[str, Any]:
     from fixtures.fault_proxy import FaultProxy
     from fixtures.moto_server import FAKE_CREDENTIALS, start_moto
-    from flotte.drivers import ec2_api
+    from flotte.drivers.ec2 import pacing
 
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_CONFIG_FILE"] = os.devnull
@@ -153,7 +154,7 @@ async def main_async(sizes: list[int], latency: float) -> dict[str, Any]:
             runs = []
             for n in sizes:
                 # Each size starts with full request buckets, as a fresh `flotte` process does.
-                ec2_api._BUCKETS.clear()
+                pacing._BUCKETS.clear()
                 runs.append(await one_cluster(proxy.url, Path(tmp) / f"home{n}", n))
         finally:
             proxy.stop()

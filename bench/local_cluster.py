@@ -65,7 +65,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
 
     from flotte.drivers.local import local_client
-    from flotte.drivers.local_image import ensure_node_image
+    from flotte.drivers.local.image import ensure_node_image
 
     client = local_client()
     t = time.monotonic()

@@ -72,9 +72,9 @@ def _split(calls: dict[str, int]) -> dict[str, int]:
 
 
 async def run_flotte(size: int, *, serial: bool, cloud: str = CLOUD) -> dict[str, Any]:
-    from flotte.drivers import openstack_conn
     from flotte.drivers.base import DriverContext, GroupSpec
     from flotte.drivers.openstack import OpenStackDriver
+    from flotte.drivers.openstack import connection as openstack_conn
     from flotte.models import NodeSpec, Owner, Role
     from flotte.pki import CertificateAuthority
 

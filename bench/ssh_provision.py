@@ -35,7 +35,7 @@ async def provision(host: Any, lab: Any, ca: Any, work: Path) -> float:
     from flotte import contexts
     from flotte.models import EngineOptions
     from flotte.provision.docker_host import provision_docker_host
-    from flotte.provision.ssh import SSHTarget
+    from flotte.provision.sessions import SSHTarget
 
     target = SSHTarget(host.ip, key=lab.key, known_hosts=work / "known_hosts")
     started = time.monotonic()
@@ -46,7 +46,7 @@ async def provision(host: Any, lab: Any, ca: Any, work: Path) -> float:
 
 async def undo(hosts: list[Any], lab: Any, work: Path) -> None:
     from flotte.provision.docker_host import unprovision
-    from flotte.provision.ssh import SSHTarget
+    from flotte.provision.sessions import SSHTarget
 
     await asyncio.gather(
         *(

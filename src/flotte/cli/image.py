@@ -54,7 +54,7 @@ def _run(coro: Any) -> Any:
     except FlotteError:
         raise
     except Exception as err:
-        from flotte.drivers.openstack_conn import translate
+        from flotte.drivers.openstack.connection import translate
 
         raise translate(err, "image") from err
 
@@ -148,7 +148,7 @@ def upload(
         extra["min_ram"] = min_ram
 
     async def go() -> Any:
-        from flotte.drivers.openstack_conn import provider
+        from flotte.drivers.openstack.connection import provider
 
         p = await provider(auth)
         glance = p.conn.image
@@ -188,7 +188,7 @@ def list_(name: str | None, fmt: str, **auth: Any) -> None:
     """List the images this project can use."""
 
     async def go() -> list[dict[str, Any]]:
-        from flotte.drivers.openstack_conn import provider
+        from flotte.drivers.openstack.connection import provider
 
         p = await provider(auth)
         glance = p.conn.image

@@ -15,7 +15,7 @@ import hashlib
 import io
 from typing import TYPE_CHECKING
 
-from flotte.drivers.local_image import build_context
+from flotte.drivers.local.image import build_context
 from flotte.errors import DriverError
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def ensure_guest_image(client: docker.DockerClient) -> str:
     """The guest image's tag, building it (once) when missing."""
     import docker.errors
 
-    from flotte.drivers.local_image import build_base
+    from flotte.drivers.local.image import build_base
 
     tag = guest_image_tag()
     try:

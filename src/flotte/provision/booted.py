@@ -13,7 +13,7 @@ from pathlib import Path
 from flotte.models import Endpoint, EngineOptions, NodeRecord
 from flotte.pki import CertificateAuthority
 from flotte.provision.docker_host import ProvisionReport, provision_docker_host
-from flotte.provision.ssh import SSHTarget
+from flotte.provision.sessions import SSHTarget
 
 
 async def provision_booted(

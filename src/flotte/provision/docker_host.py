@@ -15,7 +15,7 @@ the OpenStack and EC2 drivers call it once their VM answers on SSH. Entry points
   results of the others.
 
 Every change made to a host is listed in the returned :class:`ProvisionReport`.
-Around this module: ``ssh`` (sessions), ``distros`` (OS differences as data),
+Around this module: ``sessions`` (SSH sessions), ``distros`` (OS differences as data),
 ``install`` (cloud-init, package lock, packages), ``dockerd_service`` (how settings
 join a unit, pure), ``dockerd_ctl`` (reload, live-restore, waits), ``teardown`` (rm).
 """
@@ -49,7 +49,7 @@ from flotte.provision.report import (
     load_record,
     no_progress,
 )
-from flotte.provision.ssh import (
+from flotte.provision.sessions import (
     ConnectionDropped,
     HostFacts,
     Session,

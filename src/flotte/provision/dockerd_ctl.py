@@ -9,7 +9,7 @@ import shlex
 from flotte.errors import ProvisionError
 from flotte.provision import distros
 from flotte.provision import dockerd_service as svc
-from flotte.provision.ssh import Session
+from flotte.provision.sessions import Session
 
 INSPECT_DOCKERD = r"""
 if docker info >/dev/null 2>&1; then

@@ -12,7 +12,7 @@ from typing import Any
 from flotte.errors import ProvisionError
 from flotte.provision import distros
 from flotte.provision.report import DATA_DIRS, INSTALL_RECORD, Progress, ProvisionReport
-from flotte.provision.ssh import HostFacts, Session
+from flotte.provision.sessions import HostFacts, Session
 
 
 async def wait_cloud_init(sess: Session, report: ProvisionReport, timeout: float) -> None:

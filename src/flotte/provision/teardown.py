@@ -23,7 +23,7 @@ from flotte.provision.report import (
     load_record,
     no_progress,
 )
-from flotte.provision.ssh import HostFacts, Session, SSHTarget, gather_facts, session
+from flotte.provision.sessions import HostFacts, Session, SSHTarget, gather_facts, session
 
 
 def _same_owner(owner: dict[str, str], raw: bytes) -> bool:

@@ -67,7 +67,7 @@ def test_swarm_cluster_on_devcloud(devcloud_docker: DevCloud, tmp_path: Path) ->
         import docker
 
         client = docker.from_env()
-        from flotte.drivers.local_image import build_base
+        from flotte.drivers.local.image import build_base
 
         build_base(client)
         client.images.build(path=str(HELLO), tag="flotte-hello:1", rm=True)

@@ -9,8 +9,8 @@ import pytest
 from ec2_helpers import INSTALLATION, nothing_left
 
 from fixtures.fault_proxy import Fault, ec2_action, ec2_error
-from flotte.drivers import ec2_config as cfg
 from flotte.drivers.base import GroupSpec
+from flotte.drivers.ec2 import options as cfg
 from flotte.errors import AuthError, FlotteError, QuotaExceeded, UsageError
 from flotte.models import NodeSpec, Owner, Role
 

@@ -167,7 +167,7 @@ async def test_instance_not_yet_visible_is_waited_for(
 
 
 def test_token_bucket_paces_after_the_burst() -> None:
-    from flotte.drivers.ec2_api import Buckets, TokenBucket
+    from flotte.drivers.ec2.pacing import Buckets, TokenBucket
 
     bucket = TokenBucket(5, 2)
     assert [bucket.take() for _ in range(5)] == [0.0] * 5  # the burst is free

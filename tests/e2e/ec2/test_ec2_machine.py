@@ -14,7 +14,7 @@ from ec2_helpers import AMI_NAME, AMI_OWNER, INSTALLATION, flotte_resources, not
 from flotte.drivers import get
 from flotte.drivers.base import GroupSpec
 from flotte.drivers.ec2 import EC2Driver
-from flotte.drivers.ec2_userdata import READY_MARKER
+from flotte.drivers.ec2.userdata import READY_MARKER
 from flotte.models import NodeSpec, NodeState, Owner, Role
 
 

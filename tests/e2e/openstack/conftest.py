@@ -21,9 +21,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fixtures.*
 
 import fixtures.fault_proxy as _fault_proxy
-from flotte.drivers import openstack_conn
 from flotte.drivers.base import DriverContext
 from flotte.drivers.openstack import OpenStackDriver
+from flotte.drivers.openstack import connection as openstack_conn
 from flotte.models import Owner
 from flotte.pki import CertificateAuthority
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from os_helpers import Cloud, cluster_group, leaked, node_specs
 
-from flotte.drivers import openstack_conn
+from flotte.drivers.openstack import connection as openstack_conn
 from flotte.models import NodeSpec, NodeState, Role
 
 

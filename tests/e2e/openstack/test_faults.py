@@ -19,8 +19,8 @@ import yaml
 from os_helpers import DEMO, Cloud, cluster_group, leaked, node_specs
 
 from fixtures.fault_proxy import Fault, FaultProxy, json_error
-from flotte.drivers import openstack_conn
-from flotte.drivers.openstack_res import marker
+from flotte.drivers.openstack import connection as openstack_conn
+from flotte.drivers.openstack.marks import marker
 from flotte.errors import FlotteError
 from flotte.models import Owner
 

@@ -6,18 +6,12 @@ import ipaddress
 
 import pytest
 
-from flotte.drivers.openstack import OPTIONS, OpenStackDriver, _metadata
-from flotte.drivers.openstack_conn import close_matches, cloud_spec
-from flotte.drivers.openstack_res import (
-    Flavor,
-    bare_metal_flavor,
-    marker,
-    name_prefix,
-    owned_by,
-    parse_pairs,
-    rule_specs,
-)
-from flotte.drivers.openstack_shared import default_cidr
+from flotte.drivers.openstack import OPTIONS, OpenStackDriver
+from flotte.drivers.openstack.connection import close_matches, cloud_spec
+from flotte.drivers.openstack.lookups import Flavor, bare_metal_flavor
+from flotte.drivers.openstack.marks import marker, name_prefix, owned_by, parse_pairs
+from flotte.drivers.openstack.options import metadata
+from flotte.drivers.openstack.resources import default_cidr, rule_specs
 from flotte.errors import UsageError
 from flotte.models import Owner
 
@@ -115,9 +109,9 @@ def test_rules_open_only_what_is_needed() -> None:
 def test_small_helpers() -> None:
     assert close_matches("m1.smal", ["m1.small", "m1.tiny"]) == " (did you mean: m1.small?)"
     assert "available" in close_matches("zzz", ["a", "b"])
-    assert _metadata("a=1,b=2") == {"a": "1", "b": "2"}
+    assert metadata("a=1,b=2") == {"a": "1", "b": "2"}
     with pytest.raises(UsageError):
-        _metadata("flotte:owner=x")
+        metadata("flotte:owner=x")
     net = ipaddress.ip_network(default_cidr(Owner(installation="i"), "web"))
     assert net.prefixlen == 24 and net.subnet_of(ipaddress.ip_network("10.64.0.0/10"))
     bm = Flavor("bm1", "bm", 8, 1, 1, {"resources:CUSTOM_BAREMETAL_GOLD": "1"})

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fixt
 
 import fixtures.sshd_hosts as _sshd
 from flotte.pki import CertificateAuthority
-from flotte.provision.ssh import SSHTarget
+from flotte.provision.sessions import SSHTarget
 
 # Visible here even before tests/conftest.py lists the module in pytest_plugins.
 ssh_lab = _sshd.ssh_lab

@@ -13,7 +13,7 @@ from flotte.errors import AlreadyExists, AuthError
 from flotte.models import EngineOptions, NodeSpec, NodeState, Owner, Role
 from flotte.pki import CertificateAuthority
 from flotte.provision.docker_host import unprovision
-from flotte.provision.ssh import SSHTarget
+from flotte.provision.sessions import SSHTarget
 
 pytestmark = pytest.mark.docker
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from flotte.provision.ssh import session
+from flotte.provision.sessions import session
 
 pytestmark = pytest.mark.docker
 

@@ -6,7 +6,7 @@ import pytest
 
 from flotte.errors import ProvisionError, UsageError
 from flotte.provision import distros
-from flotte.provision.ssh import parse_os_release
+from flotte.provision.sessions import parse_os_release
 
 OS_RELEASE = {
     "debian": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n',

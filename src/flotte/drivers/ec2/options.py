@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -233,28 +232,6 @@ def valid_instance_type(cloud: str, name: str) -> bool:
         # Outscale also maps some AWS names (m4.large...) onto tina types.
         return bool(OUTSCALE_TYPE.match(name) or re.match(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", name))
     return bool(re.match(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$", name))
-
-
-def make_client(tgt: Target, *, max_parallel: int) -> Any:
-    """A boto3 EC2 client for ``tgt``: standard credential chain, or the saved key file."""
-    import json
-
-    import boto3
-    from botocore.config import Config
-
-    keys: dict[str, str] = {}
-    if tgt.credentials_file and Path(tgt.credentials_file).exists():
-        saved = json.loads(Path(tgt.credentials_file).read_text())
-        keys = {k: v for k, v in saved.items() if v}
-    session = boto3.session.Session(profile_name=tgt.profile, region_name=tgt.region, **keys)
-    config = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},  # ec2_api retries
-        max_pool_connections=max_parallel + 4,
-        connect_timeout=10,
-        read_timeout=60,
-        user_agent_extra="flotte",
-    )
-    return session.client("ec2", endpoint_url=tgt.endpoint_url, config=config)
 
 
 def target_options(shared: Mapping[str, Any], prefix: str = "ec2_") -> dict[str, Any]:

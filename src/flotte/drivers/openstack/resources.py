@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from flotte.drivers.openstack_conn import Provider, create_once, status_of, translate
-from flotte.drivers.openstack_res import (
-    marker,
-    owned_name,
-    rule_key,
-    rule_specs,
-)
+from flotte.drivers.openstack.connection import Provider, create_once, status_of, translate
+from flotte.drivers.openstack.marks import marker, owned_name
 from flotte.errors import UsageError
 from flotte.models import Owner
 from flotte.sshkeys import new_keypair
@@ -193,6 +188,53 @@ async def ensure_security_group(
                     if status_of(err2) != 409:
                         raise translate(err2, "create security group rule", p.spec) from err2
     return str(sg.id)
+
+
+def rule_specs(
+    sg_id: str, cidrs: Iterable[str], *, swarm: bool, ssh_port: int = 22
+) -> list[dict[str, Any]]:
+    """Ingress rules: SSH and TLS Docker from ``cidrs``; Swarm ports between members only."""
+    rules: list[dict[str, Any]] = []
+    for cidr in cidrs:
+        ethertype = "IPv6" if ":" in cidr else "IPv4"
+        for port in sorted({ssh_port, 2376}):
+            rules.append(
+                {
+                    "security_group_id": sg_id,
+                    "direction": "ingress",
+                    "ethertype": ethertype,
+                    "protocol": "tcp",
+                    "port_range_min": port,
+                    "port_range_max": port,
+                    "remote_ip_prefix": cidr,
+                }
+            )
+    if swarm:
+        for protocol, port in (("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789)):
+            rules.append(
+                {
+                    "security_group_id": sg_id,
+                    "direction": "ingress",
+                    "ethertype": "IPv4",
+                    "protocol": protocol,
+                    "port_range_min": port,
+                    "port_range_max": port,
+                    "remote_group_id": sg_id,
+                }
+            )
+    return rules
+
+
+def rule_key(rule: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        rule.get("direction"),
+        rule.get("ethertype"),
+        rule.get("protocol"),
+        rule.get("port_range_min"),
+        rule.get("port_range_max"),
+        rule.get("remote_ip_prefix"),
+        rule.get("remote_group_id"),
+    )
 
 
 # -- network, subnet, router --------------------------------------------------------

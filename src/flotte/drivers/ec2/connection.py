@@ -16,23 +16,28 @@ A call that failed with a 5xx may still have happened; callers make every mutati
 adoptable (tags at creation, describe-before-create) so a retried create converges
 instead of duplicating.
 
-Client-side token buckets mirror AWS's documented per-account buckets (mutating and
-non-mutating request rates, the RunInstances resource bucket of 1,000 instances
-refilling at 2/s) so a 50- or 500-node create paces itself instead of being throttled.
+Calls are paced by the per-account request buckets of :mod:`.pacing`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
 import logging
 import random
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from flotte.config import write_secret
+from flotte.drivers.base import DriverContext
+from flotte.drivers.ec2 import options as cfg
+from flotte.drivers.ec2.pacing import Buckets, buckets_for
 from flotte.errors import (
     AuthError,
     DriverError,
@@ -42,6 +47,7 @@ from flotte.errors import (
     Unreachable,
     UsageError,
 )
+from flotte.models import Owner
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +122,6 @@ USAGE_PREFIXES = (
     "InvalidRegion",
 )
 
-# Actions that only read; AWS meters them in a separate, larger bucket.
-_READ_PREFIXES = ("Describe", "Get", "List")
-
 
 @dataclass
 class RetryPolicy:
@@ -129,68 +132,6 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.cap, self.base * 2**attempt))
-
-
-class TokenBucket:
-    """A thread-safe token bucket; ``take(n)`` returns how long to wait for ``n`` tokens."""
-
-    def __init__(self, capacity: float, rate: float) -> None:
-        self.capacity = capacity
-        self.rate = rate
-        self._tokens = capacity
-        self._stamp = time.monotonic()
-        self._lock = threading.Lock()
-
-    def take(self, n: float = 1.0) -> float:
-        n = min(n, self.capacity)
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            self._tokens -= n  # may go negative: later callers queue behind this one
-            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-
-
-class Buckets:
-    """AWS's per-account, per-region request buckets: one per API action.
-
-    Sizes follow AWS's EC2 throttling documentation: non-mutating actions 100 tokens
-    refilled at 20/s; mutating actions the conservative 50 at 5/s; RunInstances 5 at
-    2/s plus its resource bucket of 1,000 instances refilled at 2/s.
-    """
-
-    RUN_INSTANCES = (5.0, 2.0)
-    READ = (100.0, 20.0)
-    WRITE = (50.0, 5.0)
-
-    def __init__(self) -> None:
-        self._by_action: dict[str, TokenBucket] = {}
-        self._lock = threading.Lock()
-        self.run_instances = TokenBucket(1000, 2)  # instances, not requests
-
-    def request(self, action: str) -> TokenBucket:
-        with self._lock:
-            bucket = self._by_action.get(action)
-            if bucket is None:
-                if action == "RunInstances":
-                    size = self.RUN_INSTANCES
-                elif action.startswith(_READ_PREFIXES):
-                    size = self.READ
-                else:
-                    size = self.WRITE
-                bucket = self._by_action[action] = TokenBucket(*size)
-            return bucket
-
-
-_BUCKETS: dict[tuple[str, str, str], Buckets] = {}
-_BUCKETS_LOCK = threading.Lock()
-
-
-def buckets_for(profile: str, region: str, endpoint: str) -> Buckets:
-    """One set of buckets per account+region in this process (keyed by what we know)."""
-    key = (profile, region, endpoint)
-    with _BUCKETS_LOCK:
-        return _BUCKETS.setdefault(key, Buckets())
 
 
 def error_code(err: BaseException) -> str:
@@ -370,3 +311,118 @@ class Ec2Api:
             token = page.get("NextToken")
             if not token:
                 return items
+
+
+def make_client(tgt: cfg.Target, *, max_parallel: int) -> Any:
+    """A boto3 EC2 client for ``tgt``: standard credential chain, or the saved key file."""
+    import json
+
+    import boto3
+    from botocore.config import Config
+
+    keys: dict[str, str] = {}
+    if tgt.credentials_file and Path(tgt.credentials_file).exists():
+        saved = json.loads(Path(tgt.credentials_file).read_text())
+        keys = {k: v for k, v in saved.items() if v}
+    session = boto3.session.Session(profile_name=tgt.profile, region_name=tgt.region, **keys)
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},  # ec2_api retries
+        max_pool_connections=max_parallel + 4,
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra="flotte",
+    )
+    return session.client("ec2", endpoint_url=tgt.endpoint_url, config=config)
+
+
+class Clients:
+    """The EC2 APIs of one driver: one per target, on a boto3 client handed in
+    (``DriverContext.client``) or made from the options (profile, environment, key file)."""
+
+    def __init__(self, ctx: DriverContext, client: Any, max_parallel: int) -> None:
+        self.ctx = ctx
+        self._client = client
+        self.max_parallel = max_parallel
+        self._apis: dict[cfg.Target, Ec2Api] = {}
+
+    def settings(self, *extra: Mapping[str, Any] | None) -> dict[str, Any]:
+        """ctx options < group options < node options; key flags moved to a 0600 file."""
+        merged: dict[str, Any] = {}
+        for source in (self.ctx.options, *extra):
+            for key, value in (source or {}).items():
+                if value not in (None, (), []):
+                    merged[key] = value
+        if merged.get("ec2_access_key"):
+            keys = {
+                "aws_access_key_id": merged.pop("ec2_access_key"),
+                "aws_secret_access_key": merged.pop("ec2_secret_key", None),
+                "aws_session_token": merged.pop("ec2_session_token", None),
+            }
+            digest = hashlib.sha256(keys["aws_access_key_id"].encode()).hexdigest()[:12]
+            path = self.ctx.home / "ec2" / "credentials" / f"{digest}.json"
+            data = json.dumps(keys).encode()
+            if not path.exists() or path.read_bytes() != data:
+                write_secret(path, data)
+            merged["ec2_credentials_file"] = str(path)
+        return merged
+
+    def target(self, settings: Mapping[str, Any]) -> cfg.Target:
+        return cfg.target(settings)
+
+    def api(self, tgt: cfg.Target) -> Ec2Api:
+        """The retrying, paced API for ``tgt`` (one per target in this driver)."""
+        found = self._apis.get(tgt)
+        if found is not None:
+            return found
+        client = self._client if self._client is not None else self._make_client(tgt)
+        api = Ec2Api(
+            client,
+            where=tgt.where,
+            buckets=buckets_for(tgt.profile or "", tgt.region, tgt.endpoint_url or ""),
+            max_parallel=self.max_parallel,
+            retry=RetryPolicy(),
+        )
+        self._apis[tgt] = api
+        return api
+
+    def _make_client(self, tgt: cfg.Target) -> Any:
+        try:
+            client = make_client(tgt, max_parallel=self.max_parallel)
+            creds = client._request_signer._credentials
+        except FlotteError:
+            raise
+        except Exception as err:
+            raise translate(err, "setup", tgt.where) from err
+        if creds is None:
+            from botocore.exceptions import NoCredentialsError
+
+            raise translate(NoCredentialsError(), "setup", tgt.where)
+        return client
+
+    def api_calls(self) -> Counter[str]:
+        """Logical API calls by action made through this driver (for benchmarks)."""
+        total: Counter[str] = Counter()
+        for api in self._apis.values():
+            total.update(api.calls)
+        return total
+
+    def api_for(self, data: Mapping[str, Any]) -> Ec2Api:
+        """The API a stored node or group was made through (rm needs no flags again)."""
+        if data.get("region"):
+            profile = self.ctx.options.get("ec2_profile") or data.get("profile")
+            return self.api(
+                cfg.Target(
+                    cloud=data.get("cloud") or "aws",
+                    region=data["region"],
+                    endpoint_url=data.get("endpoint_url"),
+                    profile=profile or None,
+                    credentials_file=data.get("credentials_file"),
+                )
+            )
+        return self.api(self.target(self.settings()))
+
+    def owner(self, owner: Owner) -> Owner:
+        """``owner`` with this installation's id when it has none."""
+        if owner.installation:
+            return owner
+        return dataclasses.replace(owner, installation=self.ctx.installation)

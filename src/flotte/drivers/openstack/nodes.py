@@ -19,10 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flotte.drivers.openstack_conn import RETRY_READ, Provider, create_once
-from flotte.drivers.openstack_res import NODE_KEY, marker, owned_by, owner_pairs
-from flotte.drivers.openstack_shared import neutron_attrs
-from flotte.drivers.openstack_wait import ServerWatcher, fault_message
+from flotte.drivers.openstack.connection import (
+    RETRY_READ,
+    Provider,
+    create_once,
+    status_of,
+    translate,
+)
+from flotte.drivers.openstack.marks import NODE_KEY, marker, owned_by, owner_pairs
+from flotte.drivers.openstack.resources import neutron_attrs
+from flotte.drivers.openstack.wait import ServerWatcher, fault_message
 from flotte.errors import DriverError, FlotteError
 from flotte.models import NodeState, Owner
 
@@ -397,8 +403,6 @@ async def get_server(p: Provider, server_id: str) -> Any:
     except os_exc.NotFoundException:
         return None
     except Exception as err:
-        from flotte.drivers.openstack_conn import status_of, translate
-
         if status_of(err) == 404:
             return None
         raise translate(err, "get server", p.spec) from err

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flotte.drivers.openstack_conn import Provider, status_of
+from flotte.drivers.openstack.connection import Provider, status_of
 from flotte.errors import DriverError, TimeoutError_
 
 # A server matching a waiter's condition, or None once the server is gone.

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flotte.drivers import ec2_shared as sh
-from flotte.drivers.ec2_api import Ec2Api
+from flotte.drivers.ec2 import resources as sh
+from flotte.drivers.ec2.connection import Ec2Api
 from flotte.errors import DriverError, TimeoutError_, UsageError
 from flotte.models import Owner
 

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from flotte.drivers.ec2_api import Ec2Api
+from flotte.drivers.ec2.connection import Ec2Api
 from flotte.errors import FlotteError, UsageError
 from flotte.models import Owner
 from flotte.sshkeys import new_keypair

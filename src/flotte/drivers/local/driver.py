@@ -1,0 +1,117 @@
+"""The ``local`` driver: nodes are containers running dockerd on the local Docker engine.
+
+Each node is a container of the node image (:mod:`.image`) with an address on a bridge
+network (:mod:`.resources`); its engine gets certificates signed for that address before
+it starts (:mod:`.nodes`). Which of ``--privileged`` or an explicit capability set works
+is detected once per engine (:mod:`.connection`), never assumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec
+from flotte.drivers.local import resources, sweep
+from flotte.drivers.local.connection import Engine
+from flotte.drivers.local.nodes import Nodes
+from flotte.drivers.local.options import OPTIONS, privileged_choice
+from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
+
+
+def _labels(owner: Owner, **extra: str) -> dict[str, str]:
+    return {**owner.labels(), **extra}
+
+
+class LocalDriver(Driver):
+    name = "local"
+    description = "containers running dockerd on this machine's Docker engine"
+    capabilities = Capabilities(
+        start_stop=True, kill=True, max_parallel=16, catalog_provider="local"
+    )
+    options = OPTIONS
+
+    def __init__(self, ctx: DriverContext) -> None:
+        super().__init__(ctx)
+        self.engine = Engine(
+            ctx.home,
+            ctx.client,
+            self.capabilities.max_parallel,
+            image=self.option("local_image"),
+            privileged=str(self.option("local_privileged", "auto")),
+        )
+        self.nodes = Nodes(self.engine, ctx, self.name)
+
+    # -- checks and shared resources ---------------------------------------------------
+    async def check(self, group: GroupSpec) -> None:
+        await self.engine.call(lambda: self.engine.docker)
+        privileged_choice(self.option("local_privileged", "auto"))
+
+    async def prepare(self, group: GroupSpec) -> dict[str, Any]:
+        name = resources.network_name(group, self.ctx.installation)
+        labels = (
+            _labels(group.owner)
+            if not name.startswith(resources.MACHINES_NETWORK)
+            else {"flotte.owner": self.ctx.installation, "flotte.network": "machines"}
+        )
+        await self.engine.call(resources.ensure_network, self.engine, name, labels)
+        await self.engine.call(self.engine.image)
+        await self.engine.call(self.engine.privileged)
+        return {"network": name}
+
+    async def release(self, group: GroupSpec, shared: Mapping[str, Any]) -> None:
+        name = shared.get("network") or resources.network_name(group, self.ctx.installation)
+        await self.engine.call(resources.remove_network, self.engine, name)
+
+    # -- nodes --------------------------------------------------------------------------
+    async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
+        labels = _labels(spec.owner, **{"flotte.node": spec.name, "flotte.role": spec.role})
+        record: NodeRecord = await self.engine.call(
+            self.nodes.create, spec, str(shared["network"]), labels
+        )
+        return record
+
+    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
+        node.data["engine"] = engine.to_dict()
+        if await self.engine.call(self.nodes.engine_started, spec.name):
+            # dockerd reads its certificates once: a running engine restarts with new ones
+            # (what docker-machine's regenerate-certs does too).
+            restarted = await self.restart(node)
+            node.addresses = restarted.addresses
+            return self.endpoint(node)
+        return await self.nodes.deliver(spec.name, node, engine)
+
+    def endpoint(self, node: NodeRecord) -> Endpoint:
+        return self.nodes.endpoint(node)
+
+    async def state(self, node: NodeRecord) -> NodeState:
+        found: NodeState = await self.engine.call(self.nodes.state, node.name)
+        return found
+
+    async def start(self, node: NodeRecord) -> NodeRecord:
+        record: NodeRecord = await self.engine.call(self.nodes.start, node)
+        # The address may have changed: certificates are re-signed for the new one.
+        await self.nodes.deliver(node.name, record, EngineOptions.from_dict(record.data["engine"]))
+        return record
+
+    async def stop(self, node: NodeRecord) -> None:
+        await self.engine.call(self.nodes.stop, node.name)
+
+    async def restart(self, node: NodeRecord) -> NodeRecord:
+        await self.stop(node)
+        return await self.start(node)
+
+    async def kill(self, node: NodeRecord) -> None:
+        await self.engine.call(self.nodes.stop, node.name, kill=True)
+
+    async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
+        await self.engine.call(self.nodes.remove, node.name)
+
+    # -- leak checks ----------------------------------------------------------------------
+    async def leftovers(self, owner: Owner) -> list[str]:
+        found: list[str] = await self.engine.call(sweep.leftovers, self.engine, owner)
+        return found
+
+    async def sweep(self, owner: Owner) -> int:
+        count: int = await self.engine.call(sweep.sweep, self.engine, owner)
+        return count

@@ -1,0 +1,262 @@
+"""Node containers: made or adopted, given their engine's files, started and stopped.
+
+Each node is a container of the node image with a volume for its ``/var/lib/docker``.
+The engine inside starts only after flotte has copied in a server certificate signed
+for the address the container got (see the image's entry point), so the TLS endpoint
+is always valid. Docker-in-Docker needs ``--privileged`` on an ordinary workstation;
+where the engine refuses it, the node runs with the explicit capability set instead.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flotte import dockerapi
+from flotte.drivers.base import DriverContext
+from flotte.drivers.local.connection import Engine
+from flotte.errors import AlreadyExists, DriverError, ProvisionError
+from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState
+from flotte.provision import engine_config
+from flotte.sshkeys import ensure_keypair
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+GO_FILE = "/run/flotte-go"  # the entry point starts dockerd once this exists
+DIND_OPTIONS: dict[str, Any] = {
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "device_cgroup_rules": ["a *:* rwm"],
+}
+STATES = {
+    "running": NodeState.RUNNING,
+    "created": NodeState.STOPPED,
+    "exited": NodeState.STOPPED,
+    "paused": NodeState.STOPPED,
+    "restarting": NodeState.STARTING,
+    "removing": NodeState.STOPPING,
+    "dead": NodeState.ERROR,
+}
+_TELLING = re.compile(r"error|unknown|failed|invalid|denied", re.IGNORECASE)
+
+
+def container_name(node_name: str) -> str:
+    return f"flotte-{node_name}"
+
+
+def volume_name(node_name: str) -> str:
+    return f"flotte-{node_name}-docker"
+
+
+class Nodes:
+    """The node containers of one driver (blocking methods run through ``engine.call``)."""
+
+    def __init__(self, engine: Engine, ctx: DriverContext, driver: str) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self.driver = driver
+
+    def find(self, node_name: str) -> Container | None:
+        import docker.errors
+
+        try:
+            return self.engine.docker.containers.get(container_name(node_name))
+        except docker.errors.NotFound:
+            return None
+
+    @staticmethod
+    def _address(container: Container, network: str) -> str:
+        nets: dict[str, dict[str, Any]] = container.attrs["NetworkSettings"]["Networks"]
+        found = nets.get(network) or next(iter(nets.values()), {})
+        return str(found.get("IPAddress", ""))
+
+    def record(self, spec_name: str, container: Container, network: str) -> NodeRecord:
+        return NodeRecord(
+            name=spec_name,
+            driver=self.driver,
+            provider_id=str(container.id),
+            addresses=[self._address(container, network)],
+            data={
+                "container": container.name,
+                "volume": volume_name(spec_name),
+                "network": network,
+            },
+        )
+
+    def create(self, spec: NodeSpec, network: str, labels: dict[str, str]) -> NodeRecord:
+        """Make the node's volume and container and start it, or adopt them (blocking)."""
+        existing = self.find(spec.name)
+        if existing is not None:
+            if existing.labels.get("flotte.owner") != self.ctx.installation:
+                raise AlreadyExists(
+                    f"a container named {existing.name} exists and this flotte "
+                    "installation did not make it"
+                )
+            if existing.status != "running":
+                existing.start()
+            existing.reload()
+            return self.record(spec.name, existing, network)
+        volume = volume_name(spec.name)
+        self.engine.docker.volumes.create(volume, labels=labels)
+        container = self.engine.docker.containers.get(
+            self._create_container(spec, labels, volume, network)
+        )
+        container.start()
+        container.reload()
+        return self.record(spec.name, container, network)
+
+    def _create_container(
+        self, spec: NodeSpec, labels: dict[str, str], volume: str, network: str
+    ) -> str:
+        """Create the node's container with the low-level API and return its ID.
+
+        The high-level SDK cannot express ``systempaths=unconfined``, which the CLI turns
+        into empty MaskedPaths/ReadonlyPaths; the inner dockerd needs both.
+        """
+        api = self.engine.docker.api
+        binds = [f"{volume}:/var/lib/docker:rw"]
+        if self.engine.privileged():
+            host_config = api.create_host_config(
+                privileged=True, binds=binds, tmpfs={"/run": "", "/tmp": ""}, init=True
+            )
+        else:
+            binds.append("/sys/fs/cgroup:/sys/fs/cgroup:rw")
+            host_config = api.create_host_config(
+                binds=binds, tmpfs={"/run": "", "/tmp": ""}, init=True, **DIND_OPTIONS
+            )
+            host_config["MaskedPaths"] = []
+            host_config["ReadonlyPaths"] = []
+        created = api.create_container(
+            self.engine.image(),
+            name=container_name(spec.name),
+            hostname=spec.name,
+            labels=labels,
+            host_config=host_config,
+            networking_config=api.create_networking_config({network: api.create_endpoint_config()}),
+            detach=True,
+        )
+        return str(created["Id"])
+
+    def engine_started(self, name: str) -> bool:
+        """True once flotte has said "go" to this boot of the node (blocking)."""
+        container = self.find(name)
+        if container is None or container.status != "running":
+            return False
+        return bool(container.exec_run(["test", "-e", GO_FILE]).exit_code == 0)
+
+    async def deliver(self, name: str, node: NodeRecord, engine: EngineOptions) -> Endpoint:
+        """Copy the engine's files in, say "go", then wait for TLS to answer."""
+        engine_config.validate(engine)
+        key_path, public_key = ensure_keypair(self.ctx.home / name / "id_ed25519")
+        server = self.ctx.ca.server_cert(name, [node.address, *engine.tls_sans])
+        files = [(f.path, f.content, f.mode) for f in engine_config.files(engine, server)]
+        files.append(("/root/.ssh/authorized_keys", public_key, 0o600))
+        archive = tar(files)
+
+        def put() -> None:
+            container = self.engine.docker.containers.get(container_name(name))
+            if not container.put_archive("/", archive):
+                raise DriverError(f"could not copy the engine's files into {name}")
+            # /run is a tmpfs, empty at every boot: a "go" left by an earlier boot cannot
+            # start dockerd with a certificate made for another address, and the entry
+            # point never races us to delete it.
+            if container.exec_run(["touch", GO_FILE]).exit_code != 0:
+                raise DriverError(f"could not start the Docker engine of {name}")
+
+        await self.engine.call(put)
+        endpoint = Endpoint(host=node.address, ssh_key=str(key_path))
+        await dockerapi.wait_engine(
+            endpoint, self.ctx.ca, timeout=90, what=name, alive=lambda: self._alive(name)
+        )
+        return endpoint
+
+    async def _alive(self, name: str) -> None:
+        """Raise with the node's last log lines if its container has stopped."""
+
+        def check() -> None:
+            container = self.find(name)
+            if container is None:
+                raise ProvisionError(f"{name}: its container disappeared while starting")
+            if container.status != "running":
+                logs = container.logs(tail=8).decode(errors="replace").strip().splitlines()
+                telling = [line for line in logs if _TELLING.search(line)]
+                last = (telling or logs or [f"exit code {container.attrs['State']['ExitCode']}"])[
+                    -1
+                ]
+                raise ProvisionError(
+                    f"{name}: the Docker engine stopped while starting: {last.strip()}"
+                )
+
+        await self.engine.call(check)
+
+    def endpoint(self, node: NodeRecord) -> Endpoint:
+        key = self.ctx.home / node.name / "id_ed25519"
+        return Endpoint(host=node.address, ssh_key=str(key))
+
+    def state(self, name: str) -> NodeState:
+        container = self.find(name)
+        if container is None:
+            return NodeState.NOT_FOUND
+        return STATES.get(container.status, NodeState.UNKNOWN)
+
+    def start(self, node: NodeRecord) -> NodeRecord:
+        """Start the container; the caller delivers certificates for its address (blocking)."""
+        container = self.find(node.name)
+        if container is None:
+            raise DriverError(f"container of {node.name} is gone: remove the machine")
+        if container.status != "running":
+            container.start()
+        container.reload()
+        record = self.record(node.name, container, str(node.data.get("network", "")))
+        record.data["engine"] = node.data.get("engine", {})
+        return record
+
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        container = self.find(name)
+        if container is not None and container.status == "running":
+            if kill:
+                container.kill()
+            else:
+                container.stop(timeout=10)
+
+    def remove(self, name: str) -> None:
+        import contextlib
+
+        import docker.errors
+
+        container = self.find(name)
+        if container is not None:
+            container.remove(force=True, v=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            self.engine.docker.volumes.get(volume_name(name)).remove(force=True)
+
+
+def tar(files: list[tuple[str, bytes, int]]) -> bytes:
+    """An uncompressed archive of ``(path, content, mode)`` files, with their directories."""
+    buf = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        dirs: set[str] = set()
+        for path, content, mode in files:
+            parts = Path(path.lstrip("/")).parts
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    info = tarfile.TarInfo(d)
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o700 if d.endswith(".ssh") else 0o755
+                    info.mtime = int(now)
+                    archive.addfile(info)
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size = len(content)
+            info.mode = mode
+            info.mtime = int(now)
+            archive.addfile(info, io.BytesIO(content))
+    return buf.getvalue()

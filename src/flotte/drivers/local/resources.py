@@ -1,0 +1,52 @@
+"""The bridge network a group's nodes share: one per cluster, one per installation for
+lone machines (so two FLOTTE_HOMEs never share, or delete, each other's)."""
+
+from __future__ import annotations
+
+from flotte.drivers.base import GroupSpec
+from flotte.drivers.local.connection import Engine
+from flotte.errors import DriverError
+
+MACHINES_NETWORK = "flotte-machines"
+
+
+def network_name(group: GroupSpec, installation: str) -> str:
+    if "cluster" in group.roles or group.owner.cluster:
+        return f"flotte-{group.name}"
+    return f"{MACHINES_NETWORK}-{installation[:8]}"
+
+
+def ensure_network(engine: Engine, name: str, labels: dict[str, str]) -> str:
+    """The network's ID, made when missing (blocking: run it through ``engine.call``)."""
+    import docker.errors
+
+    client = engine.docker
+    for net in client.networks.list(names=[name]):
+        if net.name == name:
+            return str(net.id)
+    try:
+        net = client.networks.create(name, driver="bridge", labels=labels)
+    except docker.errors.APIError as err:
+        if "already exists" in str(err):
+            return str(client.networks.get(name).id)
+        raise DriverError(f"cannot create network {name}: {err.explanation}") from err
+    return str(net.id)
+
+
+def remove_network(engine: Engine, name: str) -> None:
+    """Remove the network unless other nodes still use it (blocking)."""
+    import docker.errors
+
+    for net in engine.docker.networks.list(names=[name]):
+        if net.name != name:
+            continue
+        net.reload()
+        if net.attrs.get("Containers"):
+            return  # other machines still use the shared network
+        try:
+            net.remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as err:
+            if "active endpoints" not in str(err):
+                raise

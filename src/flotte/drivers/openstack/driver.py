@@ -1,0 +1,338 @@
+"""The OpenStack driver: Docker hosts and cluster nodes on any OpenStack cloud.
+
+Flags are docker-machine's ``--openstack-*`` (:mod:`.options`), plus clouds.yaml
+(``--openstack-cloud``), application credentials, ``--openstack-create-network``, boot
+from volume and bare metal.
+
+A group (one machine or one cluster) shares a key pair, a security group opening
+only what its roles need, optionally a network with a router, and a soft
+anti-affinity server group for Swarm managers (:mod:`.resources`). ``check``
+validates everything and the quotas before anything is made (:mod:`.quotas`); every
+create request carries the owner marker (:mod:`.marks`), so a killed run is adopted by
+the next one (:mod:`.nodes`) and ``sweep`` finds whatever is left (:mod:`.sweep`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec
+from flotte.drivers.openstack import lookups, quotas
+from flotte.drivers.openstack import nodes as node_ops
+from flotte.drivers.openstack import resources as shared_ops
+from flotte.drivers.openstack import sweep as sweeping
+from flotte.drivers.openstack.connection import Provider, provider
+from flotte.drivers.openstack.marks import marker, owner_pairs
+from flotte.drivers.openstack.options import (
+    CONNECT_KEYS,
+    DEFAULT_USER_DATA,
+    OPTIONS,
+    SECRET_ENV,
+    merge,
+    metadata,
+    split,
+    validate,
+)
+from flotte.drivers.openstack.wait import ServerWatcher
+from flotte.errors import DriverError
+from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
+
+
+class OpenStackDriver(Driver):
+    """Servers on an OpenStack cloud through openstacksdk."""
+
+    name: ClassVar[str] = "openstack"
+    description: ClassVar[str] = "Servers on an OpenStack cloud (docker-machine -d openstack)"
+    capabilities: ClassVar[Capabilities] = Capabilities(snapshot=True, max_parallel=16)
+    options: ClassVar[tuple[DriverOption, ...]] = OPTIONS
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self._inventory: dict[str, node_ops.Inventory] = {}
+        self._resolved: dict[str, dict[str, Any]] = {}
+
+    # -- options and connection ------------------------------------------------------
+
+    def _opts(self, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
+        return merge(self.ctx.options, *layers)
+
+    async def _provider(self, opts: Mapping[str, Any]) -> Provider:
+        return await provider(opts, limit=self.capabilities.max_parallel)
+
+    async def _node_provider(self, node: NodeRecord) -> Provider:
+        stored = dict(node.data.get("connect") or {})
+        opts = self._opts(stored)
+        for key, env in SECRET_ENV.items():
+            if not opts.get(key) and os.environ.get(env):
+                opts[key] = os.environ[env]
+        return await self._provider(opts)
+
+    # -- check -----------------------------------------------------------------------
+
+    def _group_key(self, owner: Owner) -> str:
+        return marker(owner)
+
+    async def check(self, group: GroupSpec) -> None:
+        opts = self._opts(group.options)
+        validate(opts)
+        p = await self._provider(opts)
+        # Lookups and the owner's inventory do not depend on each other: read them at once.
+        resolved, inv = await asyncio.gather(
+            lookups.resolve(p, opts), node_ops.read_inventory(p, group.owner)
+        )
+        self._resolved[self._group_key(group.owner)] = resolved
+        self._inventory[self._group_key(group.owner)] = inv
+        await quotas.check_quotas(p, quotas.need(group, opts, resolved, inv), quotas.what(group))
+
+    # -- prepare / release -----------------------------------------------------------
+
+    async def prepare(self, group: GroupSpec) -> dict[str, Any]:
+        opts = self._opts(group.options)
+        validate(opts)
+        p = await self._provider(opts)
+        resolved = self._resolved.get(self._group_key(group.owner)) or await lookups.resolve(
+            p, opts
+        )
+        swarm = bool({"manager", "worker"} & set(group.roles))
+        cidrs = split(opts.get("openstack_allowed_cidr")) or ["0.0.0.0/0"]
+
+        async def network() -> dict[str, str]:
+            if not opts.get("openstack_create_network"):
+                return {}
+            return await shared_ops.ensure_network(
+                p,
+                group.owner,
+                group.name,
+                resolved["pool_id"],
+                opts.get("openstack_subnet_cidr"),
+                split(opts.get("openstack_dns_nameservers")),
+            )
+
+        async def server_group() -> str | None:
+            if not quotas.wants_server_group(group, opts):
+                return None
+            return await shared_ops.ensure_server_group(
+                p, group.owner, group.name, str(opts["openstack_server_group_policy"])
+            )
+
+        # Independent of each other: made side by side, so latency adds up only once.
+        keypair, sg_id, made_net, sg_group = await asyncio.gather(
+            shared_ops.ensure_keypair(
+                p,
+                group.owner,
+                group.name,
+                self.ctx.home,
+                opts.get("openstack_keypair_name"),
+                opts.get("openstack_private_key_file"),
+            ),
+            shared_ops.ensure_security_group(
+                p,
+                group.owner,
+                group.name,
+                cidrs,
+                swarm=swarm,
+                ssh_port=int(opts["openstack_ssh_port"]),
+            ),
+            network(),
+            server_group(),
+        )
+        return {
+            **keypair,
+            "flavor_id": resolved["flavor_id"],
+            "image_id": resolved["image_id"],
+            "network_id": made_net.get("network_id") or resolved["network_id"],
+            "network_created": bool(made_net),
+            "subnet_id": made_net.get("subnet_id"),
+            "router_id": made_net.get("router_id"),
+            "pool_id": resolved["pool_id"],
+            "security_group_id": sg_id,
+            "security_group_ids": [sg_id, *resolved["extra_sg_ids"]],
+            "server_group_id": sg_group,
+            "connect": {k: opts[k] for k in CONNECT_KEYS if opts.get(k) not in (None, "")},
+        }
+
+    async def release(self, group: GroupSpec, shared: Mapping[str, Any]) -> None:
+        opts = self._opts(group.options, shared.get("connect"))
+        p = await self._provider(opts)
+        await sweeping.delete_shared(p, group.owner, dict(shared), self.ctx.home)
+
+    # -- nodes -----------------------------------------------------------------------
+
+    async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
+        opts = self._opts(shared.get("connect"), spec.options)
+        p = await self._provider(opts)
+        flavor_id, image_id = shared["flavor_id"], shared["image_id"]
+        # A node group may use another flavor or image than the group's default.
+        if spec.options.get("openstack_flavor_id") or spec.options.get("openstack_flavor_name"):
+            ref = spec.options.get("openstack_flavor_id") or spec.options["openstack_flavor_name"]
+            flavor_id = (await lookups.find_flavor(p, str(ref))).id
+        if spec.options.get("openstack_image_id") or spec.options.get("openstack_image_name"):
+            ref = spec.options.get("openstack_image_id") or spec.options["openstack_image_name"]
+            image_id = str((await lookups.find_image(p, str(ref))).id)
+        user_data_file = opts.get("openstack_user_data_file")
+        if user_data_file:
+            user_data = Path(str(user_data_file)).expanduser().read_bytes()
+        else:
+            user_data = DEFAULT_USER_DATA.format(name=spec.name).encode()
+        boot = node_ops.BootSpec(
+            name=spec.name,
+            role=str(spec.role),
+            owner=spec.owner,
+            flavor_id=str(flavor_id),
+            image_id=str(image_id),
+            network_id=str(shared["network_id"]),
+            security_group_ids=list(shared["security_group_ids"]),
+            pool_id=shared.get("pool_id"),
+            keypair=shared.get("keypair_name"),
+            user_data=user_data,
+            config_drive=bool(opts.get("openstack_config_drive")),
+            metadata={**metadata(opts.get("openstack_metadata")), "flotte:role": str(spec.role)},
+            availability_zone=opts.get("openstack_availability_zone"),
+            server_group_id=shared.get("server_group_id") if spec.role == "manager" else None,
+            volume_size=int(opts.get("openstack_boot_from_volume") or 0),
+            ip_version=int(opts.get("openstack_ip_version") or 4),
+            timeout=float(opts.get("openstack_active_timeout") or 200),
+        )
+        inv = self._inventory.get(self._group_key(spec.owner))
+        data = await node_ops.create_node(p, boot, inv)
+        addresses = data.pop("addresses")
+        data.update(
+            {
+                "ssh_user": str(opts.get("openstack_ssh_user") or "root"),
+                "ssh_port": int(opts.get("openstack_ssh_port") or 22),
+                "private_key": shared.get("private_key"),
+                "keypair_name": shared.get("keypair_name"),
+                "owner": owner_pairs(spec.owner),
+                "connect": dict(shared.get("connect") or {}),
+                "active_timeout": boot.timeout,
+            }
+        )
+        return NodeRecord(
+            name=spec.name,
+            driver=self.name,
+            provider_id=data["server_id"],
+            addresses=addresses,
+            data=data,
+        )
+
+    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
+        from flotte.provision.booted import provision_booted
+
+        endpoint = self.endpoint(node)
+        await provision_booted(
+            node,
+            endpoint,
+            engine,
+            self.ctx.ca,
+            # A server is ACTIVE before its sshd listens: keep knocking for a while.
+            wait=float(node.data.get("active_timeout") or 200),
+            known_hosts=self.ctx.known_hosts,
+            owner=dict(node.data.get("owner") or {}),
+            progress=self.ctx.progress,
+            install_url=spec.options.get("engine_install_url") or None,
+        )
+        return endpoint
+
+    async def state(self, node: NodeRecord) -> NodeState:
+        p = await self._node_provider(node)
+        if not node.provider_id:  # a record from a create that never got its server ID
+            owner = self._record_owner(node)
+            return node_ops.node_state(await node_ops.find_server(p, node.name, owner))
+        return node_ops.node_state(await node_ops.get_server(p, node.provider_id))
+
+    def _record_owner(self, node: NodeRecord) -> Owner:
+        pairs = node.data.get("owner") or {}
+        return Owner(
+            cluster=pairs.get("flotte:cluster"),
+            machine=pairs.get("flotte:machine"),
+            installation=pairs.get("flotte:owner", self.ctx.installation),
+        )
+
+    def _timeout(self, node: NodeRecord) -> float:
+        return float(node.data.get("active_timeout") or 200)
+
+    async def start(self, node: NodeRecord) -> NodeRecord:
+        p = await self._node_provider(node)
+        await node_ops.power(p, node.provider_id, node.name, "start", self._timeout(node))
+        return node
+
+    async def stop(self, node: NodeRecord) -> None:
+        p = await self._node_provider(node)
+        await node_ops.power(p, node.provider_id, node.name, "stop", self._timeout(node))
+
+    async def restart(self, node: NodeRecord) -> NodeRecord:
+        p = await self._node_provider(node)
+        server = await node_ops.get_server(p, node.provider_id)
+        action = "reboot" if server is not None and server.status == "ACTIVE" else "start"
+        await node_ops.power(p, node.provider_id, node.name, action, self._timeout(node))
+        return node
+
+    async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
+        p = await self._node_provider(node)
+        owner = self._record_owner(node)
+        inv = self._inventory.get(self._group_key(owner))
+        if inv is not None:  # forget it, so a later create in this command boots anew
+            inv.servers.pop(node.name, None)
+            port = inv.ports.pop(node.name, None)
+            if port is not None:
+                inv.fips.pop(port.id, None)
+        await node_ops.delete_node(
+            p,
+            node.name,
+            owner,
+            server_id=node.provider_id or None,
+            port_id=node.data.get("port_id") or None,
+            fip_id=node.data.get("fip_id") or None,
+            timeout=self._timeout(node),
+        )
+
+    async def snapshot(self, node: NodeRecord, name: str) -> str:
+        """Save the node's disk as a Glance image (``machine snapshot``); returns its ID."""
+        p = await self._node_provider(node)
+        compute = p.conn.compute
+        image = await p.run(
+            lambda: compute.create_server_image(
+                node.provider_id, name, metadata={"flotte:snapshot-of": node.name}
+            ),
+            f"snapshot {node.name}",
+        )
+
+        def done(server: Any) -> bool:
+            if server is None:
+                raise DriverError(f"server {node.name} disappeared during the snapshot")
+            return not getattr(server, "task_state", None)
+
+        # The image exists at once; the server's task state clears when Nova is done with it.
+        await ServerWatcher.of(p).wait(
+            node.provider_id,
+            node.name,
+            done,
+            timeout=self._timeout(node) * 3,
+            what=f"snapshot of {node.name}",
+        )
+        return str(image.id)
+
+    def endpoint(self, node: NodeRecord) -> Endpoint:
+        return Endpoint(
+            host=node.address,
+            ssh_port=int(node.data.get("ssh_port") or 22),
+            ssh_user=str(node.data.get("ssh_user") or "root"),
+            ssh_key=node.data.get("private_key"),
+        )
+
+    # -- leaks -----------------------------------------------------------------------
+
+    async def _owner_provider(self) -> Provider:
+        return await self._provider(self._opts())
+
+    async def leftovers(self, owner: Owner) -> list[str]:
+        p = await self._owner_provider()
+        return [f"{kind} {label}" for kind, _, label in await sweeping.owned(p, owner)]
+
+    async def sweep(self, owner: Owner) -> int:
+        """Delete everything owned by ``owner``: servers first, then what they used."""
+        return await sweeping.sweep(await self._owner_provider(), owner, self.ctx.home)

@@ -1,0 +1,136 @@
+"""Quotas: what a group will add to the project, checked before anything is made."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flotte.drivers.base import GroupSpec
+from flotte.drivers.openstack.connection import Provider
+from flotte.drivers.openstack.lookups import Flavor
+from flotte.drivers.openstack.nodes import Inventory
+from flotte.drivers.openstack.options import split
+from flotte.errors import QuotaExceeded
+
+
+@dataclass
+class Need:
+    """What a group will add to the project; compared with quotas before anything is made."""
+
+    instances: int = 0
+    cores: int = 0
+    ram: int = 0
+    server_groups: int = 0
+    keypairs: int = 0
+    floatingip: int = 0
+    port: int = 0
+    security_group: int = 0
+    security_group_rule: int = 0
+    network: int = 0
+    subnet: int = 0
+    router: int = 0
+
+
+_COMPUTE = {
+    # Need field -> (limit attribute, used attribute, label)
+    "instances": ("instances", "instances_used", "instances"),
+    "cores": ("total_cores", "total_cores_used", "vCPUs"),
+    "ram": ("total_ram", "total_ram_used", "RAM (MB)"),
+    "server_groups": ("server_groups", "server_groups_used", "server groups"),
+}
+_NETWORK = {
+    "floatingip": ("floating_ips", "floating IPs"),
+    "port": ("ports", "ports"),
+    "security_group": ("security_groups", "security groups"),
+    "security_group_rule": ("security_group_rules", "security group rules"),
+    "network": ("networks", "networks"),
+    "subnet": ("subnets", "subnets"),
+    "router": ("routers", "routers"),
+}
+
+
+def _free(limit: Any, used: Any, reserved: Any = 0) -> int | None:
+    if limit is None or int(limit) < 0:
+        return None  # unlimited
+    return int(limit) - int(used or 0) - int(reserved or 0)
+
+
+async def check_quotas(p: Provider, need: Need, what: str) -> None:
+    """Raise QuotaExceeded naming every resource that is short, before anything is made."""
+    short: list[str] = []
+    compute = p.conn.compute
+    limits = await p.read(lambda: compute.get_limits().absolute, "read compute limits")
+    for field_, (limit_attr, used_attr, label) in _COMPUTE.items():
+        wanted = getattr(need, field_)
+        if wanted <= 0:
+            continue
+        free = _free(getattr(limits, limit_attr, None), getattr(limits, used_attr, 0))
+        if free is not None and wanted > free:
+            short.append(f"{label}: need {wanted}, {max(free, 0)} free")
+    network_need = {k: getattr(need, k) for k in _NETWORK if getattr(need, k) > 0}
+    if network_need:
+        details = await _network_quota(p)
+        for field_, wanted in network_need.items():
+            attr, label = _NETWORK[field_]
+            entry = getattr(details, attr, None) if details is not None else None
+            if not isinstance(entry, Mapping):
+                continue
+            free = _free(entry.get("limit"), entry.get("used"), entry.get("reserved"))
+            if free is not None and wanted > free:
+                short.append(f"{label}: need {wanted}, {max(free, 0)} free")
+    if short:
+        raise QuotaExceeded(
+            f"quota too small for {what}: " + "; ".join(short),
+            hint="ask the cloud's operators for more, or ask for fewer or smaller nodes",
+        )
+
+
+async def _network_quota(p: Provider) -> Any:
+    """The project's Neutron quota with usage, or None where policy hides it."""
+    net = p.conn.network
+    project = p.conn.current_project_id
+    try:
+        return await p.read(
+            lambda: net.get_quota(project, details=True), "read network quota", raw=True
+        )
+    except Exception:
+        # Some clouds forbid reading quota details; Neutron still refuses over-quota
+        # creates with a clear 409, which translate() turns into QuotaExceeded.
+        return None
+
+
+def what(group: GroupSpec) -> str:
+    plural = "s" if group.size != 1 else ""
+    return f"{group.size} node{plural} of {group.name}"
+
+
+def need(
+    group: GroupSpec,
+    opts: Mapping[str, Any],
+    resolved: Mapping[str, Any],
+    inv: Inventory,
+) -> Need:
+    flavor: Flavor = resolved["flavor"]
+    new = max(group.size - len(inv.servers), 0)
+    create_net = bool(opts.get("openstack_create_network"))
+    swarm = bool({"manager", "worker"} & set(group.roles))
+    cidrs = split(opts.get("openstack_allowed_cidr"))
+    return Need(
+        instances=new,
+        cores=new * flavor.vcpus,
+        ram=new * flavor.ram,
+        server_groups=int(wants_server_group(group, opts)),
+        floatingip=max(group.size - len(inv.fips), 0) if resolved.get("pool_id") else 0,
+        # One port per node, plus the router interface and DHCP port of a new network.
+        port=max(group.size - len(inv.ports), 0) + (2 if create_net else 0),
+        security_group=1,
+        security_group_rule=2 * len(cidrs) + (4 if swarm else 0) + 2,
+        network=int(create_net),
+        subnet=int(create_net),
+        router=int(create_net),
+    )
+
+
+def wants_server_group(group: GroupSpec, opts: Mapping[str, Any]) -> bool:
+    return "manager" in group.roles and opts.get("openstack_server_type") != "bm"

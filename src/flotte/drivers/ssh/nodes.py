@@ -1,0 +1,186 @@
+"""Hosts as nodes: checked before use, recorded, provisioned, driven through their
+docker service, and given back by ``rm``.
+
+``create`` makes nothing on the host: it reaches it, checks that flotte may use it
+(root or passwordless sudo, a known OS, not taken by another machine) and records it.
+``stop``/``start`` drive the docker service, since flotte does not own the machine's
+power. ``rm`` gives the host its own Docker configuration back and never wipes it; with
+``purge`` it also removes the Docker engine if (and only if) flotte installed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from flotte.config import write_secret
+from flotte.drivers.base import DriverContext
+from flotte.drivers.ssh.connection import Targets
+from flotte.drivers.ssh.marks import check_owner, owner_record
+from flotte.drivers.ssh.options import install_choice
+from flotte.errors import FlotteError, ProvisionError, Unreachable, UsageError
+from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.provision import distros
+from flotte.provision.docker_host import (
+    OWNER_FILE,
+    client_ssl_context,
+    provision_docker_host,
+    tls_ping,
+    unprovision,
+    wait_tls,
+)
+from flotte.provision.engine_config import DOCKER_TLS_PORT
+from flotte.provision.sessions import SSHTarget, gather_facts, load_client_key, session
+
+KEY_FILE = "ssh_key"  # the user's key, copied (0600) so the machine outlives moves of it
+
+
+class Hosts:
+    """The node side of the ssh driver."""
+
+    def __init__(self, ctx: DriverContext, targets: Targets, driver: str) -> None:
+        self.ctx = ctx
+        self.targets = targets
+        self.driver = driver
+
+    async def preflight(self, target: SSHTarget, install: str, owner: Owner) -> None:
+        """Everything that would stop this host from becoming a node, found now."""
+        async with session(target) as sess:
+            await sess.check_root()
+            facts = await gather_facts(sess)
+            raw = await sess.read(OWNER_FILE)
+        check_owner(target, raw, owner)
+        if not facts.docker_installed:
+            if install == "skip":
+                raise ProvisionError(
+                    f"Docker is not installed on {target.host} and --engine-install is skip",
+                    hint="install it there, or use --engine-install auto",
+                )
+            distro = distros.detect(facts.os_release)
+            if distro is None:
+                raise ProvisionError(
+                    f"{target.host} runs {distros.describe(facts.os_release)}, on which "
+                    "flotte cannot install Docker",
+                    hint=f"supported: {distros.supported_names()}; or install Docker "
+                    "yourself and use --engine-install skip",
+                )
+            distros.install_plan(distro, install, facts.machine, facts.os_release)
+
+    def install(self, spec: NodeSpec) -> str:
+        return install_choice(spec.options, self.ctx.options.get("engine_install"))
+
+    async def create(self, spec: NodeSpec) -> NodeRecord:
+        """Reach the host and record it; nothing on the host changes yet."""
+        target = self.targets.from_options(spec.options)
+        async with session(target) as sess:
+            await sess.check_root()
+            facts = await gather_facts(sess)
+            raw = await sess.read(OWNER_FILE)
+        check_owner(target, raw, spec.owner)
+        key_copy = None
+        if target.key is not None:
+            load_client_key(target.key)
+            dest = self.ctx.home / spec.name / KEY_FILE
+            if target.key.resolve() != dest.resolve():
+                write_secret(dest, target.key.read_bytes())
+            key_copy = str(dest)
+        addresses = list(dict.fromkeys([target.host, *facts.addresses]))
+        return NodeRecord(
+            name=spec.name,
+            driver=self.driver,
+            provider_id=target.label,
+            addresses=addresses,
+            data={
+                "ssh_host": target.host,
+                "ssh_port": target.port,
+                "ssh_user": target.user,
+                "ssh_key": key_copy,
+                "engine_install": self.install(spec),
+                # the swarm knows a node by the host's own name, which flotte never changes
+                "hostname": facts.hostname,
+                "os": distros.describe(facts.os_release),
+                "arch": facts.machine,
+                "docker_preinstalled": facts.docker_installed,
+                "owner": owner_record(spec.owner, spec.name),
+            },
+        )
+
+    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> None:
+        owner = node.data.get("owner") or owner_record(spec.owner, spec.name)
+        report = await provision_docker_host(
+            self.targets.of_node(node),
+            engine,
+            self.ctx.ca,
+            node.name,
+            sans=[*node.addresses, *engine.tls_sans],
+            install=str(node.data.get("engine_install") or self.install(spec)),
+            owner=owner,
+            install_url=spec.options.get("engine_install_url") or None,
+            # provisioning again a provisioned node is regenerate-certs / machine provision
+            renew_cert=bool(node.data.get("provision")),
+            # per-host steps for a live display, when the service gives the context one
+            progress=self.ctx.progress,
+        )
+        node.data["provision"] = {
+            "docker_version": report.docker_version,
+            "adopted": report.adopted,
+            "installed": report.installed,
+            "changes": report.changes,
+            "warnings": report.warnings,
+        }
+
+    def endpoint(self, node: NodeRecord) -> Endpoint:
+        d = node.data
+        return Endpoint(
+            host=d.get("ssh_host") or node.address,
+            docker_port=DOCKER_TLS_PORT,
+            ssh_port=int(d.get("ssh_port") or 22),
+            ssh_user=d.get("ssh_user") or "root",
+            ssh_key=d.get("ssh_key"),
+        )
+
+    async def state(self, node: NodeRecord) -> NodeState:
+        ep = self.endpoint(node)
+        if await tls_ping(ep.host, ep.docker_port, client_ssl_context(self.ctx.ca)):
+            return NodeState.RUNNING
+        try:
+            async with session(self.targets.of_node(node, quick=True)) as sess:
+                facts = await gather_facts(sess)
+        except Unreachable:
+            return NodeState.ERROR
+        except FlotteError:
+            return NodeState.UNKNOWN
+        return NodeState.RUNNING if facts.docker_running else NodeState.STOPPED
+
+    async def service(self, node: NodeRecord, action: str) -> None:
+        """start, stop, restart or kill the host's docker service."""
+        async with session(self.targets.of_node(node)) as sess:
+            await sess.check_root()
+            facts = await gather_facts(sess)
+            init = distros.INIT_SYSTEMS.get(facts.init)
+            if init is None:
+                raise UsageError(f"{node.name}: no systemd or init.d to drive docker with")
+            await sess.run(getattr(init, action), timeout=120, check=action != "kill")
+
+    async def wait_up(self, node: NodeRecord, timeout: float = 60) -> None:
+        await wait_tls(self.endpoint(node).host, self.ctx.ca, timeout)
+
+    async def remove(self, node: NodeRecord, *, purge: bool) -> None:
+        """Give the host its own Docker configuration back (and the engine, with purge).
+
+        A node whose provisioning never finished (a create being rolled back) also loses
+        the Docker engine flotte installed for it: a failed create leaves nothing behind.
+        An engine that was there before flotte is never removed.
+        """
+        if node.data.get("ssh_host"):
+            owner = node.data.get("owner") or {}
+            await unprovision(
+                self.targets.of_node(node),
+                purge=purge or not node.data.get("provision"),
+                owner=owner or None,
+                # a cluster node's swarm is flotte's: joining refuses a host in another one
+                leave_swarm=bool(owner.get("cluster")),
+            )
+        with contextlib.suppress(FileNotFoundError):
+            (self.ctx.home / node.name / KEY_FILE).unlink()
+        with contextlib.suppress(OSError):
+            (self.ctx.home / node.name).rmdir()
