@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flotte.client_tls import ClientTLS
 from flotte.config import write_public
+from flotte.errors import ConfigError
 from flotte.pki import CertificateAuthority
 
 
@@ -71,3 +72,30 @@ def remove(name: str) -> None:
 
 def exists(name: str) -> bool:
     return (_root() / "meta" / _id(context_name(name)) / "meta.json").exists()
+
+
+def refresh_tls(ca: CertificateAuthority) -> set[str]:
+    """Give every context of this installation's CA the current client files.
+
+    A context is ours when its ca.pem holds one of the CA certificates clients trust now
+    (contexts of imported machines keep their own CA and are left alone). Returns the
+    ids of the contexts it rewrote.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives.hashes import SHA256
+
+    ours = {c.fingerprint(SHA256()) for c in ca.trusted()}
+    current = ClientTLS.read(ca.ca_path, ca.client.cert, ca.client.key)
+    done = set()
+    for tls in (_root() / "tls").glob("*/docker"):
+        try:
+            there = ClientTLS.from_dir(tls)
+            theirs = {
+                c.fingerprint(SHA256()) for c in x509.load_pem_x509_certificates(there.ca_pem)
+            }
+        except (ConfigError, ValueError):
+            continue
+        if theirs & ours and there != current:
+            current.write(tls)
+            done.add(tls.parent.name)
+    return done

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devcloud": ("flotte.cli.devcloud:devcloud", "Real OpenStack services on this machine."),
     "image": ("flotte.cli.image:image", "Cloud images (Glance): upload, list."),
     "completion": ("flotte.cli.completion:completion", "Shell completion: bash, zsh or fish."),
+    "ca": ("flotte.cli.ca:ca", "The certificate authority: show, renew-client, rotate."),
 }
 
 

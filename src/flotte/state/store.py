@@ -7,83 +7,36 @@ transaction; the schema is brought to the newest Alembic revision when opened.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flotte.errors import AlreadyExists, FlotteError, NotFound
-from flotte.state.tables import Base, Cluster, JournalEntry, Machine, Meta, Template
+from flotte.state.database import open_database
+from flotte.state.tables import Base, Cluster, JournalEntry, Machine, Template
 
 HEAD = "0001"  # newest migration; checked cheaply so start-up skips Alembic when current
 T = TypeVar("T", bound=Base)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
 class Store:
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: Engine = create_engine(url)
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        # first use (0600 file, schema, installation id) and broken state: database.py
+        db = open_database(url, head=HEAD)
+        self.url, self.engine, self.read_only = db.url, db.engine, db.read_only
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._migrate()
-        self.installation = self._installation_id()
+        self.installation = db.installation
 
     @classmethod
     def at(cls, path: Path) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{path}")
 
     def close(self) -> None:
         self.engine.dispose()
-
-    # -- schema -------------------------------------------------------------------
-    def _current_revision(self) -> str | None:
-        with self.engine.connect() as conn:
-            try:
-                row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
-            except OperationalError:
-                return None
-            except Exception:  # other databases raise their own "no such table"
-                return None
-            return row[0] if row else None
-
-    def _migrate(self) -> None:
-        if self._current_revision() == HEAD:
-            return
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except OperationalError as err:
-            raise FlotteError(f"cannot open the state database {self.url}: {err.orig}") from err
-
-    def _installation_id(self) -> str:
-        with self.session() as s:
-            row = s.get(Meta, "installation")
-            if row is None:
-                row = Meta(key="installation", value=uuid.uuid4().hex[:12])
-                s.add(row)
-            return row.value
 
     @contextmanager
     def session(self) -> Iterator[Session]:
