@@ -48,10 +48,10 @@ class RotationReport:
     """What a run of ``flotte ca rotate`` did; ``phase`` is where the rotation stands."""
 
     phase: str = IDLE
-    resigned: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    resigned: set[str] = field(default_factory=set)  # engines (each is re-signed twice)
+    skipped: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
-    contexts: int = 0
+    contexts: set[str] = field(default_factory=set)
 
     @property
     def finished(self) -> bool:
@@ -73,7 +73,7 @@ async def rotate_ca(
     """Rotate (or resume rotating) the CA over every recorded machine and node."""
     report = RotationReport()
     ca.begin_rotation()
-    report.contexts += contexts.refresh_tls(ca)  # clients trust both CAs from here on
+    report.contexts |= contexts.refresh_tls(ca)  # clients trust both CAs from here on
     for phase, then in ((STAGED, ca.switch_rotation), (SWITCHED, ca.finish_rotation)):
         if ca.phase() != phase:
             continue
@@ -82,7 +82,7 @@ async def rotate_ca(
             report.phase = ca.phase()
             return report  # run again once the failed nodes answer: it resumes here
         then()
-        report.contexts += contexts.refresh_tls(ca)
+        report.contexts |= contexts.refresh_tls(ca)
     report.phase = ca.phase()
     return report
 
@@ -102,7 +102,7 @@ async def _each(
                 report.failed[name] = str(err)
                 note(name, f"failed: {err}")
                 return
-            (report.resigned if done else report.skipped).append(name)
+            (report.resigned if done else report.skipped).add(name)
             note(name, "done" if done else "skipped (no engine of this CA)")
 
     await asyncio.gather(*(one(n) for n in names))
@@ -115,7 +115,7 @@ def renew_client(ca: CertificateAuthority) -> int:
     valid until it expires. Rotating the CA is what makes every older certificate useless.
     """
     ca.regenerate_client()
-    return contexts.refresh_tls(ca)
+    return len(contexts.refresh_tls(ca))
 
 
 async def engine_expiry(

@@ -109,7 +109,7 @@ def rotate(yes: bool, parallel: int) -> None:
         raise SystemExit(1)
     click.echo(
         f"CA rotated: {len(report.resigned)} engines re-signed, {len(report.skipped)} "
-        f"skipped, {report.contexts} contexts updated"
+        f"skipped, {len(report.contexts)} contexts updated"
     )
 
 

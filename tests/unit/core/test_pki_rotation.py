@@ -274,3 +274,51 @@ def test_a_renewed_client_certificate_replaces_the_old_one_in_contexts(
         next((tmp_path / "docker" / "contexts" / "meta").glob("*/meta.json")).read_text()
     )
     assert meta["Name"].startswith("flotte-")
+
+
+class _Row:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _Machines:
+    """The one thing a rotation asks of the store: the recorded names."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.rows = [_Row(n) for n in names]
+
+    def machines(self) -> list[_Row]:
+        return self.rows
+
+
+def test_a_paused_rotation_resumes_and_every_engine_keeps_answering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from flotte.errors import Unreachable
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    ca = CertificateAuthority(tmp_path / "certs").ensure()
+    engines = {n: ca.server_cert(n, ["127.0.0.1"]) for n in ("a", "b", "c")}
+    down = {"b"}
+    checks = []
+
+    async def resign(name: str) -> bool:
+        if name in down:
+            raise Unreachable(f"{name}: no route to host")
+        engines[name] = ca.server_cert(name, ["127.0.0.1"])
+        # after each engine changes, every engine still takes the client as it is now
+        checks.extend(
+            handshake(e, tmp_path / f"h{len(checks)}-{n}", ca.client.directory)
+            for n, e in engines.items()
+        )
+        return True
+
+    first = asyncio.run(certificates.rotate_ca(_Machines(list(engines)), ca, resign))
+    assert first.phase == STAGED and set(first.failed) == {"b"} and not first.finished
+    down.clear()
+    second = asyncio.run(certificates.rotate_ca(_Machines(list(engines)), ca, resign))
+    assert second.finished and second.resigned == {"a", "b", "c"}
+    assert all(checks) and len(checks) > 9
+    assert all(ca.signed_by_current(e.cert_pem) for e in engines.values())
