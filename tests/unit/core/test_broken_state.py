@@ -7,6 +7,7 @@ read-only, as on a shared or backed-up copy of a home.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -15,6 +16,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,9 +60,24 @@ def digest(directory: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """A home with a template, a machine row and enough journal to span many pages."""
-    home = tmp_path / "home"
+def home() -> Iterator[Path]:
+    """A home with a template, a machine row and enough journal to span many pages.
+
+    It is made outside pytest's temporary directory, which other pytest sessions on
+    this machine set back to 0700 at any time (the unprivileged user must get through).
+    """
+    top = Path(tempfile.mkdtemp(prefix="flotte-broken-state-"))
+    top.chmod(0o755)
+    try:
+        yield _filled(top / "home")
+    finally:
+        for p in [top, *top.rglob("*")]:
+            with contextlib.suppress(OSError):
+                p.chmod(0o700 if p.is_dir() else 0o600)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _filled(home: Path) -> Path:
     assert (
         run(home, "template", "create", "t1", "--coe", "swarm", "--driver", "local").returncode == 0
     )
@@ -148,10 +165,6 @@ def test_a_database_of_something_else(tmp_path: Path) -> None:
 def _give_to_nobody(home: Path) -> None:
     for p in [home, *home.rglob("*")]:
         os.chown(p, NOBODY, NOBODY)
-    for parent in home.parents:  # pytest's directories are 0700: let nobody through
-        if parent == Path(tempfile.gettempdir()):
-            break
-        parent.chmod(parent.stat().st_mode | 0o111)
 
 
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
