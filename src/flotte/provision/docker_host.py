@@ -184,8 +184,12 @@ async def configure_dockerd(
             ),
         )
     }
-    unit_argv = svc.split_args(svc.without_config_file(cur.unit_command))
-    host_json_path = svc.config_file_in(svc.split_args(cur.unit_command)) or svc.HOST_DAEMON_JSON
+    host, quoted = sess.target.host, init.name == "systemd"
+    unit_argv = svc.split_command(svc.without_config_file(cur.unit_command), host, quoted=quoted)
+    host_json_path = (
+        svc.config_file_in(svc.split_command(cur.unit_command, host, quoted=quoted))
+        or svc.HOST_DAEMON_JSON
+    )
     host_raw = (
         cur.files.get(host_json_path)
         if host_json_path in cur.files
@@ -448,7 +452,7 @@ async def provision_docker_host(
     The server certificate on the host is kept while it is signed by ``ca``, covers
     every address and has 30 days left, unless ``renew_cert`` (``regenerate-certs``).
     """
-    engine_config.validate(engine)
+    engine_config.check_syntax(engine)  # the entry point checked the rest (validate)
     if install not in distros.INSTALL_CHOICES:
         raise UsageError(
             f"--engine-install {install!r} is not one of {', '.join(distros.INSTALL_CHOICES)}"

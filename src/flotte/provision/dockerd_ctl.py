@@ -16,8 +16,8 @@ if docker info >/dev/null 2>&1; then
   echo "@info $(docker info --format '{{.ContainersRunning}} {{.LiveRestoreEnabled}} {{.Swarm.LocalNodeState}}')"
 fi
 pid=$(cat /var/run/docker.pid 2>/dev/null)
-[ -n "$pid" ] && [ -r /proc/$pid/cmdline ] && echo "@cmdline $(tr '\0' ' ' < /proc/$pid/cmdline)"
-"""
+[ -n "$pid" ] && [ -r /proc/$pid/cmdline ] && printf '@cmdline %s\n' "$(CMDLINE)"
+""".replace("CMDLINE", svc.CMDLINE)
 
 
 async def inspect_dockerd(sess: Session) -> tuple[bool, int, bool, bool, list[str]]:
@@ -31,7 +31,7 @@ async def inspect_dockerd(sess: Session) -> tuple[bool, int, bool, bool, list[st
             live = len(parts) > 2 and parts[2] == "true"
             swarm = len(parts) > 3 and parts[3] not in ("inactive", "")
         elif line.startswith("@cmdline "):
-            cmdline = svc.split_args(line[len("@cmdline ") :])
+            cmdline = svc.proc_cmdline(line[len("@cmdline ") :])
     return running, count, live, swarm, cmdline
 
 

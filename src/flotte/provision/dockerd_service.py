@@ -65,11 +65,33 @@ _FLAG_TO_KEY = {
 _LIST_KEYS = ("labels", "insecure-registries", "registry-mirrors")
 
 
-def split_args(text: str) -> list[str]:
+# /proc/PID/cmdline separates arguments with NUL; hosts print it with this instead, so
+# arguments come back exactly as the kernel has them (quotes and blanks included).
+CMDLINE = "tr '\\0' '\\037' < /proc/$pid/cmdline"
+_CMDLINE_SEP = "\x1f"
+
+
+def proc_cmdline(text: str) -> list[str]:
+    """The arguments of a process, as ``CMDLINE`` printed them on the host."""
+    return [arg for arg in text.split(_CMDLINE_SEP) if arg]
+
+
+def split_command(text: str, host: str, *, quoted: bool) -> list[str]:
+    """The words of a command line read from ``host`` (untrusted: any text may come).
+
+    ``quoted``: systemd's ``ExecStart`` honours quotes (shell-like); without it the
+    words are split on blanks only, as Debian's init script does with ``$DOCKER_OPTS``.
+    A quote that never closes is one line naming the host, not a traceback.
+    """
+    if not quoted:
+        return text.split()
     try:
         return shlex.split(text)
-    except ValueError:
-        return text.split()
+    except ValueError as err:
+        raise ProvisionError(
+            f"{host}: cannot read the docker service's command line ({err}): {text[:120]!r}",
+            hint="fix the quoting of ExecStart in docker.service (systemctl cat docker)",
+        ) from err
 
 
 def flag_keys(argv: list[str]) -> set[str]:

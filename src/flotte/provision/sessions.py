@@ -483,7 +483,7 @@ if out=$(docker info --format '{{.ContainersRunning}} {{.LiveRestoreEnabled}} {{
   echo "@dockerinfo $out"
 fi
 pid=$(cat /var/run/docker.pid 2>/dev/null)
-[ -n "$pid" ] && [ -r /proc/$pid/cmdline ] && echo "@cmdline $(tr '\0' ' ' < /proc/$pid/cmdline)"
+[ -n "$pid" ] && [ -r /proc/$pid/cmdline ] && printf '@cmdline %s\n' "$(tr '\0' '\037' < /proc/$pid/cmdline)"
 command -v cloud-init >/dev/null 2>&1 && echo "@cloud-init yes"
 if command -v ip >/dev/null 2>&1; then
   ip -o addr show scope global | awk '{split($4,a,"/"); print "@addr " a[1]}'
@@ -529,7 +529,8 @@ async def gather_facts(sess: Session) -> HostFacts:
                 facts.live_restore = len(parts) > 1 and parts[1] == "true"
                 facts.swarm = len(parts) > 2 and parts[2] not in ("inactive", "")
             elif key == "cmdline":
-                facts.dockerd_cmdline = shlex.split(value) if value else []
+                # NUL-separated arguments, printed with \037 between them: exact
+                facts.dockerd_cmdline = [arg for arg in value.split("\x1f") if arg]
             elif key == "cloud-init":
                 facts.cloud_init = True
             elif key == "addr" and value and value not in facts.addresses:

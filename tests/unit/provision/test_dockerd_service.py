@@ -65,8 +65,10 @@ def test_merge_keeps_host_settings_and_drops_what_flags_set() -> None:
         "containerd": "/run/containerd/containerd.sock",
     }
     flotte = {"tls": True, "labels": ["lab=x", "site=a"], "hosts": ["tcp://0.0.0.0:2376"]}
-    argv = svc.split_args(
-        "/usr/bin/dockerd -H fd:// --containerd=/run/c.sock --data-root /srv/docker"
+    argv = svc.split_command(
+        "/usr/bin/dockerd -H fd:// --containerd=/run/c.sock --data-root /srv/docker",
+        "host1",
+        quoted=True,
     )
     merged, hosts = svc.merge_config(host, flotte, argv)
     assert merged == {"log-driver": "journald", "labels": ["site=a", "lab=x"], "tls": True}
@@ -130,3 +132,16 @@ def test_block_is_added_once_and_removed_exactly(original_lines: list[str]) -> N
     assert svc.with_block(once, block) == once  # re-running does not stack blocks
     assert svc.strip_block(once) == original  # rm gives the file back as it was
     assert once.count(svc.BLOCK_BEGIN) == 1
+
+
+def test_a_command_line_with_an_unbalanced_quote_is_one_line_naming_the_host() -> None:
+    with pytest.raises(ProvisionError, match=r"^rack1: cannot read the docker service's command"):
+        svc.split_command('/usr/bin/dockerd --label "site=a', "rack1", quoted=True)
+    # Debian's init script splits $DOCKER_OPTS on blanks without removing quotes
+    assert svc.split_command("--label=it's -D", "rack1", quoted=False) == ["--label=it's", "-D"]
+
+
+def test_a_process_command_line_comes_back_exactly() -> None:
+    argv = ["/usr/bin/dockerd", "--label=it's", "--label=a b", 'x"y', "\\n"]
+    printed = "\x1f".join(argv) + "\x1f"  # what tr '\0' '\037' makes of /proc/PID/cmdline
+    assert svc.proc_cmdline(printed) == argv
