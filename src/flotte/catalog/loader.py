@@ -28,6 +28,13 @@ from flotte.errors import ConfigError, NotFound
 from .models import Provider
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# User files are untrusted input: bounded in size, nesting and what aliases expand to
+# (a 700-byte file of aliases nested 8 deep stands for 43 million values). The shipped
+# files use a fraction of each (5.5 kB, 6 levels, 265 characters).
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 24
+MAX_VALUE_CHARS = 10_000
+MAX_VALUES = 100_000  # values once aliases are expanded
 _NAMED_LISTS = frozenset({"regions", "flavors", "certifications"})
 # libyaml's composer is several times faster than the pure-Python one and keeps marks.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -136,6 +143,11 @@ def _shipped_node(name: str) -> Node | None:
 
 def _compose(path: Path) -> Node | None:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{path}: {size} bytes: a catalog file may hold at most {MAX_FILE_BYTES} bytes"
+            )
         with path.open(encoding="utf-8") as stream:
             loader = _Loader(stream)
             try:
@@ -157,7 +169,7 @@ def _provider_nodes(path: Path) -> list[tuple[str, Node]]:
     root = _compose(path)
     if root is None:
         return []
-    _check_duplicates(root)
+    _check_shape(root)
     if not isinstance(root, MappingNode):
         raise ConfigError(f"{_where(root)}: expected a provider mapping or 'providers:' list")
     entries: list[Node] = [root]
@@ -177,20 +189,60 @@ def _provider_nodes(path: Path) -> list[tuple[str, Node]]:
     return out
 
 
-def _check_duplicates(node: Node) -> None:
-    # PyYAML keeps the last of two equal keys without a word; in a price file that
-    # silently drops a figure, so it is an error here.
-    if isinstance(node, MappingNode):
-        seen: set[str] = set()
-        for k, v in node.value:
-            name = _key(k)
-            if name in seen:
-                raise ConfigError(f"{_where(k)}: {name}: key appears twice in this mapping")
-            seen.add(name)
-            _check_duplicates(v)
-    elif isinstance(node, SequenceNode):
-        for item in node.value:
-            _check_duplicates(item)
+def _check_shape(root: Node) -> None:
+    """Refuse, with file, line and field, what would hang, crash or mislead the loader.
+
+    Walks the node graph once, aliases expanded, and stops at the first of: a value
+    nested too deep, an alias that contains itself, more values than ``MAX_VALUES``,
+    a value longer than ``MAX_VALUE_CHARS``, a date that is no date, a key given twice.
+    """
+    seen = [0]
+    on_path: set[int] = set()
+
+    def walk(node: Node, field: tuple[Any, ...]) -> None:
+        where = f"{_where(node)}: {_dotted(field) or '(top)'}"
+        seen[0] += 1
+        if seen[0] > MAX_VALUES:
+            raise ConfigError(
+                f"{where}: aliases expand to more than {MAX_VALUES} values", hint="write it out"
+            )
+        if len(field) > MAX_DEPTH:
+            raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, ScalarNode):
+            _check_scalar(node, where)
+            return
+        if id(node) in on_path:
+            raise ConfigError(f"{where}: an alias refers to the value that contains it")
+        on_path.add(id(node))
+        if isinstance(node, MappingNode):
+            keys: set[str] = set()
+            for k, v in node.value:
+                name = _key(k)
+                # PyYAML keeps the last of two equal keys without a word; in a price file
+                # that silently drops a figure, so it is an error here.
+                if name in keys:
+                    raise ConfigError(f"{_where(k)}: {name}: key appears twice in this mapping")
+                keys.add(name)
+                walk(k, field)
+                walk(v, (*field, name))
+        elif isinstance(node, SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*field, i))
+        on_path.discard(id(node))
+
+    walk(root, ())
+
+
+def _check_scalar(node: ScalarNode, where: str) -> None:
+    if len(node.value) > MAX_VALUE_CHARS:
+        raise ConfigError(
+            f"{where}: a value of {len(node.value)} characters (at most {MAX_VALUE_CHARS})"
+        )
+    if node.tag == "tag:yaml.org,2002:timestamp":
+        try:
+            SafeConstructor().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as err:
+            raise ConfigError(f"{where}: {node.value!r} is not a valid date ({err})") from err
 
 
 def _merge(base: Node, over: Node, key: str | None) -> Node:
@@ -225,6 +277,8 @@ def _validate(node: Node) -> Provider:
     except yaml.MarkedYAMLError as err:  # e.g. a !!python/object tag: refused, with its line
         mark = err.problem_mark or err.context_mark or node.start_mark
         raise ConfigError(f"{mark.name}:{mark.line + 1}: invalid YAML: {err.problem}") from err
+    except (ValueError, TypeError, OverflowError) as err:  # a value PyYAML cannot build
+        raise ConfigError(f"{_where(node)}: invalid value: {err}") from err
     context = _context(data)
     try:
         return Provider.model_validate(data, context=context)
