@@ -24,6 +24,38 @@ if TYPE_CHECKING:
 SWARM_PORT = 2377
 
 
+def dig(data: Any, *keys: str) -> Any:
+    """``data[k1][k2]...`` or None: engine answers are untrusted, and often partial.
+
+    A node that has just joined is listed before its ``Description`` is filled in; an
+    engine of another version, or something else answering on its port, may leave out
+    or change the type of any field.
+    """
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _text(data: Any, *keys: str) -> str:
+    value = dig(data, *keys)
+    return value if isinstance(value, str) else ""
+
+
+def node_view(attrs: Any) -> dict[str, Any]:
+    """One swarm node as flotte reads it; missing fields are empty, never an error."""
+    return {
+        "id": _text(attrs, "ID"),
+        "hostname": _text(attrs, "Description", "Hostname"),
+        "role": _text(attrs, "Spec", "Role"),
+        "availability": _text(attrs, "Spec", "Availability"),
+        "state": _text(attrs, "Status", "State"),
+        "addr": _text(attrs, "Status", "Addr"),
+        "leader": dig(attrs, "ManagerStatus", "Leader") is True,
+    }
+
+
 @dataclass(frozen=True)
 class Tokens:
     manager: str
@@ -37,8 +69,10 @@ class Swarm:
     def __init__(self, ca: CertificateAuthority) -> None:
         self.ca = ca
 
-    def connected(self, endpoint: Endpoint) -> AbstractContextManager[docker.DockerClient]:
-        return dockerapi.connected(endpoint, self.ca)
+    def connected(
+        self, endpoint: Endpoint, timeout: int = 60
+    ) -> AbstractContextManager[docker.DockerClient]:
+        return dockerapi.connected(endpoint, self.ca, timeout)
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
@@ -48,7 +82,7 @@ class Swarm:
             import docker.errors
 
             with self.connected(manager) as cli:
-                state = cli.info().get("Swarm", {}).get("LocalNodeState")
+                state = dig(cli.info(), "Swarm", "LocalNodeState")
                 if state != "active":
                     try:
                         cli.swarm.init(
@@ -58,13 +92,18 @@ class Swarm:
                         raise ClusterError(
                             f"swarm init on {manager.host} failed: {err.explanation}"
                         ) from err
-                cli.swarm.reload()
-                attrs = cli.swarm.attrs
-                return Tokens(
-                    manager=attrs["JoinTokens"]["Manager"],
-                    worker=attrs["JoinTokens"]["Worker"],
-                    cluster_id=attrs["ID"],
+                attrs = cli.api.inspect_swarm()
+                tokens = Tokens(
+                    manager=_text(attrs, "JoinTokens", "Manager"),
+                    worker=_text(attrs, "JoinTokens", "Worker"),
+                    cluster_id=_text(attrs, "ID"),
                 )
+                if not (tokens.manager and tokens.worker and tokens.cluster_id):
+                    raise ClusterError(
+                        f"the swarm manager {manager.host} did not give its join tokens",
+                        hint="check that it is a Docker engine in swarm mode, then re-run",
+                    )
+                return tokens
 
         tokens: Tokens = await self._run(run)
         return tokens
@@ -76,9 +115,9 @@ class Swarm:
             import docker.errors
 
             with self.connected(node) as cli:
-                swarm = cli.info().get("Swarm", {})
-                if swarm.get("LocalNodeState") == "active":
-                    if swarm.get("Cluster", {}).get("ID") == cluster_id:
+                swarm = dig(cli.info(), "Swarm")
+                if dig(swarm, "LocalNodeState") == "active":
+                    if dig(swarm, "Cluster", "ID") == cluster_id:
                         return
                     cli.swarm.leave(force=True)  # a stale swarm from an earlier attempt
                 try:
@@ -98,18 +137,8 @@ class Swarm:
     async def nodes(self, manager: Endpoint) -> list[dict[str, Any]]:
         def run() -> list[dict[str, Any]]:
             with self.connected(manager) as cli:
-                return [
-                    {
-                        "id": n.id,
-                        "hostname": n.attrs["Description"]["Hostname"],
-                        "role": n.attrs["Spec"]["Role"],
-                        "availability": n.attrs["Spec"]["Availability"],
-                        "state": n.attrs["Status"]["State"],
-                        "addr": n.attrs["Status"].get("Addr", ""),
-                        "leader": bool(n.attrs.get("ManagerStatus", {}).get("Leader")),
-                    }
-                    for n in cli.nodes.list()
-                ]
+                listed = cli.api.nodes()
+                return [node_view(n) for n in listed] if isinstance(listed, list) else []
 
         nodes: list[dict[str, Any]] = await self._run(run)
         return nodes
@@ -120,7 +149,8 @@ class Swarm:
         delay = 0.1
         while True:
             nodes = await self.nodes(manager)
-            ready = {n["hostname"] for n in nodes if n["state"] == "ready"}
+            # a node listed without its hostname yet is simply not Ready yet
+            ready = {n["hostname"] for n in nodes if n["state"] == "ready" and n["hostname"]}
             missing = hostnames - ready
             if not missing:
                 return
@@ -134,17 +164,41 @@ class Swarm:
     async def remove(self, manager: Endpoint, node: Endpoint | None, hostname: str) -> None:
         """Drain ``hostname``, make it leave, and delete it from the swarm's node list."""
 
-        def drain_and_demote() -> str | None:
+        def own_id() -> str:
+            """The node's swarm ID as the node itself says (its record may be partial)."""
+            import docker.errors
+
+            assert node is not None
+            try:
+                with self.connected(node, timeout=10) as cli:
+                    return _text(cli.info(), "Swarm", "NodeID")
+            except (docker.errors.DockerException, OSError):
+                return ""
+
+        def drain_and_demote(known_id: str) -> str | None:
+            import docker.errors
+
             with self.connected(manager) as cli:
-                for n in cli.nodes.list(filters={"name": hostname}):
-                    if n.attrs["Description"]["Hostname"] != hostname:
-                        continue
-                    spec = dict(n.attrs["Spec"])
-                    spec["Availability"] = "drain"
-                    spec["Role"] = "worker"
-                    n.update(spec)
-                    return str(n.id)
-            return None
+                listed = cli.api.nodes()
+                views = [node_view(n) for n in listed] if isinstance(listed, list) else []
+                found = [v["id"] for v in views if v["hostname"] == hostname and v["id"]]
+                node_id = found[0] if found else known_id
+                if not node_id:
+                    return None
+                try:
+                    attrs = cli.api.inspect_node(node_id)
+                except docker.errors.NotFound:
+                    return None
+                spec, version = dig(attrs, "Spec"), dig(attrs, "Version", "Index")
+                if isinstance(spec, dict) and isinstance(version, int):
+                    spec = {**spec, "Availability": "drain", "Role": "worker"}
+                    try:
+                        cli.api.update_node(node_id, version, spec)
+                    except docker.errors.APIError as err:
+                        raise ClusterError(
+                            f"{manager.host} could not drain {hostname}: {err.explanation}"
+                        ) from err
+                return node_id
 
         def leave() -> None:
             import docker.errors
@@ -169,7 +223,10 @@ class Swarm:
                     except docker.errors.APIError:
                         time.sleep(0.2)  # demotion still in progress
 
-        node_id = await self._run(drain_and_demote)
+        node_id = await self._run(drain_and_demote, "")
+        if node_id is None and node is not None:
+            # listed without its hostname (just joined, or a partial answer): ask the node
+            node_id = await self._run(drain_and_demote, await self._run(own_id))
         if node is not None:
             await self._run(leave)
         if node_id:
