@@ -7,12 +7,12 @@ does not pay for openstacksdk, boto3 or docker at start-up.
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from typing import Any
 
 import click
 
+from flotte import logs
 from flotte.errors import FlotteError
 
 # command name -> "module:attribute"; each module owns its command group.
@@ -71,8 +71,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     _state["debug"] = debug
-    if debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    # flotte's loggers only; library records are redacted (botocore logs session tokens)
+    logs.setup(debug)
 
 
 def main(argv: list[str] | None = None) -> Any:
