@@ -38,7 +38,12 @@ from flotte.models import EngineOptions
 from flotte.pki import CertificateAuthority, ServerCert, cert_sans
 from flotte.provision import distros, engine_config
 from flotte.provision import dockerd_service as svc
-from flotte.provision.dockerd_ctl import set_live_restore, wait_local_docker
+from flotte.provision.dockerd_ctl import (
+    NO_LIMITS_NOTE,
+    can_raise_limits,
+    set_live_restore,
+    wait_local_docker,
+)
 from flotte.provision.install import install_docker, wait_cloud_init
 from flotte.provision.report import (
     APPLIED_FILE,
@@ -197,7 +202,7 @@ async def configure_dockerd(
     )
     host_cfg = svc.load_host_config(host_raw, host_json_path)
     flotte_cfg = engine_config.daemon_config(engine, listen_unix=False)
-    extra = engine_config.dockerd_flags(engine)
+    extra = [*engine_config.dockerd_flags(engine), *svc.list_flags(flotte_cfg, unit_argv)]
     listen = svc.listen_flags(unit_argv, list(host_cfg.get("hosts", []) or []))
     ours = [*listen, "--config-file", svc.FLOTTE_DAEMON_JSON, *extra]
     merged, _ = svc.merge_config(host_cfg, flotte_cfg, [*unit_argv, *ours])
@@ -209,6 +214,10 @@ async def configure_dockerd(
     else:
         old = (cur.files.get(svc.SYSV_DEFAULTS) or b"").decode()
         service_text = svc.with_block(old, svc.sysv_block(ours, name))
+        if not await can_raise_limits(sess):
+            if svc.ULIMIT_BEGIN not in service_text:
+                report.changes.append(NO_LIMITS_NOTE)
+            service_text = svc.with_ulimit_block(service_text)
 
     desired: dict[str, tuple[bytes, int]] = {
         path: (f.content, f.mode)

@@ -9,6 +9,7 @@ import shlex
 from flotte.errors import ProvisionError
 from flotte.provision import distros
 from flotte.provision import dockerd_service as svc
+from flotte.provision.report import ProvisionReport
 from flotte.provision.sessions import Session
 
 INSPECT_DOCKERD = r"""
@@ -101,3 +102,27 @@ async def set_live_restore(sess: Session, path: str, value: bool, *, keep_file: 
                 await sess.run(f"rm -f {shlex.quote(path)}", what="restore config")
             else:
                 await sess.put(path, original, 0o644)
+
+
+async def can_raise_limits(sess: Session) -> bool:
+    """False on a host that may not raise resource limits (a container without
+    CAP_SYS_RESOURCE), where Debian's init script cannot start dockerd as it is."""
+    proc = await sess.run(svc.CAPABILITIES, check=False, what="read capabilities")
+    return svc.can_raise_limits(proc.stdout)
+
+
+async def add_ulimit_workaround(sess: Session, report: ProvisionReport) -> None:
+    """Before Docker's package starts its init script: the workaround, where it is needed."""
+    if await can_raise_limits(sess):
+        return
+    current = (await sess.read(svc.SYSV_DEFAULTS) or b"").decode()
+    wanted = svc.with_ulimit_block(current)
+    if wanted != current:
+        await sess.put(svc.SYSV_DEFAULTS, wanted.encode(), 0o644)
+        report.changes.append(NO_LIMITS_NOTE)
+
+
+NO_LIMITS_NOTE = (
+    "this host may not raise resource limits (no CAP_SYS_RESOURCE): /etc/default/docker "
+    "stands in for ulimit, so Docker's init script can start dockerd"
+)

@@ -175,6 +175,26 @@ def merge_config(
     return merged, host_hosts
 
 
+_LIST_FLAGS = {"labels": "label", "insecure-registries": "insecure-registry"}
+_LIST_FLAGS["registry-mirrors"] = "registry-mirror"
+
+
+def list_flags(flotte: dict[str, Any], unit_argv: list[str]) -> list[str]:
+    """flotte's list settings the unit already sets as flags, as flags too.
+
+    dockerd refuses a setting given both as a flag and in the file, so merge_config
+    leaves such keys out of the file: without this, ``--engine-label`` would be lost on
+    a host whose command line has its own ``--label``.
+    """
+    taken = flag_keys(unit_argv)
+    return [
+        f"--{flag}={value}"
+        for key, flag in _LIST_FLAGS.items()
+        if key in taken
+        for value in flotte.get(key, [])
+    ]
+
+
 def listen_flags(unit_argv: list[str], host_hosts: list[str]) -> list[str]:
     """``-H`` flags to add: the unix socket when nothing else is set, and TLS on 2376."""
     existing = hosts_in(unit_argv)
@@ -230,19 +250,57 @@ def systemd_dropin(exec_start: str, extra: list[str], name: str) -> str:
     )
 
 
-def strip_block(text: str) -> str:
+def strip_block(text: str, begin: str = BLOCK_BEGIN, end: str = BLOCK_END) -> str:
     """``/etc/default/docker`` without flotte's block (and as it was before it)."""
     out, inside = [], False
     for line in text.splitlines(keepends=True):
-        if line.startswith(BLOCK_BEGIN):
+        if line.startswith(begin):
             inside = True
             continue
         if inside:
-            if line.startswith(BLOCK_END):
+            if line.startswith(end):
                 inside = False
             continue
         out.append(line)
     return "".join(out)
+
+
+# Hosts that may not raise resource limits (no CAP_SYS_RESOURCE: LXC and other
+# containers used as servers): Debian's /etc/init.d/docker runs `ulimit -n 1048576`
+# under `set -e` and dies. The script sources /etc/default/docker first, so a shell
+# function there stands in for the ulimit builtin: it tries, and says when it could not.
+ULIMIT_BEGIN = "# BEGIN ulimit workaround (flotte)"
+ULIMIT_END = "# END ulimit workaround (flotte)"
+ULIMIT_BLOCK = (
+    f"{ULIMIT_BEGIN}: this host may not raise resource limits (no CAP_SYS_RESOURCE),\n"
+    "# which /etc/init.d/docker does under set -e: dockerd keeps the limits it is given.\n"
+    'ulimit() { command ulimit "$@" 2>/dev/null || echo "docker: ulimit $* not permitted '
+    'here, limits kept" >&2; return 0; }\n'
+    f"{ULIMIT_END}\n"
+)
+# CAP_SYS_RESOURCE is bit 24 of the capability sets in /proc/self/status
+CAPABILITIES = "awk '/^CapEff:/ {print $2}' /proc/self/status"
+_CAP_SYS_RESOURCE = 1 << 24
+
+
+def can_raise_limits(cap_eff: str) -> bool:
+    """From ``CAPABILITIES``' output: True unless CAP_SYS_RESOURCE is known to be missing."""
+    try:
+        return bool(int(cap_eff.strip(), 16) & _CAP_SYS_RESOURCE)
+    except ValueError:
+        return True  # cannot tell: change nothing
+
+
+def with_ulimit_block(text: str) -> str:
+    if ULIMIT_BEGIN in text:
+        return text
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text + ULIMIT_BLOCK
+
+
+def without_ulimit_block(text: str) -> str:
+    return strip_block(text, ULIMIT_BEGIN, ULIMIT_END)
 
 
 def sysv_block(extra: list[str], name: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from flotte.errors import ProvisionError
 from flotte.provision import distros
+from flotte.provision.dockerd_ctl import add_ulimit_workaround
 from flotte.provision.report import DATA_DIRS, INSTALL_RECORD, Progress, ProvisionReport
 from flotte.provision.sessions import HostFacts, Session
 
@@ -139,6 +140,8 @@ async def install_docker(
         )
         await run_packaged(sess, mgr.refresh, plan, report, progress, deadline, "refresh")
     if plan.packages:
+        if facts.init == "sysv":
+            await add_ulimit_workaround(sess, report)  # the package starts dockerd at once
         install = mgr.install.format(packages=" ".join(plan.packages))
         await run_packaged(sess, install, plan, report, progress, deadline, "Docker install")
     after = set((await sess.run(mgr.list_installed, what="list packages")).stdout.split())

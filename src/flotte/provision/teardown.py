@@ -82,7 +82,9 @@ async def unprovision(
             progress(target.host, "removing Docker")
             await _purge(sess, record, init, report)
         else:
-            await _unconfigure(sess, facts, init, report, progress)
+            await _unconfigure(
+                sess, facts, init, report, progress, installed_by_flotte=record is not None
+            )
             if purge:
                 report.changes.append("Docker was there before flotte: left installed")
     report.seconds = round(time.monotonic() - started, 2)
@@ -96,6 +98,7 @@ async def _unconfigure(
     init: distros.InitSystem | None,
     report: ProvisionReport,
     progress: Progress,
+    installed_by_flotte: bool = False,
 ) -> None:
     tls = engine_config.TLS_DIR
     exists = await sess.run(f"[ -d {tls} ]", check=False, what="look for flotte's config")
@@ -103,7 +106,9 @@ async def _unconfigure(
     has_block = defaults is not None and svc.BLOCK_BEGIN.encode() in defaults
     dropin = await sess.run(f"[ -e {svc.SYSTEMD_DROPIN} ]", check=False, what="drop-in")
     if not exists.ok and not has_block and not dropin.ok:
-        report.changes.append("no flotte configuration on the host: nothing to do")
+        await _drop_ulimit_workaround(sess, report, installed_by_flotte=installed_by_flotte)
+        if not report.changes:
+            report.changes.append("no flotte configuration on the host: nothing to do")
         return
     progress(sess.target.host, "removing flotte's configuration")
     running, count, live, swarm, cmdline = await inspect_dockerd(sess)
@@ -119,11 +124,8 @@ async def _unconfigure(
         # the dockerd that starts next reads the host's file: it must not stop containers
         await sess.put(host_json_path, json.dumps({**host_cfg, "live-restore": True}).encode())
     if has_block and defaults is not None:
-        stripped = svc.strip_block(defaults.decode())
-        if stripped.strip():
-            await sess.put(svc.SYSV_DEFAULTS, stripped.encode(), 0o644)
-        else:
-            await sess.run(f"rm -f {svc.SYSV_DEFAULTS}", what="remove /etc/default/docker")
+        # the ulimit workaround stays while dockerd restarts (it cannot start without it)
+        await _put_defaults(sess, svc.strip_block(defaults.decode()))
         report.changes.append("removed flotte's block from /etc/default/docker")
     await sess.run(
         UNDO_SCRIPT.format(tls=tls, dropin=svc.SYSTEMD_DROPIN), what="remove flotte's files"
@@ -146,6 +148,36 @@ async def _unconfigure(
     if keep:
         report.containers_kept = count
         report.changes.append(f"{count} running containers kept running")
+    await _drop_ulimit_workaround(sess, report, installed_by_flotte=installed_by_flotte)
+
+
+async def _put_defaults(sess: Session, text: str) -> None:
+    """Write /etc/default/docker, or remove it when nothing of the host's is left."""
+    if text.strip():
+        await sess.put(svc.SYSV_DEFAULTS, text.encode(), 0o644)
+    else:
+        await sess.run(f"rm -f {svc.SYSV_DEFAULTS}", what="remove /etc/default/docker")
+
+
+async def _drop_ulimit_workaround(
+    sess: Session, report: ProvisionReport, *, installed_by_flotte: bool
+) -> None:
+    """The host as it was: the ulimit workaround goes, unless flotte installed Docker here.
+
+    An engine flotte installed stays after ``rm`` and its init script needs the
+    workaround on such a host to start at all; ``rm --purge`` removes both.
+    """
+    raw = await sess.read(svc.SYSV_DEFAULTS)
+    if raw is None or svc.ULIMIT_BEGIN.encode() not in raw:
+        return
+    if installed_by_flotte:
+        report.changes.append(
+            "kept the ulimit workaround in /etc/default/docker: the Docker flotte installed "
+            "cannot start without it on this host (rm --purge removes it)"
+        )
+        return
+    await _put_defaults(sess, svc.without_ulimit_block(raw.decode()))
+    report.changes.append("removed the ulimit workaround from /etc/default/docker")
 
 
 async def _purge(
@@ -187,9 +219,12 @@ async def _purge(
     if "group:docker" not in existed:
         script.append("getent group docker >/dev/null && groupdel docker || true")
     script += [
-        f"rm -f {svc.SYSTEMD_DROPIN}",
+        f"rm -f {svc.SYSTEMD_DROPIN} {svc.SYSV_DEFAULTS}.dpkg-dist",
         "rmdir /etc/systemd/system/docker.service.d 2>/dev/null || true",
         f"rm -rf {STATE_DIR}",
     ]
     await sess.run("\n".join(script), what="remove Docker's data")
+    raw = await sess.read(svc.SYSV_DEFAULTS)
+    if raw is not None:  # the package's own conffile goes with it; flotte's blocks too
+        await _put_defaults(sess, svc.without_ulimit_block(svc.strip_block(raw.decode())))
     report.changes.append("removed Docker's data and flotte's records (--purge)")

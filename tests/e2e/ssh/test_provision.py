@@ -32,7 +32,9 @@ ENGINE = EngineOptions(labels=("lab=iphc",), insecure_registries=("reg.local:500
 async def test_adopt_running_engine_with_sudo_user(ssh_host, target, ca) -> None:
     """A server that already runs Docker and containers: adopted, nothing interrupted."""
     host = ssh_host("docker")
-    host.sh('echo \'{"log-level": "warn"}\' > /etc/docker/daemon.json && service docker restart')
+    host.sh(
+        'echo \'{"log-level": "warn"}\' > /etc/docker/daemon.json && flotte-test-dockerd restart'
+    )
     _wait_docker(host)
     kept = run_tiny(host, "keepme")
     before = snapshot(host)

@@ -145,3 +145,11 @@ def test_a_process_command_line_comes_back_exactly() -> None:
     argv = ["/usr/bin/dockerd", "--label=it's", "--label=a b", 'x"y', "\\n"]
     printed = "\x1f".join(argv) + "\x1f"  # what tr '\0' '\037' makes of /proc/PID/cmdline
     assert svc.proc_cmdline(printed) == argv
+
+
+def test_list_settings_the_unit_sets_as_flags_go_as_flags_too() -> None:
+    flotte = {"labels": ["lab=x"], "insecure-registries": ["reg:5000"], "tls": True}
+    unit = ["/usr/sbin/dockerd", "--label=owner=o'brien", "-p", "/var/run/docker.pid"]
+    assert svc.list_flags(flotte, unit) == ["--label=lab=x"]
+    merged, _ = svc.merge_config({}, flotte, [*unit, *svc.list_flags(flotte, unit)])
+    assert "labels" not in merged and merged["insecure-registries"] == ["reg:5000"]
