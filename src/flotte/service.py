@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from flotte import contexts, drivers
+from flotte import certificates, contexts, drivers
 from flotte.config import Paths, paths, write_secret
 from flotte.drivers.base import Driver, DriverContext, GroupSpec
 from flotte.engine.executor import Events, Executor, RunResult, Step
@@ -312,7 +312,7 @@ class Service:
     async def regenerate_certs(self, name: str, *, client_certs: bool = False) -> Machine:
         row = self.store.machine(name)
         if client_certs:
-            self.ca.regenerate_client()
+            certificates.renew_client(self.ca)  # flotte's contexts get it too
         driver = self.machine_driver(row)
         with locked(self.paths.locks, "machine", name, wait=self.lock_wait):
             node = record_of(row)
