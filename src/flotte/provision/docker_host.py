@@ -217,7 +217,8 @@ async def configure_dockerd(
         if not await can_raise_limits(sess):
             if svc.ULIMIT_BEGIN not in service_text:
                 report.changes.append(NO_LIMITS_NOTE)
-            service_text = svc.with_ulimit_block(service_text)
+            # always last, so that a second run renders the same file
+            service_text = svc.with_ulimit_block(svc.without_ulimit_block(service_text))
 
     desired: dict[str, tuple[bytes, int]] = {
         path: (f.content, f.mode)

@@ -11,15 +11,12 @@ import multiprocessing
 import os
 import sqlite3
 import stat
-import subprocess
-import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
 import alembic.command  # noqa: F401  (imported once here, not in each child)
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -112,29 +109,6 @@ def test_twelve_processes_share_a_new_home_thirty_times(tmp_path: Path) -> None:
             bad_homes.append((n, problems))
     assert not failures, f"{len(failures)} of {ROUNDS * PARALLEL} failed; first: {failures[0]}"
     assert not bad_homes, bad_homes[:3]
-
-
-@pytest.mark.slow
-def test_twelve_cli_commands_on_a_new_home(tmp_path: Path) -> None:
-    """The same with real ``flotte machine ls`` processes (bench/first_use_race.py: 30x)."""
-    flotte = str(Path(sys.executable).with_name("flotte"))
-    for n in range(2):
-        home = tmp_path / f"home-{n}"
-        env = {**os.environ, "FLOTTE_HOME": str(home)}
-        env.pop("FLOTTE_DATABASE_URL", None)
-        procs = [
-            subprocess.Popen(
-                [flotte, "machine", "ls"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(PARALLEL)
-        ]
-        errors = [err for p in procs for err in [p.communicate()[1]] if p.returncode or err]
-        assert not errors, errors[:2]
-        assert home_problems(home) == []
 
 
 def test_writes_use_their_own_temporary_files(tmp_path: Path) -> None:
