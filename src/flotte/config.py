@@ -73,14 +73,14 @@ def paths(home: str | os.PathLike[str] | None = None) -> Paths:
 def private_dir(path: Path) -> Path:
     """Make ``path`` (and missing parents) with mode 0700, or tighten it when it is ours.
 
-    Safe when many processes do it at once. A directory that exists but cannot be
-    changed (a read-only home, someone else's directory) is left as it is: reading still
-    works, and a write will say what is wrong.
+    Safe when many processes do it at once. A directory that cannot be made or changed
+    (a read-only home, someone else's directory) is left as it is: reading still works,
+    and whatever needs to write there says what is wrong.
     """
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as err:
-        if err.errno not in READ_ONLY_ERRNOS or not path.is_dir():
+        if err.errno not in READ_ONLY_ERRNOS:
             raise
         return path
     with contextlib.suppress(OSError):
