@@ -23,7 +23,8 @@ DIR_OPTION = click.option(
 
 @click.group()
 def devcloud() -> None:
-    """Real OpenStack services (Keystone, Glance, Placement, Nova, Neutron) on 127.0.0.1.
+    """Real OpenStack services (Keystone, Glance, Placement, Nova, Neutron; Ironic with
+    --ironic) on 127.0.0.1.
 
     Clouds `devcloud` (admin), `devcloud-demo` and `devcloud-alt` (non-admin projects)
     are written to clouds.yaml for openstacksdk and the openstack CLI.
@@ -47,7 +48,16 @@ def devcloud() -> None:
     default=None,
     help="Servers become containers on the local Docker engine (kept for later `up`s).",
 )
-def up(root: Path | None, wipe: bool, clouds_yaml: str, docker: bool | None) -> None:
+@click.option(
+    "--ironic/--no-ironic",
+    "ironic",
+    default=None,
+    help="Bare metal: Ironic with enrolled nodes, and flavor bm.small scheduled onto them "
+    "(kept for later `up`s).",
+)
+def up(
+    root: Path | None, wipe: bool, clouds_yaml: str, docker: bool | None, ironic: bool | None
+) -> None:
     """Install (first time) and start devcloud; a no-op when it is already up."""
     from rich.console import Console
 
@@ -64,7 +74,7 @@ def up(root: Path | None, wipe: bool, clouds_yaml: str, docker: bool | None) -> 
             yield
         console.print(f"[green]✓[/] {label} [dim]({time.monotonic() - t0:.1f} s)[/]")
 
-    result = cloud.up(step, wipe=wipe, docker=docker)
+    result = cloud.up(step, wipe=wipe, docker=docker, ironic=ironic)
     if not result.changed:
         console.print("devcloud is already up; nothing to do.")
     else:

@@ -31,7 +31,6 @@ import logging
 import shutil
 import signal
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,15 +40,16 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from flotte.devcloud import firewall
+from flotte.devcloud.baremetal import BareMetal
+from flotte.devcloud.layout import IRONIC_HOST
+from flotte.devcloud.networks import LABEL, DockerNetworks
 
 if TYPE_CHECKING:
     import docker
 
 log = logging.getLogger("flotte.devcloud.agent")
 
-LABEL = "flotte.devcloud"
 SERVER_LABEL = "flotte.devcloud.server"
-EXT_NETWORK = "devcloud-ext"
 IMAGE_PROPERTY = "flotte_container_image"
 RUNNING_STATES = {"ACTIVE"}
 STOPPED_STATES = {"SHUTOFF", "SUSPENDED", "PAUSED", "SHELVED"}
@@ -76,15 +76,17 @@ class Agent:
     docker: docker.DockerClient
     default_image: str
     privileged: bool | None = None
-    _subnets: dict[str, Any] = field(default_factory=dict)
+    bare_metal: BareMetal | None = None  # with `up --ironic`
     _actions: dict[str, str] = field(default_factory=dict)  # server -> last action seen
     _updated: dict[str, str] = field(default_factory=dict)  # server -> updated_at seen
     _last: dict[str, list[str]] = field(default_factory=dict)  # actions found this pass
     _failures: dict[str, int] = field(default_factory=dict)  # server -> failed passes
-    _net_lock: threading.Lock = field(default_factory=threading.Lock)
     _firewalls: firewall.Firewalls = field(default_factory=firewall.Firewalls)
     _groups: dict[str, Any] = field(default_factory=dict)
     _members: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._nets = DockerNetworks(self.conn, self.docker, self.label)
 
     @property
     def label(self) -> str:
@@ -111,11 +113,16 @@ class Agent:
                 all=True, filters={"label": f"{LABEL}={self.label}"}
             )
         }
+        nodes = self.bare_metal.nodes() if self.bare_metal else []
+        on_node = BareMetal.by_instance(nodes)
 
         def one(sid: str) -> None:
             server = servers[sid]
+            node = on_node.get(sid)
+            if node is None and server.compute_host == IRONIC_HOST:
+                return  # its node is being torn down: the cleaning pass removes it
             try:
-                self._realise(server, ports.get(sid, []), fips, containers.get(sid))
+                self._realise(server, ports.get(sid, []), fips, containers.get(sid), node)
                 self._failures.pop(sid, None)
             except Exception as err:  # one server's failure must not stop the others
                 log.exception("server %s (%s): %s", server.name, sid, err)
@@ -131,7 +138,12 @@ class Agent:
         for sid, container in containers.items():
             if sid not in servers:
                 self._remove(sid, container)
-        self._prune_networks()
+        if self.bare_metal is not None:
+            left = [c for sid, c in containers.items() if sid in servers]
+            self.bare_metal.finish_cleaning(
+                nodes, left, lambda c: self._remove(c.labels[SERVER_LABEL], c)
+            )
+        self._nets.prune()
         self._snapshots(containers)
 
     def _snapshots(self, containers: dict[str | None, Any]) -> None:
@@ -167,14 +179,23 @@ class Agent:
             log.info("snapshot %s of server %s: %s:%s", image.name, sid, repo, image.id)
 
     def _realise(
-        self, server: Any, ports: list[Any], fips: dict[str, str], container: Any | None
+        self,
+        server: Any,
+        ports: list[Any],
+        fips: dict[str, str],
+        container: Any | None,
+        node: dict[str, Any] | None = None,
     ) -> None:
+        if node is not None and BareMetal.waiting_for_boot(node):
+            self._boot_on_node(server, ports, container, node)
+            return
         status = server.status
         if status not in RUNNING_STATES | STOPPED_STATES:
             return  # BUILD, ERROR, DELETED...: nothing to mirror yet
         if not ports:
             return  # ports not bound yet; next pass
-        if container is not None and self._rebuilt(server):
+        # On bare metal a rebuild is a new deploy, handled in _boot_on_node.
+        if container is not None and node is None and self._rebuilt(server):
             self._remove(server.id, container, keep_seed=False)
             container = None
         if container is None:
@@ -186,10 +207,27 @@ class Agent:
             container.start()
         elif status in STOPPED_STATES and container.status == "running":
             container.stop(timeout=5)
-        self._floating_ip(container, ports, fips)
+        self._nets.floating_ip(container, ports, fips)
         if status in RUNNING_STATES:
             container.reload()
             self._firewalls.apply(container, firewall.render(ports, self._groups, self._members))
+
+    def _boot_on_node(
+        self, server: Any, ports: list[Any], container: Any | None, node: dict[str, Any]
+    ) -> None:
+        """Ironic waits for this server's node to boot: start its container, say so."""
+        assert self.bare_metal is not None
+        if not ports:
+            return  # Nova attaches the ports first; next pass
+        if container is not None and not BareMetal.same_deploy(container, node):
+            self._remove(server.id, container)  # a new deploy writes a new disk
+            container = None
+        if container is None:
+            container = self._create(server, ports, BareMetal.labels(node))
+        container.reload()
+        if container.status != "running":
+            container.start()
+        self.bare_metal.booted(node)
 
     # -- actions (reboot, rebuild) --------------------------------------------
 
@@ -256,49 +294,6 @@ class Agent:
         (seed / "user-data").write_bytes(user_data)
         return seed
 
-    def _subnet(self, subnet_id: str) -> Any:
-        if subnet_id not in self._subnets:
-            self._subnets[subnet_id] = self.conn.network.get_subnet(subnet_id)
-        return self._subnets[subnet_id]
-
-    def _network(self, name: str, subnet_ids: list[str], neutron_id: str) -> str:
-        with self._net_lock:  # Docker (API 1.41) would happily make two of one name
-            return self._network_locked(name, subnet_ids, neutron_id)
-
-    def _network_locked(self, name: str, subnet_ids: list[str], neutron_id: str) -> str:
-        import docker.errors
-        import docker.types
-
-        try:
-            self.docker.networks.get(name)
-            return name
-        except docker.errors.NotFound:
-            pass
-        pools = []
-        for sid in subnet_ids:
-            sub = self._subnet(sid)
-            if sub.ip_version == 4:
-                pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
-        self.docker.networks.create(
-            name,
-            driver="bridge",
-            ipam=docker.types.IPAMConfig(pool_configs=pools),
-            labels={LABEL: self.label, "flotte.devcloud.neutron": neutron_id},
-        )
-        return name
-
-    def _endpoints(self, ports: list[Any]) -> list[tuple[str, str]]:
-        """(docker network, IPv4 address) for each of the server's ports."""
-        out = []
-        for port in ports:
-            ips = [ip for ip in port.fixed_ips if self._subnet(ip["subnet_id"]).ip_version == 4]
-            if not ips:
-                continue
-            subnet_ids = sorted({ip["subnet_id"] for ip in ips})
-            name = self._network(f"devcloud-{port.network_id[:12]}", subnet_ids, port.network_id)
-            out.append((name, ips[0]["ip_address"]))
-        return out
-
     def _host_config(self, seed: Path) -> dict[str, Any]:
         base: dict[str, Any] = {
             "binds": {
@@ -344,8 +339,8 @@ class Agent:
                 self.privileged = False
         return self.privileged
 
-    def _create(self, server: Any, ports: list[Any]) -> Any:
-        endpoints = self._endpoints(ports)
+    def _create(self, server: Any, ports: list[Any], labels: dict[str, str] | None = None) -> Any:
+        endpoints = self._nets.endpoints(ports)
         if not endpoints:
             raise RuntimeError("no IPv4 port to realise")
         seed = self._write_seed(server)
@@ -359,6 +354,7 @@ class Agent:
                 LABEL: self.label,
                 SERVER_LABEL: server.id,
                 "flotte.devcloud.name": server.name,
+                **(labels or {}),
             },
             volumes=["/var/lib/docker"],
             host_config=self._host_config_api(seed),
@@ -379,53 +375,6 @@ class Agent:
             shutil.rmtree(self.root / "guests" / server_id, ignore_errors=True)
         self._actions.pop(server_id, None)
         log.info("server %s: container removed", server_id)
-
-    def _floating_ip(self, container: Any, ports: list[Any], fips: dict[str, str]) -> None:
-        wanted = next((fips[p.id] for p in ports if p.id in fips), None)
-        attached = container.attrs["NetworkSettings"]["Networks"].get(EXT_NETWORK)
-        current = ((attached or {}).get("IPAMConfig") or {}).get("IPv4Address")
-        if wanted == current:
-            return
-        if attached is not None:
-            self.docker.networks.get(EXT_NETWORK).disconnect(container, force=True)
-        if wanted is not None:
-            self._ext_network().connect(container, ipv4_address=wanted)
-
-    def _ext_network(self) -> Any:
-        with self._net_lock:
-            return self._ext_network_locked()
-
-    def _ext_network_locked(self) -> Any:
-        import docker.errors
-        import docker.types
-
-        try:
-            return self.docker.networks.get(EXT_NETWORK)
-        except docker.errors.NotFound:
-            pass
-        ext = self.conn.network.find_network("ext-net", ignore_missing=False)
-        pools = []
-        for sid in ext.subnet_ids:
-            sub = self._subnet(sid)
-            if sub.ip_version == 4:
-                pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
-        return self.docker.networks.create(
-            EXT_NETWORK,
-            driver="bridge",
-            ipam=docker.types.IPAMConfig(pool_configs=pools),
-            labels={LABEL: self.label},
-        )
-
-    def _prune_networks(self) -> None:
-        # A network's own "Containers" lists running ones only: a stopped server's
-        # container still needs its networks, so ask the containers instead.
-        used: set[str] = set()
-        flt = {"label": f"{LABEL}={self.label}"}
-        for container in self.docker.containers.list(all=True, filters=flt):
-            used.update(container.attrs["NetworkSettings"]["Networks"])
-        for net in self.docker.networks.list(filters=flt):
-            if net.name not in used and net.name != EXT_NETWORK:
-                net.remove()
 
     def _fail(self, server: Any, err: Exception) -> None:
         try:
@@ -463,6 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="flotte-devcloud-agent")
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--ironic", action="store_true", help="also follow Ironic's nodes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import docker
@@ -472,11 +422,13 @@ def main(argv: list[str] | None = None) -> None:
 
     layout = Layout(args.dir.resolve())
     client = docker.from_env()
+    conn = seed.connect(render.load_secrets(layout))
     agent = Agent(
         layout.root,
-        seed.connect(render.load_secrets(layout)),
+        conn,
         client,
         guest.ensure_guest_image(client),
+        bare_metal=BareMetal(conn) if args.ironic else None,
     )
     stopping = False
 

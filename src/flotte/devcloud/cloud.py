@@ -21,12 +21,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flotte.devcloud import agent, guest, install, procs, render, seed, services
+from flotte.devcloud import (
+    agent,
+    guest,
+    install,
+    ironic,
+    ironic_conf,
+    procs,
+    render,
+    seed,
+    services,
+)
 from flotte.devcloud.layout import (
     API_PORTS,
     CLOUD_ADMIN,
     CLOUD_ALT,
     CLOUD_DEMO,
+    IRONIC_PORT,
+    IRONIC_PROCESSES,
     PROCESSES,
     Layout,
     default_clouds_yaml,
@@ -99,8 +111,14 @@ class DevCloud:
         return marker.read_text() if marker.exists() else ""
 
     def processes(self) -> tuple[str, ...]:
-        """The processes of this devcloud, in start order (the agent when Docker-backed)."""
-        return PROCESSES + ((AGENT,) if self._state().get("docker") else ())
+        """The processes of this devcloud, in start order (bare metal's and the agent's
+        when turned on)."""
+        state = self._state()
+        return (
+            PROCESSES
+            + (IRONIC_PROCESSES if state.get("ironic") else ())
+            + ((AGENT,) if state.get("docker") else ())
+        )
 
     def _missing_processes(self) -> list[str]:
         missing = []
@@ -125,7 +143,12 @@ class DevCloud:
         )
 
     def _configs(self) -> dict[Path, str]:
-        return render.render_all(self.layout, self.secrets(), self.layout.venv / "etc")
+        pw = self.secrets()
+        files = render.render_all(self.layout, pw, self.layout.venv / "etc")
+        # Rendered whether or not bare metal is on: turning it on or off changes no
+        # hash, so it restarts nothing else.
+        files.update(ironic_conf.files(self.layout, pw))
+        return files
 
     def _config_hash(self) -> str:
         try:
@@ -142,10 +165,15 @@ class DevCloud:
     # -- up --------------------------------------------------------------------
 
     def up(
-        self, step: StepFn = _no_progress, *, wipe: bool = False, docker: bool | None = None
+        self,
+        step: StepFn = _no_progress,
+        *,
+        wipe: bool = False,
+        docker: bool | None = None,
+        ironic: bool | None = None,
     ) -> UpResult:
         """Converge to a running devcloud; ``docker`` turns Docker-backed servers on or
-        off (None keeps the previous choice; off the first time)."""
+        off, ``ironic`` bare metal (None keeps the previous choice; off the first time)."""
         start = time.monotonic()
         with self._lock():
             if wipe:
@@ -156,7 +184,12 @@ class DevCloud:
                     procs.stop(self.layout, AGENT)
                     agent.cleanup(self.layout.root)
                 self._save_state(docker=docker)
+            if ironic is not None and bool(self._state().get("ironic")) != ironic:
+                if not ironic:
+                    self._stop_ironic()
+                self._save_state(ironic=ironic)
             if self.is_up():
+                self._converge_boot_mode()
                 self._register()
                 return UpResult(False, time.monotonic() - start, [], self._registered())
             timings: list[tuple[str, float]] = []
@@ -171,14 +204,55 @@ class DevCloud:
             self._up(timed)
             return UpResult(True, time.monotonic() - start, timings, self._registered())
 
+    def _stop_ironic(self) -> None:
+        """Bare metal off: its processes, and (when devcloud answers) its Nova host."""
+        conn = seed.connect(self.secrets()) if services.api_answers("keystone") else None
+        try:
+            ironic.stop(self.layout, conn)
+        finally:
+            if conn is not None:
+                conn.close()
+        if procs.running(self.layout, AGENT) is not None:
+            procs.stop(self.layout, AGENT)  # restarted without --ironic by `up`
+
+    def _converge_boot_mode(self, conn: Any = None) -> None:
+        """With bare metal on, nodes wait for the compute agent exactly when it runs."""
+        state = self._state()
+        wanted = bool(state.get("docker"))
+        if not state.get("ironic") or state.get("ironic_boot") == wanted:
+            return
+        own = conn is None
+        conn = conn or seed.connect(self.secrets())
+        try:
+            ironic.set_boot_mode(conn, container=wanted)
+        finally:
+            if own:
+                conn.close()
+        self._save_state(ironic_boot=wanted)
+
+    def _check_ironic_port(self) -> None:
+        if (
+            self._state().get("ironic")
+            and procs.running(self.layout, "ironic") is None
+            and procs.port_open(IRONIC_PORT)
+        ):
+            raise FlotteError(
+                f"port {IRONIC_PORT} is in use by another process (devcloud's ironic needs it)",
+                hint="stop that process, or run `flotte devcloud up --no-ironic`",
+            )
+
     def _up(self, step: StepFn) -> None:
         layout = self.layout
         # Before anything is installed: a clash is reported at once, nothing changed.
         services.check_ports(layout)
+        self._check_ironic_port()
         with step("MariaDB and RabbitMQ packages (apt)"):
             install.install_system_packages(layout)
         with step("OpenStack services in their venv (pip, pinned)"):
             install.install_services(layout)
+        if self._state().get("ironic"):
+            with step("Ironic in the same venv (pip, pinned)"):
+                install.install_ironic(layout)
         pw = render.load_secrets(layout)
         configs = self._configs()
         render.write_all(layout, configs)
@@ -247,6 +321,13 @@ class DevCloud:
             self._wait_service(conn, "nova-scheduler")
             # The scheduler skips a compute whose last report is stale (a restart).
             self._wait_service(conn, "nova-compute")
+        if self._state().get("ironic"):
+            with step("Ironic, bare-metal nodes and their nova-compute"):
+                synced = self._state().get("ironic_synced") == fingerprint
+                conn = ironic.start(layout, pw, conn, synced=synced)
+                self._save_state(ironic_synced=fingerprint, ironic_boot=None)
+                self._converge_boot_mode(conn)
+        conn.close()
         if self._state().get("docker"):
             with step("Docker-backed compute (guest image, agent)"):
                 self._start_agent()
@@ -273,15 +354,17 @@ class DevCloud:
         install.ensure_debootstrap(self.layout)
         guest.ensure_guest_image(client)
         client.close()
-        if procs.running(self.layout, AGENT) is not None:
+        argv = [sys.executable, "-m", "flotte.devcloud.agent", "--dir", str(self.layout.root)]
+        if self._state().get("ironic"):
+            argv.append("--ironic")
+        running = procs.running(self.layout, AGENT)
+        if running is not None and list(running.argv) == argv:
             return
+        if running is not None:
+            procs.stop(self.layout, AGENT)  # bare metal turned on or off
         log = self.layout.log(AGENT)
         offset = log.stat().st_size if log.exists() else 0
-        procs.start(
-            self.layout,
-            AGENT,
-            [sys.executable, "-m", "flotte.devcloud.agent", "--dir", str(self.layout.root)],
-        )
+        procs.start(self.layout, AGENT, argv)
         procs.wait_until(
             lambda: "watching Nova" in log.read_text()[offset:],
             what="compute agent",
@@ -339,6 +422,7 @@ class DevCloud:
         if stopped or self._state().get("docker"):
             # Its containers and networks go with it: Nova forgets fake instances too.
             agent.cleanup(self.layout.root)
+        stopped += [name for name in reversed(IRONIC_PROCESSES) if procs.stop(self.layout, name)]
         openstack = [name for name in reversed(PROCESSES) if name not in backing]
         with ThreadPoolExecutor(max_workers=len(openstack)) as pool:
             results = list(pool.map(lambda n: procs.stop(self.layout, n), openstack))
@@ -381,6 +465,8 @@ class DevCloud:
         apis = {
             svc: {"url": render.url(svc), "answers": services.api_answers(svc)} for svc in API_PORTS
         }
+        if self._state().get("ironic"):
+            apis["ironic"] = {"url": ironic_conf.url(), "answers": ironic.api_answers()}
         running = sum(1 for r in rows if r["running"])
         state = "up" if running == len(rows) else ("down" if running == 0 else "partial")
         return {
@@ -394,6 +480,7 @@ class DevCloud:
             "apis": apis,
             "installed": install.venv_ready(layout) if layout.venv.exists() else False,
             "docker_compute": bool(self._state().get("docker")),
+            "bare_metal": bool(self._state().get("ironic")),
         }
 
 

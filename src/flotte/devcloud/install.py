@@ -35,11 +35,19 @@ SERVICES = (
     "PyMySQL",
 )
 
-# Modules copied into the venv; the ML2 driver is found through this entry point.
-EXT_MODULES = ("flotte_devcloud_wsgi.py", "flotte_devcloud_ml2.py")
+# Installed only by `up --ironic` (same venv, same constraints).
+IRONIC_SERVICES = ("ironic",)
+
+# Modules copied into the venv; the ML2 driver and the Ironic interfaces are found
+# through these entry points.
+EXT_MODULES = ("flotte_devcloud_wsgi.py", "flotte_devcloud_ml2.py", "flotte_devcloud_ironic.py")
 EXT_DIST = "flotte_devcloud_ext-1.0.dist-info"
 EXT_ENTRY_POINTS = (
     "[neutron.ml2.mechanism_drivers]\nflotte_devcloud = flotte_devcloud_ml2:BindAllDriver\n"
+    "\n[ironic.hardware.interfaces.deploy]\n"
+    "devcloud-container = flotte_devcloud_ironic:ContainerDeploy\n"
+    "\n[ironic.hardware.interfaces.vendor]\n"
+    "devcloud-container = flotte_devcloud_ironic:ContainerVendor\n"
 )
 
 
@@ -108,29 +116,55 @@ def venv_ready(layout: Layout) -> bool:
     return marker.exists() and py.exists() and marker.read_text() == _fingerprint(str(py))
 
 
+def _pip_install(layout: Layout, packages: tuple[str, ...], what: str) -> None:
+    constraints = layout.etc / "constraints.txt"
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    constraints.write_bytes(data_file("constraints.txt"))
+    cmd = [str(layout.bin("python")), "-m", "pip", "install", "--disable-pip-version-check"]
+    cmd += ["-c", str(constraints), *packages]
+    log = layout.log("pip")
+    with open(log, "ab") as out:
+        res = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if res.returncode != 0:
+        raise FlotteError(f"pip install of {what} failed: see {log}")
+
+
 def install_services(layout: Layout) -> bool:
     """Create the venv and pip-install the pinned services; False if already done."""
     if venv_ready(layout):
         install_extension(layout)
         return False
-    log = layout.log("pip")
     if not layout.bin("python").exists():
         res = subprocess.run(
             [_python(), "-m", "venv", str(layout.venv)], capture_output=True, text=True
         )
         if res.returncode != 0:
             raise FlotteError(f"could not create {layout.venv}: {res.stderr.strip()[-200:]}")
-    constraints = layout.etc / "constraints.txt"
-    constraints.parent.mkdir(parents=True, exist_ok=True)
-    constraints.write_bytes(data_file("constraints.txt"))
-    cmd = [str(layout.bin("python")), "-m", "pip", "install", "--disable-pip-version-check"]
-    cmd += ["-c", str(constraints), *SERVICES]
-    with open(log, "ab") as out:
-        res2 = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if res2.returncode != 0:
-        raise FlotteError(f"pip install of the OpenStack services failed: see {log}")
+    _pip_install(layout, SERVICES, "the OpenStack services")
     install_extension(layout)
     (layout.venv / ".flotte-constraints").write_text(_fingerprint(str(layout.bin("python"))))
+    return True
+
+
+def ironic_ready(layout: Layout) -> bool:
+    marker = layout.venv / ".flotte-ironic"
+    return venv_ready(layout) and marker.exists() and marker.read_text() == _ironic_mark(layout)
+
+
+def _ironic_mark(layout: Layout) -> str:
+    return (layout.venv / ".flotte-constraints").read_text() + " " + " ".join(IRONIC_SERVICES)
+
+
+def install_ironic(layout: Layout) -> bool:
+    """pip-install Ironic into the services' venv (after ``install_services``); False if done.
+
+    Apart from the other services so that a devcloud without bare metal neither
+    downloads nor carries it; pinned by the same constraints file.
+    """
+    if ironic_ready(layout):
+        return False
+    _pip_install(layout, IRONIC_SERVICES, "Ironic")
+    (layout.venv / ".flotte-ironic").write_text(_ironic_mark(layout))
     return True
 
 

@@ -20,6 +20,8 @@ API_PORTS: dict[str, int] = {
     "nova": 8774,
     "neutron": 9696,
 }
+# Ironic (`up --ironic`): API and conductor in one process, on Ironic's stock port.
+IRONIC_PORT = 6385
 RABBIT_PORT = 5672
 RABBIT_DIST_PORT = 25672
 EPMD_PORT = 4369
@@ -42,7 +44,16 @@ CATALOG: dict[str, tuple[str, str]] = {
 }
 
 # Databases in MariaDB, one per service (nova has three: api, cell0, cell1).
-DATABASES = ("keystone", "glance", "placement", "nova_api", "nova_cell0", "nova", "neutron")
+DATABASES = (
+    "keystone",
+    "glance",
+    "placement",
+    "nova_api",
+    "nova_cell0",
+    "nova",
+    "neutron",
+    "ironic",
+)
 
 # Every process devcloud runs, in start order; `down` stops them in reverse.
 PROCESSES = (
@@ -58,6 +69,11 @@ PROCESSES = (
     "nova-scheduler",
     "nova-compute",
 )
+
+# Bare metal (`up --ironic`), started after the others: Ironic, then a second
+# nova-compute whose driver is Nova's ironic driver (host IRONIC_HOST).
+IRONIC_PROCESSES = ("ironic", "nova-compute-ironic")
+IRONIC_HOST = "devcloud-ironic"
 
 CLOUD_ADMIN = "devcloud"
 CLOUD_DEMO = "devcloud-demo"

@@ -48,7 +48,7 @@ def url(service: str) -> str:
     return f"http://{HOST}:{API_PORTS[service]}"
 
 
-def _ini(sections: Sections) -> str:
+def ini(sections: Sections) -> str:
     parser = configparser.ConfigParser(interpolation=None)
     for name, values in sections.items():
         parser[name] = {
@@ -71,7 +71,7 @@ def rabbit_url(pw: dict[str, str]) -> str:
     return f"rabbit://devcloud:{pw['rabbit']}@{HOST}:{RABBIT_PORT}/"
 
 
-def _auth(pw: dict[str, str], user: str) -> dict[str, str | int | bool]:
+def service_auth(pw: dict[str, str], user: str) -> dict[str, str | int | bool]:
     return {
         "auth_url": url("keystone"),
         "auth_type": "password",
@@ -84,15 +84,15 @@ def _auth(pw: dict[str, str], user: str) -> dict[str, str | int | bool]:
     }
 
 
-def _authtoken(pw: dict[str, str], user: str) -> dict[str, str | int | bool]:
-    section = _auth(pw, user)
+def authtoken(pw: dict[str, str], user: str) -> dict[str, str | int | bool]:
+    section = service_auth(pw, user)
     section["www_authenticate_uri"] = url("keystone")
     # Tokens are validated in-process; no memcached here.
     section["service_token_roles_required"] = True
     return section
 
 
-def _common(layout: Layout, service: str) -> Sections:
+def common_sections(layout: Layout, service: str) -> Sections:
     return {
         "oslo_concurrency": {"lock_path": str(layout.state_dir / service / "locks")},
         "oslo_messaging_notifications": {"driver": "noop"},
@@ -109,7 +109,7 @@ def keystone_conf(layout: Layout, pw: dict[str, str]) -> Sections:
         "fernet_tokens": {"key_repository": str(keys / "fernet-keys")},
         "fernet_receipts": {"key_repository": str(keys / "fernet-keys")},
         "credential": {"key_repository": str(keys / "credential-keys")},
-        **_common(layout, "keystone"),
+        **common_sections(layout, "keystone"),
     }
 
 
@@ -122,7 +122,7 @@ def glance_conf(layout: Layout, pw: dict[str, str]) -> Sections:
             "image_cache_dir": str(store / "cache"),
         },
         "database": {"connection": db_url(layout, pw, "glance")},
-        "keystone_authtoken": _authtoken(pw, "glance"),
+        "keystone_authtoken": authtoken(pw, "glance"),
         "paste_deploy": {
             "flavor": "keystone",
             "config_file": str(layout.etc / "glance" / "glance-api-paste.ini"),
@@ -131,7 +131,7 @@ def glance_conf(layout: Layout, pw: dict[str, str]) -> Sections:
         "fs": {"filesystem_store_datadir": str(store / "images")},
         "os_glance_staging_store": {"filesystem_store_datadir": str(store / "staging")},
         "os_glance_tasks_store": {"filesystem_store_datadir": str(store / "tasks")},
-        **_common(layout, "glance"),
+        **common_sections(layout, "glance"),
     }
 
 
@@ -139,8 +139,8 @@ def placement_conf(layout: Layout, pw: dict[str, str]) -> Sections:
     return {
         "api": {"auth_strategy": "keystone"},
         "placement_database": {"connection": db_url(layout, pw, "placement")},
-        "keystone_authtoken": _authtoken(pw, "placement"),
-        **_common(layout, "placement"),
+        "keystone_authtoken": authtoken(pw, "placement"),
+        **common_sections(layout, "placement"),
     }
 
 
@@ -166,12 +166,12 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
         "api": {"auth_strategy": "keystone"},
         "api_database": {"connection": db_url(layout, pw, "nova_api")},
         "database": {"connection": db_url(layout, pw, "nova")},
-        "keystone_authtoken": _authtoken(pw, "nova"),
-        "placement": _auth(pw, "placement"),
-        "neutron": _auth(pw, "neutron"),
+        "keystone_authtoken": authtoken(pw, "nova"),
+        "placement": service_auth(pw, "placement"),
+        "neutron": service_auth(pw, "neutron"),
         # Neutron lets only a caller with the `service` role (sent as a service
         # token) delete a compute port: without it every server delete fails.
-        "service_user": {**_auth(pw, "nova"), "send_service_user_token": True},
+        "service_user": {**service_auth(pw, "nova"), "send_service_user_token": True},
         "glance": {"region_name": REGION},
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
         "conductor": {"workers": 1},
@@ -187,7 +187,7 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
                 )
             )
         },
-        **_common(layout, "nova"),
+        **common_sections(layout, "nova"),
     }
 
 
@@ -205,9 +205,9 @@ def neutron_conf(layout: Layout, pw: dict[str, str]) -> Sections:
             "notify_nova_on_port_data_changes": True,
         },
         "database": {"connection": db_url(layout, pw, "neutron")},
-        "keystone_authtoken": _authtoken(pw, "neutron"),
-        "nova": _auth(pw, "nova"),
-        **_common(layout, "neutron"),
+        "keystone_authtoken": authtoken(pw, "neutron"),
+        "nova": service_auth(pw, "nova"),
+        **common_sections(layout, "neutron"),
     }
 
 
@@ -334,12 +334,12 @@ def conf_args(layout: Layout, service: str) -> list[str]:
 def render_all(layout: Layout, pw: dict[str, str], venv_etc: Path) -> dict[Path, str]:
     """Every config file's path and text."""
     files: dict[Path, str] = {
-        layout.etc / "keystone" / "keystone.conf": _ini(keystone_conf(layout, pw)),
-        layout.etc / "glance" / "glance-api.conf": _ini(glance_conf(layout, pw)),
-        layout.etc / "placement" / "placement.conf": _ini(placement_conf(layout, pw)),
-        layout.etc / "nova" / "nova.conf": _ini(nova_conf(layout, pw)),
-        layout.etc / "neutron" / "neutron.conf": _ini(neutron_conf(layout, pw)),
-        layout.etc / "neutron" / "plugins" / "ml2" / "ml2_conf.ini": _ini(ml2_conf()),
+        layout.etc / "keystone" / "keystone.conf": ini(keystone_conf(layout, pw)),
+        layout.etc / "glance" / "glance-api.conf": ini(glance_conf(layout, pw)),
+        layout.etc / "placement" / "placement.conf": ini(placement_conf(layout, pw)),
+        layout.etc / "nova" / "nova.conf": ini(nova_conf(layout, pw)),
+        layout.etc / "neutron" / "neutron.conf": ini(neutron_conf(layout, pw)),
+        layout.etc / "neutron" / "plugins" / "ml2" / "ml2_conf.ini": ini(ml2_conf()),
         layout.rabbit_dir / "rabbitmq.conf": rabbit_conf(pw),
         layout.rabbit_dir / "enabled_plugins": "[].\n",
     }
@@ -365,6 +365,6 @@ def write_all(layout: Layout, files: dict[Path, str]) -> None:
     for path, text in files.items():
         # Configs hold passwords: private, like secrets.json.
         write_secret(path, text.encode())
-    for d in ("keystone", "glance", "placement", "nova", "neutron"):
+    for d in ("keystone", "glance", "placement", "nova", "neutron", "ironic", "nova-ironic"):
         (layout.state_dir / d / "locks").mkdir(parents=True, exist_ok=True)
     write_public(layout.etc / "README", b"Generated by flotte devcloud; rewritten on each up.\n")

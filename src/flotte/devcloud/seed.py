@@ -148,13 +148,7 @@ def seed_identity(conn: Any, pw: dict[str, str]) -> None:
         name="service", domain_id=default, description="OpenStack service users"
     )
     for name in SERVICE_USERS:
-        user = ident.find_user(name, domain_id=default)
-        if user is None:
-            user = ident.create_user(name=name, password=pw["service"], domain_id=default)
-        else:
-            ident.update_user(user, password=pw["service"])
-        for role in ("admin", "service"):
-            ident.assign_project_role_to_user(service_project, user, roles[role])
+        ensure_service_user(conn, pw, name, service_project, roles, reset_password=True)
     for project_name, key in ((DEMO_PROJECT, "demo"), (ALT_PROJECT, "alt")):
         project = ident.find_project(project_name, domain_id=default) or ident.create_project(
             name=project_name, domain_id=default, description="devcloud non-admin project"
@@ -171,16 +165,44 @@ def seed_identity(conn: Any, pw: dict[str, str]) -> None:
             ident.update_user(user, password=pw[key])
         ident.assign_project_role_to_user(project, user, roles["member"])
     for name, (stype, suffix) in CATALOG.items():
-        svc = ident.find_service(name) or ident.create_service(name=name, type=stype)
-        existing = {e.interface for e in ident.endpoints(service_id=svc.id)}
-        for interface in ("public", "internal", "admin"):
-            if interface not in existing:
-                ident.create_endpoint(
-                    service_id=svc.id,
-                    interface=interface,
-                    url=render.url(name) + suffix,
-                    region_id=REGION,
-                )
+        ensure_endpoints(conn, name, stype, render.url(name) + suffix)
+
+
+def ensure_service_user(
+    conn: Any,
+    pw: dict[str, str],
+    name: str,
+    service_project: Any = None,
+    roles: dict[str, Any] | None = None,
+    reset_password: bool = False,
+) -> None:
+    """A service user with the ``admin`` and ``service`` roles in project ``service``.
+
+    ``reset_password`` sets the password of an existing user too; Keystone then
+    revokes that user's tokens, which a running service notices only as a 401.
+    """
+    ident = conn.identity
+    if service_project is None:
+        service_project = ident.find_project("service", domain_id="default", ignore_missing=False)
+    if roles is None:
+        roles = {r: ident.find_role(r, ignore_missing=False) for r in ("admin", "service")}
+    user = ident.find_user(name, domain_id="default")
+    if user is None:
+        user = ident.create_user(name=name, password=pw["service"], domain_id="default")
+    elif reset_password:
+        ident.update_user(user, password=pw["service"])
+    for role in ("admin", "service"):
+        ident.assign_project_role_to_user(service_project, user, roles[role])
+
+
+def ensure_endpoints(conn: Any, name: str, service_type: str, url: str) -> None:
+    """A catalog service with its public, internal and admin endpoints at ``url``."""
+    ident = conn.identity
+    svc = ident.find_service(name) or ident.create_service(name=name, type=service_type)
+    existing = {e.interface for e in ident.endpoints(service_id=svc.id)}
+    for interface in ("public", "internal", "admin"):
+        if interface not in existing:
+            ident.create_endpoint(service_id=svc.id, interface=interface, url=url, region_id=REGION)
 
 
 def seed_flavors(conn: Any) -> None:

@@ -242,8 +242,12 @@ def start_apis(layout: Layout) -> None:
 
 def api_answers(service: str) -> bool:
     """True when the API answers HTTP (any status below 500) on its root URL."""
+    return url_answers(render.url(service))
+
+
+def url_answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(render.url(service) + "/", timeout=5) as resp:
+        with urllib.request.urlopen(url + "/", timeout=5) as resp:
             return int(resp.status) < 500
     except urllib.error.HTTPError as err:
         return err.code < 500

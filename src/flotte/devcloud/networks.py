@@ -1,0 +1,120 @@
+"""Docker networks of devcloud's compute agent: one bridge per Neutron network, and ext-net.
+
+Each Neutron network a server has a port on becomes a Docker bridge network with
+the same subnet and gateway (``devcloud-<network id>``); ext-net's subnet becomes
+``devcloud-ext``, where a container joins at its floating IP so the host reaches
+it. Networks no container of this devcloud uses any more are removed.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import docker
+
+LABEL = "flotte.devcloud"
+EXT_NETWORK = "devcloud-ext"
+
+
+@dataclass
+class DockerNetworks:
+    """The agent's Docker networks for one devcloud (``label`` marks them)."""
+
+    conn: Any
+    docker: docker.DockerClient
+    label: str
+    _subnets: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def subnet(self, subnet_id: str) -> Any:
+        if subnet_id not in self._subnets:
+            self._subnets[subnet_id] = self.conn.network.get_subnet(subnet_id)
+        return self._subnets[subnet_id]
+
+    def _network(self, name: str, subnet_ids: list[str], neutron_id: str) -> str:
+        with self._lock:  # Docker (API 1.41) would happily make two of one name
+            return self._network_locked(name, subnet_ids, neutron_id)
+
+    def _network_locked(self, name: str, subnet_ids: list[str], neutron_id: str) -> str:
+        import docker.errors
+        import docker.types
+
+        try:
+            self.docker.networks.get(name)
+            return name
+        except docker.errors.NotFound:
+            pass
+        pools = []
+        for sid in subnet_ids:
+            sub = self.subnet(sid)
+            if sub.ip_version == 4:
+                pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
+        self.docker.networks.create(
+            name,
+            driver="bridge",
+            ipam=docker.types.IPAMConfig(pool_configs=pools),
+            labels={LABEL: self.label, "flotte.devcloud.neutron": neutron_id},
+        )
+        return name
+
+    def endpoints(self, ports: list[Any]) -> list[tuple[str, str]]:
+        """(docker network, IPv4 address) for each of the server's ports."""
+        out = []
+        for port in ports:
+            ips = [ip for ip in port.fixed_ips if self.subnet(ip["subnet_id"]).ip_version == 4]
+            if not ips:
+                continue
+            subnet_ids = sorted({ip["subnet_id"] for ip in ips})
+            name = self._network(f"devcloud-{port.network_id[:12]}", subnet_ids, port.network_id)
+            out.append((name, ips[0]["ip_address"]))
+        return out
+
+    def floating_ip(self, container: Any, ports: list[Any], fips: dict[str, str]) -> None:
+        wanted = next((fips[p.id] for p in ports if p.id in fips), None)
+        attached = container.attrs["NetworkSettings"]["Networks"].get(EXT_NETWORK)
+        current = ((attached or {}).get("IPAMConfig") or {}).get("IPv4Address")
+        if wanted == current:
+            return
+        if attached is not None:
+            self.docker.networks.get(EXT_NETWORK).disconnect(container, force=True)
+        if wanted is not None:
+            self._ext_network().connect(container, ipv4_address=wanted)
+
+    def _ext_network(self) -> Any:
+        with self._lock:
+            return self._ext_network_locked()
+
+    def _ext_network_locked(self) -> Any:
+        import docker.errors
+        import docker.types
+
+        try:
+            return self.docker.networks.get(EXT_NETWORK)
+        except docker.errors.NotFound:
+            pass
+        ext = self.conn.network.find_network("ext-net", ignore_missing=False)
+        pools = []
+        for sid in ext.subnet_ids:
+            sub = self.subnet(sid)
+            if sub.ip_version == 4:
+                pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
+        return self.docker.networks.create(
+            EXT_NETWORK,
+            driver="bridge",
+            ipam=docker.types.IPAMConfig(pool_configs=pools),
+            labels={LABEL: self.label},
+        )
+
+    def prune(self) -> None:
+        # A network's own "Containers" lists running ones only: a stopped server's
+        # container still needs its networks, so ask the containers instead.
+        used: set[str] = set()
+        flt = {"label": f"{LABEL}={self.label}"}
+        for container in self.docker.containers.list(all=True, filters=flt):
+            used.update(container.attrs["NetworkSettings"]["Networks"])
+        for net in self.docker.networks.list(filters=flt):
+            if net.name not in used and net.name != EXT_NETWORK:
+                net.remove()
