@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec
-from flotte.drivers.openstack import lookups, quotas
+from flotte.drivers.openstack import baremetal, lookups, quotas
 from flotte.drivers.openstack import nodes as node_ops
 from flotte.drivers.openstack import resources as shared_ops
 from flotte.drivers.openstack import sweep as sweeping
@@ -198,7 +198,17 @@ class OpenStackDriver(Driver):
             timeout=float(opts.get("openstack_active_timeout") or 200),
         )
         inv = self._inventory.get(self._group_key(spec.owner))
-        data = await node_ops.create_node(p, boot, inv)
+        try:
+            data = await node_ops.create_node(p, boot, inv)
+        except DriverError as err:
+            # Nova's "No valid host" on a bare-metal flavor: say how many nodes are free.
+            if "No valid host" not in err.message:
+                raise
+            flavor = await lookups.find_flavor(p, str(flavor_id))
+            if not lookups.bare_metal_flavor(flavor):
+                raise
+            counts = await baremetal.node_counts(p, flavor)
+            raise DriverError(f"{err.message.rstrip('.')} ({counts})") from err
         addresses = data.pop("addresses")
         data.update(
             {
@@ -294,6 +304,9 @@ class OpenStackDriver(Driver):
         """Save the node's disk as a Glance image (``machine snapshot``); returns its ID."""
         p = await self._node_provider(node)
         compute = p.conn.compute
+        server = await node_ops.get_server(p, node.provider_id)
+        if server is not None:
+            baremetal.refuse_snapshot(server, node.name)
         image = await p.run(
             lambda: compute.create_server_image(
                 node.provider_id, name, metadata={"flotte:snapshot-of": node.name}

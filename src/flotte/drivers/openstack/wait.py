@@ -44,8 +44,11 @@ def fault_message(server: Any) -> str:
     if isinstance(fault, dict):
         message = fault.get("message") or ""
         details = fault.get("details") or ""
-        # Nova puts a traceback in details for admins only; keep the first line.
+        # Nova puts a traceback in details for admins only; keep its first line, unless
+        # that is only the traceback's header.
         first = details.strip().splitlines()[0] if details.strip() else ""
+        if first.startswith("Traceback"):
+            first = ""
         text = message if not first or first in message else f"{message}: {first}"
         if text:
             return " ".join(text.split())[:400]
