@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import sys
 import time
@@ -37,7 +36,6 @@ from flotte.devcloud.layout import (
     CLOUD_ADMIN,
     CLOUD_ALT,
     CLOUD_DEMO,
-    IRONIC_PORT,
     IRONIC_PROCESSES,
     PROCESSES,
     Layout,
@@ -139,16 +137,20 @@ class DevCloud:
             and not self._missing_processes()
             and self.layout.clouds_yaml.exists()
             and state.get("config") == self._config_hash()
+            and (
+                not state.get("ironic")
+                or state.get("ironic_config") == render.config_hash(self._ironic_configs())
+            )
             and services.api_answers("keystone")
         )
 
     def _configs(self) -> dict[Path, str]:
-        pw = self.secrets()
-        files = render.render_all(self.layout, pw, self.layout.venv / "etc")
-        # Rendered whether or not bare metal is on: turning it on or off changes no
-        # hash, so it restarts nothing else.
-        files.update(ironic_conf.files(self.layout, pw))
-        return files
+        return render.render_all(self.layout, self.secrets(), self.layout.venv / "etc")
+
+    def _ironic_configs(self) -> dict[Path, str]:
+        # Hashed apart from the others: a change restarts Ironic's processes only, and
+        # turning bare metal on or off restarts nothing else.
+        return ironic_conf.files(self.layout, self.secrets())
 
     def _config_hash(self) -> str:
         try:
@@ -179,19 +181,22 @@ class DevCloud:
             if wipe:
                 self._down(wipe=True)
             self.layout.ensure()
+            toggled = False
             if docker is not None and bool(self._state().get("docker")) != docker:
+                toggled = True
                 if not docker:
                     procs.stop(self.layout, AGENT)
                     agent.cleanup(self.layout.root)
                 self._save_state(docker=docker)
             if ironic is not None and bool(self._state().get("ironic")) != ironic:
+                toggled = True
                 if not ironic:
                     self._stop_ironic()
                 self._save_state(ironic=ironic)
             if self.is_up():
                 self._converge_boot_mode()
                 self._register()
-                return UpResult(False, time.monotonic() - start, [], self._registered())
+                return UpResult(toggled, time.monotonic() - start, [], self._registered())
             timings: list[tuple[str, float]] = []
 
             @contextmanager
@@ -203,6 +208,17 @@ class DevCloud:
 
             self._up(timed)
             return UpResult(True, time.monotonic() - start, timings, self._registered())
+
+    def _start_ironic(self, pw: dict[str, str], conn: Any) -> Any:
+        layout, state = self.layout, self._state()
+        config = render.config_hash(self._ironic_configs())
+        if state.get("ironic_config") not in (None, config):
+            ironic.stop(layout, None)  # to reread changed settings
+        fingerprint = install.ironic_fingerprint(layout)
+        synced = state.get("ironic_synced") == fingerprint
+        conn = ironic.start(layout, pw, conn, synced=synced)
+        self._save_state(ironic_synced=fingerprint, ironic_config=config, ironic_boot=None)
+        return conn
 
     def _stop_ironic(self) -> None:
         """Bare metal off: its processes, and (when devcloud answers) its Nova host."""
@@ -230,22 +246,12 @@ class DevCloud:
                 conn.close()
         self._save_state(ironic_boot=wanted)
 
-    def _check_ironic_port(self) -> None:
-        if (
-            self._state().get("ironic")
-            and procs.running(self.layout, "ironic") is None
-            and procs.port_open(IRONIC_PORT)
-        ):
-            raise FlotteError(
-                f"port {IRONIC_PORT} is in use by another process (devcloud's ironic needs it)",
-                hint="stop that process, or run `flotte devcloud up --no-ironic`",
-            )
-
     def _up(self, step: StepFn) -> None:
         layout = self.layout
         # Before anything is installed: a clash is reported at once, nothing changed.
         services.check_ports(layout)
-        self._check_ironic_port()
+        if self._state().get("ironic"):
+            ironic.check_port(layout)
         with step("MariaDB and RabbitMQ packages (apt)"):
             install.install_system_packages(layout)
         with step("OpenStack services in their venv (pip, pinned)"):
@@ -255,7 +261,7 @@ class DevCloud:
                 install.install_ironic(layout)
         pw = render.load_secrets(layout)
         configs = self._configs()
-        render.write_all(layout, configs)
+        render.write_all(layout, {**configs, **self._ironic_configs()})
         if self._state().get("config") not in (None, render.config_hash(configs)):
             # Settings changed (a flotte upgrade): running services must reread them.
             with step("restarting services on changed settings"):
@@ -323,9 +329,7 @@ class DevCloud:
             self._wait_service(conn, "nova-compute")
         if self._state().get("ironic"):
             with step("Ironic, bare-metal nodes and their nova-compute"):
-                synced = self._state().get("ironic_synced") == fingerprint
-                conn = ironic.start(layout, pw, conn, synced=synced)
-                self._save_state(ironic_synced=fingerprint, ironic_boot=None)
+                conn = self._start_ironic(pw, conn)
                 self._converge_boot_mode(conn)
         conn.close()
         if self._state().get("docker"):
@@ -482,11 +486,3 @@ class DevCloud:
             "docker_compute": bool(self._state().get("docker")),
             "bare_metal": bool(self._state().get("ironic")),
         }
-
-
-def check_root_writable(root: Path) -> None:
-    parent = root if root.exists() else root.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise FlotteError(f"cannot write to {parent} (devcloud directory {root})")

@@ -35,8 +35,10 @@ SERVICES = (
     "PyMySQL",
 )
 
-# Installed only by `up --ironic` (same venv, same constraints).
+# Installed only by `up --ironic` (same venv, same constraints file, where its pins
+# end with IRONIC_MARK so that they change nothing for a devcloud without it).
 IRONIC_SERVICES = ("ironic",)
+IRONIC_MARK = b"# up --ironic"
 
 # Modules copied into the venv; the ML2 driver and the Ironic interfaces are found
 # through these entry points.
@@ -100,13 +102,26 @@ def _python() -> str:
     return os.environ.get("FLOTTE_DEVCLOUD_PYTHON") or sys.executable
 
 
-def _fingerprint(python: str) -> str:
-    version = subprocess.run(
+def _python_version(python: str) -> str:
+    return subprocess.run(
         [python, "-c", "import sys; print(sys.version)"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+
+
+def _fingerprint(python: str) -> str:
+    # Ironic's lines are left out: adding or changing them must not make every
+    # devcloud reinstall, migrate and restart its other services.
+    pins = data_file("constraints.txt").splitlines(keepends=True)
+    base = b"".join(line for line in pins if not line.rstrip().endswith(IRONIC_MARK))
+    return hashlib.sha256(base + _python_version(python).encode()).hexdigest()
+
+
+def ironic_fingerprint(layout: Layout) -> str:
+    """The whole constraints file (Ironic's pins included) and the venv's interpreter."""
+    version = _python_version(str(layout.bin("python")))
     return hashlib.sha256(data_file("constraints.txt") + version.encode()).hexdigest()
 
 
@@ -148,11 +163,9 @@ def install_services(layout: Layout) -> bool:
 
 def ironic_ready(layout: Layout) -> bool:
     marker = layout.venv / ".flotte-ironic"
-    return venv_ready(layout) and marker.exists() and marker.read_text() == _ironic_mark(layout)
-
-
-def _ironic_mark(layout: Layout) -> str:
-    return (layout.venv / ".flotte-constraints").read_text() + " " + " ".join(IRONIC_SERVICES)
+    return (
+        venv_ready(layout) and marker.exists() and marker.read_text() == ironic_fingerprint(layout)
+    )
 
 
 def install_ironic(layout: Layout) -> bool:
@@ -164,7 +177,7 @@ def install_ironic(layout: Layout) -> bool:
     if ironic_ready(layout):
         return False
     _pip_install(layout, IRONIC_SERVICES, "Ironic")
-    (layout.venv / ".flotte-ironic").write_text(_ironic_mark(layout))
+    (layout.venv / ".flotte-ironic").write_text(ironic_fingerprint(layout))
     return True
 
 

@@ -16,7 +16,8 @@ import contextlib
 from typing import Any
 
 from flotte.devcloud import ironic_conf, procs, seed, services
-from flotte.devcloud.layout import IRONIC_HOST, IRONIC_PROCESSES, Layout
+from flotte.devcloud.layout import IRONIC_HOST, IRONIC_PORT, IRONIC_PROCESSES, Layout
+from flotte.errors import FlotteError
 
 NODE_COUNT = 4
 NODE_PREFIX = "devcloud-bm-"
@@ -32,6 +33,14 @@ IRONIC_SPECS = {
 # Without Ironic, bm.small is a fake-compute flavor that only says what it stands for.
 FAKE_SPECS = {"baremetal": "true"}
 BOOT_MODE_KEY = "flotte_devcloud_boot"  # read by files/flotte_devcloud_ironic.py
+
+
+def check_port(layout: Layout) -> None:
+    if procs.running(layout, "ironic") is None and procs.port_open(IRONIC_PORT):
+        raise FlotteError(
+            f"port {IRONIC_PORT} is in use by another process (devcloud's ironic needs it)",
+            hint="stop that process, or run `flotte devcloud up --no-ironic`",
+        )
 
 
 def sync_database(layout: Layout) -> None:
@@ -124,13 +133,20 @@ def nodes(conn: Any) -> list[Any]:
 
 
 def set_boot_mode(conn: Any, container: bool) -> None:
-    """Mark devcloud's nodes: deploy and clean wait for the compute agent, or not."""
+    """Mark devcloud's nodes: deploy and clean wait for the compute agent, or not.
+
+    Without the agent, a node already waiting for it is let go at once (its
+    container, if any, went with the agent).
+    """
     mode = "container" if container else "instant"
     for node in nodes(conn):
         if (node.extra or {}).get(BOOT_MODE_KEY) != mode:
             conn.baremetal.patch_node(
                 node, [{"op": "add", "path": f"/extra/{BOOT_MODE_KEY}", "value": mode}]
             )
+        waiting = {"wait call-back": "booted", "clean wait": "wiped"}.get(node.provision_state)
+        if not container and waiting:
+            conn.baremetal.call_node_vendor_passthru(node, "POST", waiting)
 
 
 def set_flavor(conn: Any, ironic: bool) -> None:
