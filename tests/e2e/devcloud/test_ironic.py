@@ -109,7 +109,7 @@ def test_enrol_and_provide_a_node(devcloud_ironic: DevCloud, admin: Any) -> None
         row["name"]: row for row in dc.openstack("baremetal", "node", "list", cloud=dc.admin_cloud)
     }
     assert {f"{NODE_PREFIX}{i}" for i in range(NODE_COUNT)} <= set(listed)
-    assert {"baremetal"} <= {row["Type"] for row in dc.openstack("catalog", "list")}
+    assert admin.has_service("baremetal")
 
     # A node of its own resource class: no bm.small server can land on it meanwhile.
     name = f"enrol-{uuid.uuid4().hex[:8]}"
@@ -119,13 +119,12 @@ def test_enrol_and_provide_a_node(devcloud_ironic: DevCloud, admin: Any) -> None
     )  # fmt: skip
     try:
         assert made["provision_state"] == "enroll"
-        _osc(dc, "baremetal", "node", "manage", name, "--wait", "60")
-        assert admin.baremetal.get_node(name).provision_state == "manageable"
-        _osc(dc, "baremetal", "node", "provide", name, "--wait", "60")
+        node = admin.baremetal.set_node_provision_state(name, "manage", wait=True, timeout=60)
+        assert node.provision_state == "manageable"
+        admin.baremetal.set_node_provision_state(name, "provide", wait=True, timeout=60)
         shown = dc.openstack("baremetal", "node", "show", name, cloud=dc.admin_cloud)
         assert shown["provision_state"] == "available"
         assert shown["resource_class"] == "devcloud-test"
-        assert admin.baremetal.get_node(name).provision_state == "available"
     finally:
         _osc(dc, "baremetal", "node", "delete", name)
     assert admin.baremetal.find_node(name, ignore_missing=True) is None
