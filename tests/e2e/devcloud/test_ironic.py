@@ -314,6 +314,20 @@ def test_bad_input_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_path
     assert "not a bare-metal flavor" in _one_line_error(res)
     assert _leftovers(dc, name) == []
 
+    # The same through a template with Magnum's server_type: bm.
+    tpl = f"bt{uuid.uuid4().hex[:6]}"
+    flotte(
+        "template", "create", tpl, "--driver", "openstack", "--server-type", "bm",
+        "--flavor", dc.flavor, "--image", dc.image, "--fixed-network", dc.network,
+    )  # fmt: skip
+    res = flotte(
+        "cluster", "create", tpl, "--template", tpl, "--openstack-cloud", dc.demo_cloud,
+        "--openstack-ssh-user", dc.ssh_user, check=False,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert "not a bare-metal flavor" in _one_line_error(res)
+    assert _leftovers(dc, tpl) == []
+
     # No free node: Nova's "no valid host" as one line with Ironic's counts (the
     # admin cloud may list the nodes), and what the create made is gone.
     name = f"bn{uuid.uuid4().hex[:6]}"

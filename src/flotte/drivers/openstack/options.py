@@ -98,7 +98,12 @@ OPTIONS: tuple[DriverOption, ...] = (
     _o("subnet-cidr", "CIDR of the network made by --openstack-create-network"),
     _o("dns-nameservers", "DNS servers of that subnet, comma-separated"),
     _o("boot-from-volume", "Boot from a new volume of this many GB (0: no)", type=int, default=0),
-    _o("server-type", "vm, or bm for bare-metal flavors (Ironic)", default="vm"),
+    _o(
+        "server-type",
+        "vm, or bm for bare-metal flavors (Ironic)",
+        default="vm",
+        template_field="server_type",  # Magnum's ClusterTemplate field
+    ),
     _o("server-group-policy", "Policy of the managers' server group", default="soft-anti-affinity"),
 )
 
