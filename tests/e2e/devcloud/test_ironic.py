@@ -11,6 +11,7 @@ bm``, a Swarm of bare-metal nodes, bad input).
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.devcloud import DevCloud
+from fixtures.devcloud import DevCloud, flotte
 from flotte.devcloud.ironic import NODE_COUNT, NODE_PREFIX
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -189,22 +190,10 @@ def test_server_on_bm_small_follows_its_node(devcloud_ironic: DevCloud, admin: A
         demo.close()
 
 
-def _flotte(env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
-    def run(
-        *args: str, check: bool = True, timeout: float = 900
-    ) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [sys.executable, "-m", "flotte.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check:
-            assert res.returncode == 0, f"flotte {' '.join(args)}:\n{res.stderr[-3000:]}"
-        return res
-
-    return run
+def _cli(dc: DevCloud, tmp_path: Path) -> tuple[dict[str, str], Callable[..., Any]]:
+    """Environment (a home of its own, devcloud's clouds) and flotte's CLI run in it."""
+    env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker"))
+    return env, functools.partial(flotte, env=env, timeout=900)
 
 
 def _talk_flags(dc: DevCloud, cloud: str | None = None) -> list[str]:
@@ -243,8 +232,7 @@ def _one_line_error(res: subprocess.CompletedProcess[str]) -> str:
 
 def test_talks_machine_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_path: Path) -> None:
     dc = devcloud_ironic
-    env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker"))
-    flotte = _flotte(env)
+    env, flotte = _cli(dc, tmp_path)
     name = f"bm{uuid.uuid4().hex[:6]}"
     _wait_all_available(admin)
     try:
@@ -277,8 +265,7 @@ def test_talks_machine_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_
 
 def test_swarm_of_bare_metal_nodes(devcloud_ironic: DevCloud, admin: Any, tmp_path: Path) -> None:
     dc = devcloud_ironic
-    env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker"))
-    flotte = _flotte(env)
+    env, flotte = _cli(dc, tmp_path)
     name = f"bs{uuid.uuid4().hex[:5]}"
     _wait_all_available(admin)
     try:
@@ -302,8 +289,7 @@ def test_swarm_of_bare_metal_nodes(devcloud_ironic: DevCloud, admin: Any, tmp_pa
 
 def test_bad_input_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_path: Path) -> None:
     dc = devcloud_ironic
-    env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker"))
-    flotte = _flotte(env)
+    _, flotte = _cli(dc, tmp_path)
 
     # Bare metal asked for with a VM flavor: refused before anything is made.
     name = f"bv{uuid.uuid4().hex[:6]}"

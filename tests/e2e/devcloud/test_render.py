@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import configparser
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
-from flotte.devcloud import render, seed
+from flotte.devcloud import install, ironic_conf, render, seed
 from flotte.devcloud.layout import Layout
 
 PW = {name: f"pw-{name}" for name in render.SECRET_NAMES}
@@ -70,3 +73,43 @@ def test_clouds_entries(tmp_path: Path) -> None:
     assert (path.stat().st_mode & 0o777) == 0o600
     seed.remove_clouds_yaml(path, entries)
     assert "other" in path.read_text() and "devcloud" not in path.read_text()
+
+
+def _ironic_files(tmp_path: Path) -> dict[str, configparser.ConfigParser]:
+    out = {}
+    for path, text in ironic_conf.files(Layout(tmp_path / "dc"), PW).items():
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(text)
+        out[path.name] = parser
+    return out
+
+
+def test_ironic_settings_that_were_needed(tmp_path: Path) -> None:
+    files = _ironic_files(tmp_path)
+    ironic = files["ironic.conf"]
+    assert ironic["DEFAULT"]["rpc_transport"] == "none"  # API and conductor, one process
+    assert ironic["DEFAULT"]["enabled_hardware_types"] == "fake-hardware"
+    assert "devcloud-container" in ironic["DEFAULT"]["enabled_deploy_interfaces"].split(",")
+    assert "devcloud-container" in ironic["DEFAULT"]["enabled_vendor_interfaces"].split(",")
+    # devcloud's admin is project-scoped: the legacy policies let it administer Ironic.
+    assert ironic["oslo_policy"]["enforce_scope"] == "false"
+    assert ironic["api"]["port"] == "6385" and ironic["api"]["host_ip"] == "127.0.0.1"
+    compute = files["nova-compute-ironic.conf"]
+    assert compute["DEFAULT"]["compute_driver"] == "ironic.IronicDriver"
+    assert compute["DEFAULT"]["host"] == "devcloud-ironic"
+    assert int(compute["DEFAULT"]["update_resources_interval"]) <= 10
+    assert compute["ironic"]["username"] == "nova"
+
+
+def test_ironic_pins_do_not_change_the_services_fingerprint() -> None:
+    lines = install.data_file("constraints.txt").splitlines(keepends=True)
+    marked = [line for line in lines if line.rstrip().endswith(b"# up --ironic")]
+    assert any(line.startswith(b"ironic==") for line in marked)
+    # What decides whether the other services need pip is the file without them.
+    base = b"".join(line for line in lines if line not in marked)
+    version = subprocess.run(
+        [sys.executable, "-c", "import sys; print(sys.version)"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert install._fingerprint(sys.executable) == hashlib.sha256(base + version).hexdigest()
