@@ -412,7 +412,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="flotte-devcloud-agent")
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--ironic", action="store_true", help="also follow Ironic's nodes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import docker
@@ -422,14 +421,8 @@ def main(argv: list[str] | None = None) -> None:
 
     layout = Layout(args.dir.resolve())
     client = docker.from_env()
-    conn = seed.connect(render.load_secrets(layout))
-    agent = Agent(
-        layout.root,
-        conn,
-        client,
-        guest.ensure_guest_image(client),
-        bare_metal=BareMetal(conn) if args.ironic else None,
-    )
+    pw = render.load_secrets(layout)
+    agent = Agent(layout.root, seed.connect(pw), client, guest.ensure_guest_image(client))
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -441,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     while not stopping:
         started = time.monotonic()
         try:
+            agent.bare_metal = BareMetal.follow(layout, agent.bare_metal, lambda: seed.connect(pw))
             agent.reconcile()
         except Exception as err:  # an API restarting: try again next pass
             log.warning("pass failed: %s", err)

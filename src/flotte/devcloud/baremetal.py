@@ -18,9 +18,13 @@ public Bare Metal API, as admin.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from flotte.devcloud.layout import Layout
 
 log = logging.getLogger("flotte.devcloud.agent")
 
@@ -35,6 +39,32 @@ FIELDS = "uuid,name,instance_uuid,provision_state,provision_updated_at,vendor_in
 @dataclass
 class BareMetal:
     conn: Any
+    stale: bool = False  # the last listing failed: connect anew next pass
+
+    @classmethod
+    def follow(
+        cls, layout: Layout, current: BareMetal | None, connect: Callable[[], Any]
+    ) -> BareMetal | None:
+        """Follow bare metal being turned on or off (``up --ironic``), read each pass.
+
+        A new connection when it comes on, or after a failed listing: a token's
+        catalog lists only the services there were when it was issued.
+        """
+        try:
+            on = bool(json.loads(layout.state_file.read_text()).get("ironic"))
+        except (OSError, ValueError):
+            on = current is not None
+        if on and (current is None or current.stale):
+            if current is None:
+                log.info("bare metal on: following Ironic's nodes")
+            else:
+                current.conn.close()
+            return cls(connect())
+        if not on and current is not None:
+            log.info("bare metal off")
+            current.conn.close()
+            return None
+        return current
 
     def nodes(self) -> list[dict[str, Any]]:
         """devcloud's container-backed nodes, one API call (a few fields only).
@@ -51,6 +81,7 @@ class BareMetal:
             found = answer.json()["nodes"]
         except Exception as err:
             log.warning("Ironic's nodes not listed: %s", err)
+            self.stale = True
             return []
         return [n for n in found if n.get("vendor_interface") == INTERFACE]
 

@@ -228,8 +228,6 @@ class DevCloud:
         finally:
             if conn is not None:
                 conn.close()
-        if procs.running(self.layout, AGENT) is not None:
-            procs.stop(self.layout, AGENT)  # restarted without --ironic by `up`
 
     def _converge_boot_mode(self, conn: Any = None) -> None:
         """With bare metal on, nodes wait for the compute agent exactly when it runs."""
@@ -358,17 +356,15 @@ class DevCloud:
         install.ensure_debootstrap(self.layout)
         guest.ensure_guest_image(client)
         client.close()
-        argv = [sys.executable, "-m", "flotte.devcloud.agent", "--dir", str(self.layout.root)]
-        if self._state().get("ironic"):
-            argv.append("--ironic")
-        running = procs.running(self.layout, AGENT)
-        if running is not None and list(running.argv) == argv:
+        if procs.running(self.layout, AGENT) is not None:
             return
-        if running is not None:
-            procs.stop(self.layout, AGENT)  # bare metal turned on or off
         log = self.layout.log(AGENT)
         offset = log.stat().st_size if log.exists() else 0
-        procs.start(self.layout, AGENT, argv)
+        procs.start(
+            self.layout,
+            AGENT,
+            [sys.executable, "-m", "flotte.devcloud.agent", "--dir", str(self.layout.root)],
+        )
         procs.wait_until(
             lambda: "watching Nova" in log.read_text()[offset:],
             what="compute agent",

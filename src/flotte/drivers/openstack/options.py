@@ -98,11 +98,12 @@ OPTIONS: tuple[DriverOption, ...] = (
     _o("subnet-cidr", "CIDR of the network made by --openstack-create-network"),
     _o("dns-nameservers", "DNS servers of that subnet, comma-separated"),
     _o("boot-from-volume", "Boot from a new volume of this many GB (0: no)", type=int, default=0),
+    # No default here (vm when unset): a default would always beat a template's
+    # Magnum `server_type`, which fills only options left unset.
     _o(
         "server-type",
-        "vm, or bm for bare-metal flavors (Ironic)",
-        default="vm",
-        template_field="server_type",  # Magnum's ClusterTemplate field
+        "vm (the default), or bm for bare-metal flavors (Ironic)",
+        template_field="server_type",
     ),
     _o("server-group-policy", "Policy of the managers' server group", default="soft-anti-affinity"),
 )
@@ -179,7 +180,7 @@ def validate(opts: Mapping[str, Any]) -> None:
         raise UsageError("give --openstack-flavor-name or --openstack-flavor-id")
     if not (opts.get("openstack_image_id") or opts.get("openstack_image_name")):
         raise UsageError("give --openstack-image-name or --openstack-image-id")
-    if opts.get("openstack_server_type") not in ("vm", "bm"):
+    if opts.get("openstack_server_type") not in (None, "", "vm", "bm"):
         raise UsageError("--openstack-server-type must be vm or bm")
     if opts.get("openstack_keypair_name") and not opts.get("openstack_private_key_file"):
         raise UsageError(
