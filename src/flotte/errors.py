@@ -4,7 +4,8 @@
     ├── UsageError              bad input: names, counts, flags, files (exit 2)
     │   ├── NotFound            a machine, cluster, template, node... that does not exist
     │   ├── AlreadyExists       a name already taken
-    │   └── ConfigError         a config or data file that does not validate
+    │   ├── ConfigError         a config or data file that does not validate
+    │   └── PlanError           the desired state cannot be planned (hosts, counts, roles)
     ├── Busy                    another flotte command holds the lock on this object
     ├── DriverError             a driver's infrastructure call failed
     │   ├── Unreachable         the Docker engine, SSH host or cloud API cannot be reached
@@ -51,6 +52,10 @@ class AlreadyExists(UsageError):
 
 
 class ConfigError(UsageError):
+    pass
+
+
+class PlanError(UsageError):
     pass
 
 

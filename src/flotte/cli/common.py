@@ -6,12 +6,15 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from flotte.engine.executor import Step
 from flotte.models import EngineOptions
+
+if TYPE_CHECKING:
+    from flotte.service import Service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,7 +34,11 @@ class DriverOptionsCommand(click.Command):
         return [*super().get_params(ctx)[:-1], *self._driver_params, super().get_params(ctx)[-1]]
 
 
+FILE_SUFFIX = "__file"  # the parameter that reads a secret option from a file
+
+
 def driver_params() -> list[click.Parameter]:
+    """Every driver's flags; a secret one also as ``--NAME-file PATH`` (``-``: stdin)."""
     from flotte import drivers
     from flotte.errors import UsageError
 
@@ -42,6 +49,8 @@ def driver_params() -> list[click.Parameter]:
             cls = drivers.get(name)
         except UsageError:
             continue  # a driver whose module is not in this build
+        hidden = bool(getattr(cls, "hidden", False))
+        names = {o.name for o in cls.options}
         for opt in cls.options:
             if opt.key in seen:
                 continue
@@ -55,26 +64,62 @@ def driver_params() -> list[click.Parameter]:
                         default=bool(opt.default),
                         help=opt.help,
                         envvar=opt.envvar,
+                        hidden=hidden,
                     )
                 )
-            else:
+                continue
+            params.append(
+                click.Option(
+                    decls,
+                    type=opt.type,
+                    default=opt.default,
+                    multiple=opt.multiple,
+                    help=f"[{name}] {opt.help}",
+                    envvar=opt.envvar,
+                    show_envvar=bool(opt.envvar),
+                    hidden=hidden,
+                )
+            )
+            if opt.secret and f"{opt.name}-file" not in names:
                 params.append(
                     click.Option(
-                        decls,
-                        type=opt.type,
-                        default=opt.default,
-                        multiple=opt.multiple,
-                        help=f"[{name}] {opt.help}",
-                        envvar=opt.envvar,
-                        show_envvar=bool(opt.envvar),
+                        [f"--{opt.name}-file", opt.key + FILE_SUFFIX],
+                        default=None,
+                        help=f"[{name}] read {opt.name} from this file ('-': standard input)",
+                        hidden=hidden,
                     )
                 )
     return params
 
 
+def _read_secret(path: str, flag: str) -> str:
+    from flotte.errors import UsageError
+
+    if path == "-":
+        if sys.stdin.isatty():
+            import getpass
+
+            return getpass.getpass(f"{flag}: ")
+        return sys.stdin.readline().rstrip("\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"--{flag}-file {path}: cannot be read ({err})") from None
+
+
 def split_driver_options(kwargs: dict[str, Any], own: set[str]) -> dict[str, Any]:
-    """Remove and return the driver flags from a command's keyword arguments."""
-    return {k: kwargs.pop(k) for k in list(kwargs) if k not in own}
+    """Remove and return the driver flags from a command's keyword arguments.
+
+    ``--X-file`` values are read here, so a secret never has to be on a command line.
+    """
+    found = {k: kwargs.pop(k) for k in list(kwargs) if k not in own}
+    for key in [k for k in found if k.endswith(FILE_SUFFIX)]:
+        path = found.pop(key)
+        if path:
+            base = key.removesuffix(FILE_SUFFIX)
+            found[base] = _read_secret(path, base.replace("_", "-"))
+    return found
 
 
 def engine_flags(f: F) -> F:
@@ -192,7 +237,7 @@ class Progress:
                 self._live = None
 
 
-def service(progress: Progress | None = None, **kwargs: Any) -> Any:
+def service(progress: Progress | None = None, **kwargs: Any) -> Service:
     from flotte.service import Service
 
     return Service(events=progress, **kwargs)

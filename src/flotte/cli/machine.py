@@ -6,7 +6,8 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +23,11 @@ from flotte.cli.common import (
 )
 from flotte.cli.output import format_option, render_record, render_rows
 from flotte.errors import UsageError
+
+if TYPE_CHECKING:
+    from flotte.models import Endpoint
+    from flotte.service import Service
+    from flotte.state.records import Node
 
 LS_COLUMNS = ["name", "active", "driver", "state", "url", "swarm", "docker", "errors"]
 
@@ -62,16 +68,13 @@ def create(name: str, driver_name: str, **kwargs: Any) -> None:
         options["engine_install_url"] = install_url
     progress = Progress(f"machine {name}")
     svc = service(progress)
+    spec, secrets = svc.machines.spec(name, driver_name, options, engine, no_provision=no_provision)
     with progress.live():
-        row = run(
-            svc.create_machine(
-                name, driver_name, options, engine, no_provision=no_provision, rollback=rollback
-            )
-        )
-    if no_provision:
+        node = run(svc.machines.create(spec, secrets, rollback=rollback))
+    if no_provision or node.endpoint is None:
         click.echo(f"Machine {name} created without a Docker engine (--no-provision).")
         return
-    click.echo(f"Machine {name} is running: {row.endpoint.get('host')}")
+    click.echo(f"Machine {name} is running: {node.endpoint.host}")
     click.echo(f"Docker context: docker --context flotte-{name} ps")
     click.echo(f"To point your Docker client at it, run: eval $(flotte machine env {name})")
 
@@ -105,28 +108,24 @@ def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
     """List machines (and cluster nodes, with their cluster in SWARM)."""
     wanted = _parse_filters(filters)
     svc = service()
-    rows = svc.machines()
+    rows = svc.machines.all()
 
     async def gather() -> tuple[list[Any], dict[str, str]]:
-        states = await asyncio.gather(*(svc.machine_state(r) for r in rows))
-        versions = {} if quiet else await svc.engine_versions(rows, timeout)
+        states = await asyncio.gather(*(svc.machines.state(r) for r in rows))
+        versions = {} if quiet else await svc.machines.engine_versions(rows, timeout)
         return list(states), versions
 
     states, versions = run(gather())
     out = []
     active = _active_url()
     for row, state in zip(rows, states, strict=True):
-        url = (
-            f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}"
-            if row.endpoint
-            else ""
-        )
+        url = row.url
         swarm = (
             f"{row.cluster} ({'manager' if row.role == 'manager' else 'worker'})"
             if row.cluster
             else ""
         )
-        labels = set(row.spec.get("engine", {}).get("labels", []))
+        labels = set(row.engine.labels)
         record = {
             "name": row.name,
             "active": "*" if url and url == active else "-",
@@ -164,21 +163,24 @@ def _matches(
     return True
 
 
-def _public_view(svc: Any, row: Any) -> dict[str, Any]:
+def _public_view(svc: Service, row: Node) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    options = {} if row.cluster else svc.machines.desired(row.name).options
     return {
         "name": row.name,
         "driver": row.driver,
         "cluster": row.cluster,
-        "role": row.role,
+        "nodegroup": None if not row.cluster else row.group,
+        "role": row.role.value,
+        "host": row.host,
         "status": row.status,
         "status_reason": row.status_reason,
-        "options": row.spec.get("options", {}),
-        "engine": row.spec.get("engine", {}),
-        "record": row.record,
-        "endpoint": row.endpoint,
-        "url": f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}"
-        if row.endpoint
-        else "",
+        "options": options,  # secrets are never recorded with the machine
+        "engine": row.engine.to_dict(),
+        "record": asdict(row.record) if row.record else {},
+        "endpoint": asdict(row.endpoint) if row.endpoint else {},
+        "url": row.url,
         "tls": {
             "ca": str(svc.ca.ca_path),
             "cert": str(svc.ca.client.cert),
@@ -201,15 +203,15 @@ def _public_view(svc: Any, row: Any) -> dict[str, Any]:
 def inspect(name: str, fmt: str) -> None:
     """Everything recorded about a machine (secrets left out)."""
     svc = service()
-    render_record(_public_view(svc, svc.machine(name)), fmt)
+    render_record(_public_view(svc, svc.machines.get(name)), fmt)
 
 
-def _endpoint(name: str) -> Any:
+def _endpoint(name: str) -> tuple[Service, Endpoint]:
     svc = service()
-    row = svc.machine(name)
-    if not row.endpoint:
+    row = svc.machines.get(name)
+    if row.endpoint is None:
         raise UsageError(f"machine {name!r} has no Docker engine (status {row.status})")
-    return svc, row
+    return svc, row.endpoint
 
 
 @machine.command()
@@ -218,16 +220,15 @@ def ip(names: tuple[str, ...]) -> None:
     """The address of each machine."""
     svc = service()
     for name in names:
-        row = svc.machine(name)
-        click.echo((row.record.get("addresses") or [""])[0])
+        click.echo(svc.machines.get(name).address)
 
 
 @machine.command()
 @click.argument("name")
 def url(name: str) -> None:
     """The Docker engine URL of a machine."""
-    _, row = _endpoint(name)
-    click.echo(f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}")
+    _, endpoint = _endpoint(name)
+    click.echo(endpoint.docker_url)
 
 
 @machine.command()
@@ -235,15 +236,15 @@ def url(name: str) -> None:
 def status(name: str) -> None:
     """The state of a machine (Running, Stopped, ...)."""
     svc = service()
-    click.echo(str(run(svc.machine_state(svc.machine(name)))))
+    click.echo(str(run(svc.machines.state(svc.machines.get(name)))))
 
 
 def _action(action: str, names: tuple[str, ...]) -> None:
     svc = service()
     for name in names:
-        svc.machine(name)  # every name checked before any machine changes
+        svc.machines.get(name)  # every name checked before any machine changes
 
-    for_each(names, lambda n: svc.machine_action(n, action), lambda n: f"{n}: {action} done")
+    for_each(names, lambda n: svc.machines.action(n, action), lambda n: f"{n}: {action} done")
 
 
 @machine.command()
@@ -290,7 +291,7 @@ def rm(names: tuple[str, ...], force: bool, yes: bool, purge: bool) -> None:
     """Remove machines and everything flotte made for them."""
     svc = service()
     for name in names:
-        svc._lone(name)  # checked first: a cluster node or unknown name changes nothing
+        svc.machines.lone(name)  # checked first: a cluster node or unknown name changes nothing
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("refusing to remove without confirmation: pass -y")
@@ -298,7 +299,7 @@ def rm(names: tuple[str, ...], force: bool, yes: bool, purge: bool) -> None:
 
     for_each(
         names,
-        lambda n: svc.remove_machine(n, force=force, purge=purge),
+        lambda n: svc.machines.remove(n, force=force, purge=purge),
         lambda n: f"Successfully removed {n}",
     )
 
@@ -350,7 +351,7 @@ def env(name: str, shell: str | None, unset: bool) -> None:
     """Shell commands that point the docker CLI at a machine."""
     shell = shell or default_shell()
     svc = service()
-    values = svc.env(name)
+    values = svc.machines.env(name)
     cmd = f"flotte machine env{' -u' if unset else ''} {name}"
     click.echo(format_env(values, shell, unset, _shell_hint(shell, cmd)))
 
@@ -359,10 +360,11 @@ def env(name: str, shell: str | None, unset: bool) -> None:
 @click.argument("name")
 def config(name: str) -> None:
     """docker CLI flags that reach a machine's engine."""
-    svc, row = _endpoint(name)
+    svc, endpoint = _endpoint(name)
+    certs = Path(endpoint.tls_dir) if endpoint.tls_dir else svc.ca.client.directory
     click.echo(
-        f'--tlsverify --tlscacert="{svc.ca.ca_path}" --tlscert="{svc.ca.client.cert}" '
-        f'--tlskey="{svc.ca.client.key}" -H=tcp://{row.endpoint["host"]}:{row.endpoint.get("docker_port", 2376)}'
+        f'--tlsverify --tlscacert="{certs / "ca.pem"}" --tlscert="{certs / "cert.pem"}" '
+        f'--tlskey="{certs / "key.pem"}" -H={endpoint.docker_url}'
     )
 
 
@@ -373,14 +375,11 @@ def config(name: str) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(name: str, command: tuple[str, ...]) -> None:
     """Open a shell on a machine, or run COMMAND there."""
-    from flotte.service import record_of
-
     svc = service()
-    row = svc.machine(name)
     args = list(command)
     if args and args[0] == "--":
         args = args[1:]
-    argv = svc.machine_driver(row).shell_command(record_of(row), args)
+    argv = svc.machines.shell(name, args)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 
@@ -393,13 +392,13 @@ def regenerate_certs(names: tuple[str, ...], force: bool, client_certs: bool) ->
     """Sign new server certificates for machines (their engines restart)."""
     svc = service()
     for name in names:
-        svc.machine(name)
+        svc.machines.get(name)
     if not force:
         if not sys.stdin.isatty():
             raise UsageError("refusing to regenerate certificates without confirmation: pass -f")
         click.confirm(f"Regenerate TLS certificates of {', '.join(names)}?", abort=True)
     for i, name in enumerate(names):
-        run(svc.regenerate_certs(name, client_certs=client_certs and i == 0))
+        run(svc.machines.regenerate_certs(name, client_certs=client_certs and i == 0))
         click.echo(f"Regenerated certificates of {name}")
 
 
@@ -408,11 +407,8 @@ def active() -> None:
     """The machine DOCKER_HOST points at."""
     svc = service()
     url = _active_url()
-    for row in svc.machines():
-        if (
-            row.endpoint
-            and url == f"tcp://{row.endpoint['host']}:{row.endpoint.get('docker_port', 2376)}"
-        ):
+    for row in svc.machines.all():
+        if row.url and url == row.url:
             click.echo(row.name)
             return
     raise UsageError("no active machine: DOCKER_HOST does not point at one of flotte's machines")
@@ -425,14 +421,8 @@ def active() -> None:
 )
 def snapshot(name: str, image_name: str | None) -> None:
     """Save a machine's disk as an image (cloud drivers)."""
-    from flotte.service import record_of
-
     svc = service()
-    row = svc.machine(name)
-    driver = svc.machine_driver(row)
-    if not driver.capabilities.snapshot or not hasattr(driver, "snapshot"):
-        raise UsageError(f"the {row.driver} driver cannot snapshot machines")
-    image_id = run(driver.snapshot(record_of(row), image_name or f"{name}-snapshot"))
+    image_id = run(svc.machines.snapshot(name, image_name or f"{name}-snapshot"))
     click.echo(
         json.dumps({"machine": name, "image": image_name or f"{name}-snapshot", "id": image_id})
     )

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "image": ("flotte.cli.image:image", "Cloud images (Glance): upload, list."),
     "completion": ("flotte.cli.completion:completion", "Shell completion: bash, zsh or fish."),
     "ca": ("flotte.cli.ca:ca", "The certificate authority: show, renew-client, rotate."),
+    "apply": ("flotte.cli.apply:apply", "Create or converge a cluster from a spec file."),
 }
 
 

@@ -72,20 +72,28 @@ def create(
     **fields: Any,
 ) -> None:
     """Create a cluster template."""
-    from flotte.clusters import Clusters
-
     fields["labels"] = parse_labels(labels)
     fields["driver_options"] = parse_labels(driver_opts)
     fields["registry_mirrors"] = list(registry_mirrors)
-    spec = Clusters(service()).create_template(name, fields)
-    render_record({"name": name, **spec}, fmt)
+    svc = service()
+    record = svc.templates.create(name, fields)
+    render_record(_view(svc, record), fmt)
+
+
+def _view(svc: Any, record: Any) -> dict[str, Any]:
+    """A template as shown: secret options by name only, never their values."""
+    view: dict[str, Any] = record.view()
+    secret = svc.templates.secret_keys(record.name)
+    if secret:
+        view["secret_options"] = secret
+    return view
 
 
 @template.command("list")
 @format_option()
 def list_(fmt: str) -> None:
     """List cluster templates."""
-    rows = [{"name": t.name, **t.spec} for t in service().store.templates()]
+    rows = [t.view() for t in service().templates.all()]
     render_rows(
         rows, ["name", "coe", "driver", "image_id", "flavor_id", "master_count", "node_count"], fmt
     )
@@ -96,17 +104,17 @@ def list_(fmt: str) -> None:
 @format_option()
 def show(name: str, fmt: str) -> None:
     """Show a cluster template."""
-    row = service().store.template(name)
-    render_record({"name": row.name, **row.spec}, fmt)
+    svc = service()
+    render_record(_view(svc, svc.templates.get(name)), fmt)
 
 
 @template.command()
 @click.argument("names", nargs=-1, required=True)
 def delete(names: tuple[str, ...]) -> None:
     """Delete cluster templates that no cluster uses."""
-    store = service().store
+    svc = service()
     for name in names:
-        store.template(name)
+        svc.templates.get(name)
     for name in names:
-        store.delete_template(name)
+        svc.templates.delete(name)
         click.echo(f"Deleted template {name}")

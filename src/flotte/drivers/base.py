@@ -50,6 +50,9 @@ class DriverOption:
     aliases: tuple[str, ...] = ()  # other spellings (docker-machine's --amazonec2-*)
     secret: bool = False  # never shown in inspect/config output
     template_field: str | None = None  # the Magnum ClusterTemplate field it comes from
+    # Where a node goes (ssh: the host). The service moves it into NodeSpec.host and the
+    # node group's hosts; it is never kept as an option.
+    placement: bool = False
 
     @property
     def key(self) -> str:

@@ -1,5 +1,6 @@
-"""Recorded state: machines, clusters, templates and the journal, behind ``Store``."""
+"""Recorded state: machines, clusters, node groups, templates and the journal.
 
-from flotte.state.store import Store
-
-__all__ = ["Store"]
+``store.Store`` is the narrow interface; ``status`` holds the status words; ``records``
+the typed values the store returns. Nothing is imported here, so the pure planner can
+read the status words without loading SQLAlchemy.
+"""

@@ -1,26 +1,39 @@
-"""The narrow interface to recorded state.
+"""The narrow interface to recorded state: typed records in, typed records out.
 
 SQLite in the installation's data directory by default (``FLOTTE_DATABASE_URL`` or the
 ``url`` argument may name PostgreSQL for ``flotte serve``). Every write is one
-transaction; the schema is brought to the newest Alembic revision when opened.
+transaction; the schema is brought to the newest Alembic revision when opened. Rows
+never leave this module: readers get the frozen values of ``records``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flotte.errors import AlreadyExists, FlotteError, NotFound
+from flotte.models import Endpoint, EngineOptions, NodeRecord, Role
+from flotte.specs import ClusterSpec, TemplateSpec
 from flotte.state.database import open_database
-from flotte.state.tables import Base, Cluster, JournalEntry, Machine, Template
+from flotte.state.journal import StoreJournal
+from flotte.state.records import ClusterRecord, Node, TemplateRecord
+from flotte.state.rows import (
+    cluster_json,
+    cluster_record,
+    node_names,
+    node_record,
+    template_record,
+)
+from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup, Template
 
-HEAD = "0001"  # newest migration; checked cheaply so start-up skips Alembic when current
-T = TypeVar("T", bound=Base)
+HEAD = "0002"  # newest migration; checked cheaply so start-up skips Alembic when current
 
 
 class Store:
@@ -43,151 +56,331 @@ class Store:
         with self._sessions.begin() as s:
             yield s
 
-    # -- generic helpers ------------------------------------------------------------
-    def _get(self, model: type[T], name: str, kind: str) -> T:
-        with self.session() as s:
-            row = s.get(model, name)
-        if row is None:
-            raise NotFound(f"{kind} {name!r} not found")
-        return row
-
-    def _find(self, model: type[T], name: str) -> T | None:
-        with self.session() as s:
-            return s.get(model, name)
-
-    def _update(self, model: type[T], name: str, fields: dict[str, Any]) -> T:
-        with self.session() as s:
-            row = s.get(model, name)
-            if row is None:
-                raise NotFound(f"{name!r} no longer exists")
-            for key, value in fields.items():
-                setattr(row, key, value)
-            return row
-
-    def _delete(self, model: type[T], name: str) -> None:
-        with self.session() as s:
-            row = s.get(model, name)
-            if row is not None:
-                s.delete(row)
-
     # -- templates ------------------------------------------------------------------
-    def add_template(self, name: str, spec: dict[str, Any]) -> Template:
-        with self.session() as s:
-            if s.get(Template, name) is not None:
-                raise AlreadyExists(f"template {name!r} already exists")
-            row = Template(name=name, spec=spec)
-            s.add(row)
-            return row
+    def add_template(
+        self, name: str, spec: TemplateSpec, project: str | None = None
+    ) -> TemplateRecord:
+        row = Template(name=name, uuid=str(uuid.uuid4()), spec=spec.model_dump(mode="json"))
+        try:
+            with self.session() as s:
+                if s.get(Template, name) is not None:
+                    raise AlreadyExists(f"template {name!r} already exists")
+                s.add(row)
+        except IntegrityError as err:  # another command made it between our read and write
+            raise AlreadyExists(f"template {name!r} already exists") from err
+        return template_record(row)
 
-    def template(self, name: str) -> Template:
-        return self._get(Template, name, "template")
-
-    def templates(self) -> list[Template]:
+    def template(self, name: str) -> TemplateRecord:
         with self.session() as s:
-            return list(s.scalars(select(Template).order_by(Template.name)))
+            row = s.get(Template, name)
+            if row is None:
+                raise NotFound(f"template {name!r} not found", hint="see 'flotte template list'")
+            return template_record(row)
+
+    def templates(self) -> list[TemplateRecord]:
+        with self.session() as s:
+            return [template_record(r) for r in s.scalars(select(Template).order_by(Template.name))]
 
     def delete_template(self, name: str) -> None:
-        self.template(name)
         with self.session() as s:
+            if s.get(Template, name) is None:
+                raise NotFound(f"template {name!r} not found")
             used = s.scalars(select(Cluster.name).where(Cluster.template == name)).first()
-        if used:
-            raise FlotteError(f"template {name!r} is used by cluster {used!r}: delete it first")
-        self._delete(Template, name)
+            if used:
+                raise FlotteError(
+                    f"template {name!r} is used by cluster {used!r}: delete the cluster first"
+                )
+            s.delete(s.get(Template, name))
 
     # -- clusters -------------------------------------------------------------------
-    def add_cluster(self, row: Cluster) -> Cluster:
+    def add_cluster(self, spec: ClusterSpec, status: str) -> ClusterRecord:
+        """Record a new cluster and its node groups; refuse any name already in use."""
+        nodes = {n for g in spec.nodegroups for n in node_names(spec, g)}
+        try:
+            with self.session() as s:
+                if s.get(Cluster, spec.name) is not None:
+                    raise AlreadyExists(f"cluster {spec.name!r} already exists")
+                if s.get(Machine, spec.name) is not None:
+                    raise AlreadyExists(f"{spec.name!r} is already the name of a machine")
+                clash = s.scalars(
+                    select(Machine.name).where(Machine.name.in_(nodes), Machine.cluster.is_(None))
+                ).first()
+                if clash:
+                    raise AlreadyExists(
+                        f"machine {clash!r} would clash with a node of cluster {spec.name!r}",
+                        hint="choose another cluster name, or remove that machine",
+                    )
+                s.add(
+                    Cluster(
+                        name=spec.name,
+                        uuid=str(uuid.uuid4()),
+                        driver=spec.driver,
+                        coe=spec.coe or "",
+                        template=spec.template,
+                        master_count=spec.master_count,
+                        node_count=spec.node_count,
+                        status=status,
+                        status_reason="",
+                        spec=cluster_json(spec),
+                        shared={},
+                        coe_data={},
+                    )
+                )
+                s.flush()
+                self._write_groups(s, spec, status)
+        except IntegrityError as err:
+            raise AlreadyExists(f"cluster {spec.name!r} already exists") from err
+        return self.cluster(spec.name)
+
+    def _write_groups(self, s: Session, spec: ClusterSpec, status: str | None) -> None:
+        have = {
+            g.name: g for g in s.scalars(select(NodeGroup).where(NodeGroup.cluster == spec.name))
+        }
+        for position, group in enumerate(spec.nodegroups):
+            row = have.pop(group.name, None)
+            data = group.model_dump(mode="json")
+            if row is None:
+                s.add(
+                    NodeGroup(
+                        uuid=str(uuid.uuid4()),
+                        cluster=spec.name,
+                        name=group.name,
+                        position=position,
+                        spec=data,
+                        status=status or "",
+                        status_reason="",
+                    )
+                )
+            else:
+                row.spec, row.position = data, position
+                if status is not None:
+                    row.status = status
+        for row in have.values():
+            s.delete(row)
+
+    def cluster(self, name: str) -> ClusterRecord:
+        found = self.find_cluster(name)
+        if found is None:
+            raise NotFound(f"cluster {name!r} not found", hint="see 'flotte cluster list'")
+        return found
+
+    def find_cluster(self, name: str) -> ClusterRecord | None:
         with self.session() as s:
-            if s.get(Cluster, row.name) is not None:
-                raise AlreadyExists(f"cluster {row.name!r} already exists")
-            if s.get(Machine, row.name) is not None:
-                raise AlreadyExists(f"{row.name!r} is already the name of a machine")
-            s.add(row)
-            return row
+            row = s.get(Cluster, name)
+            if row is None:
+                return None
+            groups = s.scalars(
+                select(NodeGroup).where(NodeGroup.cluster == name).order_by(NodeGroup.position)
+            ).all()
+            return cluster_record(row, list(groups))
 
-    def cluster(self, name: str) -> Cluster:
-        return self._get(Cluster, name, "cluster")
-
-    def find_cluster(self, name: str) -> Cluster | None:
-        return self._find(Cluster, name)
-
-    def clusters(self) -> list[Cluster]:
+    def clusters(self) -> list[ClusterRecord]:
         with self.session() as s:
-            return list(s.scalars(select(Cluster).order_by(Cluster.name)))
+            groups: dict[str, list[NodeGroup]] = {}
+            for g in s.scalars(select(NodeGroup).order_by(NodeGroup.position)):
+                groups.setdefault(g.cluster, []).append(g)
+            rows = s.scalars(select(Cluster).order_by(Cluster.name))
+            return [cluster_record(r, groups.get(r.name, [])) for r in rows]
 
-    def update_cluster(self, name: str, **fields: Any) -> Cluster:
-        return self._update(Cluster, name, fields)
+    def set_desired(self, spec: ClusterSpec, group_status: str | None = None) -> ClusterRecord:
+        """Record a new desired spec for an existing cluster (groups added or removed)."""
+        with self.session() as s:
+            row = s.get(Cluster, spec.name)
+            if row is None:
+                raise NotFound(f"cluster {spec.name!r} not found")
+            row.spec = cluster_json(spec)
+            row.master_count, row.node_count = spec.master_count, spec.node_count
+            self._write_groups(s, spec, group_status)
+        return self.cluster(spec.name)
+
+    def set_cluster(self, name: str, **fields: Any) -> None:
+        """Update status, status_reason, coe_data, health_status, health_status_reason."""
+        allowed = {"status", "status_reason", "coe_data", "health_status", "health_status_reason"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not cluster fields: {sorted(unknown)}")
+        with self.session() as s:
+            row = s.get(Cluster, name)
+            if row is None:
+                raise NotFound(f"cluster {name!r} no longer exists")
+            for key, value in fields.items():
+                setattr(row, key, value)
+
+    def set_groups_status(
+        self, name: str, status: str, reason: str = "", groups: list[str] | None = None
+    ) -> None:
+        with self.session() as s:
+            query = select(NodeGroup).where(NodeGroup.cluster == name)
+            if groups is not None:
+                query = query.where(NodeGroup.name.in_(groups))
+            for row in s.scalars(query):
+                row.status, row.status_reason = status, reason
+
+    def set_shared(self, name: str, driver: str, data: dict[str, Any] | None) -> None:
+        """What ``driver.prepare`` made for a cluster or a lone machine (None: released)."""
+        with self.session() as s:
+            row: Cluster | Machine | None = s.get(Cluster, name) or s.get(Machine, name)
+            if row is None:
+                raise NotFound(f"{name!r} no longer exists")
+            shared = dict(row.shared or {})
+            if data is None:
+                shared.pop(driver, None)
+            else:
+                shared[driver] = data
+            row.shared = shared
 
     def delete_cluster(self, name: str) -> None:
         with self.session() as s:
             for m in s.scalars(select(Machine).where(Machine.cluster == name)):
                 s.delete(m)
+            for g in s.scalars(select(NodeGroup).where(NodeGroup.cluster == name)):
+                s.delete(g)
             row = s.get(Cluster, name)
             if row is not None:
                 s.delete(row)
 
-    # -- machines -------------------------------------------------------------------
-    def add_machine(self, row: Machine, *, replace: bool = False) -> Machine:
+    # -- nodes and lone machines ------------------------------------------------------
+    def add_machine(self, spec: ClusterSpec, status: str) -> Node:
+        """Record a lone machine (a one-node spec of kind machine)."""
+        group = spec.nodegroups[0]
+        row = Machine(
+            name=spec.name,
+            driver=spec.driver,
+            cluster=None,
+            role=Role.MACHINE.value,
+            group=group.name,
+            index=0,
+            host=group.hosts[0] if group.hosts else None,
+            status=status,
+            status_reason="",
+            spec=cluster_json(spec, with_groups=True),
+            record={},
+            endpoint={},
+            shared={},
+        )
+        try:
+            with self.session() as s:
+                if s.get(Machine, spec.name) is not None:
+                    raise AlreadyExists(f"machine {spec.name!r} already exists")
+                if s.get(Cluster, spec.name) is not None:
+                    raise AlreadyExists(f"{spec.name!r} is already the name of a cluster")
+                s.add(row)
+        except IntegrityError as err:
+            raise AlreadyExists(f"machine {spec.name!r} already exists") from err
+        return node_record(row)
+
+    def machine_spec(self, name: str) -> ClusterSpec:
+        """The desired spec of a lone machine."""
         with self.session() as s:
-            existing = s.get(Machine, row.name)
-            if existing is not None and not replace:
-                raise AlreadyExists(f"machine {row.name!r} already exists")
+            row = s.get(Machine, name)
+            if row is None or row.cluster:
+                raise NotFound(f"machine {name!r} not found")
+            return ClusterSpec.model_validate(row.spec)
+
+    def machine_shared(self, name: str) -> dict[str, dict[str, Any]]:
+        with self.session() as s:
+            row = s.get(Machine, name)
+            return dict(row.shared or {}) if row is not None else {}
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        cluster: str,
+        driver: str,
+        group: str,
+        role: Role,
+        index: int,
+        host: str | None,
+        engine: EngineOptions,
+        status: str,
+    ) -> Node:
+        """Record a node of ``cluster`` before its driver is called (the intent)."""
+        with self.session() as s:
+            existing = s.get(Machine, name)
             if existing is not None:
-                s.delete(existing)
-                s.flush()
-            if row.cluster is None and s.get(Cluster, row.name) is not None:
-                raise AlreadyExists(f"{row.name!r} is already the name of a cluster")
+                if existing.cluster != cluster:
+                    raise AlreadyExists(
+                        f"{name!r} is already the name of a machine",
+                        hint="remove that machine, or choose another cluster name",
+                    )
+                return node_record(existing)
+            row = Machine(
+                name=name,
+                driver=driver,
+                cluster=cluster,
+                role=role.value,
+                group=group,
+                index=index,
+                host=host,
+                status=status,
+                status_reason="",
+                spec={"engine": engine.to_dict()},
+                record={},
+                endpoint={},
+                shared={},
+            )
             s.add(row)
-            return row
+            return node_record(row)
 
-    def machine(self, name: str) -> Machine:
-        return self._get(Machine, name, "machine")
+    def node(self, name: str) -> Node:
+        found = self.find_node(name)
+        if found is None:
+            raise NotFound(f"machine {name!r} not found", hint="see 'flotte machine ls'")
+        return found
 
-    def find_machine(self, name: str) -> Machine | None:
-        return self._find(Machine, name)
+    def find_node(self, name: str) -> Node | None:
+        with self.session() as s:
+            row = s.get(Machine, name)
+            return node_record(row) if row is not None else None
 
-    def machines(self, cluster: str | None = None) -> list[Machine]:
+    def nodes(self, cluster: str | None = None, *, lone: bool = False) -> list[Node]:
+        """Every node and machine; a cluster's nodes; or (``lone``) lone machines only."""
         with self.session() as s:
             query = select(Machine).order_by(Machine.name)
             if cluster is not None:
                 query = query.where(Machine.cluster == cluster)
-            return list(s.scalars(query))
+            elif lone:
+                query = query.where(Machine.cluster.is_(None))
+            return [node_record(r) for r in s.scalars(query)]
 
-    def update_machine(self, name: str, **fields: Any) -> Machine:
-        return self._update(Machine, name, fields)
+    def set_node(
+        self,
+        name: str,
+        *,
+        status: str | None = None,
+        status_reason: str | None = None,
+        record: NodeRecord | None = None,
+        endpoint: Endpoint | None = None,
+    ) -> Node:
+        with self.session() as s:
+            row = s.get(Machine, name)
+            if row is None:
+                raise NotFound(f"{name!r} no longer exists")
+            if status is not None:
+                row.status = status
+            if status_reason is not None:
+                row.status_reason = status_reason
+            if record is not None:
+                row.record = asdict(record)
+            if endpoint is not None:
+                row.endpoint = asdict(endpoint)
+            return node_record(row)
 
-    def delete_machine(self, name: str) -> None:
-        self._delete(Machine, name)
+    def delete_node(self, name: str) -> None:
+        with self.session() as s:
+            row = s.get(Machine, name)
+            if row is not None:
+                s.delete(row)
 
     # -- journal --------------------------------------------------------------------
     def journal(self, scope: str, operation: str) -> StoreJournal:
-        return StoreJournal(self, scope, operation)
+        return StoreJournal(self.session, scope, operation)
 
-    def journal_entries(self, scope: str) -> list[JournalEntry]:
+    def journal_entries(self, scope: str, limit: int | None = None) -> list[JournalEntry]:
         with self.session() as s:
             query = select(JournalEntry).where(JournalEntry.scope == scope)
+            if limit is not None:
+                query = query.order_by(JournalEntry.id.desc()).limit(limit)
+                return list(reversed(list(s.scalars(query))))
             return list(s.scalars(query.order_by(JournalEntry.id)))
-
-
-class StoreJournal:
-    """The executor's journal, written to the ``journal`` table one row per event."""
-
-    def __init__(self, store: Store, scope: str, operation: str) -> None:
-        self.store, self.scope, self.operation = store, scope, operation
-
-    def _write(self, step: str, phase: str, detail: str = "") -> None:
-        with self.store.session() as s:
-            s.add(
-                JournalEntry(
-                    scope=self.scope,
-                    operation=self.operation,
-                    step=step,
-                    phase=phase,
-                    detail=detail[:2000],
-                )
-            )
-
-    def intent(self, step: str) -> None:
-        self._write(step, "intent")
-
-    def outcome(self, step: str, *, ok: bool, detail: str = "") -> None:
-        self._write(step, "done" if ok else "failed", detail)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -26,6 +26,7 @@ class Meta(Base):
 class Template(Base):
     __tablename__ = "templates"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), default="")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -41,13 +42,37 @@ class Cluster(Base):
     node_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(32))
     status_reason: Mapped[str] = mapped_column(Text, default="")
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # options, engine, labels, timeout
-    shared: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # driver.prepare() output
+    # The desired ClusterSpec without its node groups (those are rows of nodegroups)
+    # and without secret options (0600 files under secrets/).
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    shared: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # driver -> prepare()
     coe_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # tokens, versions
+    health_status: Mapped[str] = mapped_column(String(16), default="UNKNOWN")
+    health_status_reason: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class NodeGroup(Base):
+    """One node group of a cluster: its NodeGroupSpec, with Magnum's uuid and status."""
+
+    __tablename__ = "nodegroups"
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cluster: Mapped[str] = mapped_column(
+        ForeignKey("clusters.name", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(32), default="")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    __table_args__ = (UniqueConstraint("cluster", "name"),)
 
 
 class Machine(Base):
@@ -61,9 +86,12 @@ class Machine(Base):
     )
     role: Mapped[str] = mapped_column(String(16))
     group: Mapped[str] = mapped_column(String(64), default="default")
+    index: Mapped[int] = mapped_column(Integer, default=0)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(32))
     status_reason: Mapped[str] = mapped_column(Text, default="")
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # options + engine
+    # a lone machine: its desired ClusterSpec (kind machine); a node: {"engine": ...}
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     record: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # NodeRecord
     endpoint: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     shared: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # lone machines only

@@ -14,9 +14,9 @@ from flotte.errors import AlreadyExists, Busy, NotFound, UsageError
 from flotte.models import EngineOptions, check_name
 from flotte.pki import CertificateAuthority, cert_sans
 from flotte.provision import engine_config
+from flotte.specs import machine_spec
 from flotte.state.lock import locked
 from flotte.state.store import Store
-from flotte.state.tables import Machine
 
 
 def test_ca_signs_server_certs_for_their_addresses(tmp_path: Path) -> None:
@@ -77,34 +77,21 @@ def test_bad_names(name: str) -> None:
         check_name("machine", name)
 
 
-def _machine(name: str) -> Machine:
-    return Machine(
-        name=name,
-        driver="local",
-        cluster=None,
-        role="machine",
-        status="ready",
-        status_reason="",
-        spec={},
-        record={},
-        endpoint={},
-        shared={},
-    )
-
-
 def test_store_migrates_and_keeps_an_installation_id(tmp_path: Path) -> None:
     store = Store.at(tmp_path / "flotte.db")
     first = store.installation
-    store.add_machine(_machine("m1"))
+    spec = machine_spec("m1", "local", {}, EngineOptions())
+    store.add_machine(spec, "ready")
     with pytest.raises(AlreadyExists):
-        store.add_machine(_machine("m1"))
-    store.update_machine("m1", status="failed")
+        store.add_machine(spec, "ready")
+    store.set_node("m1", status="failed")
     store.close()
     again = Store.at(tmp_path / "flotte.db")
     assert again.installation == first
-    assert again.machine("m1").status == "failed"
+    assert again.node("m1").status == "failed"
+    assert again.machine_spec("m1") == spec
     with pytest.raises(NotFound):
-        again.machine("ghost")
+        again.node("ghost")
     journal = again.journal("machine:m1", "create")
     journal.intent("create")
     journal.outcome("create", ok=False, detail="boom")

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 from flotte import dockerapi
 from flotte.drivers.local import local_client
 from flotte.errors import NotFound, UsageError
-from flotte.service import endpoint_of
 
 if TYPE_CHECKING:
-    from flotte.service import Service
+    from flotte.service.installation import Installation
 
 
 def _save(images: list[str], directory: Path) -> list[Path]:
@@ -44,9 +43,9 @@ def _save(images: list[str], directory: Path) -> list[Path]:
         client.close()
 
 
-async def load_images(service: Service, cluster: str, images: list[str]) -> int:
+async def load_images(service: Installation, cluster: str, images: list[str]) -> int:
     """Load ``images`` on every node of ``cluster``; return how many nodes got them."""
-    nodes = [r for r in service.store.machines(cluster=cluster) if r.endpoint]
+    nodes = [n for n in service.store.nodes(cluster=cluster) if n.endpoint is not None]
     if not nodes:
         raise UsageError(f"cluster {cluster!r} has no node with a Docker engine")
     with tempfile.TemporaryDirectory(prefix="flotte-images-") as tmp:
@@ -59,6 +58,6 @@ async def load_images(service: Service, cluster: str, images: list[str]) -> int:
                         cli.api.load_image(f)
 
         await asyncio.gather(
-            *(asyncio.to_thread(load, ep) for ep in (endpoint_of(n) for n in nodes) if ep)
+            *(asyncio.to_thread(load, n.endpoint) for n in nodes if n.endpoint is not None)
         )
     return len(nodes)

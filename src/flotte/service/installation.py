@@ -1,0 +1,89 @@
+"""One flotte installation (``FLOTTE_HOME``): its files, state store, CA and drivers.
+
+Every use case works on an ``Installation``; the CLI, the API and ``watch`` each make
+one. Driver instances are made here, once per driver and options, so a command that
+touches many nodes shares one API client per provider.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from flotte import drivers
+from flotte.config import Paths, paths
+from flotte.drivers.base import Driver, DriverContext
+from flotte.engine.executor import Events, Executor, Step
+from flotte.models import Owner
+from flotte.pki import CertificateAuthority
+from flotte.service.options import OptionStore
+from flotte.state.lock import locked
+from flotte.state.store import Store
+
+
+def _no_events(step: Step, phase: str, detail: str = "") -> None:
+    return None
+
+
+class Installation:
+    """The installation's state and the means to act on it."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        events: Events | None = None,
+        parallelism: int | None = None,
+        lock_wait: float = 0.0,
+    ) -> None:
+        self.paths: Paths = paths(home).ensure()
+        url = os.environ.get("FLOTTE_DATABASE_URL")
+        self.store = Store(url) if url else Store.at(self.paths.database)
+        self.ca = CertificateAuthority(self.paths.certs).ensure()
+        self.events: Events = events or _no_events
+        self.parallelism = parallelism
+        self.lock_wait = lock_wait
+        self.options = OptionStore(self.paths.secrets)
+        self._drivers: dict[tuple[str, str], Driver] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def installation(self) -> str:
+        return self.store.installation
+
+    def owner(self, *, cluster: str | None = None, machine: str | None = None) -> Owner:
+        return Owner(cluster=cluster, machine=machine, installation=self.store.installation)
+
+    def driver(self, name: str, options: Mapping[str, Any] | None = None) -> Driver:
+        """A driver instance for ``name`` with ``options`` (reused for equal options)."""
+        key = (name, json.dumps(options or {}, sort_keys=True, default=str))
+        if key not in self._drivers:
+            cls = drivers.get(name)
+            ctx = DriverContext(
+                home=self.paths.machines,
+                ca=self.ca,
+                installation=self.store.installation,
+                options=dict(options or {}),
+                known_hosts=self.paths.known_hosts,
+                progress=getattr(self.events, "note", None),
+            )
+            self._drivers[key] = cls(ctx)
+        return self._drivers[key]
+
+    @contextmanager
+    def lock(self, kind: str, name: str) -> Iterator[None]:
+        """The lock of a cluster or machine: every write to it happens under it."""
+        with locked(self.paths.locks, kind, name, wait=self.lock_wait):
+            yield
+
+    def executor(self, max_parallel: int, scope: str, operation: str) -> Executor:
+        return Executor(
+            parallelism=self.parallelism or max_parallel,
+            journal=self.store.journal(scope, operation),
+            events=self.events,
+        )

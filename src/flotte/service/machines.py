@@ -1,0 +1,319 @@
+"""Machine use cases: lone Docker hosts with docker-machine's verbs.
+
+A machine is planned like a cluster of one node without a COE: create and rm are
+plans run by the same lifecycle. The other verbs (start, stop, restart, kill,
+regenerate-certs, snapshot) act on one node, a lone machine or a cluster's node,
+under the lock of whatever owns it, with the driver options of that owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from flotte import contexts
+from flotte.drivers.base import Driver
+from flotte.errors import AlreadyExists, FlotteError, PlanFailed, UsageError
+from flotte.models import EngineOptions, NodeSpec, NodeState, Role
+from flotte.planner import Plan, Recorded, RecordedNode, plan
+from flotte.provision import engine_config
+from flotte.service import options as opts
+from flotte.service.clusters import OnPlan, _quiet
+from flotte.service.installation import Installation
+from flotte.service.lifecycle import Runner, errors_line
+from flotte.service.resolve import check_driver
+from flotte.specs import ClusterSpec, machine_spec
+from flotte.state.records import Node
+from flotte.state.status import CREATING, FAILED, REMOVING
+
+
+class Machines:
+    def __init__(self, inst: Installation) -> None:
+        self.inst = inst
+        self.store = inst.store
+
+    # -- reading ------------------------------------------------------------------------
+    def all(self) -> list[Node]:
+        return self.store.nodes()
+
+    def get(self, name: str) -> Node:
+        return self.store.node(name)
+
+    def desired(self, name: str) -> ClusterSpec:
+        """A lone machine's recorded spec (its options hold no secret)."""
+        return self.store.machine_spec(name)
+
+    def lone(self, name: str) -> Node:
+        node = self.store.node(name)
+        if node.cluster:
+            raise UsageError(
+                f"{name!r} is a node of cluster {node.cluster!r}",
+                hint=f"use 'flotte cluster resize {node.cluster} --nodes-to-remove {name}'",
+            )
+        return node
+
+    def recorded(self, name: str) -> Recorded:
+        node = self.store.find_node(name)
+        if node is None:
+            return Recorded(name, "machine")
+        return Recorded(
+            name,
+            "machine",
+            exists=True,
+            nodes=(
+                RecordedNode(
+                    name,
+                    node.group,
+                    Role.MACHINE,
+                    0,
+                    node.driver,
+                    node.status,
+                    created=node.record is not None,
+                    provisioned=node.endpoint is not None,
+                    host=node.host,
+                ),
+            ),
+            prepared=frozenset(self.store.machine_shared(name)),
+        )
+
+    def runner(self, node: Node) -> Runner:
+        """A runner for the owner of ``node`` (its cluster, or itself), with its secrets."""
+        if node.cluster:
+            cluster = self.store.cluster(node.cluster)
+            secrets = self.inst.options.load("clusters", node.cluster)
+            return Runner(
+                self.inst,
+                cluster.spec,
+                secrets=secrets,
+                shared=cluster.shared,
+                coe_data=cluster.coe_data,
+            )
+        spec = self.store.machine_spec(node.name)
+        secrets = self.inst.options.load("machines", node.name)
+        return Runner(self.inst, spec, secrets=secrets, shared=self.store.machine_shared(node.name))
+
+    def driver(self, node: Node) -> Driver:
+        return self.runner(node).driver(node.driver)
+
+    # -- create and rm --------------------------------------------------------------------
+    def spec(
+        self,
+        name: str,
+        driver: str,
+        flags: Mapping[str, Any],
+        engine: EngineOptions,
+        *,
+        no_provision: bool = False,
+    ) -> tuple[ClusterSpec, dict[str, Any]]:
+        """The machine's spec and secret options; only ``driver``'s flags are kept."""
+        from flotte.models import check_name
+        from flotte.service.resolve import build
+
+        check_name("machine", name)
+        check_driver(driver)
+        engine_config.validate(engine)
+        options = opts.only([driver], flags)
+        where = opts.placement(driver)
+        host = options.pop(where, None) if where else None
+        public, secret = opts.split([driver], options)
+        spec = machine_spec(name, driver, public, engine, host=host, no_provision=no_provision)
+        return build(ClusterSpec, spec.model_dump(), f"machine {name}"), secret
+
+    async def create(
+        self,
+        spec: ClusterSpec,
+        secrets: dict[str, Any] | None = None,
+        *,
+        rollback: bool = True,
+        dry_run: bool = False,
+        on_plan: OnPlan = _quiet,
+    ) -> Node:
+        name = spec.name
+        with self.inst.lock("machine", name):
+            existing = self.store.find_node(name)
+            if existing is not None and (existing.status != CREATING or existing.cluster):
+                owner = f" (a node of cluster {existing.cluster!r})" if existing.cluster else ""
+                raise AlreadyExists(
+                    f"machine {name!r} already exists{owner}",
+                    hint="remove it first or choose another name",
+                )
+            if self.store.find_cluster(name) is not None:
+                raise AlreadyExists(f"{name!r} is already the name of a cluster")
+            if existing is not None:  # a killed create: resume what was asked then
+                spec = self.store.machine_spec(name)
+                secrets = self.inst.options.load("machines", name)
+            runner = Runner(
+                self.inst,
+                spec,
+                secrets=secrets or {},
+                shared=self.store.machine_shared(name),
+            )
+            p = plan(self.recorded(name), spec)
+            on_plan(p)
+            if dry_run:
+                return Node(name, spec.driver, None, "default", Role.MACHINE, status="planned")
+            group = runner.group_spec(spec.driver, p)
+            await runner.driver(spec.driver).check(group)
+            if existing is None:
+                self.inst.options.save("machines", name, secrets or {})
+                self.store.add_machine(spec, CREATING)
+            steps, result = await runner.run(p, operation="create")
+            if result.ok:
+                return self.store.node(name)
+            if not rollback:
+                self.store.set_node(name, status=FAILED, status_reason=errors_line(result))
+                raise PlanFailed(
+                    f"creating machine {name} failed (left as is: --no-rollback)", result.errors
+                )
+            await runner.rollback(steps, result)
+            driver = runner.driver(spec.driver)
+            await driver.sweep(runner.owner)
+            await driver.release(group, runner.shared.get(spec.driver, {}))
+            self.store.delete_node(name)
+            self.inst.options.forget("machines", name)
+            raise PlanFailed(f"creating machine {name} failed and was rolled back", result.errors)
+
+    async def remove(self, name: str, *, force: bool = False, purge: bool = False) -> Plan:
+        node = self.lone(name)
+        with self.inst.lock("machine", name):
+            runner = self.runner(node)
+            runner.purge = purge
+            p = plan(self.recorded(name), None)
+            self.store.set_node(name, status=REMOVING)
+            _, result = await runner.run(p, operation="delete")
+            if result.errors and not force:
+                self.store.set_node(name, status=FAILED, status_reason=errors_line(result))
+                raise PlanFailed(
+                    f"removing machine {name} failed",
+                    result.errors,
+                )
+            contexts.remove(name)
+            self.store.delete_node(name)
+            self.inst.options.forget("machines", name)
+            return p
+
+    # -- one node's verbs -----------------------------------------------------------------
+    def _lock(self, node: Node) -> Any:
+        kind, owner = node.scope
+        return self.inst.lock(kind, owner)
+
+    async def state(self, node: Node) -> NodeState:
+        if node.status == CREATING:
+            return NodeState.STARTING
+        if node.record is None:
+            return NodeState.ERROR
+        try:
+            return await self.driver(node).state(node.record)
+        except FlotteError:
+            return NodeState.ERROR
+
+    async def action(self, name: str, action: str) -> Node:
+        """start, stop, restart or kill a machine or a cluster's node."""
+        node = self.store.node(name)
+        driver = self.driver(node)
+        caps = driver.capabilities
+        if action in ("start", "stop", "restart") and not caps.start_stop:
+            raise UsageError(f"the {node.driver} driver cannot {action} machines")
+        if action == "kill" and not caps.kill:
+            raise UsageError(f"the {node.driver} driver cannot kill machines")
+        if node.record is None:
+            raise UsageError(f"machine {name!r} was never made (status {node.status})")
+        with self._lock(node):
+            record = node.record
+            if action == "stop":
+                await driver.stop(record)
+            elif action == "kill":
+                await driver.kill(record)
+            else:
+                method = driver.start if action == "start" else driver.restart
+                record = await method(record)
+                endpoint = driver.endpoint(record)
+                node = self.store.set_node(name, record=record, endpoint=endpoint)
+                if not node.cluster:
+                    contexts.write(
+                        name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}"
+                    )
+            return node
+
+    async def regenerate_certs(self, name: str, *, client_certs: bool = False) -> Node:
+        node = self.store.node(name)
+        if node.record is None:
+            raise UsageError(f"machine {name!r} has no engine to re-sign (status {node.status})")
+        if client_certs:
+            self.inst.ca.regenerate_client()
+        runner = self.runner(node)
+        driver = runner.driver(node.driver)
+        with self._lock(node):
+            owner = runner.owner
+            spec = NodeSpec(
+                name=name,
+                role=node.role,
+                owner=owner,
+                driver=node.driver,
+                options={},
+                engine=node.engine if node.cluster else runner.spec.engine,
+                group=node.group,
+                index=node.index,
+                host=node.host,
+            )
+            endpoint = await driver.provision(spec, node.record, spec.engine)
+            node = self.store.set_node(name, endpoint=endpoint, record=node.record)
+            if not node.cluster:
+                contexts.write(name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}")
+            return node
+
+    async def snapshot(self, name: str, image_name: str) -> str:
+        node = self.store.node(name)
+        driver = self.driver(node)
+        snap = getattr(driver, "snapshot", None)
+        if not driver.capabilities.snapshot or snap is None:
+            raise UsageError(f"the {node.driver} driver cannot snapshot machines")
+        if node.record is None:
+            raise UsageError(f"machine {name!r} was never made (status {node.status})")
+        with self._lock(node):
+            return str(await snap(node.record, image_name))
+
+    def shell(self, name: str, command: list[str]) -> list[str]:
+        node = self.store.node(name)
+        if node.record is None:
+            raise UsageError(f"machine {name!r} was never made (status {node.status})")
+        return self.driver(node).shell_command(node.record, command)
+
+    def env(self, name: str) -> dict[str, str]:
+        """DOCKER_* variables that point the docker CLI at a machine or a cluster."""
+        node = self.store.find_node(name)
+        if node is None:
+            from flotte.service.clusters import Clusters
+
+            endpoint = Clusters(self.inst).endpoint(name)
+        elif node.endpoint is None:
+            raise UsageError(f"machine {name!r} has no Docker engine yet (status {node.status})")
+        else:
+            endpoint = node.endpoint
+        return {
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_HOST": endpoint.docker_url,
+            "DOCKER_CERT_PATH": endpoint.tls_dir or str(self.inst.ca.client.directory),
+            "DOCKER_MACHINE_NAME": name,
+        }
+
+    async def engine_versions(self, nodes: list[Node], timeout: float = 3.0) -> dict[str, str]:
+        """Docker version of each engine, asked in parallel (for ``ls``)."""
+        from flotte import dockerapi
+
+        async def one(node: Node) -> tuple[str, str]:
+            endpoint = node.endpoint
+            if endpoint is None:
+                return node.name, ""
+
+            def ask() -> str:
+                with dockerapi.connected(endpoint, self.inst.ca, timeout=int(timeout)) as cli:
+                    return str(cli.version().get("Version", ""))
+
+            try:
+                return node.name, await asyncio.wait_for(asyncio.to_thread(ask), timeout + 1)
+            except Exception:  # an unreachable engine shows as Unknown
+                return node.name, "Unknown"
+
+        return dict(await asyncio.gather(*(one(n) for n in nodes)))

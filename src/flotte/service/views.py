@@ -1,0 +1,107 @@
+"""What ``cluster show`` and ``cluster list`` print (and the API's detail views read):
+a cluster's record with its nodes, node groups and, when asked, the swarm's health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flotte.coe.swarm import Swarm
+from flotte.models import Role
+from flotte.service.installation import Installation
+from flotte.state.records import ClusterRecord, Node
+from flotte.state.status import HEALTHY, UNHEALTHY, UNKNOWN
+
+
+async def swarm_health(inst: Installation, nodes: list[Node]) -> tuple[str, list[dict[str, Any]]]:
+    """Magnum's health_status (HEALTHY / UNHEALTHY / UNKNOWN) and the swarm's nodes."""
+    manager = next(
+        (n.endpoint for n in nodes if n.role == Role.MANAGER and n.endpoint is not None), None
+    )
+    if manager is None:
+        return UNKNOWN, []
+    try:
+        listed = await Swarm(inst.ca).nodes(manager)
+    except Exception:  # any failure to ask means we don't know
+        return UNKNOWN, []
+    healthy = all(n.get("state") == "ready" for n in listed)
+    return (HEALTHY if healthy else UNHEALTHY), listed
+
+
+def cluster_view(
+    cluster: ClusterRecord,
+    nodes: list[Node],
+    health: str | None = None,
+    swarm_nodes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    masters = [n for n in nodes if n.role == Role.MANAGER]
+    workers = [n for n in nodes if n.role != Role.MANAGER]
+    api = next((m.url for m in masters if m.endpoint is not None), "")
+    return {
+        "name": cluster.name,
+        "uuid": cluster.uuid,
+        "driver": cluster.driver,
+        "coe": cluster.spec.coe,
+        "cluster_template": cluster.template,
+        "status": cluster.status,
+        "status_reason": cluster.status_reason,
+        "health_status": health or cluster.health_status,
+        "health_status_reason": cluster.health_status_reason,
+        "master_count": cluster.master_count,
+        "node_count": cluster.node_count,
+        "api_address": api,
+        "master_addresses": [m.address for m in masters],
+        "node_addresses": [w.address for w in workers],
+        "nodegroups": [
+            {
+                "name": g.name,
+                "role": g.spec.role,
+                "node_count": g.spec.node_count,
+                "min_node_count": g.spec.min_node_count,
+                "max_node_count": g.spec.max_node_count,
+                "driver": cluster.spec.driver_of(g.spec),
+                "status": g.status,
+            }
+            for g in cluster.nodegroups
+        ],
+        "nodes": [
+            {
+                "name": n.name,
+                "nodegroup": n.group,
+                "role": n.role.value,
+                "address": n.address,
+                "host": n.host,
+                "status": n.status,
+            }
+            for n in nodes
+        ],
+        "swarm_nodes": swarm_nodes or [],
+        "labels": cluster.spec.labels,
+        "create_timeout": cluster.spec.create_timeout,
+        "created_at": cluster.created_at.isoformat() if cluster.created_at else None,
+        "updated_at": cluster.updated_at.isoformat() if cluster.updated_at else None,
+    }
+
+
+async def show(inst: Installation, name: str, *, with_health: bool) -> dict[str, Any]:
+    cluster = inst.store.cluster(name)
+    nodes = inst.store.nodes(cluster=name)
+    health, listed = await swarm_health(inst, nodes) if with_health else (None, [])
+    return cluster_view(cluster, nodes, health, listed)
+
+
+async def listing(inst: Installation, *, with_health: bool) -> list[dict[str, Any]]:
+    import asyncio
+
+    clusters = inst.store.clusters()
+    nodes = inst.store.nodes()
+    by_cluster: dict[str, list[Node]] = {}
+    for n in nodes:
+        if n.cluster:
+            by_cluster.setdefault(n.cluster, []).append(n)
+
+    async def one(c: ClusterRecord) -> dict[str, Any]:
+        members = by_cluster.get(c.name, [])
+        health, _ = await swarm_health(inst, members) if with_health else (None, [])
+        return cluster_view(c, members, health)
+
+    return list(await asyncio.gather(*(one(c) for c in clusters)))
