@@ -39,7 +39,7 @@ class Action(StrEnum):
     RELEASE = "release"  # delete one driver's shared resources, sweep by owner marks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordedNode:
     """What the store knows of one node."""
 
@@ -73,7 +73,7 @@ class Recorded:
         return sorted((n for n in self.nodes if n.group == group), key=lambda n: n.index)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanStep:
     """One thing to do. ``id`` is unique in its plan; ``requires`` names other ids."""
 
@@ -265,7 +265,8 @@ class _Planner:
             )
             chosen = named + rest[: surplus - len(named)]
             doomed += [(n, "shrink") for n in chosen]
-            staying = [n for n in staying if n not in chosen]
+            gone = {n.name for n in chosen}
+            staying = [n for n in staying if n.name not in gone]
         kept = [(g, n) for n in staying]
         new: list[tuple[NodeGroupSpec, int, str | None, str]] = []
         used = {n.index for n in have}
