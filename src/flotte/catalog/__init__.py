@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .advisor import Advice, Estimate, Request, advise, estimate
+    from .advisor import Advice, Request, advise
+    from .costs import Estimate, estimate
     from .loader import Catalog, load_catalog
     from .models import Flavor, Provider, Region
 
@@ -33,10 +34,10 @@ __all__ = [
 
 _HOME = {
     "Advice": "advisor",
-    "Estimate": "advisor",
+    "Estimate": "costs",
     "Request": "advisor",
     "advise": "advisor",
-    "estimate": "advisor",
+    "estimate": "costs",
     "Catalog": "loader",
     "load_catalog": "loader",
     "Flavor": "models",

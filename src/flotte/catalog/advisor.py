@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from flotte.errors import NotFound, UsageError
+from flotte.errors import UsageError
 
 from .loader import Catalog
 from .models import APIS, EU_COUNTRIES, CloudAct, Flavor, Price, Provider, Region
+from .shapes import fits, flavor_key, largest, price_at
 
 #: A price older than this (relative to the reference date) is flagged old.
 OLD_AFTER = timedelta(days=548)  # 18 months
@@ -223,46 +224,6 @@ class Advice:
         return f"no offer for {self.request.describe()} — {detail}"
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """The cost of ``count`` nodes of one flavor on one provider. When no price is
-    known the euro fields are None and ``note`` says why."""
-
-    provider: str
-    flavor: str
-    region: str | None
-    count: int
-    vcpus: int
-    ram_gb: float
-    eur_node_hour: float | None
-    eur_day: float | None
-    eur_month: float | None
-    price_as_of: date | None
-    confidence: str | None
-    old: bool
-    note: str
-
-    @property
-    def known(self) -> bool:
-        """True when a price was found."""
-        return self.eur_node_hour is not None
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def summary(self) -> str:
-        """One line for a dry-run: what, where, how much, how sure."""
-        where = f"{self.provider}" + (f" ({self.region})" if self.region else "")
-        what = f"{self.count} x {self.flavor} on {where}"
-        if self.eur_day is None or self.eur_month is None:
-            return f"{what}: cost unknown ({self.note})"
-        flag = ", old" if self.old else ""
-        return (
-            f"{what}: {self.eur_day:.2f} EUR/day, {self.eur_month:.0f} EUR/month "
-            f"(price of {self.price_as_of}, {self.confidence}{flag})"
-        )
-
-
 def advise(catalog: Catalog | Iterable[Provider], request: Request) -> Advice:
     """Rank every provider's cheapest fitting offer per region for ``request``."""
     offers: list[Offer] = []
@@ -294,109 +255,6 @@ def advise(catalog: Catalog | Iterable[Provider], request: Request) -> Advice:
         if status.state == "unknown":
             warnings.append(f"{name}: status unknown ({status.note or 'no recent source'})")
     return Advice(request, tuple(offers), tuple(excluded), tuple(dict.fromkeys(warnings)))
-
-
-def estimate(
-    provider: str,
-    flavor: str | None,
-    vcpus: int,
-    ram_gb: float,
-    count: int,
-    hours_per_day: float = 24,
-    *,
-    region: str | None = None,
-    catalog: Catalog | None = None,
-    today: date | None = None,
-) -> Estimate:
-    """Estimate the cost of ``count`` nodes on ``provider``: of ``flavor`` when given
-    (listed or built from the provider's naming rule), else of the cheapest flavor
-    holding ``vcpus``/``ram_gb``. Unknown provider, flavor or region raise NotFound;
-    a known shape without a price returns an Estimate whose ``known`` is False."""
-    if catalog is None:
-        from .loader import load_catalog
-
-        catalog = load_catalog()
-    # With a named flavor the shape comes from the catalog, so vcpus/ram may be 0.
-    request = Request(
-        nodes=count,
-        vcpus=vcpus if flavor is None else max(vcpus, 1),
-        ram_gb=ram_gb if flavor is None else max(ram_gb, 1.0),
-        hours_per_day=hours_per_day,
-        today=today or date.today(),
-    )
-    prov = catalog.get(provider)
-    regions = prov.regions
-    if region is not None:
-        found = prov.region(region)
-        if found is None:
-            known = ", ".join(r.name for r in prov.regions)
-            raise NotFound(f"provider {prov.name} has no region '{region}'", hint=f"known: {known}")
-        regions = [found]
-    if flavor is not None:
-        chosen = prov.flavor(flavor)
-        if chosen is None:
-            known = ", ".join(f.name for f in prov.flavors) or "none listed"
-            raise NotFound(f"provider {prov.name} has no flavor '{flavor}'", hint=f"known: {known}")
-        candidates = [chosen]
-    else:
-        candidates = [f for f in prov.flavors if _fits(f, request)]
-        if not candidates:
-            raise NotFound(
-                f"provider {prov.name} has no flavor with {vcpus} vCPU / {ram_gb:g} GB",
-                hint=f"largest: {_largest(prov.flavors)}",
-            )
-    ref = request.reference_date
-    best: tuple[float, Flavor, Region, Price] | None = None
-    for reg in regions:
-        for fl in candidates:
-            price = _price_at(prov, fl, reg, ref)
-            if price and (best is None or _flavor_key(price, fl) < _flavor_key(best[3], best[1])):
-                best = (price.eur_per_hour, fl, reg, price)
-    closed = f"; {prov.name} closed on {prov.status.since}" if prov.closed_at(ref) else ""
-    if best is None:
-        fl = candidates[0]
-        shape_vcpus, shape_ram = _shape(fl, vcpus, ram_gb)
-        return Estimate(
-            provider=prov.name,
-            flavor=fl.name,
-            region=region,
-            count=count,
-            vcpus=shape_vcpus,
-            ram_gb=shape_ram,
-            eur_node_hour=None,
-            eur_day=None,
-            eur_month=None,
-            price_as_of=None,
-            confidence=None,
-            old=False,
-            note=f"no price for {fl.name} in the catalog; add one in an override file{closed}",
-        )
-    eur, fl, reg, price = best
-    when = prov.fact_date(price)
-    day = eur * count * hours_per_day
-    shape_vcpus, shape_ram = _shape(fl, vcpus, ram_gb)
-    return Estimate(
-        provider=prov.name,
-        flavor=fl.name,
-        region=reg.name,
-        count=count,
-        vcpus=shape_vcpus,
-        ram_gb=shape_ram,
-        eur_node_hour=eur,
-        eur_day=day,
-        eur_month=day * HOURS_PER_MONTH / 24,
-        price_as_of=when,
-        confidence=price.confidence,
-        old=ref - when > OLD_AFTER,
-        note=(price.note or prov.sources[price.source].title) + closed,
-    )
-
-
-def _shape(fl: Flavor, vcpus: int, ram_gb: float) -> tuple[int, float]:
-    # A fixed flavor's size is the catalog's; a custom one takes the size asked for.
-    if fl.custom:
-        return (vcpus or fl.vcpus or 0, ram_gb or fl.ram_gb or 0.0)
-    return (fl.vcpus or vcpus, fl.ram_gb or ram_gb)
 
 
 def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclusion]) -> None:
@@ -436,7 +294,7 @@ def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclus
             return drop("feature", f"{need.replace('_', ' ')}: {state}")
     if req.gpu and p.features.gpu.available is False:
         return drop("gpu", "offers no GPUs")
-    fitting = [f for f in p.flavors if _fits(f, req)]
+    fitting = [f for f in p.flavors if fits(f, req.vcpus, req.ram_gb, req.gpu)]
     if not fitting:
         if req.gpu and not any(f.gpus for f in p.flavors):
             extra = (
@@ -447,7 +305,7 @@ def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclus
             return drop("gpu", f"no GPU flavor in the catalog{extra}")
         if not p.flavors:
             return drop("data", "no flavor in the catalog yet (add one in an override file)")
-        return drop("flavor", f"largest flavor is {_largest(p.flavors)}")
+        return drop("flavor", f"largest flavor is {largest(p.flavors)}")
     short = _capacity_short(p, req)
     if short:
         return drop("capacity", short)
@@ -465,8 +323,8 @@ def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclus
             continue
         best: tuple[Flavor, Price] | None = None
         for fl in fitting:
-            price = _price_at(p, fl, region, ref)
-            if price and (best is None or _flavor_key(price, fl) < _flavor_key(best[1], best[0])):
+            price = price_at(p, fl, region, ref)
+            if price and (best is None or flavor_key(price, fl) < flavor_key(best[1], best[0])):
                 best = (fl, price)
         if best is None:
             names = ", ".join(f.name for f in fitting[:4])
@@ -519,36 +377,6 @@ def _offer(p: Provider, req: Request, group: list[tuple[Region, Flavor, Price]])
     )
 
 
-def _fits(f: Flavor, req: Request) -> bool:
-    if req.gpu and f.gpus < 1:
-        return False
-    if f.vcpus is not None and f.vcpus < req.vcpus:
-        return False
-    return f.ram_gb is None or f.ram_gb >= req.ram_gb
-
-
-def _flavor_key(price: Price, f: Flavor) -> tuple[Any, ...]:
-    # Cheapest first; on a tie the smaller, GPU-less shape is the honest answer.
-    return (price.eur_per_hour, f.gpus, f.vcpus or 0, f.ram_gb or 0, f.name)
-
-
-def _price_at(p: Provider, f: Flavor, region: Region, ref: date) -> Price | None:
-    """The newest price of ``f`` in ``region`` dated on or before ``ref``; a price
-    naming the region beats a catalogue-wide one of the same date."""
-    best: Price | None = None
-    best_key: tuple[date, bool] | None = None
-    for price in f.prices:
-        if price.regions is not None and region.name not in price.regions:
-            continue
-        when = p.fact_date(price)
-        if when > ref:
-            continue
-        key = (when, price.regions is not None)
-        if best_key is None or key > best_key:
-            best, best_key = price, key
-    return best
-
-
 def _exposure(p: Provider, region: Region) -> CloudAct:
     return region.cloud_act or p.sovereignty.cloud_act
 
@@ -577,21 +405,12 @@ def _nearest_priced(p: Provider, region: Region, ref: date, req: Request) -> str
     priced = [
         f
         for f in p.flavors
-        if not f.custom and f.vcpus and f.ram_gb and _price_at(p, f, region, ref) is not None
+        if not f.custom and f.vcpus and f.ram_gb and price_at(p, f, region, ref) is not None
     ]
     if not priced:
         return ""
     near = max(priced, key=lambda f: (f.vcpus or 0, f.ram_gb or 0))
     return f"; largest priced flavor: {near.name}, {near.vcpus} vCPU / {near.ram_gb:g} GB"
-
-
-def _largest(flavors: list[Flavor]) -> str:
-    sized = [f for f in flavors if f.vcpus is not None and f.ram_gb is not None]
-    if not sized:
-        return "not stated"
-    big = max(sized, key=lambda f: (f.vcpus or 0, f.ram_gb or 0))
-    gpu = f" + {big.gpus} GPU" if big.gpus else ""
-    return f"{big.name}: {big.vcpus} vCPU / {big.ram_gb:g} GB{gpu}"
 
 
 def _months(earlier: date, later: date) -> int:

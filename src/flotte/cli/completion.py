@@ -47,7 +47,7 @@ def state_names(kind: str) -> list[str]:
     try:
         rows: list[str]
         if kind == "machine":
-            rows = [m.name for m in store.machines()]
+            rows = [m.name for m in store.nodes()]
         elif kind == "cluster":
             rows = [c.name for c in store.clusters()]
         else:

@@ -20,13 +20,19 @@ def swarm(flotte: Flotte, cluster: str) -> dict[str, dict[str, object]]:
     """Hostname -> (state, engine labels) as the swarm itself reports them."""
     out = subprocess.run(
         ["docker", "--context", f"flotte-{cluster}", "node", "ls", "-q"],
-        capture_output=True, text=True, env=flotte.env, check=True,
-    ).stdout.split()  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=flotte.env,
+        check=True,
+    ).stdout.split()
     inspected = json.loads(
         subprocess.run(
             ["docker", "--context", f"flotte-{cluster}", "node", "inspect", *out],
-            capture_output=True, text=True, env=flotte.env, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=flotte.env,
+            check=True,
+        ).stdout
     )
     return {
         n["Description"]["Hostname"]: {
@@ -51,9 +57,18 @@ def one_line(res: subprocess.CompletedProcess[str], *words: str) -> str:
 def test_node_groups_grow_shrink_and_go(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
     flotte("cluster", "create", "ng", "--driver", "local", "--node-count", "1")
     out = flotte(
-        "cluster", "nodegroup", "create", "ng", "extra", "--node-count", "2",
-        "--labels", "tier=extra", "--max-nodes", "3",
-    ).stdout  # fmt: skip
+        "cluster",
+        "nodegroup",
+        "create",
+        "ng",
+        "extra",
+        "--node-count",
+        "2",
+        "--labels",
+        "tier=extra",
+        "--max-nodes",
+        "3",
+    ).stdout
     assert "ng-extra-0" in out and "UPDATE_COMPLETE" in out
     nodes = swarm(flotte, "ng")
     assert sorted(nodes) == ["ng-extra-0", "ng-extra-1", "ng-master-0", "ng-node-0"]
@@ -63,14 +78,24 @@ def test_node_groups_grow_shrink_and_go(flotte: Flotte, docker_engine: docker.Do
 
     groups = json.loads(flotte("cluster", "nodegroup", "list", "ng", "-f", "json").stdout)
     assert [(g["name"], g["node_count"]) for g in groups] == [
-        ("default-master", 1), ("default-worker", 1), ("extra", 2),
-    ]  # fmt: skip
+        ("default-master", 1),
+        ("default-worker", 1),
+        ("extra", 2),
+    ]
     # The plan a resize would run is what it runs: shown first, then done.
     planned = json.loads(
         flotte(
-            "cluster", "resize", "ng", "--nodegroup", "extra", "--node-count", "1",
-            "--dry-run", "-o", "json",
-        ).stdout  # fmt: skip
+            "cluster",
+            "resize",
+            "ng",
+            "--nodegroup",
+            "extra",
+            "--node-count",
+            "1",
+            "--dry-run",
+            "-o",
+            "json",
+        ).stdout
     )
     assert [s["id"] for s in planned["steps"]] == ["remove:ng-extra-1"]
     flotte("cluster", "resize", "ng", "--nodegroup", "extra", "--node-count", "1")
@@ -114,9 +139,10 @@ def test_apply_twice_changes_nothing_and_export_recreates(
 
     exported = tmp_path / "exported.yaml"
     flotte("cluster", "export", "app", "-o", str(exported))
-    assert json.loads(flotte("apply", "-f", str(exported), "--dry-run", "-o", "json").stdout)[
-        "steps"
-    ] == []
+    assert (
+        json.loads(flotte("apply", "-f", str(exported), "--dry-run", "-o", "json").stdout)["steps"]
+        == []
+    )
     data = yaml.safe_load(exported.read_text())
     data["nodegroups"][2]["node_count"] = 2
     exported.write_text(yaml.safe_dump(data))
@@ -150,9 +176,17 @@ def test_plan_and_spec_file_errors(flotte: Flotte, tmp_path: Path) -> None:
     one_line(flotte("cluster", "plan", "ghost", check=False), "not found")
     planned = json.loads(
         flotte(
-            "cluster", "create", "p", "--driver", "local", "--node-count", "2", "--dry-run",
-            "-o", "json",
-        ).stdout  # fmt: skip
+            "cluster",
+            "create",
+            "p",
+            "--driver",
+            "local",
+            "--node-count",
+            "2",
+            "--dry-run",
+            "-o",
+            "json",
+        ).stdout
     )
     assert planned["summary"]["create"] == 3
     assert planned["cost"]["eur_day"] == 0.0

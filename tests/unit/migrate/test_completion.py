@@ -10,25 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from flotte.models import EngineOptions
+from flotte.specs import ClusterSpec, TemplateSpec, default_groups, machine_spec
 from flotte.state.store import Store
-from flotte.state.tables import Cluster, Machine
 
 BIN = Path(sys.executable).parent
-
-
-def machine_row(name: str, cluster: str | None = None) -> Machine:
-    return Machine(
-        name=name,
-        driver="ssh",
-        cluster=cluster,
-        role="worker" if cluster else "machine",
-        status="ready",
-        status_reason="",
-        spec={},
-        record={},
-        endpoint={},
-        shared={},
-    )
 
 
 @pytest.fixture
@@ -36,24 +22,11 @@ def home(tmp_path: Path) -> Path:
     """An installation with two machines, a cluster and a template."""
     home = tmp_path / "home"
     store = Store.at(home / "flotte.db")
-    store.add_machine(machine_row("web-1"))
-    store.add_machine(machine_row("web-2"))
-    store.add_machine(machine_row("db"))
-    store.add_cluster(
-        Cluster(
-            name="lab",
-            uuid="u",
-            driver="local",
-            coe="swarm",
-            template=None,
-            status="CREATE_COMPLETE",
-            status_reason="",
-            master_count=1,
-            node_count=0,
-            spec={},
-        )
-    )
-    store.add_template("small", {"coe": "swarm", "driver": "local"})
+    for name in ("web-1", "web-2", "db"):
+        store.add_machine(machine_spec(name, "ssh", {}, EngineOptions()), "ready")
+    lab = ClusterSpec(name="lab", driver="local", nodegroups=default_groups(1, 0))
+    store.add_cluster(lab, "CREATE_COMPLETE")
+    store.add_template("small", TemplateSpec(coe="swarm", driver="local"))
     store.close()
     return home
 

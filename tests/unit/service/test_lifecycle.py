@@ -52,9 +52,7 @@ def test_create_resize_nodegroups_delete_leave_nothing(svc: Service) -> None:
         "c-big-0", "c-big-1", "c-master-0", "c-node-0", "c-node-1", "c-node-2", "c-node-3",
     ]  # fmt: skip
     asyncio.run(svc.clusters.resize("c", 1, nodes_to_remove=["c-node-0", "c-node-2", "c-node-3"]))
-    assert sorted(n.name for n in svc.machines.all() if n.group == "default-worker") == [
-        "c-node-1"
-    ]
+    assert sorted(n.name for n in svc.machines.all() if n.group == "default-worker") == ["c-node-1"]
     asyncio.run(svc.nodegroups.update("c", "big", node_count=1))
     assert svc.clusters.get("c").status == UPDATE_COMPLETE
     asyncio.run(svc.nodegroups.delete("c", "big"))
@@ -111,7 +109,7 @@ def test_killed_create_resumes_and_adopts(svc: Service) -> None:
     assert again.summary()["resume"] >= 1
     assert svc.clusters.get("k").status == CREATE_COMPLETE
     nodes = sorted(x for x in leftovers(svc, "k") if x.startswith("node"))
-    assert nodes == [f"node k-master-0", *(f"node k-node-{i}" for i in range(4))]
+    assert nodes == ["node k-master-0", *(f"node k-node-{i}" for i in range(4))]
     assert asyncio.run(svc.clusters.converge("k", dry_run=True)).empty
 
 
@@ -168,7 +166,7 @@ def test_busy_cluster_refuses_node_group_change(svc: Service) -> None:
 def test_node_name_clash_with_a_machine_is_refused(svc: Service) -> None:
     spec, secrets = svc.machines.spec("web-master-0", "fake", {}, _engine(), no_provision=True)
     asyncio.run(svc.machines.create(spec, secrets))
-    with pytest.raises(AlreadyExists, match="clash|take the name"):
+    with pytest.raises(AlreadyExists, match=r"clash|take the name"):
         create(svc, "web", workers=0)
     assert svc.store.find_cluster("web") is None
     assert svc.machines.get("web-master-0").cluster is None

@@ -23,16 +23,19 @@ class Targets:
         value = self.ctx.options.get(key)
         return None if value in (None, (), []) else value
 
-    def entry(self, options: Mapping[str, Any]) -> HostEntry:
-        raw = options.get("ssh_host") or self.ctx.options.get("ssh_host")
+    def entry(self, options: Mapping[str, Any], host: str | None = None) -> HostEntry:
+        raw = host or options.get("ssh_host") or self.ctx.options.get("ssh_host")
         if not raw:
             raise UsageError(
                 "the ssh driver needs a host", hint="give --ssh-host [user@]host[:port]"
             )
         return parse_host(str(raw))
 
-    def from_options(self, options: Mapping[str, Any], *, quick: bool = False) -> SSHTarget:
-        entry = self.entry(options)
+    def from_options(
+        self, options: Mapping[str, Any], *, host: str | None = None, quick: bool = False
+    ) -> SSHTarget:
+        """The target of a node placed on ``host`` (NodeSpec.host), else ``--ssh-host``."""
+        entry = self.entry(options, host)
 
         def opt(key: str) -> Any:
             value = options.get(key)

@@ -40,19 +40,20 @@ class SSHDriver(Driver):
         super().__init__(ctx)
         self.targets = Targets(ctx)
         self.hosts = Hosts(ctx, self.targets, self.name)
+        self._seen: list[Any] = []  # targets checked in this process, for sweep
 
-    def _group_options(self, group: GroupSpec) -> list[dict[str, Any]]:
-        """Per-node options of a group: ``hosts_per_node`` for clusters, else one host."""
-        per_node = group.options.get("hosts_per_node") or self.ctx.options.get("hosts_per_node")
-        base = {k: v for k, v in group.options.items() if k != "hosts_per_node"}
-        if per_node:
-            return [{**base, **dict(p)} for p in per_node]
-        return [dict(base)]
+    def _group_targets(self, group: GroupSpec) -> list[Any]:
+        """The hosts of the nodes the plan will make (one per node), else ``--ssh-host``."""
+        if group.nodes:
+            found = [self.targets.from_options(n.options, host=n.host) for n in group.nodes]
+        else:
+            found = [self.targets.from_options(group.options)]
+        self._seen.extend(found)
+        return found
 
     async def check(self, group: GroupSpec) -> None:
         """Reach every host, as it will be used, before anything is recorded or changed."""
-        per_node = self._group_options(group)
-        targets = [self.targets.from_options(o) for o in per_node]
+        targets = self._group_targets(group)
         install = install_choice(group.options, self.option("engine_install", "auto"))
         seen: set[tuple[str, int]] = set()
         for t in targets:
@@ -110,8 +111,9 @@ class SSHDriver(Driver):
         await self.hosts.remove(node, purge=purge)
 
     def _candidates(self) -> list[Any]:
-        per_node = self.ctx.options.get("hosts_per_node") or []
-        return sweep.known_targets(self.targets, [*per_node, self.ctx.options])
+        """Hosts that may carry an owner's record: --ssh-host and those this process met."""
+        known = sweep.known_targets(self.targets, [self.ctx.options])
+        return list({(t.host, t.port): t for t in [*known, *self._seen]}.values())
 
     async def leftovers(self, owner: Owner) -> list[str]:
         found = await sweep.owned(self._candidates(), owner)

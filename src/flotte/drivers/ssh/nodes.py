@@ -70,7 +70,7 @@ class Hosts:
 
     async def create(self, spec: NodeSpec) -> NodeRecord:
         """Reach the host and record it; nothing on the host changes yet."""
-        target = self.targets.from_options(spec.options)
+        target = self.targets.from_options(spec.options, host=spec.host)
         async with session(target) as sess:
             await sess.check_root()
             facts = await gather_facts(sess)

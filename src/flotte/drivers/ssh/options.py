@@ -21,6 +21,7 @@ OPTIONS: tuple[DriverOption, ...] = (
         "Existing host to use: [user@]host[:port]",
         envvar="FLOTTE_SSH_HOST",
         aliases=("generic-ip-address",),
+        placement=True,
     ),
     DriverOption(
         "ssh-user",
