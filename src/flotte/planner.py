@@ -218,7 +218,10 @@ class _Planner:
         for what, names in (("remove", remove), ("replace", replace), ("restart", restart)):
             missing = sorted(names - known)
             if missing:
-                raise PlanError(f"cannot {what} {missing[0]!r}: it is not a node of {desired.name}")
+                raise PlanError(
+                    f"node {missing[0]!r} is not in cluster {desired.name!r}",
+                    hint=f"cannot {what} it; see 'flotte cluster show {desired.name}'",
+                )
 
     def build(self) -> Plan:
         d = self.d

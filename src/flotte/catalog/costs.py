@@ -96,7 +96,9 @@ def estimate(
             raise NotFound(f"provider {prov.name} has no flavor '{flavor}'", hint=f"known: {known}")
         candidates = [chosen]
     else:
-        candidates = [f for f in prov.flavors if fits(f, request.vcpus, request.ram_gb, request.gpu)]
+        candidates = [
+            f for f in prov.flavors if fits(f, request.vcpus, request.ram_gb, request.gpu)
+        ]
         if not candidates:
             raise NotFound(
                 f"provider {prov.name} has no flavor with {vcpus} vCPU / {ram_gb:g} GB",

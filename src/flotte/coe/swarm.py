@@ -8,6 +8,7 @@ what lets a killed ``cluster create`` be re-run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -116,6 +117,12 @@ class Swarm:
 
             with self.connected(node) as cli:
                 swarm = dig(cli.info(), "Swarm")
+                deadline = time.monotonic() + 30
+                # A join a killed run started may still be under way: let it finish
+                # rather than join a second time (which leaves a Down twin behind).
+                while dig(swarm, "LocalNodeState") == "pending" and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    swarm = dig(cli.info(), "Swarm")
                 if dig(swarm, "LocalNodeState") == "active":
                     if dig(swarm, "Cluster", "ID") == cluster_id:
                         return
@@ -160,6 +167,33 @@ class Swarm:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 1.0)
+
+    async def prune(self, manager: Endpoint, hostnames: set[str]) -> int:
+        """Forget Down entries of ``hostnames`` that have a Ready twin (a node that joined
+        again after an interrupted join); returns how many went."""
+
+        def run() -> int:
+            import docker.errors
+
+            gone = 0
+            with self.connected(manager) as cli:
+                listed = cli.nodes.list()
+                ready = {
+                    dig(n.attrs, "Description", "Hostname")
+                    for n in listed
+                    if dig(n.attrs, "Status", "State") == "ready"
+                }
+                for n in listed:
+                    host = dig(n.attrs, "Description", "Hostname")
+                    state = dig(n.attrs, "Status", "State")
+                    if host in hostnames and host in ready and state != "ready":
+                        with contextlib.suppress(docker.errors.APIError):
+                            cli.api.remove_node(n.id, force=True)
+                            gone += 1
+            return gone
+
+        pruned: int = await self._run(run)
+        return pruned
 
     async def remove(self, manager: Endpoint, node: Endpoint | None, hostname: str) -> None:
         """Drain ``hostname``, make it leave, and delete it from the swarm's node list."""

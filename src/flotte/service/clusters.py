@@ -14,10 +14,11 @@ from typing import Any
 
 from flotte import contexts
 from flotte.errors import AlreadyExists, NotFound, PlanFailed, UsageError
+from flotte.models import Role
 from flotte.planner import Action, Plan, Recorded, RecordedNode, plan
 from flotte.service.installation import Installation
 from flotte.service.lifecycle import Runner, errors_line
-from flotte.specs import ClusterSpec
+from flotte.specs import WORKER_GROUP, ClusterSpec
 from flotte.state.records import ClusterRecord
 from flotte.state.status import (
     CREATE_COMPLETE,
@@ -78,7 +79,13 @@ class Clusters:
 
     def runner(self, cluster: ClusterRecord | None, spec: ClusterSpec) -> Runner:
         secrets = self.inst.options.load("clusters", spec.name)
-        return Runner(self.inst, spec, secrets=secrets, shared=cluster.shared if cluster else None)
+        return Runner(
+            self.inst,
+            spec,
+            secrets=secrets,
+            shared=cluster.shared if cluster else None,
+            coe_data=cluster.coe_data if cluster else None,
+        )
 
     # -- create ---------------------------------------------------------------------------
     async def create(
@@ -258,9 +265,19 @@ class Clusters:
         if node_count < 0:
             raise UsageError(f"--node-count cannot be negative (got {node_count})")
         extra = tuple(hosts)
+        target = nodegroup or WORKER_GROUP
+        members = {n.name: n for n in self.store.nodes(cluster=name)}
+        for node in nodes_to_remove:
+            found = members.get(node)
+            if found is not None and found.group != target:
+                what = "a manager" if found.role == Role.MANAGER else "a node"
+                raise UsageError(
+                    f"node {node!r} is {what} of node group {found.group}, not of {target}",
+                    hint=f"resize that group: --nodegroup {found.group}",
+                )
 
         def edit(spec: ClusterSpec) -> ClusterSpec:
-            group_name = nodegroup or _default_worker(spec)
+            group_name = target
             if not spec.has_group(group_name):
                 raise NotFound(
                     f"cluster {name!r} has no node group {group_name!r}",
@@ -317,16 +334,8 @@ class Clusters:
     # -- endpoints ----------------------------------------------------------------------
     def endpoint(self, name: str) -> Any:
         """The Docker endpoint of a cluster: its first manager that has one."""
-        from flotte.models import Role
-
         self.store.cluster(name)
         for node in self.store.nodes(cluster=name):
             if node.role == Role.MANAGER and node.endpoint is not None:
                 return node.endpoint
         raise UsageError(f"cluster {name!r} has no manager with a Docker engine yet")
-
-
-def _default_worker(spec: ClusterSpec) -> str:
-    from flotte.specs import WORKER_GROUP
-
-    return WORKER_GROUP

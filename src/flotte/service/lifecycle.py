@@ -325,6 +325,7 @@ class Runner:
             hostnames = {swarm_hostname(self.records[n]) for n in names}
             timeout = self.spec.create_timeout * 60
             await self.swarm.wait_ready(self.endpoints[manager], hostnames, timeout)
+            await self.swarm.prune(self.endpoints[manager], hostnames)
             for n in names:
                 self.store.set_node(n, status=READY, status_reason="")
 

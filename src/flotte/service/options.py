@@ -54,7 +54,8 @@ def check_known(driver: str, options: Mapping[str, Any], where: str) -> None:
     if unknown:
         close = sorted(k for k in keys if unknown[0].split("_")[-1] in k)
         hint = f"did you mean {', '.join(close[:3])}?" if close else None
-        raise UsageError(f"{where}: the {driver} driver has no option {unknown[0]!r}", hint=hint)
+        prefix = f"{where}: " if where else ""
+        raise UsageError(f"{prefix}the {driver} driver has no option {unknown[0]!r}", hint=hint)
 
 
 def split(

@@ -7,6 +7,7 @@ spec.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -119,6 +120,8 @@ def cluster_spec(
     if changes:
         base = build(TemplateSpec, {**base.model_dump(), **changes})
     check_driver(base.driver)
+    if not math.isfinite(timeout_min) or timeout_min <= 0:
+        raise UsageError(f"--timeout must be a positive number of minutes (got {timeout_min})")
     masters = master_count if master_count is not None else base.master_count
     workers = node_count if node_count is not None else base.node_count
     if masters < 1:

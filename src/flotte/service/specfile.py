@@ -112,18 +112,34 @@ def validate(path: Path, data: dict[str, Any], tree: yaml.Node | None) -> Cluste
 def _refuse_secrets(
     path: Path, driver: str, options: dict[str, Any], tree: yaml.Node | None, loc: tuple[Any, ...]
 ) -> None:
-    try:
-        _, secret = opts.split([driver], options)
-    except Exception:  # an unknown driver is reported by validation, with its line
-        return
-    if secret:
-        key = sorted(secret)[0]
+    """Options must be the driver's own, and none of them a secret (of any driver)."""
+    from flotte import drivers
+    from flotte.errors import UsageError
+
+    secret = set()
+    for name in drivers.names():
+        try:
+            secret |= {k for k, s in opts.declared(name).items() if s}
+        except UsageError:
+            continue
+    for key in options:
         line = _line(tree, (*loc, key))
+        where = f"{path}{f':{line}' if line else ''}"
+        if key in secret:
+            raise ConfigError(
+                f"{where}: {key} is a secret and does not belong in a spec file",
+                hint="give it through clouds.yaml, its environment variable or a file",
+            )
+    if driver not in drivers.names():
+        return  # validation names the unknown driver, with its line
+    try:
+        opts.check_known(driver, options, "")
+    except UsageError as err:
+        bad = next((k for k in options if k not in opts.declared(driver)), "")
+        line = _line(tree, (*loc, bad))
         raise ConfigError(
-            f"{path}{f':{line}' if line else ''}: {key} is a secret and does not belong in a "
-            "spec file",
-            hint="give it through clouds.yaml, its environment variable or a file",
-        )
+            f"{path}{f':{line}' if line else ''}: {err.message}", hint=err.hint
+        ) from None
 
 
 def dump(spec: ClusterSpec) -> dict[str, Any]:

@@ -33,16 +33,15 @@ def driver(
 
 async def test_check_reports_every_failing_host(ssh_lab, ssh_host, ca, tmp_path) -> None:
     good, nosudo = ssh_host("docker"), ssh_host("docker")
-    per_node = [
-        {"ssh_host": good.ip},
-        {"ssh_host": f"nosudo@{nosudo.ip}"},
-        {"ssh_host": ssh_lab.free_ip()},
-    ]
-    d = driver(tmp_path, ca, "inst-a", ssh_key=str(ssh_lab.key), hosts_per_node=per_node)
+    hosts = [good.ip, f"nosudo@{nosudo.ip}", ssh_lab.free_ip()]
+    d = driver(tmp_path, ca, "inst-a", ssh_key=str(ssh_lab.key))
+    owner = Owner(cluster="c", installation="inst-a")
+    nodes = tuple(
+        NodeSpec(f"c-node-{i}", Role.WORKER, owner, "ssh", {}, host=h) for i, h in enumerate(hosts)
+    )
     group = GroupSpec(
-        name="c", owner=Owner(cluster="c", installation="inst-a"),
-        options={"ssh_key": str(ssh_lab.key), "hosts_per_node": per_node}, size=3,
-    )  # fmt: skip
+        name="c", owner=owner, options={"ssh_key": str(ssh_lab.key)}, size=3, nodes=nodes
+    )
     with pytest.raises(AuthError) as err:
         await d.check(group)
     text = str(err.value)

@@ -118,7 +118,7 @@ def test_shrink_named_then_broken_then_newest() -> None:
     assert sorted(p.nodes(Action.REMOVE)) == ["c-node-1", "c-node-3"]
     with pytest.raises(PlanError, match="leaves"):
         plan(full, spec(1, 3), remove={"c-node-0", "c-node-1"})
-    with pytest.raises(PlanError, match="not a node"):
+    with pytest.raises(PlanError, match="not in cluster"):
         plan(full, spec(1, 3), remove={"nope"})
 
 
