@@ -21,9 +21,7 @@ from flotte.specs import ClusterSpec, NodeGroupSpec, default_groups, node_name
 
 def spec(workers: int, per_group: int) -> ClusterSpec:
     extra = tuple(NodeGroupSpec(name=f"g{i}", node_count=per_group) for i in range(3))
-    return ClusterSpec(
-        name="big", driver="fake", nodegroups=(*default_groups(3, workers), *extra)
-    )
+    return ClusterSpec(name="big", driver="fake", nodegroups=(*default_groups(3, workers), *extra))
 
 
 def made(s: ClusterSpec) -> Recorded:

@@ -38,9 +38,9 @@ class _Named(Protocol):
 
 
 class MachineStore(Protocol):
-    """What a rotation needs of the store: every recorded machine and node, by name."""
+    """What a rotation needs: every recorded machine and node, by name."""
 
-    def machines(self) -> Sequence[_Named]: ...
+    def all(self) -> Sequence[_Named]: ...
 
 
 @dataclass
@@ -91,7 +91,7 @@ async def _each(
     store: MachineStore, resign: Resign, parallel: int, note: Note, report: RotationReport
 ) -> None:
     gate = asyncio.Semaphore(parallel)
-    names = sorted({m.name for m in store.machines()})  # read again: nodes come and go
+    names = sorted({m.name for m in store.all()})  # read again: nodes come and go
 
     async def one(name: str) -> None:
         async with gate:

@@ -14,7 +14,9 @@
     ├── ProvisionError          a node was created but could not be made a Docker host
     ├── ClusterError            the COE (Swarm, k3s) could not be formed or changed
     ├── TimeoutError_           a wait ran out of time
-    └── PlanFailed              the executor finished with errors; carries each of them
+    ├── PlanFailed              the executor finished with errors; carries each of them
+    ├── state.database.StateError   the state database is damaged, newer or read-only
+    └── pki.CertificateError        the CA, client or engine certificates do not match
 
 Every error keeps its cause (``raise ... from err``); the CLI prints ``str(err)`` as
 one line and shows the trace only with ``--debug``.

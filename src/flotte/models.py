@@ -54,6 +54,9 @@ class EngineOptions:
     env: tuple[str, ...] = ()  # "KEY=value" in dockerd's environment
     storage_driver: str | None = None
     tls_sans: tuple[str, ...] = ()
+    # The user's consent (--insecure-i-know) to opts that change TLS or where dockerd
+    # listens; recorded, so re-provisioning keeps honouring it.
+    insecure: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +67,7 @@ class EngineOptions:
             "env": list(self.env),
             "storage_driver": self.storage_driver,
             "tls_sans": list(self.tls_sans),
+            "insecure": self.insecure,
         }
 
     @classmethod
@@ -77,6 +81,7 @@ class EngineOptions:
             env=tuple(data.get("env", ())),
             storage_driver=data.get("storage_driver"),
             tls_sans=tuple(data.get("tls_sans", ())),
+            insecure=bool(data.get("insecure", False)),
         )
 
 

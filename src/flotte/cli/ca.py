@@ -98,7 +98,7 @@ def rotate(yes: bool, parallel: int) -> None:
         click.echo(f"  {name:<30} {what}", err=True)
 
     report = run(
-        certificates.rotate_ca(svc.store, svc.ca, _resigner(svc), parallel=parallel, note=note)
+        certificates.rotate_ca(svc.machines, svc.ca, _resigner(svc), parallel=parallel, note=note)
     )
     if report.failed:
         click.echo(
@@ -121,10 +121,10 @@ def _resigner(svc: Any) -> Any:
     """
 
     async def resign(name: str) -> bool:
-        row = svc.store.machine(name)
-        if not row.endpoint or row.endpoint.get("tls_dir"):
+        node = svc.machines.get(name)
+        if node.endpoint is None or node.endpoint.tls_dir:
             return False
-        await svc.regenerate_certs(name)
+        await svc.machines.regenerate_certs(name)
         return True
 
     return resign

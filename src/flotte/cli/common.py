@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from flotte import logs
 from flotte.engine.executor import Step
 from flotte.models import EngineOptions
 
@@ -136,6 +137,12 @@ def engine_flags(f: F) -> F:
     ):
         f = click.option(decl, multiple=True, help=help_)(f)
     f = click.option("--engine-storage-driver", default=None, help="dockerd storage driver")(f)
+    f = click.option(
+        "--insecure-i-know",
+        "insecure_i_know",
+        is_flag=True,
+        help="Let --engine-opt change dockerd's TLS or listening settings (tlsverify, host).",
+    )(f)
     return f
 
 
@@ -148,6 +155,7 @@ def engine_from_flags(kwargs: dict[str, Any]) -> EngineOptions:
         env=tuple(kwargs.pop("engine_env", ())),
         storage_driver=kwargs.pop("engine_storage_driver", None),
         tls_sans=tuple(kwargs.pop("tls_san", ())),
+        insecure=bool(kwargs.pop("insecure_i_know", False)),
     )
 
 
@@ -275,7 +283,7 @@ def for_each(
             if not isinstance(result, Exception):
                 raise result
             failures += 1
-            click.echo(f"Error: {name}: {result}", err=True)
+            click.echo(f"Error: {name}: {logs.redact(str(result))}", err=True)
         else:
             click.echo(done(name))
     if failures:

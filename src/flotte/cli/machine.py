@@ -110,12 +110,16 @@ def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
     svc = service()
     rows = svc.machines.all()
 
-    async def gather() -> tuple[list[Any], dict[str, str]]:
-        states = await asyncio.gather(*(svc.machines.state(r) for r in rows))
-        versions = {} if quiet else await svc.machines.engine_versions(rows, timeout)
-        return list(states), versions
+    async def gather() -> tuple[list[Any], dict[str, str], dict[str, str]]:
+        states = asyncio.gather(*(svc.machines.state(r) for r in rows))
+        if quiet:
+            return list(await states), {}, {}
+        versions = svc.machines.engine_versions(rows, timeout)
+        errors = svc.machines.errors(rows, timeout)
+        found = await asyncio.gather(states, versions, errors)
+        return list(found[0]), found[1], found[2]
 
-    states, versions = run(gather())
+    states, versions, errors = run(gather())
     out = []
     active = _active_url()
     for row, state in zip(rows, states, strict=True):
@@ -134,7 +138,7 @@ def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
             "url": url,
             "swarm": swarm,
             "docker": versions.get(row.name, ""),
-            "errors": row.status_reason,
+            "errors": errors.get(row.name, row.status_reason),
         }
         if _matches(record, row.cluster or "", labels, wanted):
             out.append(record)

@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> Any:
     except FlotteError as err:
         if _state["debug"]:
             raise
-        click.echo(f"Error: {err}", err=True)
+        # A driver's message may quote what it was given: secrets never reach the screen.
+        click.echo(f"Error: {logs.redact(str(err))}", err=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

@@ -51,7 +51,7 @@ def desired_from_file(clusters: Clusters, path: Path) -> tuple[ClusterSpec, dict
         for group in spec.nodegroups:
             if group.driver:
                 check_driver(group.driver)
-        engine_config.validate(spec.engine)
+        engine_config.validate(spec.engine, allow_insecure=spec.engine.insecure)
     except UsageError as err:
         raise ConfigError(f"{path}: {err}") from None
     return spec, secrets

@@ -20,6 +20,7 @@ from flotte.engine.executor import Events, Executor, Step
 from flotte.models import Owner
 from flotte.pki import CertificateAuthority
 from flotte.service.options import OptionStore
+from flotte.state.database import StateError
 from flotte.state.lock import locked
 from flotte.state.store import Store
 
@@ -78,6 +79,12 @@ class Installation:
     @contextmanager
     def lock(self, kind: str, name: str) -> Iterator[None]:
         """The lock of a cluster or machine: every write to it happens under it."""
+        if self.store.read_only:
+            raise StateError(
+                f"the state database {self.paths.database} is read-only (you cannot write "
+                f"in {self.paths.data}): this command needs to change it",
+                hint="reading commands work; run this one where the home is writable by you",
+            )
         with locked(self.paths.locks, kind, name, wait=self.lock_wait):
             yield
 

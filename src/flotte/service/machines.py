@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from flotte import contexts
+from flotte import certificates, contexts
 from flotte.drivers.base import Driver
 from flotte.errors import AlreadyExists, FlotteError, PlanFailed, UsageError
 from flotte.models import EngineOptions, NodeSpec, NodeState, Role
@@ -112,7 +112,7 @@ class Machines:
 
         check_name("machine", name)
         check_driver(driver)
-        engine_config.validate(engine)
+        engine_config.validate(engine, allow_insecure=engine.insecure)
         options = opts.only([driver], flags)
         where = opts.placement(driver)
         host = options.pop(where, None) if where else None
@@ -241,7 +241,7 @@ class Machines:
         if node.record is None:
             raise UsageError(f"machine {name!r} has no engine to re-sign (status {node.status})")
         if client_certs:
-            self.inst.ca.regenerate_client()
+            certificates.renew_client(self.inst.ca)  # flotte's contexts get it too
         runner = self.runner(node)
         driver = runner.driver(node.driver)
         with self._lock(node):
@@ -315,5 +315,22 @@ class Machines:
                 return node.name, await asyncio.wait_for(asyncio.to_thread(ask), timeout + 1)
             except Exception:  # an unreachable engine shows as Unknown
                 return node.name, "Unknown"
+
+        return dict(await asyncio.gather(*(one(n) for n in nodes)))
+
+    async def errors(self, nodes: list[Node], timeout: float = 3.0) -> dict[str, str]:
+        """``ls``'s ERRORS column: a node's status reason, then certificates that expire
+        within 30 days (the CA and client certificate, the engine's own)."""
+        shared = self.inst.ca.expiry_warnings()
+
+        async def one(node: Node) -> tuple[str, str]:
+            found = [node.status_reason] if node.status_reason else []
+            if node.endpoint is not None and not node.endpoint.tls_dir:
+                served = await certificates.engine_expiry(
+                    node.endpoint, self.inst.ca, timeout=timeout
+                )
+                if served:
+                    found.append(served)
+            return node.name, "; ".join([*found, *shared])
 
         return dict(await asyncio.gather(*(one(n) for n in nodes)))

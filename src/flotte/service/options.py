@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flotte import drivers
+from flotte import drivers, logs
 from flotte.config import write_secret
 from flotte.errors import ConfigError, UsageError
 
@@ -67,6 +67,8 @@ def split(
         secret_keys |= {k for k, s in declared(name).items() if s}
     public = {k: v for k, v in options.items() if k not in secret_keys}
     secret = {k: v for k, v in options.items() if k in secret_keys and v not in (None, "")}
+    for value in secret.values():
+        logs.add_secret(str(value))  # masked in every log line from now on
     return public, secret
 
 
@@ -101,6 +103,8 @@ class OptionStore:
             ) from err
         if not isinstance(data, dict):
             raise ConfigError(f"{path} is not a JSON object", hint="delete it and retry")
+        for value in data.values():
+            logs.add_secret(str(value))
         return data
 
     def forget(self, scope: str, name: str) -> None:

@@ -84,6 +84,7 @@ def merge_engine(base: EngineOptions, extra: EngineOptions | None) -> EngineOpti
         env=base.env + extra.env,
         storage_driver=extra.storage_driver or base.storage_driver,
         tls_sans=base.tls_sans + extra.tls_sans,
+        insecure=base.insecure or extra.insecure,
     )
 
 
@@ -132,7 +133,7 @@ def cluster_spec(
     public, secret = opts.split([base.driver], template_options(base, given))
     secrets.update(secret)
     eng = merge_engine(base.engine(labels), engine)
-    engine_config.validate(eng)
+    engine_config.validate(eng, allow_insecure=eng.insecure)
     if hosts and len(hosts) < masters + workers:
         raise UsageError(
             f"{len(hosts)} host(s) given for {masters} manager(s) and {workers} worker(s): "

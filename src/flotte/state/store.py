@@ -8,6 +8,7 @@ never leave this module: readers get the frozen values of ``records``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict

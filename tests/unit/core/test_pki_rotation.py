@@ -287,7 +287,7 @@ class _Machines:
     def __init__(self, names: list[str]) -> None:
         self.rows = [_Row(n) for n in names]
 
-    def machines(self) -> list[_Row]:
+    def all(self) -> list[_Row]:
         return self.rows
 
 

@@ -144,6 +144,13 @@ def test_node_group_bad_input_changes_nothing(svc: Service) -> None:
         ),
         (
             lambda: svc.clusters.resize("b", 1, nodes_to_remove=["b-master-0"]),
+            UsageError,
+            "is a manager of node group default-master",
+        ),
+        (
+            lambda: svc.clusters.resize(
+                "b", 1, nodegroup="default-master", nodes_to_remove=["b-master-0"]
+            ),
             PlanError,
             "leaves",
         ),

@@ -152,7 +152,7 @@ class Nodes:
 
     async def deliver(self, name: str, node: NodeRecord, engine: EngineOptions) -> Endpoint:
         """Copy the engine's files in, say "go", then wait for TLS to answer."""
-        engine_config.validate(engine)
+        engine_config.check_syntax(engine)  # the use case checked consent (validate)
         key_path, public_key = ensure_keypair(self.ctx.home / name / "id_ed25519")
         server = self.ctx.ca.server_cert(name, [node.address, *engine.tls_sans])
         files = [(f.path, f.content, f.mode) for f in engine_config.files(engine, server)]
