@@ -1,0 +1,283 @@
+"""The cloud and local cases of bench/scale.py: flotte and its floor on the same peer.
+
+EC2: moto behind a counting proxy that adds the per-call latency. OpenStack: devcloud's
+Keystone, Nova, Neutron and Glance each behind a counting proxy (no latency added),
+reached through a clouds.yaml entry whose endpoints point at the proxies. Local: a real
+Swarm on the local Docker engine, with the host memory it takes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import scale_run
+import yaml
+from scale_proxy import CountingProxy, delta
+
+AMI, INSTANCE_TYPE = "ami-785db401", "t3.small"
+
+
+def _per_node(run: scale_run.Run, calls: dict[str, int], size: int) -> dict[str, Any]:
+    figures = run.figures()
+    total = sum(calls.values())
+    out: dict[str, Any] = {
+        **figures,
+        "api_calls": total,
+        "calls_per_node": round(total / size, 3),
+        "calls": calls,
+        "cpu_ms_per_node": round(1000 * run.cpu_s / size, 2),
+    }
+    if "rows_written" in figures:
+        out["rows_per_node"] = round(figures["rows_written"] / size, 2)
+        out["write_statements_per_node"] = round(figures["write_statements"] / size, 2)
+    return out
+
+
+# -- EC2 on moto ------------------------------------------------------------------------
+
+
+def _ec2_floor(proxy: CountingProxy, size: int) -> dict[str, Any]:
+    """The least a client can do: one RunInstances for all, DescribeInstances until running."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=proxy.url)
+    before = proxy.snapshot()
+    tag = f"floor-{os.getpid()}-{size}"
+    started = time.monotonic()
+    ec2.run_instances(
+        ImageId=AMI,
+        InstanceType=INSTANCE_TYPE,
+        MinCount=size,
+        MaxCount=size,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "floor", "Value": tag}]}],
+    )
+    while True:
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag:floor", "Values": [tag]}], PaginationConfig={"PageSize": 1000}
+        )
+        found = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+        ids = [i["InstanceId"] for i in found]
+        if found and all(i["State"]["Name"] == "running" for i in found):
+            break
+        time.sleep(2)
+    create_s = time.monotonic() - started
+    calls = sum(delta(proxy.snapshot(), before).values())
+    started = time.monotonic()
+    for i in range(0, len(ids), 1000):
+        ec2.terminate_instances(InstanceIds=ids[i : i + 1000])
+    return {
+        "create_s": round(create_s, 2),
+        "delete_s": round(time.monotonic() - started, 2),
+        "api_calls": calls,
+    }
+
+
+def ec2_case(size: int, latency: float) -> dict[str, Any]:
+    import boto3
+
+    from fixtures.moto_server import FAKE_CREDENTIALS, start_moto
+
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    with tempfile.TemporaryDirectory(prefix="flotte-scale-ec2-") as tmp:
+        moto, url = start_moto(log=Path(tmp) / "moto.log")
+        try:
+            # moto loads its AMI and instance-type catalogues on first use: not our time.
+            warm = boto3.client("ec2", region_name="us-east-1", endpoint_url=url)
+            warm.describe_images(ImageIds=[AMI])
+            warm.describe_instance_types(InstanceTypes=[INSTANCE_TYPE])
+            with CountingProxy(url, latency=latency) as proxy:
+                floor = _ec2_floor(proxy, size)
+                env = {"FLOTTE_HOME": f"{tmp}/home"}
+                before = proxy.snapshot()
+                create = scale_run.flotte(
+                    ["cluster", "create", "big", "--driver", "ec2", "--master-count", "3",
+                     "--node-count", str(size - 3), "--no-provision",
+                     "--ec2-endpoint-url", proxy.url, "--ec2-region", "us-east-1",
+                     "--ec2-ami", AMI, "--ec2-instance-type", INSTANCE_TYPE,
+                     "--ec2-allowed-cidr", "203.0.113.7/32"],
+                    env,
+                ).check()  # fmt: skip
+                created = proxy.snapshot()
+                delete = scale_run.flotte(["cluster", "delete", "big"], env).check()
+                deleted = proxy.snapshot()
+        finally:
+            moto.terminate()
+            moto.wait(timeout=30)
+    return {
+        "nodes": size,
+        "latency_ms": round(latency * 1000),
+        "floor": floor,
+        "create": _per_node(create, delta(created, before), size),
+        "delete": _per_node(delete, delta(deleted, created), size),
+        "load": scale_run.load(),
+    }
+
+
+# -- OpenStack on devcloud ----------------------------------------------------------------
+
+SERVICES = {"auth": 5000, "compute": 8774, "network": 9696, "image": 9292}
+
+
+def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
+    import openstack_cluster as oc
+
+    source = Path(os.environ.get("OS_CLIENT_CONFIG_FILE") or oc._clouds_yaml())
+    clouds = yaml.safe_load(source.read_text())["clouds"]
+    proxies = {k: CountingProxy(f"http://127.0.0.1:{port}") for k, port in SERVICES.items()}
+    for p in proxies.values():
+        p.__enter__()
+    entry = dict(clouds[cloud])
+    entry["auth"] = {**entry["auth"], "auth_url": f"{proxies['auth'].url}/v3"}
+    entry["compute_endpoint_override"] = f"{proxies['compute'].url}/v2.1"
+    entry["network_endpoint_override"] = f"{proxies['network'].url}/"
+    entry["image_endpoint_override"] = f"{proxies['image'].url}/"
+    name = "scale-bench"
+
+    def counts() -> dict[str, int]:
+        out: dict[str, int] = {}
+        for service, p in proxies.items():
+            for op, n in p.snapshot().items():
+                out[f"{service}: {op}"] = n
+        return out
+
+    def since(before: dict[str, int]) -> dict[str, int]:
+        now = counts()
+        return {k: now[k] - before.get(k, 0) for k in sorted(now) if now[k] - before.get(k, 0)}
+
+    saved_env, saved_cloud = os.environ.get("OS_CLIENT_CONFIG_FILE"), oc.CLOUD
+    try:
+        with tempfile.TemporaryDirectory(prefix="flotte-scale-os-") as tmp:
+            path = Path(tmp) / "clouds.yaml"
+            path.write_text(yaml.safe_dump({"clouds": {**clouds, name: entry}}))
+            path.chmod(0o600)
+            os.environ["OS_CLIENT_CONFIG_FILE"] = str(path)
+            oc.CLOUD = name
+            floor = oc.run_floor(size)
+            floor["api_calls"] = floor["calls_create"]  # its own session hook, create only
+            env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
+            before = counts()
+            create = scale_run.flotte(
+                ["cluster", "create", "big", "--driver", "openstack", "--master-count", "3",
+                 "--node-count", str(size - 3), "--no-provision", "--openstack-cloud", name,
+                 *[f"--{k.replace('_', '-')}={v}" for k, v in oc.BASE_OPTIONS.items()]],
+                env,
+            ).check()  # fmt: skip
+            created = since(before)
+            before = counts()
+            delete = scale_run.flotte(["cluster", "delete", "big"], env).check()
+            deleted = since(before)
+    finally:
+        oc.CLOUD = saved_cloud
+        if saved_env is None:
+            os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
+        else:
+            os.environ["OS_CLIENT_CONFIG_FILE"] = saved_env
+        for p in proxies.values():
+            p.__exit__()
+    return {
+        "nodes": size,
+        "cloud": cloud,
+        "floor": floor,
+        "create": _per_node(create, created, size),
+        "delete": _per_node(delete, deleted, size),
+        "ratio_to_floor": {
+            "create": round(create.wall_s / floor["create_s"], 2),
+            "delete": round(delete.wall_s / floor["delete_s"], 2),
+        },
+        "load": scale_run.load(),
+    }
+
+
+# -- local Docker -------------------------------------------------------------------------
+
+
+def _meminfo() -> dict[str, int]:
+    out = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        key, value = line.split(":", 1)
+        out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _rss_of(names: tuple[str, ...]) -> dict[str, int]:
+    """Summed RSS (bytes) of host processes by command name (the node dockerds included)."""
+    totals = dict.fromkeys(names, 0)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            if comm not in totals:
+                continue
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    totals[comm] += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return totals
+
+
+def _containers_memory(prefix: str) -> int:
+    """Memory the nodes' containers use (their cgroups), in bytes."""
+    out = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    units = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "kB": 1000, "MB": 1000**2}
+    total = 0
+    for line in out.splitlines():
+        name, usage = line.split(" ", 1)
+        if prefix not in name:
+            continue
+        amount = usage.split("/")[0].strip()
+        for unit in sorted(units, key=len, reverse=True):
+            if amount.endswith(unit):
+                total += int(float(amount[: -len(unit)]) * units[unit])
+                break
+    return total
+
+
+BUILD_IMAGE = (
+    "from flotte.drivers.local import local_client\n"
+    "from flotte.drivers.local.image import ensure_node_image\n"
+    "ensure_node_image(local_client())\n"
+)
+
+
+def local_case(size: int) -> dict[str, Any]:
+    names = ("dockerd", "containerd-shim", "containerd-shim-runc-v2", "containerd")
+    with tempfile.TemporaryDirectory(prefix="flotte-scale-local-") as tmp:
+        env = {"FLOTTE_HOME": f"{tmp}/home"}
+        # The node image is built once and kept: building it is not the create's time.
+        scale_run.python(["-c", BUILD_IMAGE], env).check()
+        mem0, rss0 = _meminfo(), _rss_of(names)
+        name = f"scale{os.getpid()}"
+        create = scale_run.flotte(
+            ["cluster", "create", name, "--driver", "local", "--master-count",
+             str(min(3, size)), "--node-count", str(max(size - 3, 0))],
+            env,
+        )  # fmt: skip
+        mem1, rss1 = _meminfo(), _rss_of(names)
+        containers = _containers_memory(name)
+        delete = scale_run.flotte(["cluster", "delete", name], env)
+    host_delta = mem0["MemAvailable"] - mem1["MemAvailable"]
+    mib = 1024 * 1024
+    return {
+        "nodes": size,
+        "create": {**_per_node(create, {}, size), "ok": create.returncode == 0,
+                   "error": create.stderr[-500:] if create.returncode else ""},
+        "delete": {**delete.figures(), "ok": delete.returncode == 0},
+        "memory_per_node_mib": {
+            "host_available_drop": round(host_delta / size / mib, 1),
+            "node_containers_cgroup": round(containers / size / mib, 1),
+            **{f"{k}_rss_delta": round((rss1[k] - rss0[k]) / size / mib, 1) for k in names},
+        },
+        "host_mem_available_gib_before": round(mem0["MemAvailable"] / 1024**3, 1),
+        "load": scale_run.load(),
+    }  # fmt: skip
