@@ -334,9 +334,11 @@ def load_image(name: str, images: tuple[str, ...]) -> None:
 
 
 def _register_nodegroups() -> None:
+    from flotte.cli.health import register
     from flotte.cli.nodegroup import nodegroup
 
     cluster.add_command(nodegroup)
+    register(cluster)  # check, heal, events
 
 
 _register_nodegroups()

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("flotte.cli.completion:completion", "Shell completion: bash, zsh or fish."),
     "ca": ("flotte.cli.ca:ca", "The certificate authority: show, renew-client, rotate."),
     "apply": ("flotte.cli.apply:apply", "Create or converge a cluster from a spec file."),
+    "watch": ("flotte.cli.health:watch", "Check auto-healing clusters and heal them, in rounds."),
 }
 
 

@@ -234,12 +234,14 @@ class Swarm:
                         ) from err
                 return node_id
 
-        def leave() -> None:
+        def leave(node_id: str | None) -> None:
             import docker.errors
 
             assert node is not None
             try:
-                with self.connected(node) as cli:
+                with self.connected(node, timeout=10) as cli:
+                    if not is_the_node(cli.info(), node_id, hostname):
+                        return  # its address now belongs to another node (a replacement)
                     cli.swarm.leave(force=True)
             except (docker.errors.DockerException, OSError):
                 pass  # the node may already be gone; the manager removes it below
@@ -258,10 +260,26 @@ class Swarm:
                         time.sleep(0.2)  # demotion still in progress
 
         node_id = await self._run(drain_and_demote, "")
-        if node_id is None and node is not None:
+        # A dead node (healing) would hold the leave up for the client's whole timeout.
+        alive = node is not None and await dockerapi.ping(node, dockerapi.ssl_context(self.ca), 2.0)
+        if node_id is None and alive:
             # listed without its hostname (just joined, or a partial answer): ask the node
             node_id = await self._run(drain_and_demote, await self._run(own_id))
-        if node is not None:
-            await self._run(leave)
+        if alive:
+            await self._run(leave, node_id)
         if node_id:
             await self._run(forget, node_id)
+
+
+def is_the_node(info: Any, node_id: str | None, hostname: str) -> bool:
+    """Whether the engine that gave ``info`` is the swarm node ``node_id``/``hostname``.
+
+    A dead node's address may already belong to the node that replaced it (a local
+    bridge or a cloud subnet hands freed addresses out again): that engine must not be
+    told to leave the swarm in its predecessor's name.
+    """
+    swarm = info.get("Swarm") if isinstance(info, dict) else None
+    found = swarm.get("NodeID") if isinstance(swarm, dict) else None
+    if node_id and found:
+        return bool(found == node_id)
+    return bool(isinstance(info, dict) and info.get("Name") == hostname)

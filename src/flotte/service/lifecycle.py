@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flotte import contexts
+from flotte import contexts, dockerapi
 from flotte.coe.swarm import Swarm, Tokens
 from flotte.drivers.base import Driver, GroupSpec
 from flotte.engine.executor import RunResult, Step
@@ -74,6 +74,7 @@ class Runner:
         self._tokens: Tokens | None = None
         self._token_lock = asyncio.Lock()
         self._doomed: set[str] = set()
+        self._live: str | None = None  # the manager that answered, for this run
         self._holder: str | None = (coe_data or {}).get("manager")  # where the swarm began
         self.purge = False  # REMOVE: also undo what flotte installed on adopted hosts
 
@@ -146,6 +147,7 @@ class Runner:
     # -- running ------------------------------------------------------------------------
     def steps(self, plan: Plan) -> list[Step]:
         self._doomed = set(plan.nodes(Action.REMOVE))
+        self._live = None
         makers: dict[Action, Callable[[Plan, PlanStep], Step]] = {
             Action.PREPARE: self._prepare,
             Action.CREATE: self._create,
@@ -257,11 +259,34 @@ class Runner:
                     self.endpoints[manager], record.cluster_address
                 )
                 self._holder = manager
+                recorded = self.store.find_cluster(self.spec.name)
+                kept = recorded.coe_data if recorded else {}  # e.g. healing's history
                 self.store.set_cluster(
                     self.spec.name,
-                    coe_data={"swarm_id": self._tokens.cluster_id, "manager": manager},
+                    coe_data={**kept, "swarm_id": self._tokens.cluster_id, "manager": manager},
                 )
             return self._tokens
+
+    def _managers(self) -> list[str]:
+        return [
+            n.name
+            for n in sorted(self.nodes.values(), key=lambda n: n.index)
+            if n.role == Role.MANAGER
+            and n.status == READY
+            and n.name not in self._doomed
+            and n.name in self.endpoints
+        ]
+
+    async def _live_manager(self) -> str:
+        """``_manager``, skipping managers whose engine does not answer (a dead manager
+        that this plan does not replace is no place to send joins and removals)."""
+        if self._live is None:
+            ctx = dockerapi.ssl_context(self.inst.ca)
+            for name in self._managers():
+                if await dockerapi.ping(self.endpoints[name], ctx, timeout=2.0):
+                    self._live = name
+                    break
+        return self._live or self._manager()
 
     def _manager(self) -> str:
         """A manager that holds the swarm and stays: where joins and removals go.
@@ -269,14 +294,9 @@ class Runner:
         A Ready manager; else the one the swarm was started on (a create killed
         after ``swarm init`` has no Ready node yet).
         """
-        for n in sorted(self.nodes.values(), key=lambda n: n.index):
-            if (
-                n.role == Role.MANAGER
-                and n.status == READY
-                and n.name not in self._doomed
-                and n.name in self.endpoints
-            ):
-                return n.name
+        managers = self._managers()
+        if managers:
+            return managers[0]
         holder = self._holder
         if holder and holder not in self._doomed and holder in self.endpoints:
             return holder
@@ -295,7 +315,7 @@ class Runner:
         node = s.node
 
         async def run() -> None:
-            manager = self._manager()
+            manager = await self._live_manager()
             if manager == node:
                 return  # the swarm was started here
             tokens = await self._tokens_from(manager)
@@ -309,7 +329,7 @@ class Runner:
             )
 
         async def undo() -> None:
-            manager = self._manager()
+            manager = await self._live_manager()
             if node in self.records:
                 await self.swarm.remove(
                     self.endpoints[manager], None, swarm_hostname(self.records[node])
@@ -321,7 +341,7 @@ class Runner:
         names = [n for n in s.note.split(",") if n]
 
         async def run() -> None:
-            manager = self._manager()
+            manager = await self._live_manager()
             hostnames = {swarm_hostname(self.records[n]) for n in names}
             timeout = self.spec.create_timeout * 60
             await self.swarm.wait_ready(self.endpoints[manager], hostnames, timeout)
@@ -350,7 +370,7 @@ class Runner:
             record = self.records.get(node)
             if s.leave and self.spec.kind == "cluster" and record is not None:
                 try:
-                    manager = self._manager()
+                    manager = await self._live_manager()
                 except ClusterError:
                     manager = ""
                 if manager:

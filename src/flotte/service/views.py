@@ -82,11 +82,29 @@ def cluster_view(
     }
 
 
+async def checked(inst: Installation, name: str) -> list[dict[str, Any]]:
+    """Check the cluster's health now (recorded on it); the swarm's nodes as listed."""
+    from flotte.service.health import check
+
+    health = await check(inst, name, pressure=False)
+    return [
+        {
+            "id": m.id,
+            "hostname": m.hostname,
+            "role": m.role,
+            "availability": m.availability,
+            "state": m.state,
+            "addr": m.addr,
+            "leader": m.leader,
+        }
+        for m in health.members
+    ]
+
+
 async def show(inst: Installation, name: str, *, with_health: bool) -> dict[str, Any]:
-    cluster = inst.store.cluster(name)
-    nodes = inst.store.nodes(cluster=name)
-    health, listed = await swarm_health(inst, nodes) if with_health else (None, [])
-    return cluster_view(cluster, nodes, health, listed)
+    listed = await checked(inst, name) if with_health else []
+    cluster = inst.store.cluster(name)  # with the health just recorded
+    return cluster_view(cluster, inst.store.nodes(cluster=name), None, listed)
 
 
 async def listing(inst: Installation, *, with_health: bool) -> list[dict[str, Any]]:
@@ -101,7 +119,9 @@ async def listing(inst: Installation, *, with_health: bool) -> list[dict[str, An
 
     async def one(c: ClusterRecord) -> dict[str, Any]:
         members = by_cluster.get(c.name, [])
-        health, _ = await swarm_health(inst, members) if with_health else (None, [])
-        return cluster_view(c, members, health)
+        if with_health:
+            await checked(inst, c.name)
+            c = inst.store.find_cluster(c.name) or c
+        return cluster_view(c, members)
 
     return list(await asyncio.gather(*(one(c) for c in clusters)))
