@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ def _reason(err: BaseException) -> str:
         return f"TLS: {err.verify_message}"
     if isinstance(err, ssl.SSLError):
         return f"TLS: {err.reason or err}"
+    if isinstance(err, OSError) and err.errno:
+        return os.strerror(err.errno).lower()  # asyncio's own text names the address
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()
     return str(err) or type(err).__name__

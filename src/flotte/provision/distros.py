@@ -232,7 +232,9 @@ INIT_SYSTEMS = {
         name="sysv",
         start="service docker start",
         stop="service docker stop",
-        restart="service docker restart",
+        # Debian's script exits 1 on restart once dockerd is stopped (set -e and a
+        # missing pid file): start it then
+        restart="service docker restart || service docker start",
         is_active="service docker status >/dev/null 2>&1",
         # update-rc.d is a Perl script: run it only when the links are missing
         enable=(

@@ -116,8 +116,10 @@ def _announce_changes(svc: Installation, h: ClusterHealth, notifier: Notifier) -
         return
     if h.status != h.previous_status:
         count("flotte_health_changes_total", status=h.status)
-    parts = [f"{k}: {v}" for k, v in changed.items()] + [f"{k}: gone" for k in gone]
-    line = f"cluster {h.name}: {h.previous_status or '?'} -> {h.status}"
+    parts = [f"{k}: {v}" for k, v in changed.items()] + [f"{k}: no longer a node" for k in gone]
+    line = f"cluster {h.name}: {h.status}"
+    if h.status != h.previous_status:
+        line = f"cluster {h.name}: {h.previous_status or '?'} -> {h.status}"
     if parts:
         line += " (" + "; ".join(parts) + ")"
     svc.store.journal(f"cluster:{h.name}", "health").outcome(

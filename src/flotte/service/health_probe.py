@@ -5,8 +5,10 @@ listing from a manager that answered. The provider (``driver.state``: a containe
 server, an instance, an SSH host) is asked only about nodes whose engine did not answer
 or that the swarm does not list Ready: a node whose engine answers is evidently running.
 Disk and memory pressure are read over SSH (``df`` and ``/proc/meminfo``, no root
-needed) where the node has an SSH endpoint, and kept for ``PRESSURE_TTL`` seconds, so a
-watch round costs one call per healthy node plus one per cluster.
+needed) where the node has an SSH endpoint. ``flotte cluster check`` reads every node's;
+a watch round refreshes at most ``PRESSURE_PER_ROUND`` of them, the stalest first, and
+reuses the others' for ``PRESSURE_TTL`` seconds, so a round over a big cluster costs
+about one call per healthy node plus one per cluster.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ENGINE_TIMEOUT = 3.0  # seconds for one engine to answer GET /info
 PROVIDER_TIMEOUT = 30.0  # seconds for a driver's state() (a cloud API call)
 SSH_TIMEOUT = 4.0
 PRESSURE_TTL = 60.0  # seconds a node's disk and memory figures are reused
+PRESSURE_PER_ROUND = 8  # nodes whose figures one watch round refreshes, at most
 PRESSURE_SCRIPT = (
     "df -Pk /var/lib/docker 2>/dev/null || df -Pk /; "
     "grep -E '^(MemTotal|MemAvailable):' /proc/meminfo"
@@ -143,16 +146,19 @@ class Calls:
 
 @dataclass
 class PressureCache:
-    """Pressure figures per node, with when they were read (kept between rounds)."""
+    """Pressure figures per node, with when they were read (kept between watch rounds).
+
+    A round refreshes at most ``budget`` nodes' figures, the stalest first, so a round
+    over a big cluster never waits for fifty SSH handshakes (None: every stale node).
+    """
 
     ttl: float = PRESSURE_TTL
+    budget: int | None = PRESSURE_PER_ROUND
     entries: dict[str, tuple[float, Pressure | None, str]] = field(default_factory=dict)
 
-    def fresh(self, node: str, now: float) -> tuple[Pressure | None, str] | None:
+    def age(self, node: str, now: float) -> float:
         found = self.entries.get(node)
-        if found is None or now - found[0] > self.ttl:
-            return None
-        return found[1], found[2]
+        return now - found[0] if found else float("inf")
 
 
 DriverFor = Callable[[str], Any]  # driver name -> Driver (with the cluster's options)
@@ -172,7 +178,7 @@ class Prober:
         self.inst = inst
         self.driver_for = driver_for
         self.pressure = pressure
-        self.cache = cache if cache is not None else PressureCache(ttl=0.0)
+        self.cache = cache if cache is not None else PressureCache(ttl=0.0, budget=None)
         self.calls = Calls()
         self._contexts: dict[str | None, ssl.SSLContext] = {}
 
@@ -202,13 +208,23 @@ class Prober:
 
         work = [self._provider(n, facts[n.name]) for n in nodes if doubtful(n)]
         if engines and self.pressure:
-            work += [
-                self._pressure(n, facts[n.name])
-                for n in nodes
-                if facts[n.name].engine is not None and n.endpoint is not None
-            ]
+            work += self._pressure_work(nodes, facts)
         await _all(work)
         return facts, swarm
+
+    def _pressure_work(self, nodes: list[Node], facts: dict[str, NodeFacts]) -> list[Any]:
+        """Read the stalest nodes' figures (within the budget); reuse the others'."""
+        now = time.monotonic()
+        up = [n for n in nodes if facts[n.name].engine is not None and n.endpoint is not None]
+        stale = sorted(
+            (n for n in up if self.cache.age(n.name, now) > self.cache.ttl),
+            key=lambda n: -self.cache.age(n.name, now),
+        )
+        read = stale if self.cache.budget is None else stale[: self.cache.budget]
+        for n in up:
+            if n not in read and n.name in self.cache.entries:
+                _, facts[n.name].pressure, facts[n.name].pressure_error = self.cache.entries[n.name]
+        return [self._pressure(n, facts[n.name]) for n in read]
 
     async def _engine(self, node: Node, out: NodeFacts) -> None:
         assert node.endpoint is not None
@@ -263,10 +279,6 @@ class Prober:
 
     async def _pressure(self, node: Node, out: NodeFacts) -> None:
         now = time.monotonic()
-        cached = self.cache.fresh(node.name, now)
-        if cached is not None:
-            out.pressure, out.pressure_error = cached
-            return
         assert node.endpoint is not None
         self.calls.ssh += 1
         out.pressure, out.pressure_error = await read_pressure(
