@@ -8,6 +8,7 @@ state and run that same plan. Statuses are Magnum's.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -197,90 +198,62 @@ class Clusters:
         on_plan: OnPlan = _quiet,
         touched: Iterable[str] | None = None,
         operation: str = "update",
+        locked: bool = False,
     ) -> Plan:
         """Converge cluster ``name`` to ``edit(its desired spec)``.
 
         ``touched`` names the node groups whose status follows the change (default:
         every group the plan touches); ``operation`` names the run in the journal.
+        ``locked``: the caller already holds the cluster's lock (heal decides what to
+        replace and runs it under one lock, so no other command slips between).
         """
-        with self.inst.lock("cluster", name):
-            return await self.change_locked(
-                name,
-                edit,
-                remove=remove,
-                replace=replace,
-                restart=restart,
-                secrets=secrets,
-                rollback=rollback,
-                dry_run=dry_run,
-                on_plan=on_plan,
-                touched=touched,
-                operation=operation,
+        with contextlib.nullcontext() if locked else self.inst.lock("cluster", name):
+            cluster = self.store.cluster(name)
+            if cluster.status in UNFINISHED:
+                raise UsageError(
+                    f"cluster {name!r} is {cluster.status}: finish it first "
+                    f"(re-run 'flotte cluster create {name}') or delete it"
+                )
+            old = cluster.spec
+            new = edit(old)
+            p = plan(self.recorded(name), new, remove=remove, replace=replace, restart=restart)
+            on_plan(p)
+            if dry_run:
+                return p
+            if p.empty:
+                if new != old:
+                    self.store.set_desired(new)  # e.g. a max_node_count: nothing to run
+                return p
+            self._check_names(name, p)
+            if secrets:
+                merged = {**self.inst.options.load("clusters", name), **secrets}
+                self.inst.options.save("clusters", name, merged)
+            runner = self.runner(cluster, new)
+            await self._check_drivers(runner, p)
+            groups = sorted(
+                set(touched)
+                if touched is not None
+                else {s.group for s in p.steps if s.group}
+                | {g.name for g in new.nodegroups if not old.has_group(g.name)}
             )
-
-    async def change_locked(
-        self,
-        name: str,
-        edit: Callable[[ClusterSpec], ClusterSpec],
-        *,
-        remove: Iterable[str] = (),
-        replace: Iterable[str] = (),
-        restart: Iterable[str] = (),
-        secrets: dict[str, Any] | None = None,
-        rollback: bool = True,
-        dry_run: bool = False,
-        on_plan: OnPlan = _quiet,
-        touched: Iterable[str] | None = None,
-        operation: str = "update",
-    ) -> Plan:
-        """``change`` for a caller that already holds the cluster's lock (heal decides
-        what to replace and runs it under one lock, so no other command slips between)."""
-        cluster = self.store.cluster(name)
-        if cluster.status in UNFINISHED:
-            raise UsageError(
-                f"cluster {name!r} is {cluster.status}: finish it first "
-                f"(re-run 'flotte cluster create {name}') or delete it"
-            )
-        old = cluster.spec
-        new = edit(old)
-        p = plan(self.recorded(name), new, remove=remove, replace=replace, restart=restart)
-        on_plan(p)
-        if dry_run:
-            return p
-        if p.empty:
-            if new != old:
-                self.store.set_desired(new)  # e.g. a max_node_count: nothing to run
-            return p
-        self._check_names(name, p)
-        if secrets:
-            merged = {**self.inst.options.load("clusters", name), **secrets}
-            self.inst.options.save("clusters", name, merged)
-        runner = self.runner(cluster, new)
-        await self._check_drivers(runner, p)
-        groups = sorted(
-            set(touched)
-            if touched is not None
-            else {s.group for s in p.steps if s.group}
-            | {g.name for g in new.nodegroups if not old.has_group(g.name)}
-        )
-        self.store.set_desired(new)
-        self.store.set_cluster(name, status=UPDATE_IN_PROGRESS, status_reason="")
-        self.store.set_groups_status(name, UPDATE_IN_PROGRESS, groups=groups)
-        steps, result = await runner.run(p, operation=operation)
-        if result.ok:
-            reason = "; ".join(f"{k} {v}" for k, v in p.summary().items() if v)
-            self.store.set_cluster(name, status=UPDATE_COMPLETE, status_reason=reason)
-            self.store.set_groups_status(name, UPDATE_COMPLETE, groups=groups)
-            return p
-        removed = any(s.startswith("remove:") for s in result.results)
-        if rollback:
-            await runner.rollback(steps, result)
-            if not removed:
-                self.store.set_desired(old)  # nothing changed for good: back to before
-        self._failed(name, UPDATE_FAILED, errors_line(result))
-        self.store.set_groups_status(name, UPDATE_FAILED, errors_line(result), groups=groups)
-        what = "and was rolled back" if rollback else "(re-run to converge)"
-        raise PlanFailed(f"changing cluster {name} failed {what}", result.errors)
+            self.store.set_desired(new)
+            self.store.set_cluster(name, status=UPDATE_IN_PROGRESS, status_reason="")
+            self.store.set_groups_status(name, UPDATE_IN_PROGRESS, groups=groups)
+            steps, result = await runner.run(p, operation=operation)
+            if result.ok:
+                reason = "; ".join(f"{k} {v}" for k, v in p.summary().items() if v)
+                self.store.set_cluster(name, status=UPDATE_COMPLETE, status_reason=reason)
+                self.store.set_groups_status(name, UPDATE_COMPLETE, groups=groups)
+                return p
+            removed = any(s.startswith("remove:") for s in result.results)
+            if rollback:
+                await runner.rollback(steps, result)
+                if not removed:
+                    self.store.set_desired(old)  # nothing changed for good: back to before
+            self._failed(name, UPDATE_FAILED, errors_line(result))
+            self.store.set_groups_status(name, UPDATE_FAILED, errors_line(result), groups=groups)
+            what = "and was rolled back" if rollback else "(re-run to converge)"
+            raise PlanFailed(f"changing cluster {name} failed {what}", result.errors)
 
     async def resize(
         self,

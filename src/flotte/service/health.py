@@ -6,7 +6,7 @@
   and flotte serve's API read.
 - ``heal(svc, name)``: what the check found dead is replaced, and what only needs its
   engine restarted is restarted, through the planner's ``replace`` and ``restart``
-  (``Clusters.change_locked``): the one lifecycle, the plan shown first, every step
+  (``Clusters.change(locked=True)``): the one lifecycle, the plan shown first, every step
   journaled. Decided and run under the cluster's lock.
 - ``watch_round(svc)``: one round over every cluster labelled
   ``auto_healing_enabled=true``: check each, heal each under the storm limits.
@@ -246,7 +246,7 @@ async def _run_heal(
         _save_history(svc, name, past)  # before running: a killed heal still counts
         journal.intent(step)
     try:
-        p = await Clusters(svc).change_locked(
+        p = await Clusters(svc).change(
             name,
             lambda spec: spec,
             replace=d.replace,
@@ -254,6 +254,7 @@ async def _run_heal(
             dry_run=dry_run,
             on_plan=on_plan,
             operation="heal",
+            locked=True,
         )
     except (Busy, UsageError):
         raise
