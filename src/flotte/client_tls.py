@@ -10,8 +10,10 @@ part of it: whoever holds this material can use the engine, not sign for it.
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -20,7 +22,31 @@ from cryptography.hazmat.primitives import serialization
 from flotte.config import write_public, write_secret
 from flotte.errors import ConfigError
 
+if TYPE_CHECKING:
+    from flotte.pki import CertificateAuthority
+
 FILES = ("ca.pem", "cert.pem", "key.pem")
+
+
+def engine_files(tls_dir: str | None, ca: CertificateAuthority) -> tuple[Path, Path, Path]:
+    """ca.pem, cert.pem and key.pem that reach one engine.
+
+    ``tls_dir`` is an ``Endpoint.tls_dir``: the engine's own material (a machine imported
+    from docker-machine or a bundle); None means the installation's CA and client.
+    """
+    if tls_dir:
+        directory = Path(tls_dir)
+        ca_file, cert, key = (directory / name for name in FILES)
+        return ca_file, cert, key
+    return ca.ca_path, ca.client.cert, ca.client.key
+
+
+def engine_ssl_context(tls_dir: str | None, ca: CertificateAuthority) -> ssl.SSLContext:
+    """A client TLS context that verifies one engine and shows it the right certificate."""
+    ca_file, cert, key = engine_files(tls_dir, ca)
+    ctx = ssl.create_default_context(cafile=str(ca_file))
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
 
 
 def _public_der(key: object) -> bytes:

@@ -1,4 +1,5 @@
-"""Talking to a node's Docker engine over TLS with the installation's client certificate."""
+"""Talking to a node's Docker engine over TLS with the installation's client certificate
+(or the engine's own client material, ``Endpoint.tls_dir``, for imported machines)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from flotte.client_tls import engine_files, engine_ssl_context
 from flotte.errors import TimeoutError_
 from flotte.models import Endpoint
 
@@ -26,11 +28,8 @@ def client(endpoint: Endpoint, ca: CertificateAuthority, timeout: int = 60) -> d
     import docker
     from docker.tls import TLSConfig
 
-    tls = TLSConfig(
-        client_cert=(str(ca.client.cert), str(ca.client.key)),
-        ca_cert=str(ca.ca_path),
-        verify=True,
-    )
+    ca_file, cert, key = engine_files(endpoint.tls_dir, ca)
+    tls = TLSConfig(client_cert=(str(cert), str(key)), ca_cert=str(ca_file), verify=True)
     cli = docker.DockerClient(
         base_url=f"https://{endpoint.host}:{endpoint.docker_port}",
         tls=tls,
@@ -55,10 +54,8 @@ def connected(
         cli.close()
 
 
-def ssl_context(ca: CertificateAuthority) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    ctx.load_cert_chain(str(ca.client.cert), str(ca.client.key))
-    return ctx
+def ssl_context(ca: CertificateAuthority, tls_dir: str | None = None) -> ssl.SSLContext:
+    return engine_ssl_context(tls_dir, ca)
 
 
 async def ping(endpoint: Endpoint, ctx: ssl.SSLContext, timeout: float = 2.0) -> bool:
@@ -95,7 +92,7 @@ async def wait_engine(
     ``alive`` is called between attempts and raises when waiting is pointless (the
     node died), so a broken engine fails in a second instead of at the timeout.
     """
-    ctx = ssl_context(ca)
+    ctx = ssl_context(ca, endpoint.tls_dir)
     start = time.monotonic()
     delay = 0.05
     while True:

@@ -335,10 +335,13 @@ def load_image(name: str, images: tuple[str, ...]) -> None:
 
 def _register_nodegroups() -> None:
     from flotte.cli.health import register
+    from flotte.cli.migrate import cluster_export_access, cluster_inventory
     from flotte.cli.nodegroup import nodegroup
 
     cluster.add_command(nodegroup)
     register(cluster)  # check, heal, events
+    cluster.add_command(cluster_export_access)
+    cluster.add_command(cluster_inventory)
 
 
 _register_nodegroups()

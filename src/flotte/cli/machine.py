@@ -430,3 +430,13 @@ def snapshot(name: str, image_name: str | None) -> None:
     click.echo(
         json.dumps({"machine": name, "image": image_name or f"{name}-snapshot", "id": image_id})
     )
+
+
+def _register_migration() -> None:
+    from flotte.cli.migrate import machine_export, machine_import, machine_ssh_config
+
+    for command in (machine_import, machine_export, machine_ssh_config):
+        machine.add_command(command)
+
+
+_register_migration()

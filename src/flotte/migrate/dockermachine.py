@@ -107,6 +107,7 @@ class DockerMachine:
         data = dict(self.mapped.record.data)
         if self.mapped.key_field:
             data[self.mapped.key_field] = key_path
+        data["tls_dir"] = str(tls_dir)  # the engine trusts its own CA, not flotte's
         data["imported"] = {
             "from": SOURCE,
             "name": self.source_name,
@@ -254,7 +255,8 @@ def read_store(
     store = (store or default_store()).expanduser()
     dirs = machine_dirs(store)
     wanted = list(dict.fromkeys(names))
-    by_name = {d.name: d for d in dirs}
+    by_name = {flotte_name(d.name): d for d in dirs}  # its flotte name works too
+    by_name.update({d.name: d for d in dirs})
     skipped = [Skipped(n, f"no such machine in {store}") for n in wanted if n not in by_name]
     chosen = [by_name[n] for n in wanted if n in by_name] if wanted else dirs
     machines: list[DockerMachine] = []

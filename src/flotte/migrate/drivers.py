@@ -98,7 +98,13 @@ def _generic(cfg: MachineConfig) -> Mapped:
     host = _address(cfg)
     ssh = _ssh(cfg, "root")
     port = cfg.number("EnginePort", DOCKER_PORT)
-    data = {"ssh_host": host, **ssh, "ssh_key": None, "engine_install": "skip"}
+    data = {
+        "ssh_host": host,
+        **ssh,
+        "ssh_key": None,
+        "engine_install": "skip",
+        "docker_port": port,
+    }
     return Mapped(
         driver="ssh",
         record=NodeRecord(
@@ -271,7 +277,14 @@ def _none(cfg: MachineConfig) -> Mapped:
     if not url.hostname:
         raise ConfigError("the none driver's URL is missing")
     host = url.hostname
-    data = {"ssh_host": host, "ssh_user": "root", "ssh_port": 22, "read_only": True}
+    data = {
+        "ssh_host": host,
+        "ssh_user": "root",
+        "ssh_port": 22,
+        "read_only": True,
+        "no_ssh": True,
+        "docker_port": url.port or DOCKER_PORT,
+    }
     return Mapped(
         driver="ssh",
         record=NodeRecord(

@@ -18,6 +18,7 @@ from flotte.errors import AlreadyExists, FlotteError, PlanFailed, UsageError
 from flotte.models import EngineOptions, NodeSpec, NodeState, Role
 from flotte.planner import Plan, Recorded, RecordedNode, plan
 from flotte.provision import engine_config
+from flotte.service import migration_imported as imported
 from flotte.service import options as opts
 from flotte.service.clusters import OnPlan, _quiet
 from flotte.service.installation import Installation
@@ -177,6 +178,9 @@ class Machines:
     async def remove(self, name: str, *, force: bool = False, purge: bool = False) -> Plan:
         node = self.lone(name)
         with self.inst.lock("machine", name):
+            if imported.forgets(node):  # not flotte's host: only flotte's record goes
+                imported.forget(self.inst, name)
+                return plan(Recorded(name, "machine"), None)
             runner = self.runner(node)
             runner.purge = purge
             p = plan(self.recorded(name), None)
@@ -188,9 +192,7 @@ class Machines:
                     f"removing machine {name} failed",
                     result.errors,
                 )
-            contexts.remove(name)
-            self.store.delete_node(name)
-            self.inst.options.forget("machines", name)
+            imported.forget(self.inst, name)  # record, secrets, copied keys, context
             return p
 
     # -- one node's verbs -----------------------------------------------------------------
@@ -203,6 +205,12 @@ class Machines:
             return NodeState.STARTING
         if node.record is None:
             return NodeState.ERROR
+        if imported.forgets(node) and node.endpoint is not None:
+            from flotte import dockerapi  # a host flotte does not drive: ask its engine
+
+            ctx = dockerapi.ssl_context(self.inst.ca, node.endpoint.tls_dir)
+            if await dockerapi.ping(node.endpoint, ctx, timeout=3.0):
+                return NodeState.RUNNING
         try:
             return await self.driver(node).state(node.record)
         except FlotteError:
@@ -211,6 +219,7 @@ class Machines:
     async def action(self, name: str, action: str) -> Node:
         """start, stop, restart or kill a machine or a cluster's node."""
         node = self.store.node(name)
+        imported.refuse_change(node, action)
         driver = self.driver(node)
         caps = driver.capabilities
         if action in ("start", "stop", "restart") and not caps.start_stop:
@@ -228,16 +237,15 @@ class Machines:
             else:
                 method = driver.start if action == "start" else driver.restart
                 record = await method(record)
-                endpoint = driver.endpoint(record)
+                endpoint = imported.keep_tls(node.endpoint, driver.endpoint(record))
                 node = self.store.set_node(name, record=record, endpoint=endpoint)
                 if not node.cluster:
-                    contexts.write(
-                        name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}"
-                    )
+                    imported.write_context(self.inst, name, endpoint)
             return node
 
     async def regenerate_certs(self, name: str, *, client_certs: bool = False) -> Node:
         node = self.store.node(name)
+        imported.refuse_change(node, "regenerating the certificates of")
         if node.record is None:
             raise UsageError(f"machine {name!r} has no engine to re-sign (status {node.status})")
         if client_certs:
@@ -278,6 +286,7 @@ class Machines:
         node = self.store.node(name)
         if node.record is None:
             raise UsageError(f"machine {name!r} was never made (status {node.status})")
+        imported.refuse_shell(node)
         return self.driver(node).shell_command(node.record, command)
 
     def env(self, name: str) -> dict[str, str]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 
+from flotte import dockerapi
+from flotte.client_tls import engine_ssl_context
 from flotte.config import write_secret
 from flotte.drivers.base import DriverContext
 from flotte.drivers.ssh.connection import Targets
@@ -22,7 +24,6 @@ from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeSta
 from flotte.provision import distros
 from flotte.provision.docker_host import (
     OWNER_FILE,
-    client_ssl_context,
     provision_docker_host,
     tls_ping,
     unprovision,
@@ -132,15 +133,17 @@ class Hosts:
         d = node.data
         return Endpoint(
             host=d.get("ssh_host") or node.address,
-            docker_port=DOCKER_TLS_PORT,
+            # an imported host keeps its engine's port and client material
+            docker_port=int(d.get("docker_port") or DOCKER_TLS_PORT),
             ssh_port=int(d.get("ssh_port") or 22),
             ssh_user=d.get("ssh_user") or "root",
             ssh_key=d.get("ssh_key"),
+            tls_dir=d.get("tls_dir"),
         )
 
     async def state(self, node: NodeRecord) -> NodeState:
         ep = self.endpoint(node)
-        if await tls_ping(ep.host, ep.docker_port, client_ssl_context(self.ctx.ca)):
+        if await tls_ping(ep.host, ep.docker_port, engine_ssl_context(ep.tls_dir, self.ctx.ca)):
             return NodeState.RUNNING
         try:
             async with session(self.targets.of_node(node, quick=True)) as sess:
@@ -162,7 +165,11 @@ class Hosts:
             await sess.run(getattr(init, action), timeout=120, check=action != "kill")
 
     async def wait_up(self, node: NodeRecord, timeout: float = 60) -> None:
-        await wait_tls(self.endpoint(node).host, self.ctx.ca, timeout)
+        ep = self.endpoint(node)
+        if ep.tls_dir:  # an engine with its own CA (imported)
+            await dockerapi.wait_engine(ep, self.ctx.ca, timeout, what=node.name)
+        else:
+            await wait_tls(ep.host, self.ctx.ca, timeout)
 
     async def remove(self, node: NodeRecord, *, purge: bool) -> None:
         """Give the host its own Docker configuration back (and the engine, with purge).
