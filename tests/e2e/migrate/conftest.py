@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from dm_helpers import machine_host as _machine_host
 
+from fixtures.devcloud import devcloud  # noqa: F401  (real OpenStack on 127.0.0.1)
 from fixtures.docker_machine import MachineTLS
 
 
