@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 # Tests never reach past this machine: where a driver would ask an outside service for
 # the caller's public address (ec2 without --ec2-allowed-cidr), it asks a closed port.
 os.environ.setdefault("FLOTTE_CHECKIP_URL", "http://127.0.0.1:9/")
@@ -26,3 +28,22 @@ pytest_plugins = [
     "fixtures.fault_proxy",
     "fixtures.sshd_hosts",
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n N --dist loadgroup`` (scripts/test runs the suite so).
+
+    devcloud is one OpenStack on fixed ports whose modes (fake or Docker-backed
+    compute, Ironic) modules switch: every test that uses it runs on one worker, in
+    file order. Other end-to-end tests stay with their module (module fixtures are made
+    once); unit tests go wherever a worker is free.
+    """
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if any(name.startswith("devcloud") for name in names):
+            group = "devcloud"
+        elif "/tests/unit/" in str(item.path):
+            continue
+        else:
+            group = str(item.path.relative_to(HERE))
+        item.add_marker(pytest.mark.xdist_group(group))

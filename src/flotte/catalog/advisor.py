@@ -294,8 +294,12 @@ def _advise_one(p: Provider, req: Request, offers: list[Offer], out: list[Exclus
             return drop("feature", f"{need.replace('_', ' ')}: {state}")
     if req.gpu and p.features.gpu.available is False:
         return drop("gpu", "offers no GPUs")
-    fitting = [f for f in p.flavors if fits(f, req.vcpus, req.ram_gb, req.gpu)]
+    metal = "bare_metal" in req.needs
+    fitting = [f for f in p.flavors if fits(f, req.vcpus, req.ram_gb, req.gpu, metal)]
     if not fitting:
+        if metal and not any(f.bare_metal for f in p.flavors):
+            # The provider rents whole servers, but a VM's price is not theirs.
+            return drop("data", "bare metal: no bare-metal flavor in the catalog yet")
         if req.gpu and not any(f.gpus for f in p.flavors):
             extra = (
                 "; the provider offers GPUs: add a GPU flavor in an override file"

@@ -8,9 +8,11 @@ from typing import Any
 from .models import Flavor, Price, Provider, Region
 
 
-def fits(f: Flavor, vcpus: int, ram_gb: float, gpu: bool) -> bool:
-    """Does one node of ``f`` hold ``vcpus`` / ``ram_gb`` (and a GPU when asked)?"""
+def fits(f: Flavor, vcpus: int, ram_gb: float, gpu: bool, bare_metal: bool = False) -> bool:
+    """Does one node of ``f`` hold ``vcpus`` / ``ram_gb`` (a GPU, a whole server when asked)?"""
     if gpu and f.gpus < 1:
+        return False
+    if bare_metal and not f.bare_metal:
         return False
     if f.vcpus is not None and f.vcpus < vcpus:
         return False

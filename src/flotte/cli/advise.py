@@ -121,7 +121,10 @@ def advise(
         no_cloud_act=no_cloud_act,
         apis=frozenset(a.lower() for a in apis),
         kinds=frozenset(k.lower() for k in kinds),
-        needs=frozenset(n.lower().replace("-", "_") for n in needs),
+        # Magnum and Ironic spell it "baremetal"; the catalog "bare_metal".
+        needs=frozenset(
+            n.lower().replace("-", "_").replace("baremetal", "bare_metal") for n in needs
+        ),
         max_eur_day=max_eur_day,
         hours_per_day=hours_per_day,
         as_of=parse_as_of(as_of),

@@ -270,3 +270,17 @@ def test_every_offer_fits_and_every_provider_is_accounted_for(
     assert seen == set(catalog.providers)
     if not advice.offers:
         assert advice.why_empty().startswith("no offer for")
+
+
+def test_bare_metal_offers_whole_servers_only(home: Path) -> None:
+    catalog = load_catalog()
+    advice = advise(catalog, ask(nodes=2, vcpus=4, ram_gb=8, needs=frozenset({"bare_metal"})))
+    offered = {o.provider for o in advice.offers}
+    assert {"machine-room", "pi-rack"} <= offered
+    for offer in advice.offers:
+        flavor = catalog.get(offer.provider).flavor(offer.flavor)
+        assert flavor is not None and flavor.bare_metal, offer
+    excluded = {e.provider: e for e in advice.excluded}
+    # AWS rents *.metal servers, but the catalog prices only its VMs: said, not guessed.
+    assert "no bare-metal flavor in the catalog" in excluded["aws"].detail
+    assert excluded["local"].cause == "feature"
