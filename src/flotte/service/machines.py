@@ -9,7 +9,8 @@ under the lock of whatever owns it, with the driver options of that owner.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from flotte import certificates, contexts
@@ -33,6 +34,9 @@ class Machines:
     def __init__(self, inst: Installation) -> None:
         self.inst = inst
         self.store = inst.store
+        # Scopes whose lock this object holds for re-signing engines, with how many
+        # re-signs share the hold (a CA rotation re-signs a cluster's nodes at once).
+        self._resigning: dict[tuple[str, str], tuple[contextlib.ExitStack, int]] = {}
 
     # -- reading ------------------------------------------------------------------------
     def all(self) -> list[Node]:
@@ -252,7 +256,7 @@ class Machines:
             certificates.renew_client(self.inst.ca)  # flotte's contexts get it too
         runner = self.runner(node)
         driver = runner.driver(node.driver)
-        with self._lock(node):
+        async with self._resign_hold(node):
             owner = runner.owner
             spec = NodeSpec(
                 name=name,
@@ -270,6 +274,31 @@ class Machines:
             if not node.cluster:
                 contexts.write(name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}")
             return node
+
+    @contextlib.asynccontextmanager
+    async def _resign_hold(self, node: Node) -> AsyncIterator[None]:
+        """The node's lock, shared by re-signs of the same cluster's nodes at once.
+
+        Re-signing touches only each node's own engine certificate, so a CA rotation
+        re-signs a cluster's nodes side by side under one hold of the cluster's lock;
+        any other command (from this process too) still waits for it.
+        """
+        scope = node.scope
+        held = self._resigning.get(scope)
+        if held is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(self._lock(node))
+            held = (stack, 0)
+        self._resigning[scope] = (held[0], held[1] + 1)
+        try:
+            yield
+        finally:
+            stack, count = self._resigning[scope]
+            if count == 1:
+                del self._resigning[scope]
+                stack.close()
+            else:
+                self._resigning[scope] = (stack, count - 1)
 
     async def snapshot(self, name: str, image_name: str) -> str:
         node = self.store.node(name)
