@@ -92,16 +92,29 @@ def _schedulable(admin: Any) -> int:
 
 
 def _wait_all_available(admin: Any) -> None:
-    # Placement learns it from nova-compute's resource tracker (every 10 s).
-    _wait(
-        lambda: (
-            all(n.provision_state == "available" for n in _our_nodes(admin))
-            and _schedulable(admin) >= NODE_COUNT
-        ),
-        120,
-        "every bare-metal node available and schedulable",
-        interval=1,
-    )
+    # Placement learns it from nova-compute's resource tracker (every 5 s); a node
+    # comes back from a delete through cleaning, which waits for devcloud's agent.
+    try:
+        _wait(
+            lambda: (
+                all(n.provision_state == "available" for n in _our_nodes(admin))
+                and _schedulable(admin) >= NODE_COUNT
+            ),
+            300,
+            "every bare-metal node available and schedulable",
+            interval=1,
+        )
+    except AssertionError as err:
+        nodes = [
+            f"{n.name}: {n.provision_state}, power {n.power_state}, maintenance "
+            f"{n.is_maintenance}, instance {n.instance_id}, error {n.last_error}"
+            for n in _our_nodes(admin)
+        ]
+        hosts = sorted(h.name for h in admin.compute.hypervisors())
+        raise AssertionError(
+            f"{err}; nodes: {'; '.join(nodes)}; schedulable: {_schedulable(admin)}; "
+            f"hypervisors: {hosts}"
+        ) from None
 
 
 def test_enrol_and_provide_a_node(devcloud_ironic: DevCloud, admin: Any) -> None:
