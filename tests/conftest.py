@@ -40,9 +40,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     for item in items:
         names = getattr(item, "fixturenames", ())
+        path = str(item.path)
         if any(name.startswith("devcloud") for name in names):
             group = "devcloud"
-        elif "/tests/unit/" in str(item.path):
+        elif "/tests/e2e/local/" in path:
+            # These tests reuse machine names ("solo", "c"...) in their own homes; the
+            # local driver's container names are per machine, not per installation.
+            group = "local"
+        elif "/tests/unit/" in path:
             continue
         else:
             group = str(item.path.relative_to(HERE))
