@@ -345,3 +345,39 @@ def test_bad_input_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_path
         for node in nodes:
             admin.baremetal.unset_node_maintenance(node)
     _wait_all_available(admin)
+
+
+def test_vm_managers_and_a_bare_metal_node_group(
+    devcloud_ironic: DevCloud, admin: Any, tmp_path: Path
+) -> None:
+    """Managers on VMs, a worker group on bare metal, one Swarm (Magnum's node groups)."""
+    dc = devcloud_ironic
+    env, flotte = _cli(dc, tmp_path)
+    name = f"mx{uuid.uuid4().hex[:5]}"
+    vm = _talk_flags(dc)
+    vm[vm.index("--openstack-server-type") + 1] = "vm"
+    vm[vm.index("--openstack-flavor-name") + 1] = dc.flavor
+    _wait_all_available(admin)
+    try:
+        flotte("cluster", "create", name, "--driver", "openstack", "--node-count", "1", *vm)
+        flotte(
+            "cluster", "nodegroup", "create", name, "metal", "--node-count", "1",
+            "--openstack-server-type", "bm", "--openstack-flavor-name", dc.bm_flavor,
+        )  # fmt: skip
+        out = subprocess.run(
+            ["docker", "--context", f"flotte-{name}", "node", "ls", "--format", "{{json .}}"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        swarm = [json.loads(line) for line in out.splitlines()]
+        assert len(swarm) == 3 and all(n["Status"] == "Ready" for n in swarm), swarm
+        servers = {s["Name"]: s["ID"] for s in dc.openstack("server", "list") if name in s["Name"]}
+        assert len(servers) == 3, servers
+        on_metal = {n.instance_id for n in _our_nodes(admin) if n.instance_id}
+        metal = [n for n, sid in servers.items() if sid in on_metal]
+        assert metal == [f"{name}-metal-0"], (servers, on_metal)
+        groups = json.loads(flotte("cluster", "nodegroup", "list", name, "-f", "json").stdout)
+        assert {g["name"] for g in groups} == {"default-master", "default-worker", "metal"}
+    finally:
+        flotte("cluster", "delete", name, check=False)
+    assert _leftovers(dc, name) == []
+    _wait_all_available(admin)
