@@ -198,11 +198,7 @@ def watch(
     from flotte.service import health
     from flotte.service.health_events import check_url
 
-    if not interval >= health.MIN_INTERVAL:
-        raise UsageError(
-            f"--interval must be at least {health.MIN_INTERVAL:.0f} second (got {interval:g}): "
-            "a check round itself takes up to a few seconds"
-        )
+    health.check_interval(interval)
     if rounds is not None and rounds < 1:
         raise UsageError(f"--rounds must be at least 1 (got {rounds})")
     if notify is not None:
@@ -216,9 +212,8 @@ def watch(
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    total = 1 if once else rounds
     try:
-        run(_loop(svc, list(names), interval, notify, total))
+        run(_loop(svc, list(names), interval, notify, 1 if once else rounds))
     except KeyboardInterrupt:
         click.echo("Stopped watching.", err=True)
     finally:
@@ -226,41 +221,15 @@ def watch(
 
 
 async def _loop(
-    svc: Any, names: list[str], interval: float, notify: str | None, total: int | None
+    svc: Any, names: list[str], interval: float, notify: str | None, rounds: int | None
 ) -> None:
     from flotte.service import health
 
-    log = logging.getLogger("flotte.health")
-    seen: list[str] | None = None
-    done = 0
-    state = health.state_for(svc, notify)
     stopping = asyncio.Event()
     # SIGTERM (a service manager stopping the watch) lets the round finish: a heal is
     # never cut in the middle of a replacement.
     with contextlib.suppress(NotImplementedError, RuntimeError):
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    try:
-        while (total is None or done < total) and not stopping.is_set():
-            started = time.monotonic()
-            watched = health.watched(svc, names)
-            if watched != seen:
-                what = ", ".join(watched) or f"none yet (label {health.AUTO_LABEL}=true)"
-                log.info("watching every %g s: %s", interval, what)
-                seen = watched
-            for item in await health.watch_round(svc, names=names, notify=notify):
-                if "error" in item:
-                    log.warning("cluster %s: %s", item["cluster"], item["error"])
-                elif str(item.get("skipped", "")).startswith("busy"):
-                    log.info("cluster %s: %s", item["cluster"], item["skipped"])
-                for node, why in (item.get("decision") or {}).get("deferred", {}).items():
-                    if why.startswith("storm limit") or "quorum" in why:
-                        log.info("cluster %s: %s waits: %s", item["cluster"], node, why)
-            done += 1
-            if total is not None and done >= total:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    stopping.wait(), max(0.0, interval - (time.monotonic() - started))
-                )
-    finally:
-        await state.notifier.drain()
+    await health.watch(
+        svc, names=names, interval=interval, notify=notify, rounds=rounds, stop=stopping
+    )

@@ -21,6 +21,7 @@ keeps dying is left UNHEALTHY instead of replaced forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -31,7 +32,7 @@ from typing import Any
 from flotte.errors import Busy, FlotteError, NotFound, UsageError
 from flotte.planner import Action, Plan
 from flotte.service.clusters import Clusters
-from flotte.service.health_events import Notifier, count
+from flotte.service.health_events import Notifier, count, log
 from flotte.service.health_probe import PressureCache, Prober
 from flotte.service.health_rules import ClusterHealth, Decision, History, assess, decide
 from flotte.service.installation import Installation
@@ -401,3 +402,65 @@ async def watch_round(
         return out
 
     return list(await asyncio.gather(*(one(n) for n in clusters)))
+
+
+def check_interval(interval: float) -> None:
+    if not interval >= MIN_INTERVAL:
+        raise UsageError(
+            f"--interval must be at least {MIN_INTERVAL:.0f} second (got {interval:g}): "
+            "a check round itself takes up to a few seconds"
+        )
+
+
+async def watch(
+    svc: Installation,
+    *,
+    names: Iterable[str] = (),
+    interval: float = DEFAULT_INTERVAL,
+    notify: str | None = None,
+    rounds: int | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Rounds every ``interval`` seconds until ``stop`` is set (or ``rounds`` are done).
+
+    ``flotte watch`` and flotte serve's workers run this. A round is never cut short:
+    ``stop`` is looked at between rounds, so a replacement is never left half-done.
+    What each round found and did goes to the ``flotte.health`` log.
+    """
+    check_interval(interval)
+    names = list(names)
+    stop = stop or asyncio.Event()
+    state = state_for(svc, notify)
+    seen: list[str] | None = None
+    done = 0
+    try:
+        while (rounds is None or done < rounds) and not stop.is_set():
+            started = time.monotonic()
+            covered = watched(svc, names)
+            if covered != seen:
+                what = ", ".join(covered) or f"none yet (label {AUTO_LABEL}=true)"
+                log.info("watching every %g s: %s", interval, what)
+                seen = covered
+            for item in await watch_round(svc, names=names, notify=notify):
+                _log_round_item(item)
+            done += 1
+            if rounds is not None and done >= rounds:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), max(0.0, interval - (time.monotonic() - started))
+                )
+    finally:
+        await state.notifier.drain()
+
+
+def _log_round_item(item: dict[str, Any]) -> None:
+    """What a round did to one cluster, beyond the health events already logged."""
+    name = item["cluster"]
+    if "error" in item:
+        log.warning("cluster %s: %s", name, item["error"])
+    elif str(item.get("skipped", "")).startswith("busy"):
+        log.info("cluster %s: %s", name, item["skipped"])
+    for node, why in (item.get("decision") or {}).get("deferred", {}).items():
+        if why.startswith("storm limit") or "quorum" in why:
+            log.info("cluster %s: %s waits: %s", name, node, why)
