@@ -70,12 +70,18 @@ def test_stopped_and_deleted_servers_are_replaced(docker_backed: DevCloud, tmp_p
         "--openstack-net-name", dc.network, "--openstack-floatingip-pool", dc.floating_pool,
         "--openstack-image-name", dc.image, "--openstack-ssh-user", dc.ssh_user,
     ]  # fmt: skip
-    res = run(
+    create = [
         "cluster", "create", name, "--driver", "openstack", "--node-count", "2",
-        "--labels", "auto_healing_enabled=true", *flags,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
+        "--labels", "auto_healing_enabled=true", "--no-rollback", *flags,
+    ]  # fmt: skip
     try:
+        res = run(*create)
+        for _ in range(2):
+            # a loaded machine: a join may outlast the engine's own 20 s; re-running converges
+            if res.returncode == 0 or "could not join the swarm" not in res.stderr:
+                break
+            res = run(*create)
+        assert res.returncode == 0, res.stderr[-3000:]
         before = servers()
         assert sorted(before) == [f"{name}-master-0", f"{name}-node-0", f"{name}-node-1"]
         stopped, deleted = before[f"{name}-node-0"]["ID"], before[f"{name}-node-1"]["ID"]
