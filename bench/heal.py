@@ -192,6 +192,8 @@ def main() -> None:
                 slow = Service(home, parallelism=args.parallelism)
                 try:
                     result["round"] = asyncio.run(round_figures(slow, args.round_nodes))
+                except Exception as err:  # keep the heal figures; say why there are none here
+                    result["round_error"] = f"{type(err).__name__}: {err}"[:2000]
                 finally:
                     slow.close()
         finally:
