@@ -111,7 +111,7 @@ def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
     rows = svc.machines.all()
 
     async def gather() -> tuple[list[Any], dict[str, str], dict[str, str]]:
-        states = asyncio.gather(*(svc.machines.state(r) for r in rows))
+        states = svc.machines.states(rows)
         if quiet:
             return list(await states), {}, {}
         versions = svc.machines.engine_versions(rows, timeout)

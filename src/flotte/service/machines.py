@@ -204,7 +204,7 @@ class Machines:
         kind, owner = node.scope
         return self.inst.lock(kind, owner)
 
-    async def state(self, node: Node) -> NodeState:
+    async def state(self, node: Node, driver: Driver | None = None) -> NodeState:
         if node.status == CREATING:
             return NodeState.STARTING
         if node.record is None:
@@ -216,9 +216,25 @@ class Machines:
             if await dockerapi.ping(node.endpoint, ctx, timeout=3.0):
                 return NodeState.RUNNING
         try:
-            return await self.driver(node).state(node.record)
+            return await (driver or self.driver(node)).state(node.record)
         except FlotteError:
             return NodeState.ERROR
+
+    async def states(self, nodes: list[Node]) -> list[NodeState]:
+        """Every node's state, with one driver per owner (``ls``): building a driver loads
+        its cluster's record, so one per node made listing N cluster nodes cost N^2."""
+        drivers: dict[tuple[str, str, str], Driver] = {}
+
+        async def one(node: Node) -> NodeState:
+            key = (*node.scope, node.driver)
+            if key not in drivers and node.status != CREATING and node.record is not None:
+                try:
+                    drivers[key] = self.driver(node)
+                except FlotteError:
+                    return NodeState.ERROR
+            return await self.state(node, drivers.get(key))
+
+        return list(await asyncio.gather(*(one(n) for n in nodes)))
 
     async def action(self, name: str, action: str) -> Node:
         """start, stop, restart or kill a machine or a cluster's node."""
