@@ -202,6 +202,8 @@ def main() -> None:
     }
     if not args.no_plots:
         report["plots"] = scale_plot.draw(results, Path(args.plots))
+        # The figures beside their plots, so a later run can --merge its sizes in.
+        (Path(args.plots) / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

@@ -12,6 +12,7 @@ process killed mid-run leaves a record of which infrastructure calls may have ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -32,6 +33,10 @@ class Step:
     requires: tuple[str, ...] = ()
     undo: Callable[[], Awaitable[None]] | None = None
     label: str = ""  # what progress displays show, e.g. "node-1 create"
+    # Not counted against ``parallelism``: a step that hands its work to a driver that
+    # gathers many into one cloud call and bounds its own calls (EC2's RunInstances).
+    # Bounding these too launched 1,000 nodes in waves of 16 (bench/scale.py).
+    unbounded: bool = False
 
 
 class Journal(Protocol):
@@ -129,7 +134,7 @@ class Executor:
             action = step.run if forward else step.undo
             assert action is not None
             phase = "" if forward else "undo:"
-            async with sem:
+            async with contextlib.nullcontext() if step.unbounded and forward else sem:
                 if self.journal:
                     self.journal.intent(phase + name)
                 self.events(step, phase + "start")

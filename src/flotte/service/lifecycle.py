@@ -183,9 +183,12 @@ class Runner:
         s: PlanStep,
         run: Callable[[], Awaitable[Any]],
         undo: Callable[[], Awaitable[None]] | None = None,
+        *,
+        unbounded: bool = False,
     ) -> Step:
         who = s.node or self.spec.name
-        return Step(s.id, run, s.requires, undo=undo, label=f"{who} {_LABELS[s.action]}")
+        label = f"{who} {_LABELS[s.action]}"
+        return Step(s.id, run, s.requires, undo=undo, label=label, unbounded=unbounded)
 
     # -- step makers ----------------------------------------------------------------------
     def _prepare(self, plan: Plan, s: PlanStep) -> Step:
@@ -233,7 +236,9 @@ class Runner:
             if not self.machine:
                 self.store.delete_node(spec.name)
 
-        return self._step(s, run, undo)
+        # A batching driver gathers every create into one call: let them all reach it.
+        batched = self.driver(spec.driver).capabilities.batch_create
+        return self._step(s, run, undo, unbounded=batched)
 
     def _provision(self, plan: Plan, s: PlanStep) -> Step:
         spec = self.node_spec(s)

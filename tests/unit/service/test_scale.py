@@ -37,3 +37,32 @@ def test_states_of_many_nodes_match_one_by_one(svc: Service) -> None:
     by_name = dict(zip((n.name for n in nodes), together, strict=True))
     assert by_name["c-node-1"] == by_name["m"] == NodeState.STOPPED
     assert by_name["c-node-0"] == NodeState.RUNNING
+
+
+async def test_unbounded_steps_all_reach_the_batch_together() -> None:
+    """Ten creates that only finish once all ten wait together (as a batch does) run
+    under parallelism 2; bounded steps beside them still respect it."""
+    from flotte.engine.executor import Executor, Step
+
+    arrived, together = 0, asyncio.Event()
+    running = peak = 0
+
+    async def batched() -> None:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 10:
+            together.set()
+        await together.wait()
+
+    async def bounded() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    steps = [Step(f"c{i}", batched, unbounded=True) for i in range(10)]
+    steps += [Step(f"p{i}", bounded) for i in range(6)]
+    result = await asyncio.wait_for(Executor(parallelism=2).run(steps), timeout=10)
+    assert result.ok and len(result.results) == 16
+    assert peak <= 2
