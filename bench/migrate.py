@@ -7,6 +7,9 @@
 - ``seal_passphrase_ms`` / ``open_passphrase_ms``: a one-machine bundle sealed and
   opened with a passphrase (scrypt n=2^15, r=8, p=1 is most of it);
 - ``seal_recipient_ms`` / ``open_recipient_ms``: the same for an ssh-ed25519 key;
+- ``import_cli_ms``: ``flotte machine import --from-docker-machine`` of the whole store
+  by a fresh process into an empty installation (records, secrets, contexts), median;
+  ``import_rerun_ms``: the same command again, where everything is already imported;
 - ``completion_ms``: ``flotte machine rm <TAB>`` answered by a fresh ``flotte``
   process (click's bash protocol) over an installation of the same machines;
   ``python_startup_ms`` is the bare interpreter, to show how loaded the machine was.
@@ -32,8 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from fixtures.docker_machine import generic_driver, make_tls, write_machine
 from flotte.migrate import read_store
 from flotte.share import Access, Bundle, SharedNode, identity_key, recipient_key
-from flotte.state.store import Store
-from flotte.state.tables import Machine
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:
@@ -92,22 +93,29 @@ def main() -> None:
     out["open_recipient_ms"] = median_ms(lambda: Bundle.open(for_key, "b", identity=me), args.runs)
     out["bundle_bytes"] = len(sealed)
 
-    home = work / "home"
-    db = Store.at(home / "flotte.db")
-    for name in names:
-        db.add_machine(
-            Machine(name=name, driver="ssh", cluster=None, role="machine", status="ready",
-                    status_reason="", spec={}, record={}, endpoint={}, shared={})
-        )  # fmt: skip
-    db.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTTE_")}
+    flotte = [sys.executable, "-m", "flotte.cli.main"]
+    homes = iter(range(10**6))
+
+    def import_all(home: Path) -> None:
+        command = [*flotte, "machine", "import", "--from-docker-machine", "-s", str(store)]
+        run_env = env | {"FLOTTE_HOME": str(home), "DOCKER_CONFIG": str(home / "docker")}
+        res = subprocess.run(command, env=run_env, capture_output=True, text=True, check=True)
+        assert res.stdout.count(": imported") + res.stdout.count(": already imported") == len(
+            names
+        ), res.stdout
+
+    out["import_cli_ms"] = median_ms(lambda: import_all(work / f"h{next(homes)}"), args.runs)
+    out["import_cli_per_machine_ms"] = round(float(out["import_cli_ms"]) / args.machines, 2)  # type: ignore[arg-type]
+    home = work / "home"
+    import_all(home)
+    out["import_rerun_ms"] = median_ms(lambda: import_all(home), args.runs)
     env |= {
         "FLOTTE_HOME": str(home),
         "_FLOTTE_COMPLETE": "bash_complete",
         "COMP_WORDS": "flotte machine rm ",
         "COMP_CWORD": "3",
     }
-    flotte = [sys.executable, "-m", "flotte.cli.main"]
     answer = subprocess.run(flotte, env=env, capture_output=True, text=True, check=True).stdout
     assert answer.count("plain,") == args.machines, answer
     out["completion_ms"] = median_ms(

@@ -307,19 +307,28 @@ class Migration:
             return self._record(spec, secrets, record, endpoint)
 
     # -- inventories -------------------------------------------------------------------
+    def _reach(self, nodes: Sequence[Node]) -> list[InventoryHost]:
+        """How to reach each node over SSH: its recorded endpoint, else what its driver
+        says of its record (a node made without an engine still has a shell)."""
+        from flotte.service.machines import Machines
+
+        machines = Machines(self.inst)
+        out = []
+        for n in nodes:
+            if n.record is not None and n.record.data.get("no_ssh"):
+                continue
+            endpoint = n.endpoint
+            if endpoint is None and n.record is not None:
+                endpoint = machines.driver(n).endpoint(n.record)
+            if endpoint is not None:
+                out.append(InventoryHost.of(n.name, endpoint, role=n.role.value, group=n.group))
+        return out
+
     def cluster_hosts(self, name: str) -> list[InventoryHost]:
         self.store.cluster(name)
-        return [
-            InventoryHost.of(n.name, n.endpoint, role=n.role.value, group=n.group)
-            for n in self.store.nodes(cluster=name)
-            if n.endpoint is not None
-        ]
+        return self._reach(self.store.nodes(cluster=name))
 
     def machine_hosts(self, names: Sequence[str] = ()) -> list[InventoryHost]:
         """Lone machines (or ``names``, which may be cluster nodes) that have SSH."""
         nodes = [self.store.node(n) for n in names] if names else self.store.nodes(lone=True)
-        return [
-            InventoryHost.of(n.name, n.endpoint, role=n.role.value, group=n.group)
-            for n in nodes
-            if n.endpoint is not None and not (n.record and n.record.data.get("no_ssh"))
-        ]
+        return self._reach(nodes)

@@ -133,6 +133,13 @@ def test_import_then_every_verb_on_the_untouched_host(
     assert inspect["record"]["data"]["imported"]["from"] == "docker-machine"
     assert "BEGIN" not in json.dumps(inspect)  # no key material, only paths
     assert flotte("machine", "ssh", "rack-b12", "hostname").returncode == 0
+    config = tmp_path / "ssh_config"
+    config.write_text(flotte("machine", "ssh-config").stdout)
+    by_config = subprocess.run(
+        ["ssh", "-F", str(config), "-o", "BatchMode=yes", "rack-b12", "hostname"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert by_config.returncode == 0, by_config.stderr
     assert flotte("machine", "url", "rack-b12").stdout.strip() == f"tcp://{host.ip}:2376"
 
     assert host.sh(HOST_STATE) == host_before  # nothing changed on the host
