@@ -10,6 +10,8 @@
 - ``import_cli_ms``: ``flotte machine import --from-docker-machine`` of the whole store
   by a fresh process into an empty installation (records, secrets, contexts), median;
   ``import_rerun_ms``: the same command again, where everything is already imported;
+  ``*_cpu_ms``: the CPU time of those processes (the machine is shared: wall time
+  grows with the load, CPU time much less);
 - ``completion_ms``: ``flotte machine rm <TAB>`` answered by a fresh ``flotte``
   process (click's bash protocol) over an installation of the same machines;
   ``python_startup_ms`` is the bare interpreter, to show how loaded the machine was.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +47,20 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
         fn()
         times.append((time.perf_counter() - start) * 1000)
     return round(statistics.median(times), 2)
+
+
+def child_cpu_ms(fn: Callable[[], object], runs: int) -> float:
+    """CPU time (user + system) of the processes ``fn`` runs, per run: unlike wall time,
+    barely moved by other work on a shared machine."""
+
+    def used() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    before = used()
+    for _ in range(runs):
+        fn()
+    return round((used() - before) * 1000 / runs, 2)
 
 
 def main() -> None:
@@ -106,10 +123,12 @@ def main() -> None:
         ), res.stdout
 
     out["import_cli_ms"] = median_ms(lambda: import_all(work / f"h{next(homes)}"), args.runs)
+    out["import_cli_cpu_ms"] = child_cpu_ms(lambda: import_all(work / f"h{next(homes)}"), args.runs)
     out["import_cli_per_machine_ms"] = round(float(out["import_cli_ms"]) / args.machines, 2)  # type: ignore[arg-type]
     home = work / "home"
     import_all(home)
     out["import_rerun_ms"] = median_ms(lambda: import_all(home), args.runs)
+    out["import_rerun_cpu_ms"] = child_cpu_ms(lambda: import_all(home), args.runs)
     env |= {
         "FLOTTE_HOME": str(home),
         "_FLOTTE_COMPLETE": "bash_complete",
