@@ -404,10 +404,10 @@ async def watch_round(
     return list(await asyncio.gather(*(one(n) for n in clusters)))
 
 
-def check_interval(interval: float) -> None:
+def check_interval(interval: float, flag: str = "--interval") -> None:
     if not interval >= MIN_INTERVAL:
         raise UsageError(
-            f"--interval must be at least {MIN_INTERVAL:.0f} second (got {interval:g}): "
+            f"{flag} must be at least {MIN_INTERVAL:.0f} second (got {interval:g}): "
             "a check round itself takes up to a few seconds"
         )
 
