@@ -52,6 +52,10 @@ class Paths:
     def known_hosts(self) -> Path:
         return self.secrets / "known_hosts"
 
+    def cluster_ca(self, cluster: str) -> Path:
+        """Where flotte serve puts a cluster's own CA (``certs/`` and ``ca/`` inside)."""
+        return self.secrets / "cluster-ca" / cluster
+
     def ensure(self) -> Paths:
         """Make the directories (0700); a read-only home that already has them is fine."""
         for d in (self.data, self.config, self.locks, self.secrets, self.certs, self.machines):

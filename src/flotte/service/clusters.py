@@ -155,7 +155,10 @@ class Clusters:
         if not spec.no_provision and spec.coe:
             endpoint = self.endpoint(spec.name)
             contexts.write(
-                spec.name, endpoint.docker_url, self.inst.ca, f"flotte cluster {spec.name}"
+                spec.name,
+                endpoint.docker_url,
+                self.inst.ca_of(spec.name),
+                f"flotte cluster {spec.name}",
             )
 
     def _failed(self, name: str, status: str, reason: str) -> None:

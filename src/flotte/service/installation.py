@@ -48,7 +48,7 @@ class Installation:
         self.parallelism = parallelism
         self.lock_wait = lock_wait
         self.options = OptionStore(self.paths.secrets)
-        self._drivers: dict[tuple[str, str], Driver] = {}
+        self._drivers: dict[tuple[str, str, str], Driver] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -60,14 +60,31 @@ class Installation:
     def owner(self, *, cluster: str | None = None, machine: str | None = None) -> Owner:
         return Owner(cluster=cluster, machine=machine, installation=self.store.installation)
 
-    def driver(self, name: str, options: Mapping[str, Any] | None = None) -> Driver:
-        """A driver instance for ``name`` with ``options`` (reused for equal options)."""
-        key = (name, json.dumps(options or {}, sort_keys=True, default=str))
+    def ca_of(self, cluster: str | None) -> CertificateAuthority:
+        """The CA a cluster's engines trust: its own when flotte serve gave it one
+        (written under ``secrets/cluster-ca/NAME`` by the worker), else the installation's."""
+        if cluster:
+            own = CertificateAuthority(self.paths.cluster_ca(cluster) / "certs")
+            if own.ca_path.exists():
+                return own
+        return self.ca
+
+    def driver(
+        self,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        ca: CertificateAuthority | None = None,
+    ) -> Driver:
+        """A driver instance for ``name`` with ``options`` (reused for equal options),
+        signing engine certificates with ``ca`` (default: the installation's)."""
+        ca = ca or self.ca
+        key = (name, json.dumps(options or {}, sort_keys=True, default=str), str(ca.directory))
         if key not in self._drivers:
             cls = drivers.get(name)
             ctx = DriverContext(
                 home=self.paths.machines,
-                ca=self.ca,
+                ca=ca,
                 installation=self.store.installation,
                 options=dict(options or {}),
                 known_hosts=self.paths.known_hosts,

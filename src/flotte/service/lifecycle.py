@@ -67,7 +67,8 @@ class Runner:
         )
         self.secrets = secrets or {}
         self.shared: dict[str, dict[str, Any]] = dict(shared or {})
-        self.swarm = Swarm(inst.ca)
+        self.ca = inst.ca_of(None if self.machine else spec.name)
+        self.swarm = Swarm(self.ca)
         self.records: dict[str, NodeRecord] = {}
         self.endpoints: dict[str, Endpoint] = {}
         self.nodes: dict[str, Node] = {}
@@ -101,7 +102,7 @@ class Runner:
             group = next((g for g in self.spec.nodegroups if g.driver == name), None)
             options.update(group.options if group else {})
         options.update(self.secrets)
-        return self.inst.driver(name, options)
+        return self.inst.driver(name, options, ca=self.ca)
 
     def group_spec(self, driver: str, plan: Plan | None = None) -> GroupSpec:
         """What the nodes of one driver share, with the nodes the plan will create."""

@@ -20,7 +20,7 @@ async def swarm_health(inst: Installation, nodes: list[Node]) -> tuple[str, list
     if manager is None:
         return UNKNOWN, []
     try:
-        listed = await Swarm(inst.ca).nodes(manager)
+        listed = await Swarm(inst.ca_of(nodes[0].cluster)).nodes(manager)
     except Exception:  # any failure to ask means we don't know
         return UNKNOWN, []
     healthy = all(n.get("state") == "ready" for n in listed)

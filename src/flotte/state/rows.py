@@ -26,6 +26,7 @@ def template_record(row: Template) -> TemplateRecord:
         name=row.name,
         uuid=row.uuid,
         spec=TemplateSpec.model_validate(row.spec),
+        project=row.project,
         created_at=row.created_at,
     )
 
@@ -56,6 +57,7 @@ def cluster_record(row: Cluster, groups: list[NodeGroup]) -> ClusterRecord:
         coe_data=dict(row.coe_data or {}),
         health_status=row.health_status or "UNKNOWN",
         health_status_reason=dict(row.health_status_reason or {}),
+        project=row.project,
         nodegroups=records,
         created_at=row.created_at,
         updated_at=row.updated_at,

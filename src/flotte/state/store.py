@@ -9,7 +9,7 @@ never leave this module: readers get the frozen values of ``records``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -34,7 +34,7 @@ from flotte.state.rows import (
 )
 from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup, Template
 
-HEAD = "0002"  # newest migration; checked cheaply so start-up skips Alembic when current
+HEAD = "0003"  # newest migration; checked cheaply so start-up skips Alembic when current
 
 
 class Store:
@@ -59,9 +59,23 @@ class Store:
 
     # -- templates ------------------------------------------------------------------
     def add_template(
-        self, name: str, spec: TemplateSpec, project: str | None = None
+        self,
+        name: str,
+        spec: TemplateSpec,
+        project: str | None = None,
+        *,
+        display_name: str | None = None,
+        magnum: dict[str, Any] | None = None,
     ) -> TemplateRecord:
-        row = Template(name=name, uuid=str(uuid.uuid4()), spec=spec.model_dump(mode="json"))
+        """Record a template; ``project``, ``display_name``, ``magnum``: flotte serve's."""
+        row = Template(
+            name=name,
+            uuid=str(uuid.uuid4()),
+            spec=spec.model_dump(mode="json"),
+            project=project,
+            display_name=display_name,
+            magnum=magnum,
+        )
         try:
             with self.session() as s:
                 if s.get(Template, name) is not None:
@@ -94,8 +108,22 @@ class Store:
             s.delete(s.get(Template, name))
 
     # -- clusters -------------------------------------------------------------------
-    def add_cluster(self, spec: ClusterSpec, status: str) -> ClusterRecord:
-        """Record a new cluster and its node groups; refuse any name already in use."""
+    def add_cluster(
+        self,
+        spec: ClusterSpec,
+        status: str,
+        *,
+        project: str | None = None,
+        display_name: str | None = None,
+        magnum: dict[str, Any] | None = None,
+        admit: Callable[[Session], None] | None = None,
+    ) -> ClusterRecord:
+        """Record a new cluster and its node groups; refuse any name already in use.
+
+        flotte serve gives the owning ``project``, the ``display_name`` its users chose
+        and Magnum-only fields, and ``admit``: called in the same transaction once the
+        rows are written, it raises to refuse (a quota) and may add rows of its own.
+        """
         nodes = {n for g in spec.nodegroups for n in node_names(spec, g)}
         try:
             with self.session() as s:
@@ -125,10 +153,16 @@ class Store:
                         spec=cluster_json(spec),
                         shared={},
                         coe_data={},
+                        project=project,
+                        display_name=display_name,
+                        magnum=magnum,
                     )
                 )
                 s.flush()
                 self._write_groups(s, spec, status)
+                if admit is not None:
+                    s.flush()
+                    admit(s)
         except IntegrityError as err:
             raise AlreadyExists(f"cluster {spec.name!r} already exists") from err
         return self.cluster(spec.name)

@@ -29,6 +29,11 @@ class Template(Base):
     uuid: Mapped[str] = mapped_column(String(36), default="")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # flotte serve: the owning project, the name its users gave (``name`` is then unique
+    # in the installation: display name plus a uuid suffix) and Magnum-only fields.
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    display_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    magnum: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Cluster(Base):
@@ -49,6 +54,9 @@ class Cluster(Base):
     coe_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # tokens, versions
     health_status: Mapped[str] = mapped_column(String(16), default="UNKNOWN")
     health_status_reason: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # serve
+    display_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    magnum: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

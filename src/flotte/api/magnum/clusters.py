@@ -1,0 +1,149 @@
+"""``/v1/clusters``: create (202), list, show, PATCH ``/node_count``, delete (204),
+``actions/resize`` and ``actions/upgrade``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from flotte.api import versions
+from flotte.api.context import Caller, Ctx, Jobs
+from flotte.api.errors import ApiError, Conflict
+from flotte.api.magnum import views
+from flotte.api.magnum.common import apply_patch, base_url, next_link, page
+from flotte.api.magnum.desired import change_cluster, create_cluster, node_names, resized, submit
+from flotte.api.magnum.lookup import one_cluster
+from flotte.api.magnum.models import ClusterCreate, PatchOp, Resize, Upgrade
+from flotte.specs import WORKER_GROUP
+from flotte.state.status import (
+    CREATE_COMPLETE,
+    CREATE_FAILED,
+    DELETE_FAILED,
+    DELETE_IN_PROGRESS,
+    UPDATE_COMPLETE,
+    UPDATE_FAILED,
+)
+
+router = APIRouter(tags=["clusters"])
+DELETABLE = (CREATE_COMPLETE, CREATE_FAILED, UPDATE_COMPLETE, UPDATE_FAILED, DELETE_FAILED)
+
+
+@router.post("/v1/clusters", status_code=202)
+async def create(body: ClusterCreate, ctx: Ctx, who: Caller, jobs: Jobs) -> dict[str, str]:
+    record = await create_cluster(ctx, jobs, who, body)
+    return {"uuid": record.uuid}
+
+
+def _listing(
+    ctx: Ctx, who: Caller, request: Request, limit: int | None, marker: str | None
+) -> dict[str, Any]:
+    found = ctx.serving.tenancy.cluster_briefs(who.sees)
+    chunk, after = page(found, lambda c: c.uuid, limit, marker)
+    base = base_url(request, ctx.settings.public_url)
+    return {
+        "clusters": [views.brief(c, base) for c in chunk],
+        "next": next_link(request, base, after, limit),
+    }
+
+
+@router.get("/v1/clusters")
+async def listing(
+    ctx: Ctx,
+    who: Caller,
+    request: Request,
+    limit: int | None = Query(None, ge=0, le=10_000),
+    marker: str | None = Query(None, max_length=64),
+    sort_key: str | None = Query(None, max_length=64),
+    sort_dir: str | None = Query(None, pattern="^(asc|desc)$"),
+) -> dict[str, Any]:
+    return _listing(ctx, who, request, limit, marker)
+
+
+@router.get("/v1/clusters/detail")
+async def detail(
+    ctx: Ctx,
+    who: Caller,
+    request: Request,
+    limit: int | None = Query(None, ge=0, le=10_000),
+    marker: str | None = Query(None, max_length=64),
+) -> dict[str, Any]:
+    return _listing(ctx, who, request, limit, marker)
+
+
+@router.get("/v1/clusters/{ident}")
+async def show(ident: str, ctx: Ctx, who: Caller, request: Request) -> dict[str, Any]:
+    found = one_cluster(ctx.serving.tenancy, who, ident)
+    nodes = ctx.svc.store.nodes(cluster=found.record.name)
+    return views.cluster(found, nodes, base_url(request, ctx.settings.public_url))
+
+
+@router.patch("/v1/clusters/{ident}", status_code=202)
+async def update(
+    ident: str, ops: list[PatchOp], ctx: Ctx, who: Caller, jobs: Jobs, request: Request
+) -> dict[str, str]:
+    found = one_cluster(ctx.serving.tenancy, who, ident)
+    nodes = ctx.svc.store.nodes(cluster=found.record.name)
+    current = views.cluster(found, nodes, base_url(request, ctx.settings.public_url))
+    patched = apply_patch(current, ops, ("node_count",))
+    count = patched.get("node_count", current["node_count"])
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ApiError(400, f"node_count must be a whole number, 0 or more (got {count!r})")
+    if not found.record.spec.has_group(WORKER_GROUP):
+        raise ApiError(400, f"Cluster {found.display_name} has no {WORKER_GROUP} node group")
+    record = await change_cluster(
+        ctx, jobs, found, "cluster.update", resized(WORKER_GROUP, count), groups=[WORKER_GROUP]
+    )
+    return {"uuid": record.uuid}
+
+
+@router.post("/v1/clusters/{ident}/actions/resize", status_code=202)
+async def resize(
+    ident: str, body: Resize, ctx: Ctx, who: Caller, jobs: Jobs, request: Request
+) -> dict[str, str]:
+    versions.require(request.state, (1, 7), "resize")
+    found = one_cluster(ctx.serving.tenancy, who, ident)
+    group = body.nodegroup or WORKER_GROUP
+    spec = found.record.spec
+    named = next((g.name for g in found.record.nodegroups if group in (g.name, g.uuid)), None)
+    if named is None or not spec.has_group(named):
+        raise ApiError(404, f"NodeGroup {group} could not be found in cluster {found.display_name}")
+    nodes = ctx.svc.store.nodes(cluster=found.record.name)
+    remove = node_names(found, nodes, named, list(body.nodes_to_remove))
+    record = await change_cluster(
+        ctx,
+        jobs,
+        found,
+        "cluster.resize",
+        resized(named, body.node_count),
+        groups=[named],
+        nodes_to_remove=remove,
+    )
+    return {"uuid": record.uuid}
+
+
+@router.post("/v1/clusters/{ident}/actions/upgrade", status_code=202)
+async def upgrade(
+    ident: str, body: Upgrade, ctx: Ctx, who: Caller, request: Request
+) -> dict[str, str]:
+    versions.require(request.state, (1, 8), "upgrade")
+    found = one_cluster(ctx.serving.tenancy, who, ident)
+    raise ApiError(
+        400,
+        f"upgrading cluster {found.display_name} in place is not supported by flotte serve: "
+        "create a new cluster from the new template and move the services",
+    )
+
+
+@router.delete("/v1/clusters/{ident}", status_code=204)
+async def delete(ident: str, ctx: Ctx, who: Caller, jobs: Jobs) -> Response:
+    found = one_cluster(ctx.serving.tenancy, who, ident)
+    record = found.record
+    if record.status == DELETE_IN_PROGRESS:
+        return Response(status_code=204)  # already on its way
+    claimed = ctx.serving.tenancy.claim_cluster(record.name, DELETABLE, DELETE_IN_PROGRESS)
+    if record.status in DELETABLE and not claimed:
+        raise Conflict(f"Cluster {found.display_name} is being changed: retry when it is done")
+    # A cluster still being created or updated is deleted once that request is done.
+    await submit(ctx, jobs, "cluster.delete", record, {})
+    return Response(status_code=204)

@@ -1,0 +1,33 @@
+"""An app of flotte serve on a fresh installation, with an in-process job queue that
+runs ``service.requests.run`` in the test's event loop (the tests' stand-in for the
+jobs package), and helpers to authenticate as standalone users."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from api_harness import Api, InlineJobs
+
+from flotte.api.app import create_app
+from flotte.serve_settings import ServeSettings
+from flotte.service import Service
+
+
+@pytest.fixture
+async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
+    monkeypatch.setenv("FLOTTE_HOME", str(tmp_path))
+    monkeypatch.setenv("FLOTTE_FAKE_DIR", str(tmp_path / "fake-cloud"))
+    monkeypatch.delenv("FLOTTE_DATABASE_URL", raising=False)
+    settings = ServeSettings(home=tmp_path, default_driver="fake")
+    svc = Service(tmp_path)
+    jobs = InlineJobs(svc)
+    app = create_app(settings, service=svc, jobs=jobs)
+    identity = app.state.ctx.standalone
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://flotte.test") as client:
+        yield Api(client, jobs, svc, identity)
+        await jobs.drain()
+    svc.close()
