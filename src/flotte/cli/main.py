@@ -31,6 +31,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ca": ("flotte.cli.ca:ca", "The certificate authority: show, renew-client, rotate."),
     "apply": ("flotte.cli.apply:apply", "Create or converge a cluster from a spec file."),
     "watch": ("flotte.cli.health:watch", "Check auto-healing clusters and heal them, in rounds."),
+    "project": ("flotte.cli.tenancy:project", "flotte serve: projects (standalone identity)."),
+    "user": ("flotte.cli.tenancy:user", "flotte serve: users (standalone identity)."),
+    "account": ("flotte.cli.tenancy:account", "flotte serve: per-project driver accounts."),
 }
 
 

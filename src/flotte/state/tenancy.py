@@ -407,6 +407,10 @@ class TenancyStore:
                 )
             return out
 
+    def rename_cluster(self, name: str, display_name: str) -> None:
+        with self.session() as s:
+            s.execute(update(Cluster).where(Cluster.name == name).values(display_name=display_name))
+
     def cluster_magnum(self, name: str) -> dict[str, Any]:
         with self.session() as s:
             value = s.scalar(select(Cluster.magnum).where(Cluster.name == name))

@@ -8,7 +8,13 @@ Only tests use this; the real queue is ``flotte.jobs`` behind ``flotte serve``.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,3 +73,179 @@ class Api:
             "X-Auth-Token": self.tokens[user],
             "OpenStack-API-Version": "container-infra latest",
         }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServeProcess:
+    """The API in a subprocess (``api_server.py``), its log, and the ``openstack`` CLI
+    pointed at it."""
+
+    home: Path
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "serve.log"
+
+    def start(self, *extra: str, timeout: float = 60) -> ServeProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        script = Path(__file__).with_name("api_server.py")
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                "--home",
+                str(self.home),
+                "--port",
+                str(self.port),
+                *extra,
+            ],
+            stdout=out,
+            stderr=out,
+            env=self.env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the API exited at start:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(
+            f"the API did not answer in {timeout} s:\n{self.log.read_text()[-3000:]}"
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def flotte(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [sys.executable, "-m", "flotte.cli.main", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise AssertionError(f"flotte {' '.join(args)}: {res.stderr.strip()}")
+        return res
+
+
+def openstack_cli() -> str:
+    exe = Path(sys.executable).with_name("openstack")
+    if not exe.exists():
+        raise AssertionError(
+            f"{exe} missing: pip install python-openstackclient python-magnumclient"
+        )
+    return str(exe)
+
+
+def client_env(base: dict[str, str]) -> dict[str, str]:
+    """The environment of the official client: no OS_* of the caller leaks in."""
+    env = {k: v for k, v in base.items() if not k.startswith("OS_")}
+    env.setdefault("SHELL", "/bin/bash")  # `coe cluster config` needs it
+    return env
+
+
+@dataclass
+class OpenStack:
+    """``openstack ... -f json`` as one user, against an auth URL or a clouds.yaml cloud."""
+
+    auth: list[str]
+    env: dict[str, str]
+
+    @classmethod
+    def standalone(
+        cls, url: str, user: str, password: str, project: str, env: dict[str, str]
+    ) -> OpenStack:
+        return cls(
+            [
+                "--os-auth-url",
+                f"{url}/v3",
+                "--os-identity-api-version",
+                "3",
+                "--os-username",
+                user,
+                "--os-password",
+                password,
+                "--os-project-name",
+                project,
+                "--os-user-domain-name",
+                "Default",
+                "--os-project-domain-name",
+                "Default",
+            ],
+            client_env(env),
+        )
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [openstack_cli(), *self.auth, *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"openstack {' '.join(args)} exited {res.returncode}: {res.stderr.strip()[-2000:]}"
+            )
+        return res
+
+    def json(self, *args: str) -> Any:
+        out = self.run(*args, "-f", "json").stdout
+        # some commands print a sentence before the document ("Request to create ...")
+        start = min((i for i in (out.find("{"), out.find("[")) if i >= 0), default=0)
+        return json.loads(out[start:])
+
+    def table(self, *args: str) -> list[dict[str, str]]:
+        """Rows of a command that prints a table (``coe stats list``, ``coe quotas list``)."""
+        lines = [line for line in self.run(*args).stdout.splitlines() if line.startswith("|")]
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+        if not rows:
+            return []
+        return [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+
+    def wait_status(self, cluster: str, wanted: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            last = self.json("coe", "cluster", "show", cluster)
+            if last["status"] == wanted:
+                return last
+            if last["status"].endswith("FAILED"):
+                raise AssertionError(
+                    f"cluster {cluster} is {last['status']}: {last.get('status_reason')}"
+                )
+            time.sleep(1)
+        raise AssertionError(f"cluster {cluster} not {wanted} after {timeout} s: {last}")

@@ -14,8 +14,8 @@ from flotte.api.magnum import views
 from flotte.api.magnum.common import apply_patch, base_url, next_link, page
 from flotte.api.magnum.desired import change_cluster, create_cluster, node_names, resized, submit
 from flotte.api.magnum.lookup import one_cluster
-from flotte.api.magnum.models import ClusterCreate, PatchOp, Resize, Upgrade
-from flotte.specs import WORKER_GROUP
+from flotte.api.magnum.models import MAX_NODES, ClusterCreate, PatchOp, Resize, Upgrade
+from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec
 from flotte.state.status import (
     CREATE_COMPLETE,
     CREATE_FAILED,
@@ -80,21 +80,49 @@ async def show(ident: str, ctx: Ctx, who: Caller, request: Request) -> dict[str,
 
 @router.patch("/v1/clusters/{ident}", status_code=202)
 async def update(
-    ident: str, ops: list[PatchOp], ctx: Ctx, who: Caller, jobs: Jobs, request: Request
+    ident: str,
+    ops: list[PatchOp],
+    ctx: Ctx,
+    who: Caller,
+    jobs: Jobs,
+    request: Request,
+    rollback: bool = Query(False),
 ) -> dict[str, str]:
+    """JSON patch of ``/node_count``, ``/master_count`` (a resize of the default groups)
+    and ``/name``; anything else is refused, nothing changed."""
     found = one_cluster(ctx.serving.tenancy, who, ident)
     nodes = ctx.svc.store.nodes(cluster=found.record.name)
     current = views.cluster(found, nodes, base_url(request, ctx.settings.public_url))
-    patched = apply_patch(current, ops, ("node_count",))
-    count = patched.get("node_count", current["node_count"])
-    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-        raise ApiError(400, f"node_count must be a whole number, 0 or more (got {count!r})")
-    if not found.record.spec.has_group(WORKER_GROUP):
-        raise ApiError(400, f"Cluster {found.display_name} has no {WORKER_GROUP} node group")
-    record = await change_cluster(
-        ctx, jobs, found, "cluster.update", resized(WORKER_GROUP, count), groups=[WORKER_GROUP]
-    )
-    return {"uuid": record.uuid}
+    if any(op.path.startswith("/labels") for op in ops):
+        raise ApiError(400, "the labels of a cluster cannot change once it exists")
+    patched = apply_patch(current, ops, ("node_count", "master_count", "name"))
+    name = patched.get("name") or current["name"]
+    if not isinstance(name, str) or not name.strip() or len(name) > 255:
+        raise ApiError(400, "name must be a non-empty string of at most 255 characters")
+    edits = []
+    for field, group in (("node_count", WORKER_GROUP), ("master_count", MASTER_GROUP)):
+        count = patched.get(field, current[field])
+        low = 1 if field == "master_count" else 0
+        if not isinstance(count, int) or isinstance(count, bool) or not low <= count <= MAX_NODES:
+            raise ApiError(
+                400, f"{field} must be a whole number from {low} to {MAX_NODES} (got {count!r})"
+            )
+        if count != current[field]:
+            if not found.record.spec.has_group(group):
+                raise ApiError(400, f"Cluster {found.display_name} has no {group} node group")
+            edits.append((group, count))
+    if name != current["name"]:
+        ctx.serving.tenancy.rename_cluster(found.record.name, name)
+    if edits:
+
+        def edit(spec: ClusterSpec) -> ClusterSpec:
+            for group, count in edits:
+                spec = resized(group, count)(spec)
+            return spec
+
+        groups = [g for g, _ in edits]
+        await change_cluster(ctx, jobs, found, "cluster.update", edit, groups=groups)
+    return {"uuid": found.record.uuid}
 
 
 @router.post("/v1/clusters/{ident}/actions/resize", status_code=202)
