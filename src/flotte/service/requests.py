@@ -33,6 +33,7 @@ from flotte.identity.vault import Vault
 from flotte.serve_settings import ServeSettings
 from flotte.service.options import OptionStore
 from flotte.service.views import swarm_health
+from flotte.state.owned import OwnedStore
 from flotte.state.records import ClusterRecord
 from flotte.state.status import (
     CREATE_FAILED,
@@ -62,7 +63,7 @@ FAILED = {
     UPDATE_IN_PROGRESS: UPDATE_FAILED,
     DELETE_IN_PROGRESS: DELETE_FAILED,
 }
-LOCK_WAIT = 3600.0  # seconds a request waits for another one on the same cluster
+LOCK_WAIT = 30.0  # seconds a request waits for a cluster lock before raising Busy
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Serving:
 
     vault: Vault
     tenancy: TenancyStore
+    owned: OwnedStore
     accounts: Accounts
 
 
@@ -81,10 +83,10 @@ class ProjectOptions(OptionStore):
     """Secret options of a project's cluster come from its project's accounts (sealed in
     the database), never from a file; anything else is the installation's usual files."""
 
-    def __init__(self, inner: OptionStore, svc: Service, accounts: Accounts) -> None:
+    def __init__(self, inner: OptionStore, svc: Service, serving: Serving) -> None:
         super().__init__(inner.root)
         self._svc = svc
-        self._accounts = accounts
+        self._serving = serving
 
     def _project_cluster(self, scope: str, name: str) -> ClusterRecord | None:
         if scope != "clusters":
@@ -96,23 +98,23 @@ class ProjectOptions(OptionStore):
         cluster = self._project_cluster(scope, name)
         if cluster is None:
             return super().load(scope, name)
-        return account_options(self._accounts, cluster)
+        return account_options(self._serving, cluster)
 
     def save(self, scope: str, name: str, secret: Mapping[str, Any]) -> None:
         if self._project_cluster(scope, name) is None:
             super().save(scope, name, secret)  # a project's secrets stay in its account
 
 
-def account_options(accounts: Accounts, cluster: ClusterRecord) -> dict[str, Any]:
+def account_options(serving: Serving, cluster: ClusterRecord) -> dict[str, Any]:
     """The forced options of the project's account of each driver the cluster uses."""
     projects = [str(cluster.project)]
-    name = accounts.tenancy.cluster_magnum(cluster.name).get("project_name")
+    name = serving.owned.cluster_magnum(cluster.name).get("project_name")
     if isinstance(name, str) and name:
         projects.append(name)  # Keystone mode: an account may be kept under the name
     out: dict[str, Any] = {}
     used = {cluster.spec.driver, *(g.driver for g in cluster.spec.nodegroups if g.driver)}
     for driver in sorted(used):
-        options = accounts.options(projects, driver)
+        options = serving.accounts.options(projects, driver)
         if options:
             out.update(split_defaults(driver, options)[1])
     return out
@@ -126,8 +128,9 @@ def attach(svc: Service, settings: ServeSettings | None = None) -> Serving:
     settings = settings or ServeSettings(home=svc.paths.data)
     vault = Vault.from_file(settings.key_file)
     tenancy = TenancyStore(svc.store)
-    serving = Serving(vault, tenancy, Accounts(tenancy, vault))
-    svc.options = ProjectOptions(svc.options, svc, serving.accounts)
+    owned = OwnedStore(svc.store)
+    serving = Serving(vault, tenancy, owned, Accounts(tenancy, vault))
+    svc.options = ProjectOptions(svc.options, svc, serving)
     _attached[svc] = serving
     return serving
 

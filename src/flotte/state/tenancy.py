@@ -13,15 +13,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flotte.errors import AlreadyExists, NotFound
-from flotte.state.records import ClusterRecord, TemplateRecord
-from flotte.state.rows import cluster_record, template_record
 from flotte.state.store import Store
-from flotte.state.tables import Cluster, NodeGroup, Template, utcnow
+from flotte.state.tables import Cluster, Template, utcnow
 from flotte.state.tenancy_tables import (
     Account,
     Admission,
@@ -94,49 +92,12 @@ class ProcessRecord:
     heartbeat_at: dt.datetime | None
 
 
-@dataclass(frozen=True)
-class ServeCluster:
-    """A cluster as flotte serve sees it: the record, the name its users gave, Magnum's
-    own fields."""
-
-    record: ClusterRecord
-    display_name: str
-    magnum: dict[str, Any]
-    template_uuid: str | None = None
-
-
-@dataclass(frozen=True)
-class ClusterBrief:
-    """What a cluster list shows, read from columns only (lists must stay cheap)."""
-
-    name: str
-    uuid: str
-    display_name: str
-    project: str | None
-    status: str
-    health_status: str
-    master_count: int
-    node_count: int
-    template_uuid: str | None
-    magnum: dict[str, Any]
-    create_timeout: float
-    labels: dict[str, str]
-
-
-@dataclass(frozen=True)
-class ServeTemplate:
-    record: TemplateRecord
-    display_name: str
-    magnum: dict[str, Any]
-    updated_at: dt.datetime | None = None
-
-
-def _changed(result: Any) -> bool:
+def changed(result: Any) -> bool:
     """Whether an UPDATE or DELETE touched a row (CursorResult.rowcount)."""
     return bool(getattr(result, "rowcount", 0))
 
 
-def _visible(column: Any, project: str | None) -> Any:
+def visible(column: Any, project: str | None) -> Any:
     """Rows of ``project`` only; None means every project (an admin)."""
     return True if project is None else column == project
 
@@ -217,7 +178,7 @@ class TenancyStore:
 
     def users(self, project: str | None = None) -> list[UserRecord]:
         with self.session() as s:
-            query = select(User).where(_visible(User.project, project)).order_by(User.name)
+            query = select(User).where(visible(User.project, project)).order_by(User.name)
             return [self._user(r) for r in s.scalars(query)]
 
     def delete_user(self, id_: str) -> None:
@@ -251,7 +212,7 @@ class TenancyStore:
 
     def accounts(self, project: str | None = None) -> list[AccountRecord]:
         with self.session() as s:
-            query = select(Account).where(_visible(Account.project, project))
+            query = select(Account).where(visible(Account.project, project))
             rows = s.scalars(query.order_by(Account.project, Account.driver))
             return [
                 AccountRecord(
@@ -262,7 +223,7 @@ class TenancyStore:
 
     def delete_account(self, project: str, driver: str) -> bool:
         with self.session() as s:
-            return _changed(
+            return changed(
                 s.execute(
                     delete(Account).where(Account.project == project, Account.driver == driver)
                 )
@@ -308,12 +269,12 @@ class TenancyStore:
 
     def quotas(self, project: str | None = None) -> list[QuotaRecord]:
         with self.session() as s:
-            query = select(Quota).where(_visible(Quota.project, project)).order_by(Quota.id)
+            query = select(Quota).where(visible(Quota.project, project)).order_by(Quota.id)
             return [self._quota(r) for r in s.scalars(query)]
 
     def delete_quota(self, project: str, resource: str) -> bool:
         with self.session() as s:
-            return _changed(
+            return changed(
                 s.execute(delete(Quota).where(Quota.project == project, Quota.resource == resource))
             )
 
@@ -340,142 +301,6 @@ class TenancyStore:
             s.scalar(select(func.count()).select_from(Cluster).where(Cluster.project == project))
             or 0
         )
-
-    # -- clusters and templates of projects -------------------------------------------
-    def cluster_briefs(self, project: str | None) -> list[ClusterBrief]:
-        with self.session() as s:
-            query = (
-                select(
-                    Cluster.name,
-                    Cluster.uuid,
-                    Cluster.display_name,
-                    Cluster.project,
-                    Cluster.status,
-                    Cluster.health_status,
-                    Cluster.master_count,
-                    Cluster.node_count,
-                    Template.uuid,
-                    Cluster.magnum,
-                    Cluster.spec,
-                )
-                .outerjoin(Template, Template.name == Cluster.template)
-                .where(Cluster.project.is_not(None), _visible(Cluster.project, project))
-                .order_by(Cluster.created_at, Cluster.name)
-            )
-            return [
-                ClusterBrief(
-                    name=r[0],
-                    uuid=r[1],
-                    display_name=r[2] or r[0],
-                    project=r[3],
-                    status=r[4],
-                    health_status=r[5] or "UNKNOWN",
-                    master_count=r[6],
-                    node_count=r[7],
-                    template_uuid=r[8],
-                    magnum=dict(r[9] or {}),
-                    create_timeout=float((r[10] or {}).get("create_timeout", 60)),
-                    labels=dict((r[10] or {}).get("labels") or {}),
-                )
-                for r in s.execute(query)
-            ]
-
-    def find_clusters(self, ident: str, project: str | None) -> list[ServeCluster]:
-        """Clusters whose uuid, or else display name, is ``ident`` (visible to ``project``)."""
-        with self.session() as s:
-            base = select(Cluster).where(
-                Cluster.project.is_not(None), _visible(Cluster.project, project)
-            )
-            rows = list(s.scalars(base.where(Cluster.uuid == ident)))
-            if not rows:
-                rows = list(s.scalars(base.where(Cluster.display_name == ident)))
-            out = []
-            for row in rows:
-                groups = s.scalars(
-                    select(NodeGroup)
-                    .where(NodeGroup.cluster == row.name)
-                    .order_by(NodeGroup.position)
-                ).all()
-                tpl = s.get(Template, row.template) if row.template else None
-                out.append(
-                    ServeCluster(
-                        cluster_record(row, list(groups)),
-                        row.display_name or row.name,
-                        dict(row.magnum or {}),
-                        tpl.uuid if tpl else None,
-                    )
-                )
-            return out
-
-    def rename_cluster(self, name: str, display_name: str) -> None:
-        with self.session() as s:
-            s.execute(update(Cluster).where(Cluster.name == name).values(display_name=display_name))
-
-    def cluster_magnum(self, name: str) -> dict[str, Any]:
-        with self.session() as s:
-            value = s.scalar(select(Cluster.magnum).where(Cluster.name == name))
-            return dict(value or {})
-
-    def set_cluster_magnum(self, name: str, magnum: dict[str, Any]) -> None:
-        with self.session() as s:
-            s.execute(update(Cluster).where(Cluster.name == name).values(magnum=magnum))
-
-    def claim_cluster(self, name: str, allowed: Iterable[str], status: str) -> bool:
-        """Move a cluster to ``status`` if its status is one of ``allowed`` (atomic)."""
-        with self.session() as s:
-            result = s.execute(
-                update(Cluster)
-                .where(Cluster.name == name, Cluster.status.in_(list(allowed)))
-                .values(status=status, status_reason="", updated_at=utcnow())
-            )
-            return _changed(result)
-
-    def count_clusters(self, project: str | None) -> tuple[int, int]:
-        """(clusters, nodes) of ``project`` (None: every project)."""
-        with self.session() as s:
-            row = s.execute(
-                select(
-                    func.count(),
-                    func.coalesce(func.sum(Cluster.master_count + Cluster.node_count), 0),
-                ).where(Cluster.project.is_not(None), _visible(Cluster.project, project))
-            ).one()
-            return int(row[0]), int(row[1])
-
-    def templates(self, project: str | None, ident: str | None = None) -> list[ServeTemplate]:
-        """Templates of ``project`` and public ones (None: all); by uuid, else name."""
-        with self.session() as s:
-            base = select(Template).where(Template.project.is_not(None))
-            if project is not None:
-                public = Template.spec["public"].as_boolean()
-                base = base.where(or_(Template.project == project, public.is_(True)))
-            if ident is not None:
-                rows = list(s.scalars(base.where(Template.uuid == ident)))
-                if not rows:
-                    rows = list(s.scalars(base.where(Template.display_name == ident)))
-            else:
-                rows = list(s.scalars(base.order_by(Template.created_at, Template.name)))
-            return [
-                ServeTemplate(template_record(r), r.display_name or r.name, dict(r.magnum or {}))
-                for r in rows
-            ]
-
-    def template_user(self, name: str) -> str | None:
-        """The display name of a cluster made from template ``name``, if any."""
-        with self.session() as s:
-            row = s.execute(
-                select(Cluster.display_name, Cluster.name).where(Cluster.template == name)
-            ).first()
-            return (row[0] or row[1]) if row else None
-
-    def set_template(
-        self, name: str, spec: dict[str, Any], magnum: dict[str, Any], display: str
-    ) -> None:
-        with self.session() as s:
-            s.execute(
-                update(Template)
-                .where(Template.name == name)
-                .values(spec=spec, magnum=magnum, display_name=display)
-            )
 
     # -- per-cluster CAs -------------------------------------------------------------------
     def put_ca(self, s: Session, ca: CARecord) -> None:

@@ -14,7 +14,8 @@ from flotte.api.magnum.common import base_url
 from flotte.api.magnum.lookup import one_cluster
 from flotte.api.magnum.models import CertificateSign
 from flotte.identity import cluster_ca
-from flotte.state.tenancy import CARecord, ServeCluster
+from flotte.state.owned import ServeCluster
+from flotte.state.tenancy import CARecord
 
 router = APIRouter(tags=["certificates"])
 
@@ -35,7 +36,7 @@ def _links(base: str, uuid: str) -> list[dict[str, str]]:
 
 @router.get("/v1/certificates/{cluster}")
 async def show(cluster: str, ctx: Ctx, who: Caller, request: Request) -> dict[str, Any]:
-    found = one_cluster(ctx.serving.tenancy, who, cluster)
+    found = one_cluster(ctx.serving.owned, who, cluster)
     record = _ca(ctx, found)
     base = base_url(request, ctx.settings.public_url)
     return {
@@ -47,7 +48,7 @@ async def show(cluster: str, ctx: Ctx, who: Caller, request: Request) -> dict[st
 
 @router.post("/v1/certificates", status_code=201)
 async def sign(body: CertificateSign, ctx: Ctx, who: Caller, request: Request) -> dict[str, Any]:
-    found = one_cluster(ctx.serving.tenancy, who, body.cluster_uuid)
+    found = one_cluster(ctx.serving.owned, who, body.cluster_uuid)
     pem = cluster_ca.sign_csr(_ca(ctx, found), ctx.serving.vault, body.csr)
     base = base_url(request, ctx.settings.public_url)
     return {
@@ -60,7 +61,7 @@ async def sign(body: CertificateSign, ctx: Ctx, who: Caller, request: Request) -
 
 @router.patch("/v1/certificates/{cluster}", status_code=202)
 async def rotate(cluster: str, ctx: Ctx, who: Caller) -> dict[str, Any]:
-    found = one_cluster(ctx.serving.tenancy, who, cluster)
+    found = one_cluster(ctx.serving.owned, who, cluster)
     raise ApiError(
         400,
         f"rotating the CA of cluster {found.display_name} is not supported by flotte serve: "

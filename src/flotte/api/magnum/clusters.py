@@ -38,7 +38,7 @@ async def create(body: ClusterCreate, ctx: Ctx, who: Caller, jobs: Jobs) -> dict
 def _listing(
     ctx: Ctx, who: Caller, request: Request, limit: int | None, marker: str | None
 ) -> dict[str, Any]:
-    found = ctx.serving.tenancy.cluster_briefs(who.sees)
+    found = ctx.serving.owned.cluster_briefs(who.sees)
     chunk, after = page(found, lambda c: c.uuid, limit, marker)
     base = base_url(request, ctx.settings.public_url)
     return {
@@ -73,7 +73,7 @@ async def detail(
 
 @router.get("/v1/clusters/{ident}")
 async def show(ident: str, ctx: Ctx, who: Caller, request: Request) -> dict[str, Any]:
-    found = one_cluster(ctx.serving.tenancy, who, ident)
+    found = one_cluster(ctx.serving.owned, who, ident)
     nodes = ctx.svc.store.nodes(cluster=found.record.name)
     return views.cluster(found, nodes, base_url(request, ctx.settings.public_url))
 
@@ -90,7 +90,7 @@ async def update(
 ) -> dict[str, str]:
     """JSON patch of ``/node_count``, ``/master_count`` (a resize of the default groups)
     and ``/name``; anything else is refused, nothing changed."""
-    found = one_cluster(ctx.serving.tenancy, who, ident)
+    found = one_cluster(ctx.serving.owned, who, ident)
     nodes = ctx.svc.store.nodes(cluster=found.record.name)
     current = views.cluster(found, nodes, base_url(request, ctx.settings.public_url))
     if any(op.path.startswith("/labels") for op in ops):
@@ -112,7 +112,7 @@ async def update(
                 raise ApiError(400, f"Cluster {found.display_name} has no {group} node group")
             edits.append((group, count))
     if name != current["name"]:
-        ctx.serving.tenancy.rename_cluster(found.record.name, name)
+        ctx.serving.owned.rename_cluster(found.record.name, name)
     if edits:
 
         def edit(spec: ClusterSpec) -> ClusterSpec:
@@ -130,7 +130,7 @@ async def resize(
     ident: str, body: Resize, ctx: Ctx, who: Caller, jobs: Jobs, request: Request
 ) -> dict[str, str]:
     versions.require(request.state, (1, 7), "resize")
-    found = one_cluster(ctx.serving.tenancy, who, ident)
+    found = one_cluster(ctx.serving.owned, who, ident)
     group = body.nodegroup or WORKER_GROUP
     spec = found.record.spec
     named = next((g.name for g in found.record.nodegroups if group in (g.name, g.uuid)), None)
@@ -155,7 +155,7 @@ async def upgrade(
     ident: str, body: Upgrade, ctx: Ctx, who: Caller, request: Request
 ) -> dict[str, str]:
     versions.require(request.state, (1, 8), "upgrade")
-    found = one_cluster(ctx.serving.tenancy, who, ident)
+    found = one_cluster(ctx.serving.owned, who, ident)
     raise ApiError(
         400,
         f"upgrading cluster {found.display_name} in place is not supported by flotte serve: "
@@ -165,11 +165,11 @@ async def upgrade(
 
 @router.delete("/v1/clusters/{ident}", status_code=204)
 async def delete(ident: str, ctx: Ctx, who: Caller, jobs: Jobs) -> Response:
-    found = one_cluster(ctx.serving.tenancy, who, ident)
+    found = one_cluster(ctx.serving.owned, who, ident)
     record = found.record
     if record.status == DELETE_IN_PROGRESS:
         return Response(status_code=204)  # already on its way
-    claimed = ctx.serving.tenancy.claim_cluster(record.name, DELETABLE, DELETE_IN_PROGRESS)
+    claimed = ctx.serving.owned.claim_cluster(record.name, DELETABLE, DELETE_IN_PROGRESS)
     if record.status in DELETABLE and not claimed:
         raise Conflict(f"Cluster {found.display_name} is being changed: retry when it is done")
     # A cluster still being created or updated is deleted once that request is done.

@@ -27,6 +27,7 @@ from flotte.identity.principal import Forbidden, Principal
 from flotte.service import options as opts
 from flotte.service.resolve import build
 from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec, NodeGroupSpec
+from flotte.state.owned import ServeCluster, ServeTemplate
 from flotte.state.records import ClusterRecord
 from flotte.state.status import (
     CREATE_COMPLETE,
@@ -36,7 +37,6 @@ from flotte.state.status import (
     UPDATE_FAILED,
     UPDATE_IN_PROGRESS,
 )
-from flotte.state.tenancy import ServeCluster, ServeTemplate
 
 SETTLED = (CREATE_COMPLETE, UPDATE_COMPLETE, UPDATE_FAILED)
 # Magnum fields of a cluster that override the template's, as driver options
@@ -120,7 +120,7 @@ async def create_cluster(
     ctx: ApiContext, jobs: JobQueue, who: Principal, body: ClusterCreate
 ) -> ClusterRecord:
     """Record a new cluster of the caller's project and submit its create."""
-    template = one_template(ctx.serving.tenancy, who, body.cluster_template_id)
+    template = one_template(ctx.serving.owned, who, body.cluster_template_id)
     display = body.name or f"cluster-{secrets.token_hex(4)}"
     magnum: dict[str, Any] = {
         k: getattr(body, k) for k in MAGNUM_KEPT if getattr(body, k) is not None
@@ -192,7 +192,7 @@ async def change_cluster(
     edit(cluster.record.spec)  # a bad change is a 400 before anything moves
     name = cluster.record.name
     store = ctx.svc.store
-    if not ctx.serving.tenancy.claim_cluster(name, SETTLED, UPDATE_IN_PROGRESS):
+    if not ctx.serving.owned.claim_cluster(name, SETTLED, UPDATE_IN_PROGRESS):
         raise Conflict(f"Cluster {cluster.display_name} is being changed: retry when it is done")
     try:
         current = store.cluster(name)

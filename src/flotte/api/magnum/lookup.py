@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from flotte.api.errors import ApiError
 from flotte.identity.principal import Forbidden, Principal
-from flotte.state.tenancy import ServeCluster, ServeTemplate, TenancyStore
+from flotte.state.owned import OwnedStore, ServeCluster, ServeTemplate
 
 
-def one_cluster(tenancy: TenancyStore, who: Principal, ident: str) -> ServeCluster:
-    found = tenancy.find_clusters(ident, who.sees)
+def one_cluster(owned: OwnedStore, who: Principal, ident: str) -> ServeCluster:
+    found = owned.find_clusters(ident, who.sees)
     if not found:
         raise ApiError(404, f"Cluster {ident} could not be found")
     if len(found) > 1:
@@ -20,8 +20,8 @@ def one_cluster(tenancy: TenancyStore, who: Principal, ident: str) -> ServeClust
     return found[0]
 
 
-def one_template(tenancy: TenancyStore, who: Principal, ident: str) -> ServeTemplate:
-    found = tenancy.templates(who.sees, ident)
+def one_template(owned: OwnedStore, who: Principal, ident: str) -> ServeTemplate:
+    found = owned.templates(who.sees, ident)
     if not found:
         raise ApiError(404, f"ClusterTemplate {ident} could not be found")
     if len(found) > 1:

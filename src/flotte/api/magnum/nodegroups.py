@@ -19,9 +19,9 @@ from flotte.errors import UsageError
 from flotte.identity.principal import Principal
 from flotte.service.resolve import build
 from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec, NodeGroupSpec
+from flotte.state.owned import ServeCluster
 from flotte.state.records import NodeGroupRecord
 from flotte.state.status import CREATE_IN_PROGRESS
-from flotte.state.tenancy import ServeCluster
 
 router = APIRouter(tags=["nodegroups"])
 BASE = "/v1/clusters/{cluster}/nodegroups"
@@ -30,7 +30,7 @@ WRITABLE = ("node_count", "min_node_count", "max_node_count")
 
 def _cluster(ctx: Ctx, who: Principal, request: Request, cluster: str) -> ServeCluster:
     versions.require(request.state, (1, 9), "node groups")
-    return one_cluster(ctx.serving.tenancy, who, cluster)
+    return one_cluster(ctx.serving.owned, who, cluster)
 
 
 def _group(found: ServeCluster, ident: str) -> NodeGroupRecord:
@@ -48,7 +48,7 @@ def _view(ctx: Ctx, request: Request, found: ServeCluster, name: str) -> dict[st
 
 
 def one_cluster_by_uuid(ctx: Ctx, found: ServeCluster) -> ServeCluster:
-    return ctx.serving.tenancy.find_clusters(found.record.uuid, None)[0]
+    return ctx.serving.owned.find_clusters(found.record.uuid, None)[0]
 
 
 @router.get(BASE)

@@ -28,7 +28,7 @@ async def stats(
         scope = who.project_id
     else:
         raise Forbidden("only an admin may read another project's stats")
-    clusters, nodes = ctx.serving.tenancy.count_clusters(scope)
+    clusters, nodes = ctx.serving.owned.count_clusters(scope)
     return {"clusters": clusters, "nodes": nodes}
 
 

@@ -74,7 +74,7 @@ async def create(body: TemplateCreate, ctx: Ctx, who: Caller, request: Request) 
             internal, spec, who.project_id, display_name=display, magnum=extras
         ),
     )
-    found = one_template(ctx.serving.tenancy, who, record.uuid)
+    found = one_template(ctx.serving.owned, who, record.uuid)
     return views.template(found, base_url(request, ctx.settings.public_url))
 
 
@@ -83,7 +83,7 @@ def _listing(
 ) -> dict[str, Any]:
     found = [
         t
-        for t in ctx.serving.tenancy.templates(who.sees)
+        for t in ctx.serving.owned.templates(who.sees)
         if who.is_admin or not t.magnum.get("hidden") or t.record.project == who.project_id
     ]
     chunk, after = page(found, lambda t: t.record.uuid, limit, marker)
@@ -120,7 +120,7 @@ async def detail(
 
 @router.get("/v1/clustertemplates/{ident}")
 async def show(ident: str, ctx: Ctx, who: Caller, request: Request) -> dict[str, Any]:
-    found = one_template(ctx.serving.tenancy, who, ident)
+    found = one_template(ctx.serving.owned, who, ident)
     return views.template(found, base_url(request, ctx.settings.public_url))
 
 
@@ -128,14 +128,14 @@ async def show(ident: str, ctx: Ctx, who: Caller, request: Request) -> dict[str,
 async def update(
     ident: str, ops: list[PatchOp], ctx: Ctx, who: Caller, request: Request
 ) -> dict[str, Any]:
-    tenancy = ctx.serving.tenancy
-    found = one_template(tenancy, who, ident)
+    owned = ctx.serving.owned
+    found = one_template(owned, who, ident)
     own_template(who, found)
     base = base_url(request, ctx.settings.public_url)
     current = views.template(found, base)
     patched = apply_patch(current, ops, WRITABLE)
     changed = {k for k in set(patched) | set(current) if patched.get(k) != current.get(k)}
-    used = tenancy.template_user(found.record.name)
+    used = owned.template_user(found.record.name)
     if used and changed - {"name", "public", "hidden"}:
         raise ApiError(
             400,
@@ -151,16 +151,16 @@ async def update(
     spec, extras = template_spec(body, ctx.settings)
     extras["user_id"] = found.magnum.get("user_id")
     display = body.name or found.display_name
-    tenancy.set_template(found.record.name, spec.model_dump(mode="json"), extras, display)
-    return views.template(one_template(tenancy, who, found.record.uuid), base)
+    owned.set_template(found.record.name, spec.model_dump(mode="json"), extras, display)
+    return views.template(one_template(owned, who, found.record.uuid), base)
 
 
 @router.delete("/v1/clustertemplates/{ident}", status_code=204)
 async def delete(ident: str, ctx: Ctx, who: Caller) -> Response:
-    tenancy = ctx.serving.tenancy
-    found = one_template(tenancy, who, ident)
+    owned = ctx.serving.owned
+    found = one_template(owned, who, ident)
     own_template(who, found)
-    used = tenancy.template_user(found.record.name)
+    used = owned.template_user(found.record.name)
     if used:
         raise ApiError(
             400,

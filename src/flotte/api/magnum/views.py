@@ -12,8 +12,8 @@ from typing import Any
 
 from flotte.models import Role
 from flotte.specs import MASTER_GROUP, WORKER_GROUP
+from flotte.state.owned import ClusterBrief, ServeCluster, ServeTemplate
 from flotte.state.records import Node, NodeGroupRecord
-from flotte.state.tenancy import ClusterBrief, ServeCluster, ServeTemplate
 
 TEMPLATE_EXTRAS = (
     "volume_driver",
