@@ -92,6 +92,8 @@ def _validation_title(err: RequestValidationError) -> str:
     if kind == "json_invalid":
         return "Malformed JSON in the request body: send a JSON object"
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+    if not loc and first.get("loc", ())[:1] == ("body",) and kind.endswith("_type"):
+        return "The request body must be a JSON object (Content-Type: application/json)"
     where = ".".join(loc)
     msg = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
     if kind == "missing":

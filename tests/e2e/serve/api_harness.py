@@ -57,6 +57,7 @@ class Api:
     jobs: InlineJobs
     svc: Service
     identity: Standalone
+    ctx: Any  # the app's ApiContext: its services, as the handlers see them
     tokens: dict[str, str] = field(default_factory=dict)
 
     def user(self, name: str, project: str, *, admin: bool = False) -> str:
@@ -67,6 +68,25 @@ class Api:
         token, _ = self.identity.authenticate(name, "s3cret-pass")
         self.tokens[name] = token
         return token
+
+    async def template(self, user: str, name: str = "swarm", **fields: Any) -> dict[str, Any]:
+        body = {"name": name, "coe": "swarm-mode", "image_id": "debian", **fields}
+        body.setdefault("labels", {"no_provision": "true"})
+        r = await self.client.post("/v1/clustertemplates", json=body, headers=self.h(user))
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def cluster(self, user: str, name: str, template: str = "swarm", **fields: Any) -> str:
+        body = {"name": name, "cluster_template_id": template, **fields}
+        r = await self.client.post("/v1/clusters", json=body, headers=self.h(user))
+        assert r.status_code == 202, r.text
+        await self.jobs.drain()
+        return str(r.json()["uuid"])
+
+    async def show(self, user: str, ident: str) -> dict[str, Any]:
+        r = await self.client.get(f"/v1/clusters/{ident}", headers=self.h(user))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
 
     def h(self, user: str) -> dict[str, str]:
         return {

@@ -28,6 +28,6 @@ async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     identity = app.state.ctx.standalone
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://flotte.test") as client:
-        yield Api(client, jobs, svc, identity)
+        yield Api(client, jobs, svc, identity, app.state.ctx)
         await jobs.drain()
     svc.close()
