@@ -118,3 +118,14 @@ def status(root: Path | None, fmt: str) -> None:
     if fmt == "table":
         click.echo()
         render_rows(info["processes"], ["name", "running", "pid", "memory_mib", "log"], fmt)
+
+
+@devcloud.command("register-serve")
+@click.argument("url")
+@DIR_OPTION
+def register_serve(url: str, root: Path | None) -> None:
+    """Put flotte serve (URL ending in /v1) in devcloud's catalog as container-infra."""
+    from flotte.devcloud.serve_catalog import register_serve as register
+
+    register(url, root.resolve() if root else None)
+    click.echo(f"container-infra -> {url.rstrip('/')} (public, internal, admin)")

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from flotte.errors import Busy
 from flotte.identity.standalone import Standalone
 from flotte.service import Service
 from flotte.service.requests import run
@@ -41,10 +42,15 @@ class InlineJobs:
         return str(len(self.tasks))
 
     async def _run(self, kind: str, payload: dict[str, Any]) -> None:
-        try:
-            await run(self.svc, kind, payload)
-        except Exception as err:  # recorded in the cluster's status; kept for asserts
-            self.errors.append(err)
+        while True:
+            try:
+                await run(self.svc, kind, payload)
+                return
+            except Busy:  # another request holds the cluster: queued again, as flotte.jobs does
+                await asyncio.sleep(1)
+            except Exception as err:  # recorded in the cluster's status; kept for asserts
+                self.errors.append(err)
+                return
 
     async def drain(self) -> None:
         while any(not t.done() for t in self.tasks):
