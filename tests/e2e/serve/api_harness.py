@@ -275,3 +275,17 @@ class OpenStack:
                 )
             time.sleep(1)
         raise AssertionError(f"cluster {cluster} not {wanted} after {timeout} s: {last}")
+
+
+def docker_nodes(api_address: str, certs: Path) -> list[dict[str, str]]:
+    """``docker --tlsverify ... node ls`` with the files ``coe cluster config`` wrote."""
+    tls = [
+        f"--tls{k}={certs / f}"
+        for k, f in (("cacert", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem"))
+    ]
+    out = subprocess.run(
+        ["docker", "--tlsverify", *tls, "-H", api_address, "node", "ls", "--format", "{{json .}}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, f"docker node ls: {out.stderr.strip()}"
+    return [json.loads(line) for line in out.stdout.splitlines()]

@@ -4,15 +4,13 @@ machine's Docker engine, reached with the certificates `coe cluster config` writ
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from api_harness import OpenStack, ServeProcess, free_port
+from api_harness import OpenStack, ServeProcess, docker_nodes, free_port
 
 from fixtures.local import labelled, sweep
 
@@ -75,32 +73,6 @@ def _installation(home: Path) -> str | None:
 
 def client(serve: ServeProcess, user: str, project: str) -> OpenStack:
     return OpenStack.standalone(serve.url, user, PASSWORDS[user], project, serve.env)
-
-
-def docker_nodes(api_address: str, certs: Path) -> list[dict[str, str]]:
-    out = subprocess.run(
-        [
-            "docker",
-            "--tlsverify",
-            "--tlscacert",
-            str(certs / "ca.pem"),
-            "--tlscert",
-            str(certs / "cert.pem"),
-            "--tlskey",
-            str(certs / "key.pem"),
-            "-H",
-            api_address,
-            "node",
-            "ls",
-            "--format",
-            "{{json .}}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    return [json.loads(line) for line in out.splitlines()]
 
 
 def test_official_client_lifecycle(

@@ -5,16 +5,14 @@ project devcloud-alt seeing and touching none of it."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_harness import OpenStack, ServeProcess, client_env, free_port
+from api_harness import OpenStack, ServeProcess, client_env, docker_nodes, free_port
 
-from fixtures.devcloud import DevCloud
+from fixtures.devcloud import DevCloud, devcloud, devcloud_docker  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -22,9 +20,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 @pytest.fixture(scope="module")
 def serve(
-    devcloud_docker: DevCloud, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:
-    dc = devcloud_docker
+    dc: DevCloud = request.getfixturevalue("devcloud_docker")
     tmp = tmp_path_factory.mktemp("keystone-serve")
     env = dict(dc.env)
     env.update(
@@ -55,18 +53,6 @@ def cloud(dc: DevCloud, serve: ServeProcess, name: str) -> OpenStack:
     return OpenStack(["--os-cloud", name], env)
 
 
-def docker_nodes(api_address: str, certs: Path) -> list[dict[str, str]]:
-    tls = [
-        f"--tls{k}={certs / f}"
-        for k, f in (("cacert", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem"))
-    ]
-    out = subprocess.run(
-        ["docker", "--tlsverify", *tls, "-H", api_address, "node", "ls", "--format", "{{json .}}"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    return [json.loads(line) for line in out.splitlines()]
-
-
 def wait_gone(client: OpenStack, cluster: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,9 +64,9 @@ def wait_gone(client: OpenStack, cluster: str, timeout: float = 600) -> None:
 
 
 def test_keystone_mode_on_devcloud(
-    devcloud_docker: DevCloud, serve: ServeProcess, tmp_path: Path
+    request: pytest.FixtureRequest, serve: ServeProcess, tmp_path: Path
 ) -> None:
-    dc = devcloud_docker
+    dc: DevCloud = request.getfixturevalue("devcloud_docker")
     demo, alt, admin = (cloud(dc, serve, c) for c in (dc.demo_cloud, dc.alt_cloud, dc.admin_cloud))
     servers_before = {s["Name"] for s in dc.openstack("server", "list", cloud=dc.demo_cloud)}
     assert demo.json("coe", "cluster", "list") == []
@@ -95,7 +81,7 @@ def test_keystone_mode_on_devcloud(
     try:
         shown = demo.wait_status("web", "CREATE_COMPLETE", timeout=900)
         created_s = time.monotonic() - started
-        internal = shown["stack_id"]
+        internal = shown["cluster_id"]  # the client shows stack_id as cluster_id
         assert shown["api_address"].startswith("tcp://") and shown["api_address"].endswith(":2376")
         assert [c["name"] for c in demo.json("coe", "cluster", "list")] == ["web"]
         certs = tmp_path / "certs"
