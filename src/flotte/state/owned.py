@@ -78,7 +78,10 @@ class OwnedStore:
                     Cluster.node_count,
                     Template.uuid,
                     Cluster.magnum,
-                    Cluster.spec,
+                    # two fields of the spec, extracted by the database: decoding every
+                    # spec was most of a 100-cluster list's time
+                    Cluster.spec["create_timeout"].as_float(),
+                    Cluster.spec["labels"],
                 )
                 .outerjoin(Template, Template.name == Cluster.template)
                 .where(Cluster.project.is_not(None), visible(Cluster.project, project))
@@ -96,8 +99,8 @@ class OwnedStore:
                     node_count=r[7],
                     template_uuid=r[8],
                     magnum=dict(r[9] or {}),
-                    create_timeout=float((r[10] or {}).get("create_timeout", 60)),
-                    labels=dict((r[10] or {}).get("labels") or {}),
+                    create_timeout=float(r[10] if r[10] is not None else 60),
+                    labels=dict(r[11] or {}),
                 )
                 for r in s.execute(query)
             ]
