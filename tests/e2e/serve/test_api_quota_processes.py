@@ -1,0 +1,112 @@
+"""Quotas hold across processes: 20 creates sent at once to two API processes sharing one
+database, against a quota of 5, give exactly 5 clusters (SQLite; PostgreSQL when its
+test fixture is there)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from api_harness import ServeProcess, free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+PASSWORD = "quota-pass-1"
+DATABASES = ["sqlite"]
+try:  # serve-jobs' PostgreSQL fixture (tests/fixtures/postgres.py), when present
+    import fixtures.postgres  # noqa: F401
+
+    DATABASES.append("postgresql")
+except ImportError:
+    pass
+
+
+@pytest.fixture(params=DATABASES)
+def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[ServeProcess]]:
+    env = dict(os.environ)
+    env.update(
+        FLOTTE_HOME=str(tmp_path / "home"),
+        FLOTTE_FAKE_DIR=str(tmp_path / "fake-cloud"),
+        PYTHONPATH=str(ROOT / "src"),
+    )
+    env.pop("FLOTTE_DATABASE_URL", None)
+    if request.param == "postgresql":
+        env["FLOTTE_DATABASE_URL"] = request.getfixturevalue("pg_url")
+    started: list[ServeProcess] = []
+    try:
+        for _ in range(2):
+            server = ServeProcess(tmp_path / "home", free_port(), env)
+            started.append(server.start("--default-driver", "fake"))
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def login(url: str, user: str) -> str:
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": user, "domain": {"name": "Default"}, "password": PASSWORD}
+                },
+            }
+        }
+    }
+    r = httpx.post(f"{url}/v3/auth/tokens", json=body, timeout=60)
+    assert r.status_code == 201, r.text
+    return r.headers["x-subject-token"]
+
+
+def test_twenty_creates_on_two_processes_against_a_quota_of_five(
+    servers: list[ServeProcess],
+) -> None:
+    first, second = servers
+    first.flotte("project", "create", "lab")
+    first.flotte("project", "create", "ops")
+    first.flotte(
+        "user", "create", "alice", "--project", "lab", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    first.flotte(
+        "user",
+        "create",
+        "root",
+        "--project",
+        "ops",
+        "--admin",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    alice = {"X-Auth-Token": login(first.url, "alice")}
+    root = {"X-Auth-Token": login(second.url, "root")}
+    r = httpx.post(
+        f"{first.url}/v1/clustertemplates",
+        json={"name": "t", "coe": "swarm", "image_id": "x", "labels": {"no_provision": "true"}},
+        headers=alice,
+    )
+    assert r.status_code == 201, r.text
+    project = r.json()["project_id"]
+    r = httpx.post(
+        f"{second.url}/v1/quotas",
+        json={"project_id": project, "resource": "Cluster", "hard_limit": 5},
+        headers=root,
+    )
+    assert r.status_code == 201, r.text
+
+    def create(i: int) -> int:
+        url = servers[i % 2].url
+        body = {"name": f"c{i}", "cluster_template_id": "t", "node_count": 0}
+        return httpx.post(f"{url}/v1/clusters", json=body, headers=alice, timeout=120).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = sorted(pool.map(create, range(20)))
+    assert codes == [202] * 5 + [403] * 15
+    for server in servers:
+        listed = httpx.get(f"{server.url}/v1/clusters", headers=alice, timeout=60).json()[
+            "clusters"
+        ]
+        assert len(listed) == 5
