@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -184,6 +185,26 @@ class ServeProcess:
         return res
 
 
+def add_user(
+    server: ServeProcess, name: str, project: str, password: str, *, admin: bool = False
+) -> None:
+    """``flotte user create`` (the project too, when it is new) against the server's home."""
+    listed = server.flotte("project", "list", "-f", "value").stdout.split()
+    if project not in listed:
+        server.flotte("project", "create", project)
+    flags = ["--admin"] if admin else []
+    server.flotte(
+        "user",
+        "create",
+        name,
+        "--project",
+        project,
+        *flags,
+        "--password-stdin",
+        stdin=password + "\n",
+    )
+
+
 def openstack_cli() -> str:
     exe = Path(sys.executable).with_name("openstack")
     if not exe.exists():
@@ -289,3 +310,25 @@ def docker_nodes(api_address: str, certs: Path) -> list[dict[str, str]]:
     )  # fmt: skip
     assert out.returncode == 0, f"docker node ls: {out.stderr.strip()}"
     return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def serve_env(tmp: Path, base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a test's serve process and CLI: its own installation, this
+    checkout's code, no database URL of the caller's."""
+    env = dict(base if base is not None else os.environ)
+    env.update(FLOTTE_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT / "src"), **extra)
+    env.pop("FLOTTE_DATABASE_URL", None)
+    env.pop("DOCKER_HOST", None)
+    return env
+
+
+def login(url: str, user: str, password: str) -> str:
+    """A standalone token for ``user`` (Keystone v3 password method)."""
+    ident = {"name": user, "domain": {"name": "Default"}, "password": password}
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": ident}}}}
+    r = httpx.post(f"{url}/v3/auth/tokens", json=body, timeout=60)
+    assert r.status_code == 201, r.text
+    return r.headers["x-subject-token"]

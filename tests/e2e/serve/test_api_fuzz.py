@@ -5,7 +5,6 @@ names that exist; not one response may be a 5xx."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_harness import ServeProcess, free_port
+from api_harness import ServeProcess, add_user, free_port, login, serve_env
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -23,34 +22,12 @@ PASSWORD = "root-pass-12"
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[ServeProcess]:
-    env = dict(os.environ)
-    env.update(
-        FLOTTE_HOME=str(tmp_path / "home"),
-        FLOTTE_FAKE_DIR=str(tmp_path / "fake-cloud"),
-        PYTHONPATH=str(ROOT / "src"),
-    )
-    env.pop("FLOTTE_DATABASE_URL", None)
+    env = serve_env(tmp_path, FLOTTE_FAKE_DIR=str(tmp_path / "fake-cloud"))
     server = ServeProcess(tmp_path / "home", free_port(), env).start("--default-driver", "fake")
     try:
         yield server
     finally:
         server.stop()
-
-
-def token(url: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": "root", "domain": {"name": "Default"}, "password": PASSWORD}
-                },
-            }
-        }
-    }
-    r = httpx.post(f"{url}/v3/auth/tokens", json=body, timeout=30)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
 
 
 def statuses(log: Path) -> Counter[int]:
@@ -63,18 +40,8 @@ def statuses(log: Path) -> Counter[int]:
 
 
 def test_fuzz_from_the_openapi_document(serve: ServeProcess, tmp_path: Path) -> None:
-    serve.flotte("project", "create", "ops")
-    serve.flotte(
-        "user",
-        "create",
-        "root",
-        "--project",
-        "ops",
-        "--admin",
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
-    )
-    auth = token(serve.url)
+    add_user(serve, "root", "ops", PASSWORD, admin=True)
+    auth = login(serve.url, "root", PASSWORD)
     headers = {"X-Auth-Token": auth}
     r = httpx.post(
         f"{serve.url}/v1/clustertemplates",

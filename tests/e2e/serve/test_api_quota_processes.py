@@ -4,14 +4,13 @@ test fixture is there)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from api_harness import ServeProcess, free_port
+from api_harness import ServeProcess, add_user, free_port, login, serve_env
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "quota-pass-1"
@@ -26,13 +25,7 @@ except ImportError:
 
 @pytest.fixture(params=DATABASES)
 def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[ServeProcess]]:
-    env = dict(os.environ)
-    env.update(
-        FLOTTE_HOME=str(tmp_path / "home"),
-        FLOTTE_FAKE_DIR=str(tmp_path / "fake-cloud"),
-        PYTHONPATH=str(ROOT / "src"),
-    )
-    env.pop("FLOTTE_DATABASE_URL", None)
+    env = serve_env(tmp_path, FLOTTE_FAKE_DIR=str(tmp_path / "fake-cloud"))
     if request.param == "postgresql":
         env["FLOTTE_DATABASE_URL"] = request.getfixturevalue("pg_url")
     started: list[ServeProcess] = []
@@ -46,43 +39,14 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Ser
             server.stop()
 
 
-def login(url: str, user: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "domain": {"name": "Default"}, "password": PASSWORD}
-                },
-            }
-        }
-    }
-    r = httpx.post(f"{url}/v3/auth/tokens", json=body, timeout=60)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
-
-
 def test_twenty_creates_on_two_processes_against_a_quota_of_five(
     servers: list[ServeProcess],
 ) -> None:
     first, second = servers
-    first.flotte("project", "create", "lab")
-    first.flotte("project", "create", "ops")
-    first.flotte(
-        "user", "create", "alice", "--project", "lab", "--password-stdin", stdin=PASSWORD + "\n"
-    )
-    first.flotte(
-        "user",
-        "create",
-        "root",
-        "--project",
-        "ops",
-        "--admin",
-        "--password-stdin",
-        stdin=PASSWORD + "\n",
-    )
-    alice = {"X-Auth-Token": login(first.url, "alice")}
-    root = {"X-Auth-Token": login(second.url, "root")}
+    add_user(first, "alice", "lab", PASSWORD)
+    add_user(first, "root", "ops", PASSWORD, admin=True)
+    alice = {"X-Auth-Token": login(first.url, "alice", PASSWORD)}
+    root = {"X-Auth-Token": login(second.url, "root", PASSWORD)}
     r = httpx.post(
         f"{first.url}/v1/clustertemplates",
         json={"name": "t", "coe": "swarm", "image_id": "x", "labels": {"no_provision": "true"}},

@@ -4,13 +4,12 @@ machine's Docker engine, reached with the certificates `coe cluster config` writ
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from api_harness import OpenStack, ServeProcess, docker_nodes, free_port
+from api_harness import OpenStack, ServeProcess, add_user, docker_nodes, free_port, serve_env
 
 from fixtures.local import labelled, sweep
 
@@ -25,32 +24,14 @@ def serve(
 ) -> Iterator[ServeProcess]:
     tmp = tmp_path_factory.mktemp("serve")
     home = tmp / "home"
-    env = dict(os.environ)
-    env.update(
-        FLOTTE_HOME=str(home),
-        DOCKER_CONFIG=str(tmp / "docker"),
-        PYTHONPATH=str(ROOT / "src"),
-    )
-    env.pop("DOCKER_HOST", None)
-    env.pop("FLOTTE_DATABASE_URL", None)
+    env = serve_env(tmp, DOCKER_CONFIG=str(tmp / "docker"))
     server = ServeProcess(home, free_port(), env).start()
-    for project in ("lab", "ops", "other"):
-        server.flotte("project", "create", project)
     for user, project, admin in (
-        ("alice", "lab", ()),
-        ("root", "ops", ("--admin",)),
-        ("eve", "other", ()),
+        ("alice", "lab", False),
+        ("root", "ops", True),
+        ("eve", "other", False),
     ):
-        server.flotte(
-            "user",
-            "create",
-            user,
-            "--project",
-            project,
-            *admin,
-            "--password-stdin",
-            stdin=PASSWORDS[user] + "\n",
-        )
+        add_user(server, user, project, PASSWORDS[user], admin=admin)
     try:
         yield server
     finally:

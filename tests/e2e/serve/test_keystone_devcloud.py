@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_harness import OpenStack, ServeProcess, client_env, docker_nodes, free_port
+from api_harness import OpenStack, ServeProcess, client_env, docker_nodes, free_port, serve_env
 
 from fixtures.devcloud import DevCloud, devcloud, devcloud_docker  # noqa: F401 (fixtures)
 
@@ -24,13 +24,7 @@ def serve(
 ) -> Iterator[ServeProcess]:
     dc: DevCloud = request.getfixturevalue("devcloud_docker")
     tmp = tmp_path_factory.mktemp("keystone-serve")
-    env = dict(dc.env)
-    env.update(
-        FLOTTE_HOME=str(tmp / "home"),
-        DOCKER_CONFIG=str(tmp / "docker"),
-        PYTHONPATH=str(ROOT / "src"),
-    )
-    env.pop("FLOTTE_DATABASE_URL", None)
+    env = serve_env(tmp, dc.env, DOCKER_CONFIG=str(tmp / "docker"))
     server = ServeProcess(tmp / "home", free_port(), env)
     server.start("--keystone-url", dc.auth_url, "--default-driver", "openstack")
     try:

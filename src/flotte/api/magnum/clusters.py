@@ -11,7 +11,7 @@ from flotte.api import versions
 from flotte.api.context import Caller, Ctx, Jobs
 from flotte.api.errors import ApiError, Conflict
 from flotte.api.magnum import views
-from flotte.api.magnum.common import apply_patch, base_url, next_link, page
+from flotte.api.magnum.common import Page, apply_patch, base_url, next_link, page
 from flotte.api.magnum.desired import change_cluster, create_cluster, node_names, resized, submit
 from flotte.api.magnum.lookup import one_cluster
 from flotte.api.magnum.models import MAX_NODES, ClusterCreate, PatchOp, Resize, Upgrade
@@ -35,40 +35,16 @@ async def create(body: ClusterCreate, ctx: Ctx, who: Caller, jobs: Jobs) -> dict
     return {"uuid": record.uuid}
 
 
-def _listing(
-    ctx: Ctx, who: Caller, request: Request, limit: int | None, marker: str | None
-) -> dict[str, Any]:
+@router.get("/v1/clusters")
+@router.get("/v1/clusters/detail")
+async def listing(ctx: Ctx, who: Caller, request: Request, paged: Page) -> dict[str, Any]:
     found = ctx.serving.owned.cluster_briefs(who.sees)
-    chunk, after = page(found, lambda c: c.uuid, limit, marker)
+    chunk, after = page(found, lambda c: c.uuid, paged.limit, paged.marker)
     base = base_url(request, ctx.settings.public_url)
     return {
         "clusters": [views.brief(c, base) for c in chunk],
-        "next": next_link(request, base, after, limit),
+        "next": next_link(request, base, after, paged.limit),
     }
-
-
-@router.get("/v1/clusters")
-async def listing(
-    ctx: Ctx,
-    who: Caller,
-    request: Request,
-    limit: int | None = Query(None, ge=0, le=10_000),
-    marker: str | None = Query(None, max_length=64),
-    sort_key: str | None = Query(None, max_length=64),
-    sort_dir: str | None = Query(None, pattern="^(asc|desc)$"),
-) -> dict[str, Any]:
-    return _listing(ctx, who, request, limit, marker)
-
-
-@router.get("/v1/clusters/detail")
-async def detail(
-    ctx: Ctx,
-    who: Caller,
-    request: Request,
-    limit: int | None = Query(None, ge=0, le=10_000),
-    marker: str | None = Query(None, max_length=64),
-) -> dict[str, Any]:
-    return _listing(ctx, who, request, limit, marker)
 
 
 @router.get("/v1/clusters/{ident}")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import jsonpatch
 import jsonpointer
-from fastapi import Request
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel
 
 from flotte.api.errors import ApiError
 from flotte.api.magnum.models import PatchOp
@@ -46,6 +47,25 @@ def base_url(request: Request, public_url: str | None) -> str:
     if public_url:
         return public_url
     return str(request.base_url).rstrip("/")
+
+
+class Paging(BaseModel):
+    """Magnum's list parameters (sorting is accepted and lists stay in creation order)."""
+
+    limit: int | None = None
+    marker: str | None = None
+
+
+def paging(
+    limit: int | None = Query(None, ge=0, le=10_000),
+    marker: str | None = Query(None, max_length=64),
+    sort_key: str | None = Query(None, max_length=64),
+    sort_dir: str | None = Query(None, pattern="^(asc|desc)$"),
+) -> Paging:
+    return Paging(limit=limit, marker=marker)
+
+
+Page = Annotated[Paging, Depends(paging)]
 
 
 def page(

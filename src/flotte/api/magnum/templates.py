@@ -10,18 +10,24 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
 from flotte import drivers
 from flotte.api.context import Caller, Ctx
 from flotte.api.errors import ApiError
 from flotte.api.magnum import views
-from flotte.api.magnum.common import apply_patch, base_url, next_link, page, with_unique_name
+from flotte.api.magnum.common import (
+    Page,
+    apply_patch,
+    base_url,
+    next_link,
+    page,
+    with_unique_name,
+)
 from flotte.api.magnum.lookup import one_template, own_template
 from flotte.api.magnum.models import PatchOp, TemplateCreate
 from flotte.errors import UsageError
-from flotte.identity.principal import Principal
 from flotte.provision import engine_config
 from flotte.serve_settings import ServeSettings
 from flotte.service.resolve import build
@@ -78,44 +84,20 @@ async def create(body: TemplateCreate, ctx: Ctx, who: Caller, request: Request) 
     return views.template(found, base_url(request, ctx.settings.public_url))
 
 
-def _listing(
-    ctx: Ctx, who: Principal, request: Request, limit: int | None, marker: str | None
-) -> dict[str, Any]:
+@router.get("/v1/clustertemplates")
+@router.get("/v1/clustertemplates/detail")
+async def listing(ctx: Ctx, who: Caller, request: Request, paged: Page) -> dict[str, Any]:
     found = [
         t
         for t in ctx.serving.owned.templates(who.sees)
         if who.is_admin or not t.magnum.get("hidden") or t.record.project == who.project_id
     ]
-    chunk, after = page(found, lambda t: t.record.uuid, limit, marker)
+    chunk, after = page(found, lambda t: t.record.uuid, paged.limit, paged.marker)
     base = base_url(request, ctx.settings.public_url)
     return {
         "clustertemplates": [views.template(t, base) for t in chunk],
-        "next": next_link(request, base, after, limit),
+        "next": next_link(request, base, after, paged.limit),
     }
-
-
-@router.get("/v1/clustertemplates")
-async def listing(
-    ctx: Ctx,
-    who: Caller,
-    request: Request,
-    limit: int | None = Query(None, ge=0, le=10_000),
-    marker: str | None = Query(None, max_length=64),
-    sort_key: str | None = Query(None, max_length=64),
-    sort_dir: str | None = Query(None, pattern="^(asc|desc)$"),
-) -> dict[str, Any]:
-    return _listing(ctx, who, request, limit, marker)
-
-
-@router.get("/v1/clustertemplates/detail")
-async def detail(
-    ctx: Ctx,
-    who: Caller,
-    request: Request,
-    limit: int | None = Query(None, ge=0, le=10_000),
-    marker: str | None = Query(None, max_length=64),
-) -> dict[str, Any]:
-    return _listing(ctx, who, request, limit, marker)
 
 
 @router.get("/v1/clustertemplates/{ident}")
