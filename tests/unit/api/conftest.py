@@ -15,12 +15,24 @@ from flotte.api.app import create_app
 from flotte.serve_settings import ServeSettings
 from flotte.service import Service
 
+DATABASES = ["sqlite"]
+try:  # serve-jobs' PostgreSQL fixture (tests/fixtures/postgres.py), when present
+    import fixtures.postgres  # noqa: F401
 
-@pytest.fixture
-async def api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Api]:
+    DATABASES.append("postgresql")
+except ImportError:
+    pass
+
+
+@pytest.fixture(params=DATABASES)
+async def api(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Api]:
     monkeypatch.setenv("FLOTTE_HOME", str(tmp_path))
     monkeypatch.setenv("FLOTTE_FAKE_DIR", str(tmp_path / "fake-cloud"))
     monkeypatch.delenv("FLOTTE_DATABASE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("FLOTTE_DATABASE_URL", request.getfixturevalue("pg_url"))
     settings = ServeSettings(home=tmp_path, default_driver="fake")
     svc = Service(tmp_path)
     jobs = InlineJobs(svc)

@@ -4,8 +4,10 @@ clusters, defaults below a template and credentials above it."""
 from __future__ import annotations
 
 from api_harness import Api
+from sqlalchemy import select
 
 from flotte.identity.accounts import Accounts
+from flotte.state.tables import Base
 
 PASSWORD = "pa55-word-never-shown"
 
@@ -26,8 +28,11 @@ async def test_an_account_is_sealed_and_never_returned(api: Api) -> None:
             "openstack_flavor_name": "m1.small",
         },
     )
-    raw = b"".join(p.read_bytes() for p in api.svc.paths.data.glob("flotte.db*"))
-    assert PASSWORD.encode() not in raw
+    with api.svc.store.engine.connect() as conn:  # every row of every table, on any database
+        dump = repr([list(conn.execute(select(t))) for t in Base.metadata.sorted_tables])
+    assert PASSWORD not in dump and "lab-user" not in dump
+    for path in api.svc.paths.data.rglob("*"):  # nor in any file of the installation
+        assert not path.is_file() or PASSWORD.encode() not in path.read_bytes(), path
     record = serving.tenancy.account([lab], "openstack")
     assert record is not None and "openstack_password" in record.keys
     # the blob is bound to its project: copied under another project it does not open
