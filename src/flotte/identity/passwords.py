@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -20,7 +22,21 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
-def verify_password(hashed: str, password: str) -> bool:
+@cache
+def _dummy() -> str:
+    return _HASHER.hash("flotte: a user that does not exist")
+
+
+def verify_password(hashed: str | None, password: str) -> bool:
+    """Whether ``password`` matches ``hashed``; with no hash (an unknown user) the same
+    work is done against a dummy, so timing does not tell which user names exist."""
+    if hashed is None:
+        _verify(_dummy(), password)
+        return False
+    return _verify(hashed, password)
+
+
+def _verify(hashed: str, password: str) -> bool:
     try:
         return _HASHER.verify(hashed, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):

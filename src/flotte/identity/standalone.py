@@ -85,7 +85,7 @@ class Standalone:
         """A token for ``user_name`` scoped to its project (``project``: its id or name)."""
         refused = Unauthorized("the user name, password or project is wrong")
         user = self.tenancy.find_user(user_name)
-        if user is None or not verify_password(user.password_hash, password):
+        if not verify_password(user.password_hash if user else None, password) or user is None:
             raise refused
         proj = self.tenancy.find_project(user.project)
         if proj is None or (project is not None and project not in (proj.id, proj.name)):
