@@ -88,6 +88,7 @@ def test_official_client_lifecycle(
     )
     shown = alice.wait_status("web", "CREATE_COMPLETE")
     assert shown["health_status"] == "HEALTHY", shown["health_status_reason"]
+    assert shown["cluster_id"].startswith("web-")  # its name in the installation
     assert shown["api_address"].startswith("tcp://") and shown["api_address"].endswith(":2376")
     assert len(shown["master_addresses"]) == 1 and len(shown["node_addresses"]) == 1
     assert [c["name"] for c in alice.json("coe", "cluster", "list")] == ["web"]

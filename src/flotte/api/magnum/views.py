@@ -100,6 +100,7 @@ def brief(c: ClusterBrief, base: str) -> dict[str, Any]:
         "status": c.status,
         "health_status": c.health_status,
         "stack_id": c.name,
+        "cluster_id": c.name,  # Magnum 1.13's name for it, which the client prints
         "project_id": c.project,
         "links": links(base, "clusters", c.uuid),
     }
@@ -138,6 +139,7 @@ def cluster(c: ServeCluster, nodes: list[Node], base: str) -> dict[str, Any]:
         "create_timeout": int(spec.create_timeout),
         "discovery_url": c.magnum.get("discovery_url"),
         "stack_id": record.name,
+        "cluster_id": record.name,
         "status": record.status,
         "status_reason": record.status_reason or None,
         "health_status": record.health_status,
