@@ -27,6 +27,7 @@ pytest_plugins = [
     "fixtures.moto_server",
     "fixtures.fault_proxy",
     "fixtures.sshd_hosts",
+    "fixtures.postgres",
 ]
 
 

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "project": ("flotte.cli.tenancy:project", "flotte serve: projects (standalone identity)."),
     "user": ("flotte.cli.tenancy:user", "flotte serve: users (standalone identity)."),
     "account": ("flotte.cli.tenancy:account", "flotte serve: per-project driver accounts."),
+    "serve": ("flotte.cli.serve:serve", "Run flotte as a service (Magnum API, workers)."),
 }
 
 

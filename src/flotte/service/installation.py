@@ -22,6 +22,7 @@ from flotte.pki import CertificateAuthority
 from flotte.service.options import OptionStore
 from flotte.state.database import StateError
 from flotte.state.lock import locked
+from flotte.state.pglock import pg_locked
 from flotte.state.store import Store
 
 
@@ -95,15 +96,23 @@ class Installation:
 
     @contextmanager
     def lock(self, kind: str, name: str) -> Iterator[None]:
-        """The lock of a cluster or machine: every write to it happens under it."""
+        """The lock of a cluster or machine: every write to it happens under it.
+
+        A file lock on this machine; an advisory lock in the database when that is
+        PostgreSQL, which ``flotte serve`` processes on several machines may share.
+        """
         if self.store.read_only:
             raise StateError(
                 f"the state database {self.paths.database} is read-only (you cannot write "
                 f"in {self.paths.data}): this command needs to change it",
                 hint="reading commands work; run this one where the home is writable by you",
             )
-        with locked(self.paths.locks, kind, name, wait=self.lock_wait):
-            yield
+        if self.store.engine.dialect.name == "postgresql":
+            with pg_locked(self.store.engine, kind, name, wait=self.lock_wait):
+                yield
+        else:
+            with locked(self.paths.locks, kind, name, wait=self.lock_wait):
+                yield
 
     def executor(self, max_parallel: int, scope: str, operation: str) -> Executor:
         return Executor(

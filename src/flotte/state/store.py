@@ -34,7 +34,7 @@ from flotte.state.rows import (
 )
 from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup, Template
 
-HEAD = "0003"  # newest migration; checked cheaply so start-up skips Alembic when current
+HEAD = "0004"  # newest migration; checked cheaply so start-up skips Alembic when current
 
 
 class Store:

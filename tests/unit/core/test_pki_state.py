@@ -77,8 +77,8 @@ def test_bad_names(name: str) -> None:
         check_name("machine", name)
 
 
-def test_store_migrates_and_keeps_an_installation_id(tmp_path: Path) -> None:
-    store = Store.at(tmp_path / "flotte.db")
+def test_store_migrates_and_keeps_an_installation_id(database_url: str) -> None:
+    store = Store(database_url)
     first = store.installation
     spec = machine_spec("m1", "local", {}, EngineOptions())
     store.add_machine(spec, "ready")
@@ -86,7 +86,7 @@ def test_store_migrates_and_keeps_an_installation_id(tmp_path: Path) -> None:
         store.add_machine(spec, "ready")
     store.set_node("m1", status="failed")
     store.close()
-    again = Store.at(tmp_path / "flotte.db")
+    again = Store(database_url)
     assert again.installation == first
     assert again.node("m1").status == "failed"
     assert again.machine_spec("m1") == spec
