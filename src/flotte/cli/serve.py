@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,11 +132,13 @@ def _no_password_on_the_command_line(url: str) -> None:
 
 
 def _logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    """A service says what it does: flotte's INFO lines (jobs, the access log) with their
+    time, through the CLI's redacting handler (which keeps them at WARNING otherwise)."""
+    from flotte import logs
+
+    handler = logs.setup(debug)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger("flotte").setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("procrastinate", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 

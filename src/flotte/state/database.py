@@ -173,6 +173,7 @@ def _sqlite_engine(path: Path, *, read_only: bool, immutable: bool) -> Engine:
 
 # -- errors --------------------------------------------------------------------------------
 
+_UNREACHABLE = ("connection failed", "could not connect", "connection refused")
 _DAMAGED = ("file is not a database", "malformed", "database corrupt", "database disk image")
 
 
@@ -199,6 +200,11 @@ def describe(err: BaseException, where: str, why_read_only: str = "") -> FlotteE
         )
     if "disk is full" in low or "disk i/o error" in low or "unable to open database" in low:
         return StateError(f"cannot use the state database {where}: {message}")
+    if any(marker in low for marker in _UNREACHABLE):  # a database server (PostgreSQL)
+        return StateError(
+            f"cannot open the state database {where}: {message.strip().splitlines()[0]}",
+            hint="check that its server runs, and the URL (FLOTTE_DATABASE_URL, --database-url)",
+        )
     return None
 
 
