@@ -287,7 +287,7 @@ class Runner:
         """``_manager``, skipping managers whose engine does not answer (a dead manager
         that this plan does not replace is no place to send joins and removals)."""
         if self._live is None:
-            ctx = dockerapi.ssl_context(self.inst.ca)
+            ctx = dockerapi.ssl_context(self.ca)
             for name in self._managers():
                 if await dockerapi.ping(self.endpoints[name], ctx, timeout=2.0):
                     self._live = name
