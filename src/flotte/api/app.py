@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from flotte.api import errors, keystone_v3, versions
+from flotte.api import errors, keystone_v3, versions, web
 from flotte.api.context import ApiContext, JobQueue
 from flotte.api.magnum import certificates, clusters, nodegroups, quotas, service_info, templates
 from flotte.api.magnum.common import base_url
@@ -89,6 +89,7 @@ def create_app(
         app.include_router(module.router)
     if standalone is not None:
         app.include_router(keystone_v3.router)
+    web.install(app)  # the web page at /ui (flotte.api.web)
     return app
 
 
