@@ -51,6 +51,7 @@ async def cluster_list(
     desc: bool = Query(False),
     project: str = Query("", max_length=64),
     page: int = Query(1, ge=1, le=100_000),
+    per: int = Query(PAGE_SIZE, ge=10, le=1000),
 ) -> Response:
     who = seen.who
     scope = who.sees
@@ -60,16 +61,16 @@ async def cluster_list(
     drivers = sorted({r.driver for r in rows})
     projects = seen.ctx.serving.tenancy.projects() if who.is_admin else []
     chosen = select_rows(rows, Filters(q, status, driver, sort, desc))
-    start = (page - 1) * PAGE_SIZE
+    start = (page - 1) * per
     return html(
         request,
         "clusters.html",
         seen,
-        rows=chosen[start : start + PAGE_SIZE],
+        rows=chosen[start : start + per],
         total=len(chosen),
         recorded=len(rows),
         page=page,
-        pages=max(1, -(-len(chosen) // PAGE_SIZE)),
+        pages=max(1, -(-len(chosen) // per)),
         filters={"q": q, "status": status, "driver": driver, "sort": sort, "desc": desc},
         project=project,
         projects=projects,

@@ -38,7 +38,7 @@ PLACES = {
 }
 WHAT = {
     planner.Action.PREPARE: "shared resources of the {driver} driver (network, key)",
-    planner.Action.CREATE: "node {node} ({role}, group {group})",
+    planner.Action.CREATE: "node {node} ({role})",
     planner.Action.PROVISION: "a TLS Docker engine on {node}",
     planner.Action.INIT: "the swarm, started on {node}",
     planner.Action.JOIN: "{node} joins the swarm",
@@ -87,12 +87,16 @@ def plan_of(seen: Viewer, body: ClusterCreate) -> dict[str, Any]:
     day = total(rows)
     for group, row in zip(spec.nodegroups, rows, strict=True):
         row["role"] = group.role
+    # Nodes by group and number: their names get the cluster's unique suffix only
+    # when the create is recorded.
+    who_is = {s.node: f"{s.group} #{s.index + 1}" for s in made.steps if s.node and s.group}
     steps = []
     for s in made.steps:
         label = WHAT.get(s.action)
         if label:
             role = s.role.value if s.role else ""
-            steps.append(label.format(driver=s.driver, node=s.node, role=role, group=s.group or ""))
+            node = who_is.get(s.node or "", s.node or "")
+            steps.append(label.format(driver=s.driver, node=node, role=role))
     actions = Counter(s.action.value for s in made.steps)
     return {
         "template": template.display_name,
@@ -109,6 +113,8 @@ def plan_of(seen: Viewer, body: ClusterCreate) -> dict[str, Any]:
 def _preview(seen: Viewer, values: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
     if not values["cluster_template_id"]:
         return None, {}
+    # the plan does not depend on the name: preview before one is typed
+    values = {**values, "name": values["name"] or "cluster"}
     try:
         return plan_of(seen, _body(values)), {}
     except forms.Invalid as err:

@@ -1,0 +1,35 @@
+"""The web page's browser tests: Debian's chromium against a real ``flotte serve``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import docker
+import pytest
+from web_pages import PASSWORDS, installation
+
+from fixtures.browser import WebServe, chromium, screenshots, serve_environment
+from fixtures.local import sweep
+
+__all__ = ["chromium", "screenshots"]
+
+
+@pytest.fixture(scope="module")
+def web(
+    tmp_path_factory: pytest.TempPathFactory, docker_engine: docker.DockerClient, node_image: str
+) -> Iterator[WebServe]:
+    tmp = tmp_path_factory.mktemp("web")
+    server = WebServe(tmp / "home", serve_environment(tmp)).start()
+    for user, project, admin in (
+        ("alice", "lab", False),
+        ("bob", "other", False),
+        ("root", "ops", True),
+    ):
+        server.user(user, project, PASSWORDS[user], admin=admin)
+    try:
+        yield server
+    finally:
+        server.stop()
+        owner = installation(server.home)
+        if owner:
+            sweep(docker_engine, {"flotte.owner": owner})
