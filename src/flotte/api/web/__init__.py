@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from flotte.api.errors import status_of
-from flotte.api.web import advisor, auth, catalog, clusters, create
+from flotte.api.web import advisor, auth, catalog, clusters, create, groups
 from flotte.api.web.forms import FormTooLarge
 from flotte.api.web.render import HERE, html
 from flotte.api.web.session import PREFIX, CsrfRefused, LoginRequired, login_redirect, viewer
@@ -32,7 +32,7 @@ __all__ = ["install"]
 
 def install(app: FastAPI) -> None:
     """Add the page's routes, static files and error pages to the API's app."""
-    for module in (auth, create, clusters, catalog, advisor):
+    for module in (auth, create, clusters, groups, catalog, advisor):
         app.include_router(module.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 

@@ -86,7 +86,16 @@ def _cluster_data(seen: Viewer, ident: str) -> dict[str, Any]:
     entries = live.journal_after(ctx.svc, found.record.name, 0, 100_000)
     state = live.snapshot(ctx.svc, found, entries)
     state["journal"] = [live.entry_view(e) for e in entries[-live.JOURNAL_SHOWN :]]
-    return {"found": found, "state": state, "last": entries[-1].id if entries else 0}
+    template = found.record.spec.template or ""
+    if found.template_uuid:
+        named = ctx.serving.owned.templates(seen.who.sees, found.template_uuid)
+        template = named[0].display_name if named else template
+    return {
+        "found": found,
+        "state": state,
+        "last": entries[-1].id if entries else 0,
+        "template": template,
+    }
 
 
 @router.get("/clusters/{ident}")
@@ -117,7 +126,7 @@ async def cluster_events(
     )
 
 
-def _back(uuid: str, error: str = "") -> RedirectResponse:
+def back(uuid: str, error: str = "") -> RedirectResponse:
     url = f"{PREFIX}/clusters/{uuid}"
     if error:
         from urllib.parse import quote
@@ -142,10 +151,10 @@ async def resize(request: Request, ident: str, seen: Seen) -> Response:
         latest(request)
         await magnum.resize(ident, body, seen.ctx, seen.who, job_queue(request), request)
     except forms.Invalid as err:
-        return _back(found.record.uuid, " ".join(err.errors.values()))
+        return back(found.record.uuid, " ".join(err.errors.values()))
     except FlotteError as err:
-        return _back(found.record.uuid, err.message)
-    return _back(found.record.uuid)
+        return back(found.record.uuid, err.message)
+    return back(found.record.uuid)
 
 
 @router.post("/clusters/{ident}/delete")
@@ -154,14 +163,14 @@ async def delete(request: Request, ident: str, seen: Seen) -> Response:
     seen.check_csrf(data.get("csrf"))
     found = one_cluster(seen.ctx.serving.owned, seen.who, ident)
     if data.get("confirm", "").strip() != found.display_name:
-        return _back(
+        return back(
             found.record.uuid,
             f"type the cluster's name, {found.display_name}, to confirm its deletion",
         )
     try:
         await magnum.delete(ident, seen.ctx, seen.who, job_queue(request))
     except FlotteError as err:
-        return _back(found.record.uuid, err.message)
+        return back(found.record.uuid, err.message)
     return RedirectResponse(f"{PREFIX}/clusters", status_code=303)
 
 
@@ -199,7 +208,7 @@ async def config(request: Request, ident: str, seen: Seen) -> Response:
     try:
         shown = await magnum.show(ident, ctx, who, request)
         if not shown.get("api_address"):
-            return _back(
+            return back(
                 found.record.uuid, "the cluster has no API address yet: wait until it is ready"
             )
         key_pem, csr = _client_pair(who.user_name)
@@ -207,7 +216,7 @@ async def config(request: Request, ident: str, seen: Seen) -> Response:
         cert = await certificates.sign(sign, ctx, who, request)
         ca = await certificates.show(found.record.uuid, ctx, who, request)
     except FlotteError as err:
-        return _back(found.record.uuid, err.message)
+        return back(found.record.uuid, err.message)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         for fname, content, mode in (

@@ -38,6 +38,7 @@ function render(state) {
     const row = groups.insertRow();
     cell(row, g.name); cell(row, g.role); cell(row, String(g.count), "num");
     cell(row, g.status + (g.status_reason ? " — " + g.status_reason : ""));
+    cell(row, "");
   }
   const nodes = document.querySelector("#nodes tbody");
   nodes.replaceChildren();
