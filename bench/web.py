@@ -68,7 +68,6 @@ async def seed(web: WebServe, clusters: int) -> float:
         template = {
             "name": "fake", "coe": "swarm-mode", "image_id": "none", "public": True,
             "labels": {"driver": "fake", "no_provision": "true", "provider": "ovh"},
-            "flavor_id": "b2-7",
         }  # fmt: skip
         h = {"X-Auth-Token": admin, "OpenStack-API-Version": "container-infra latest"}
         (
@@ -92,6 +91,8 @@ async def seed(web: WebServe, clusters: int) -> float:
         await asyncio.gather(*(one(i) for i in range(clusters)))
         while True:
             listed = (await client.get(f"{web.url}/v1/clusters", headers=hu)).json()["clusters"]
+            if any(c["status"] == "CREATE_FAILED" for c in listed):
+                raise SystemExit(f"a cluster failed: {web.log_tail()[-500:]}")
             if all(c["status"] == "CREATE_COMPLETE" for c in listed):
                 break
             await asyncio.sleep(1)

@@ -170,6 +170,16 @@ def test_bad_input_is_refused_next_to_its_field(web: WebServe, browser_context: 
 
     page.context.clear_cookies()
     log_in(page, web, "alice")
+    # the session: HttpOnly, SameSite, never written into a page; forms need its CSRF token
+    (cookie,) = page.context.cookies()
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
+    assert cookie["value"] not in page.content()
+    forged = page.request.post(
+        f"{web.url}/ui/clusters",
+        form={"csrf": "forged", "name": "x0", "cluster_template_id": "quick"},
+        max_redirects=0,
+    )
+    assert forged.status == 403
     make_template(page, web, "quick", "fake", "no_provision=true")
     page.goto(f"{web.url}/ui/clusters/new")
     page.select_option("#f-cluster_template_id", label="quick (swarm-mode, fake)")
