@@ -5,7 +5,6 @@ next to its field with the API's message, and nothing is made."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 import zipfile
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import docker
 import pytest
+from api_harness import docker_nodes
 from web_pages import api_clusters, installation, log_in
 
 from fixtures.browser import WebServe, keep_screenshot
@@ -124,16 +124,8 @@ def test_swarm_lifecycle_in_the_browser(
         for line in (certs / "env.sh").read_text().splitlines()
         if line.startswith("export DOCKER_HOST=")
     )
-    tls = [
-        f"--tls{k}={certs / f}"
-        for k, f in (("cacert", "ca.pem"), ("cert", "cert.pem"), ("key", "key.pem"))
-    ]
-    listed = subprocess.run(
-        ["docker", "--tlsverify", *tls, "-H", host, "node", "ls", "--format", "{{.Status}}"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.split() == ["Ready"] * 3
+    nodes = docker_nodes(host, certs)  # docker --tlsverify ... node ls
+    assert [n["Status"] for n in nodes] == ["Ready"] * 3
 
     # another project's user sees nothing of it, by list or by address
     other = chromium.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
