@@ -12,7 +12,9 @@
    notes when that node's phase cell shows it: the delay from journal to page, 20
    times. Target: <= 1 s.
 
-Usage: ``python bench/web.py [--clusters 1000] [--loads 10] [--changes 20]``. Needs
+Usage: ``python bench/web.py [--clusters 1000] [--loads 10] [--changes 20] [--keep
+DIR]`` (``--keep``: the installation stays in DIR, and a later run with the same DIR
+measures it again without seeding). Needs
 Debian's chromium (scripts/bootstrap). Shares the machine's 2 cores with the browser.
 """
 
@@ -178,13 +180,16 @@ def main() -> None:
     parser.add_argument("--clusters", type=int, default=1000)
     parser.add_argument("--loads", type=int, default=10)
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--keep", type=Path, help="keep the installation in this directory")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory(prefix="flotte-bench-web-") as tmp:
-        web = WebServe(Path(tmp) / "home", serve_environment(Path(tmp))).start()
+    with tempfile.TemporaryDirectory(prefix="flotte-bench-web-") as scratch:
+        tmp = args.keep or Path(scratch)
+        seeded = (tmp / "home" / "flotte.db").exists()
+        web = WebServe(tmp / "home", serve_environment(tmp)).start()
         try:
-            seed_s = asyncio.run(seed(web, args.clusters))
+            seed_s = 0.0 if seeded else asyncio.run(seed(web, args.clusters))
             launch = ["--no-sandbox"] if os.geteuid() == 0 else []
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=launch)

@@ -94,7 +94,7 @@ def _cluster_data(seen: Viewer, ident: str) -> dict[str, Any]:
         "found": found,
         "state": state,
         "last": entries[-1].id if entries else 0,
-        "template": template,
+        "template_name": template,
     }
 
 

@@ -2,7 +2,9 @@
 
 A list of 1,000 clusters must render in milliseconds, so nothing here decodes a whole
 spec per cluster: two queries (clusters, their node groups' counts) read columns and
-two JSON fields. The cost per day is the catalog's estimate of the cluster's plan
+two JSON fields. The rows of a project are kept until its clusters or node groups
+change: each list first reads one stamp (how many rows, the latest ``updated_at``) from
+the indexes, and builds the rows again only when the stamp moved. The cost per day is the catalog's estimate of the cluster's plan
 (``service.pricing``); clusters made from one template with the same counts cost the
 same, so it is computed once per (template, flavors, counts) and remembered.
 """
@@ -15,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from flotte.service import Service
 from flotte.service.pricing import group_costs, total
@@ -23,6 +26,7 @@ from flotte.state.tables import Cluster, NodeGroup, Template
 from flotte.state.tenancy import visible
 
 PRICE_CACHE = 4096
+ROWS_CACHE = 256  # projects whose rows this process keeps
 SORTS = ("created", "name", "status", "driver", "nodes", "cost")
 
 
@@ -46,6 +50,7 @@ class ClusterRow:
 
 
 _prices: OrderedDict[tuple[Any, ...], float | None] = OrderedDict()
+_rows: OrderedDict[str | None, tuple[tuple[Any, ...], list[ClusterRow]]] = OrderedDict()
 
 
 def _price(svc: Service, name: str, key: tuple[Any, ...]) -> float | None:
@@ -62,9 +67,27 @@ def _price(svc: Service, name: str, key: tuple[Any, ...]) -> float | None:
     return value
 
 
+def _stamp(s: Session, project: str | None) -> tuple[Any, ...]:
+    mine = (Cluster.project.is_not(None), visible(Cluster.project, project))
+    clusters = s.execute(
+        select(func.count(), func.max(Cluster.updated_at)).select_from(Cluster).where(*mine)
+    ).one()
+    groups = s.execute(
+        select(func.count(), func.max(NodeGroup.updated_at))
+        .join(Cluster, Cluster.name == NodeGroup.cluster)
+        .where(*mine)
+    ).one()
+    return (*clusters, *groups)
+
+
 def cluster_rows(svc: Service, project: str | None) -> list[ClusterRow]:
     """Every cluster of ``project`` (None: of every project), oldest first."""
     with svc.store.session() as s:
+        stamp = (id(svc), *_stamp(s, project))
+        kept = _rows.get(project)
+        if kept is not None and kept[0] == stamp:
+            _rows.move_to_end(project)
+            return kept[1]
         counts: dict[str, list[tuple[str, int]]] = {}
         groups = (
             select(NodeGroup.cluster, NodeGroup.name, NodeGroup.spec["node_count"].as_integer())
@@ -113,6 +136,9 @@ def cluster_rows(svc: Service, project: str | None) -> list[ClusterRow]:
                 eur_day=_price(svc, r[0], key),
             )
         )
+    _rows[project] = (stamp, rows)
+    while len(_rows) > ROWS_CACHE:
+        _rows.popitem(last=False)
     return rows
 
 

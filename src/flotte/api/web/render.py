@@ -6,6 +6,7 @@ script, no other origin), so the page works offline and an injected string canno
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +29,8 @@ HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
-DAYS_PER_MONTH = 730.0 / 24  # the advisor's month: 730 hours
+DAYS_PER_MONTH = 730.0 / 24
+GZIP_ABOVE = 2048  # bytes  # the advisor's month: 730 hours
 
 
 def eur(value: float | None, digits: int = 2) -> str:
@@ -60,5 +62,12 @@ def html(
     status: int = 200,
     **data: Any,
 ) -> HTMLResponse:
-    body = env.get_template(template).render(request=request, viewer=viewer, **data)
-    return HTMLResponse(body, status_code=status, headers=HEADERS)
+    body = env.get_template(template).render(request=request, viewer=viewer, **data).encode()
+    headers = dict(HEADERS)
+    # A list of 1,000 clusters is ~230 kB of HTML and ~20 kB gzipped; the API's JSON
+    # stays as the API sends it, so this page compresses its own answers.
+    if len(body) > GZIP_ABOVE and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    headers["Vary"] = "Accept-Encoding"
+    return HTMLResponse(body, status_code=status, headers=headers)
