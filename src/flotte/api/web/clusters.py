@@ -25,7 +25,7 @@ from flotte.api.magnum import clusters as magnum
 from flotte.api.magnum.lookup import one_cluster
 from flotte.api.magnum.models import CertificateSign, Resize
 from flotte.api.web import forms, live
-from flotte.api.web.listing import Filters, cluster_rows, select_rows
+from flotte.api.web.listing import Filters, cluster_rows, rows_html, select_rows
 from flotte.api.web.render import html
 from flotte.api.web.session import PREFIX, Seen, Viewer
 from flotte.errors import FlotteError
@@ -66,7 +66,10 @@ async def cluster_list(
         request,
         "clusters.html",
         seen,
-        rows=chosen[start : start + per],
+        rows=rows_html(
+            chosen[start : start + per],
+            {p.id: p.name for p in projects} if who.is_admin else None,
+        ),
         total=len(chosen),
         recorded=len(rows),
         page=page,
@@ -74,7 +77,6 @@ async def cluster_list(
         filters={"q": q, "status": status, "driver": driver, "sort": sort, "desc": desc},
         project=project,
         projects=projects,
-        project_names={p.id: p.name for p in projects},
         drivers=drivers,
         eur_day=sum(r.eur_day or 0.0 for r in chosen),
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -172,6 +173,29 @@ def select_rows(rows: list[ClusterRow], f: Filters) -> list[ClusterRow]:
     kept = [r for r in rows if f.keep(r)]
     kept.sort(key=_KEYS.get(f.sort, _KEYS["created"]), reverse=f.desc)
     return kept
+
+
+def rows_html(rows: list[ClusterRow], projects: dict[str, str] | None) -> Markup:
+    """The list's table rows. Written here rather than in the template because it is
+    the one loop that runs 1,000 times a page: about 3 times faster than Jinja's."""
+    now = dt.datetime.now(dt.UTC)
+    out = []
+    for r in rows:
+        groups = " · ".join(f"{escape(g.removeprefix('default-'))} {c}" for g, c in r.groups)
+        owner = ""
+        if projects is not None:
+            owner = f'<td class="wide">{escape(projects.get(r.project or "", r.project or ""))}'
+        out.append(
+            f'<tr><td><a href="/ui/clusters/{escape(r.uuid)}">{escape(r.display_name)}</a>'
+            f'<td class="s-{escape(r.status[-8:].lower())}">{escape(r.status)}'
+            f'<td class="wide">{escape(r.health)}<td>{groups}<td class="wide">{escape(r.driver)}'
+            f'<td class="num">{eur(r.eur_day)}<td class="wide">{age(r.created_at, now)}{owner}</tr>'
+        )
+    return Markup("\n".join(out))
+
+
+def eur(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}".replace(",", " ")
 
 
 def age(created: dt.datetime | None, now: dt.datetime | None = None) -> str:

@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from flotte.api.web.listing import age
+from flotte.api.web.listing import age, eur
 from flotte.api.web.session import Viewer
 
 HERE = Path(__file__).resolve().parent
@@ -31,10 +31,6 @@ HEADERS = {
 }
 DAYS_PER_MONTH = 730.0 / 24
 GZIP_ABOVE = 2048  # bytes  # the advisor's month: 730 hours
-
-
-def eur(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}".replace(",", " ")
 
 
 def pagelink(params: Any, page: int) -> str:
