@@ -15,9 +15,8 @@ __all__ = ["chromium", "screenshots"]
 
 
 @pytest.fixture(scope="module")
-def web(
-    tmp_path_factory: pytest.TempPathFactory, docker_engine: docker.DockerClient, node_image: str
-) -> Iterator[WebServe]:
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServe]:
+    """A serve process with three users in three projects (alice and root's admin)."""
     tmp = tmp_path_factory.mktemp("web")
     server = WebServe(tmp / "home", serve_environment(tmp)).start()
     for user, project, admin in (
@@ -30,6 +29,18 @@ def web(
         yield server
     finally:
         server.stop()
-        owner = installation(server.home)
+
+
+@pytest.fixture(scope="module")
+def local_web(
+    web: WebServe, docker_engine: docker.DockerClient, node_image: str
+) -> Iterator[WebServe]:
+    """``web`` able to make clusters with the local driver; whatever a failed test left
+    of them is swept at the end."""
+    try:
+        yield web
+    finally:
+        web.stop()
+        owner = installation(web.home)
         if owner:
             sweep(docker_engine, {"flotte.owner": owner})

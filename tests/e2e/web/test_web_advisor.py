@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from web_pages import PASSWORDS
 
 from fixtures.browser import WebServe, keep_screenshot
 
-pytestmark = [pytest.mark.docker]
 # The talk (2018): 8 nodes of 2 vCPU / 7 GB, EUR per day for the whole cluster.
 TALK_2018 = {"ovh": 12, "otc": 19, "outscale": 22, "cloudwatt": 22}
 

@@ -63,13 +63,14 @@ def make_template(page: Any, web: WebServe, name: str, driver: str, labels: str 
 
 
 def test_swarm_lifecycle_in_the_browser(
-    web: WebServe,
+    local_web: WebServe,
     browser_context: Any,
     chromium: Any,
     screenshots: Path,
     tmp_path: Path,
     docker_engine: docker.DockerClient,
 ) -> None:
+    web = local_web
     page = browser_context.new_page()
     log_in(page, web, "alice")
     assert page.is_visible("#empty")
