@@ -170,7 +170,11 @@ def _matches(
 def _public_view(svc: Service, row: Node) -> dict[str, Any]:
     from dataclasses import asdict
 
+    from flotte.client_tls import engine_files
+
     options = {} if row.cluster else svc.machines.desired(row.name).options
+    # an imported machine's engine trusts its own CA: show the files that reach it
+    tls = engine_files(row.endpoint.tls_dir if row.endpoint else None, svc.ca)
     return {
         "name": row.name,
         "driver": row.driver,
@@ -185,11 +189,7 @@ def _public_view(svc: Service, row: Node) -> dict[str, Any]:
         "record": asdict(row.record) if row.record else {},
         "endpoint": asdict(row.endpoint) if row.endpoint else {},
         "url": row.url,
-        "tls": {
-            "ca": str(svc.ca.ca_path),
-            "cert": str(svc.ca.client.cert),
-            "key": str(svc.ca.client.key),
-        },
+        "tls": dict(zip(("ca", "cert", "key"), map(str, tls), strict=True)),
         "created_at": row.created_at.isoformat() if row.created_at else None,
     }
 

@@ -297,6 +297,8 @@ class Migration:
         with self._recording(node.name) as directory:
             (installed,) = one.install(directory)
             record, endpoint = installed.record, installed.endpoint
+            if bundle.kind == "cluster":  # its context goes with the last of its nodes
+                record.data["imported"]["cluster"] = bundle.name
             if record.driver == "ssh":  # the ssh driver reads its engine's TLS from its record
                 record.data.update(tls_dir=endpoint.tls_dir, docker_port=endpoint.docker_port)
             options = dict(bundle.options) if bundle.access is Access.OWNER else {}

@@ -83,8 +83,17 @@ def write_context(inst: Installation, name: str, endpoint: Endpoint) -> None:
 
 
 def forget(inst: Installation, name: str) -> None:
-    """Drop a machine from flotte: record, secrets, copied keys and TLS, context."""
+    """Drop a machine from flotte: record, secrets, copied keys and TLS, context.
+
+    The last node of a cluster shared through a bundle takes the cluster's context along.
+    """
+    node = inst.store.find_node(name)
+    shared_cluster = (imported(node) or {}).get("cluster") if node is not None else None
     contexts.remove(name)
     inst.store.delete_node(name)
+    if shared_cluster and not any(
+        (imported(n) or {}).get("cluster") == shared_cluster for n in inst.store.nodes(lone=True)
+    ):
+        contexts.remove(shared_cluster)
     inst.options.forget("machines", name)
     shutil.rmtree(inst.paths.machines / name, ignore_errors=True)

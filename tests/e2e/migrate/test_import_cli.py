@@ -132,6 +132,7 @@ def test_import_then_every_verb_on_the_untouched_host(
     inspect = json.loads(flotte("machine", "inspect", "rack-b12").stdout)
     assert inspect["record"]["data"]["imported"]["from"] == "docker-machine"
     assert "BEGIN" not in json.dumps(inspect)  # no key material, only paths
+    assert inspect["tls"]["ca"] == str(Path(env["DOCKER_CERT_PATH"]) / "ca.pem")
     assert flotte("machine", "ssh", "rack-b12", "hostname").returncode == 0
     config = tmp_path / "ssh_config"
     config.write_text(flotte("machine", "ssh-config").stdout)
