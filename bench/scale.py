@@ -161,15 +161,22 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0, help="Added per EC2 call.")
     parser.add_argument("--plots", default=str(BENCH.parent / "docs" / "perf"))
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--merge", help="A previous JSON report whose runs are kept.")
+    parser.add_argument(
+        "--merge",
+        help="Previous JSON reports (comma-separated) whose runs are kept; with --drivers '' "
+        "nothing runs and the plots are drawn from them.",
+    )
     args = parser.parse_args()
     drivers = [d for d in args.drivers.split(",") if d]
     table = QUICK_SIZES if args.quick else DEFAULT_SIZES
     chosen = [int(s) for s in args.sizes.split(",")] if args.sizes else None
 
     results: dict[str, list[dict[str, Any]]] = {}
-    if args.merge:
-        results = json.loads(Path(args.merge).read_text())["results"]
+    for previous in (args.merge or "").split(","):
+        if previous:
+            for driver, runs in json.loads(Path(previous).read_text())["results"].items():
+                kept = [r for r in results.get(driver, []) if r not in runs]
+                results[driver] = sorted(kept + runs, key=lambda r: int(r["nodes"]))
     for driver in drivers:
         sizes = chosen or table[driver]
         runs = []

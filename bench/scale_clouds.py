@@ -44,8 +44,11 @@ def _per_node(run: scale_run.Run, calls: dict[str, int], size: int) -> dict[str,
 def _ec2_floor(proxy: CountingProxy, size: int) -> dict[str, Any]:
     """The least a client can do: one RunInstances for all, DescribeInstances until running."""
     import boto3
+    from botocore.config import Config
 
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=proxy.url)
+    # moto builds 1,000 instances in Python: on a loaded machine that passes boto3's 60 s.
+    config = Config(read_timeout=900, retries={"total_max_attempts": 1})
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=proxy.url, config=config)
     before = proxy.snapshot()
     tag = f"floor-{os.getpid()}-{size}"
     started = time.monotonic()
@@ -273,7 +276,8 @@ def local_case(size: int) -> dict[str, Any]:
         "create": {**_per_node(create, {}, size), "ok": create.returncode == 0,
                    "error": create.stderr[-500:] if create.returncode else ""},
         "delete": {**delete.figures(), "ok": delete.returncode == 0},
-        "memory_per_node_mib": {
+        # After a failed create the nodes were rolled back: there is no memory to show.
+        "memory_per_node_mib": None if create.returncode else {
             "host_available_drop": round(host_delta / size / mib, 1),
             "node_containers_cgroup": round(containers / size / mib, 1),
             **{f"{k}_rss_delta": round((rss1[k] - rss0[k]) / size / mib, 1) for k in names},
