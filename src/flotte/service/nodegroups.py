@@ -16,7 +16,6 @@ from flotte.service.clusters import Clusters, OnPlan, _quiet
 from flotte.service.resolve import build, check_driver
 from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec, NodeGroupSpec
 from flotte.state.records import NodeGroupRecord
-from flotte.state.status import UPDATE_FAILED, UPDATE_IN_PROGRESS
 
 DEFAULT_GROUPS = (MASTER_GROUP, WORKER_GROUP)
 
@@ -60,7 +59,7 @@ class NodeGroups:
             raise UsageError(f"--role {role!r}: a node group's role is master or worker")
         record = self.store.cluster(cluster)
         current = record.spec
-        if current.has_group(name) and not self._unfinished(record.status, cluster, name):
+        if current.has_group(name) and not self._unfinished(cluster, name):
             raise AlreadyExists(f"node group {name!r} already exists in cluster {cluster!r}")
         if driver:
             check_driver(driver)
@@ -131,22 +130,22 @@ class NodeGroups:
             touched=[group_name],
         )
 
-    def _unfinished(self, status: str, cluster: str, group: str) -> bool:
+    def _unfinished(self, cluster: str, group: str) -> bool:
         """A change of ``group`` was recorded but did not finish (killed, or failed): the
         group's nodes are not what its spec asks. Running the same command again must
-        finish it, not answer that the group exists (or is gone) and leave it so."""
-        if status not in (UPDATE_IN_PROGRESS, UPDATE_FAILED):
-            return False
+        finish it, not answer that the group exists (or is gone) and leave it so. The
+        status is no guide: a kill between recording the spec and the status leaves it
+        ``*_COMPLETE``."""
         spec = self.store.cluster(cluster).spec
         members = [n for n in self.store.nodes(cluster=cluster) if n.group == group]
         wanted = spec.group(group).node_count if spec.has_group(group) else 0
-        return len(members) != wanted or any(n.endpoint is None for n in members)
+        return len(members) != wanted
 
     async def delete(
         self, cluster: str, name: str, *, dry_run: bool = False, on_plan: OnPlan = _quiet
     ) -> Plan:
         record = self.store.cluster(cluster)
-        if not record.spec.has_group(name) and self._unfinished(record.status, cluster, name):
+        if not record.spec.has_group(name) and self._unfinished(cluster, name):
             # its delete was recorded, then killed: remove the nodes it left
             return await self.clusters.change(
                 cluster, lambda spec: spec, dry_run=dry_run, on_plan=on_plan, touched=[]

@@ -44,7 +44,6 @@ def status(flotte: Flotte, cluster: str) -> dict[str, object]:
     }
 
 
-
 def test_killed_nodegroup_delete_is_finished_by_its_rerun(fake: tuple[Flotte, Path]) -> None:
     flotte, cloud = fake
     name = f"ngd{uuid.uuid4().hex[:6]}"
