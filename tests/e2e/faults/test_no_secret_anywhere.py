@@ -23,7 +23,7 @@ from fixtures.local import ROOT, Flotte
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fault_checks import secret_sightings  # noqa: E402
+from fault_checks import secret_sightings
 
 
 def planted(token: str) -> dict[str, str]:
