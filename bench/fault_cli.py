@@ -84,6 +84,17 @@ def _wait(pid: int, timeout: float) -> int | None:
 def serve(preload: list[str]) -> None:
     for module in preload:
         importlib.import_module(module)
+    # Everything a command may import later, now: a checkout that changes under a long
+    # campaign (a rebase) must not mix old modules with new ones in one child.
+    import pkgutil
+
+    import flotte
+
+    for info in pkgutil.walk_packages(flotte.__path__, "flotte."):
+        if info.name.startswith(("flotte.devcloud", "flotte.api", "flotte.state.migrations")):
+            continue
+        with contextlib.suppress(Exception):
+            importlib.import_module(info.name)
     reply = sys.stdout
     reply.write(json.dumps({"ready": True}) + "\n")
     reply.flush()
