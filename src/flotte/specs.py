@@ -143,6 +143,23 @@ class NodeGroupSpec(Spec):
         return {"master": Role.MANAGER, "worker": Role.WORKER}.get(self.role, Role.MACHINE)
 
 
+class OverflowSpec(Spec):
+    """Workers spread over node groups in order: each fills until its provider refuses
+    (its max_node_count, its quota, a create refused for quota or capacity, or the
+    budget), then the next takes the rest. Shrinking empties the last group first."""
+
+    nodegroups: tuple[str, ...] = Field(min_length=1)
+    node_count: int = Field(ge=0)  # workers over all these groups together
+    max_eur_day: float | None = Field(default=None, gt=0)  # the whole cluster's budget
+
+    @field_validator("max_eur_day")
+    @classmethod
+    def _budget(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number of EUR per day")
+        return value
+
+
 class ClusterSpec(Spec):
     """Everything a cluster (or a lone machine) should be."""
 
@@ -158,6 +175,7 @@ class ClusterSpec(Spec):
     no_provision: bool = False
     nodegroups: tuple[NodeGroupSpec, ...]
     template_fields: dict[str, Any] = {}  # the Magnum fields the template gave (for show)
+    overflow: OverflowSpec | None = None  # where workers go when a provider is full
 
     @field_validator("name")
     @classmethod
@@ -187,6 +205,8 @@ class ClusterSpec(Spec):
             raise ValueError("a cluster needs a master node group with at least 1 node")
         if any(g.role == "machine" for g in self.nodegroups):
             raise ValueError("node group roles are master or worker")
+        if self.overflow is not None:
+            _check_overflow(self.overflow, self.nodegroups)
         for g in self.nodegroups:
             longest = node_name(self.name, g.name, max(g.node_count, g.max_node_count or 0, 99))
             if len(longest) > MAX_NODE_NAME:
@@ -235,6 +255,20 @@ class ClusterSpec(Spec):
     def resized(self, group: str, count: int) -> ClusterSpec:
         g = self.group(group)
         return self.with_group(_rebuild(g, {"node_count": count}))
+
+
+def _check_overflow(overflow: OverflowSpec, groups: tuple[NodeGroupSpec, ...]) -> None:
+    roles = {g.name: g.role for g in groups}
+    seen: set[str] = set()
+    for name in overflow.nodegroups:
+        if name not in roles:
+            known = ", ".join(n for n, r in roles.items() if r == "worker")
+            raise ValueError(f"overflow names node group {name!r}, which does not exist ({known})")
+        if roles[name] != "worker":
+            raise ValueError(f"overflow group {name!r} is a {roles[name]} group: list workers")
+        if name in seen:
+            raise ValueError(f"overflow names node group {name!r} twice")
+        seen.add(name)
 
 
 def _rebuild(model: Any, changes: dict[str, Any]) -> Any:

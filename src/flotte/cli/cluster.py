@@ -169,6 +169,14 @@ def delete(names: tuple[str, ...], dry_run: bool, plan_format: str, lock_wait: f
     "--nodes-to-remove", default=None, help="Comma-separated nodes to remove when shrinking."
 )
 @click.option("--hosts", default=None, help="ssh driver: more hosts for the new nodes.")
+@click.option(
+    "--overflow",
+    default=None,
+    help="Worker node groups to fill in order (GROUP,GROUP...): --node-count is their total.",
+)
+@click.option(
+    "--max-eur-day", type=float, default=None, help="Overflow budget of the whole cluster."
+)
 @plan_output
 @wait_option
 def resize(
@@ -178,17 +186,44 @@ def resize(
     nodegroup: str | None,
     nodes_to_remove: str | None,
     hosts: str | None,
+    overflow: str | None,
+    max_eur_day: float | None,
     dry_run: bool,
     plan_format: str,
     lock_wait: float,
 ) -> None:
-    """Change the number of nodes of a node group (workers by default)."""
+    """Change the number of nodes of a node group (workers by default), or of the
+    workers over several node groups filled in order (--overflow)."""
     wanted = node_count if node_count is not None else count
     if wanted is None:
         raise UsageError("give the number of nodes: flotte cluster resize NAME --node-count N")
     progress = Progress(f"resize {name}")
     svc = service(progress, lock_wait=lock_wait)
     remove = [n.strip() for n in (nodes_to_remove or "").split(",") if n.strip()]
+    groups = [g.strip() for g in (overflow or "").split(",") if g.strip()]
+    if groups and (nodegroup or hosts):
+        raise UsageError("--overflow sizes its own groups: leave out --nodegroup and --hosts")
+    if overflow is not None and not groups:
+        raise UsageError("--overflow needs node group names: --overflow GROUP,GROUP")
+    if (groups or max_eur_day is not None or svc.clusters.get(name).spec.overflow) and (
+        not nodegroup and not hosts
+    ):
+        with progress.live():
+            run(
+                svc.overflow.resize(
+                    name,
+                    wanted,
+                    groups,
+                    max_eur_day=max_eur_day,
+                    nodes_to_remove=remove,
+                    dry_run=dry_run,
+                    on_plan=shower(dry_run, plan_format),
+                )
+            )
+        if not dry_run:
+            row = svc.clusters.get(name)
+            click.echo(f"Cluster {name}: {row.status} ({row.status_reason})")
+        return
     with progress.live():
         run(
             svc.clusters.resize(

@@ -83,6 +83,11 @@ def render_plan(p: Plan, fmt: str = "table") -> None:
             click.echo(
                 f"  cost {row['nodegroup']}: {row['nodes']} node(s) {price} {row['note']}".rstrip()
             )
+        over = p.desired.overflow
+        if over is not None:
+            fill = ", ".join(f"{g} {p.desired.group(g).node_count}" for g in over.nodegroups)
+            budget = f", budget {over.max_eur_day:g} EUR/day" if over.max_eur_day else ""
+            click.echo(f"  overflow (filled in this order): {fill}{budget}")
         day = total(rows)
         if day is not None:
             click.echo(f"  cost in all: {day:.2f} EUR/day, {day * 30:.2f} EUR/month")

@@ -19,6 +19,7 @@ from flotte.service.clusters import Clusters
 from flotte.service.installation import Installation
 from flotte.service.machines import Machines
 from flotte.service.nodegroups import NodeGroups
+from flotte.service.overflow import Overflow
 from flotte.service.resolve import cluster_spec
 from flotte.service.templates import Templates
 
@@ -41,6 +42,10 @@ class Service(Installation):
     @cached_property
     def nodegroups(self) -> NodeGroups:
         return NodeGroups(self.clusters)
+
+    @cached_property
+    def overflow(self) -> Overflow:
+        return Overflow(self.clusters)
 
     @cached_property
     def templates(self) -> Templates:

@@ -62,6 +62,12 @@ async def apply(
 ) -> Plan:
     spec, secrets = desired_from_file(clusters, path)
     current = clusters.store.find_cluster(spec.name)
+    if spec.overflow is not None and (current is None or current.spec.driver == spec.driver):
+        from flotte.service.overflow import Overflow
+
+        if current is not None:
+            spec = spec.model_copy(update={"template_fields": current.spec.template_fields})
+        return await Overflow(clusters).run(spec, secrets, dry_run=dry_run, on_plan=on_plan)
     if current is None or current.status in (CREATE_IN_PROGRESS, CREATE_FAILED):
         return await clusters.create(spec, secrets, dry_run=dry_run, on_plan=on_plan)
     if spec.driver != current.spec.driver:

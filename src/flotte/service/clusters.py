@@ -97,8 +97,12 @@ class Clusters:
         rollback: bool = True,
         dry_run: bool = False,
         on_plan: OnPlan = _quiet,
+        remove: Iterable[str] = (),
     ) -> Plan:
-        """Create ``spec``; a cluster whose create was killed or failed is resumed."""
+        """Create ``spec``; a cluster whose create was killed or failed is resumed.
+
+        ``remove`` names half-made nodes to take out while resuming (an overflow group
+        whose provider refused them)."""
         with self.inst.lock("cluster", spec.name):
             existing = self.store.find_cluster(spec.name)
             if existing is not None and existing.status not in (CREATE_IN_PROGRESS, CREATE_FAILED):
@@ -110,7 +114,7 @@ class Clusters:
                 raise AlreadyExists(f"{spec.name!r} is already the name of a machine")
             if existing is not None:
                 spec = existing.spec  # resume what was asked then
-            p = plan(self.recorded(spec.name), spec)
+            p = plan(self.recorded(spec.name), spec, remove=remove)
             on_plan(p)
             if dry_run:
                 return p
@@ -183,8 +187,12 @@ class Clusters:
 
     async def _check_drivers(self, runner: Runner, p: Plan) -> None:
         """Every driver that will create nodes checks them before anything changes."""
-        for driver in sorted({s.driver for s in p.of(Action.CREATE) if s.driver}):
-            await runner.driver(driver).check(runner.group_spec(driver, p))
+        # One driver instance per node group: each checks its own credentials and quota.
+        wanted = {(s.driver, s.group or "") for s in p.of(Action.CREATE) if s.driver}
+        for driver, group in sorted(wanted):
+            await runner.driver(driver, group or None).check(
+                runner.group_spec(driver, p, group or None)
+            )
 
     # -- change -------------------------------------------------------------------------
     async def change(

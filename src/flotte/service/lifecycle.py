@@ -93,29 +93,46 @@ class Runner:
             if n.endpoint is not None:
                 self.endpoints[n.name] = n.endpoint
 
-    def driver(self, name: str) -> Driver:
-        """The driver ``name`` with the connection options of the groups that use it."""
+    def driver(self, name: str, group: str | None = None) -> Driver:
+        """The driver ``name`` for the nodes of ``group``: one instance per node group.
+
+        A group on the cluster's driver takes the cluster's options, then its own; a group
+        on another driver (overflow onto another provider) only its own and the secrets.
+        Without a group: the first group that uses the driver (shared resources).
+        """
+        g = self._group_of(name, group)
         options: dict[str, Any] = {}
         if name == self.spec.driver:
             options.update(self.spec.options)
-        else:
-            group = next((g for g in self.spec.nodegroups if g.driver == name), None)
-            options.update(group.options if group else {})
+        if g is not None:
+            options.update(g.options)
         options.update(self.secrets)
         return self.inst.driver(name, options, ca=self.ca)
 
-    def group_spec(self, driver: str, plan: Plan | None = None) -> GroupSpec:
-        """What the nodes of one driver share, with the nodes the plan will create."""
+    def _group_of(self, driver: str, group: str | None) -> NodeGroupSpec | None:
+        if group is not None and self.spec.has_group(group):
+            found = self.spec.group(group)
+            if self.spec.driver_of(found) == driver:
+                return found
+        if driver == self.spec.driver:
+            return None  # the cluster's own driver: its options
+        return next((g for g in self.spec.nodegroups if g.driver == driver), None)
+
+    def group_spec(
+        self, driver: str, plan: Plan | None = None, group: str | None = None
+    ) -> GroupSpec:
+        """What the nodes of one driver (of one node group, if named) share, with the
+        nodes the plan will create."""
         nodes = tuple(
             self.node_spec(s)
             for s in (plan.of(Action.CREATE) if plan else [])
-            if s.driver == driver
+            if s.driver == driver and (group is None or s.group == group)
         )
         roles = ("machine",) if self.machine else ("cluster", "manager", "worker")
         return GroupSpec(
             name=self.spec.name,
             owner=self.owner,
-            options=self.driver(driver).ctx.options,
+            options=self.driver(driver, group).ctx.options,
             roles=roles,
             size=max(len(nodes), 1),
             nodes=nodes,
@@ -224,7 +241,8 @@ class Runner:
                     engine=spec.engine,
                     status=CREATING,
                 )
-            record = await self.driver(spec.driver).create(spec, self.shared.get(spec.driver, {}))
+            driver = self.driver(spec.driver, spec.group)
+            record = await driver.create(spec, self.shared.get(spec.driver, {}))
             self.records[spec.name] = record
             # Without provisioning, a created node is as ready as it will get.
             status = READY if self.spec.no_provision else CREATING
@@ -233,7 +251,7 @@ class Runner:
         async def undo() -> None:
             record = self.records.get(spec.name)
             if record is not None:
-                await self.driver(spec.driver).remove(record)
+                await self.driver(spec.driver, spec.group).remove(record)
             if not self.machine:
                 self.store.delete_node(spec.name)
 
@@ -246,7 +264,9 @@ class Runner:
 
         async def run() -> None:
             record = self.records[spec.name]
-            endpoint = await self.driver(spec.driver).provision(spec, record, spec.engine)
+            endpoint = await self.driver(spec.driver, spec.group).provision(
+                spec, record, spec.engine
+            )
             self.endpoints[spec.name] = endpoint
             status = READY if self.machine else None
             self.store.set_node(spec.name, record=record, endpoint=endpoint, status=status)
@@ -361,8 +381,9 @@ class Runner:
         spec = self.node_spec(s)
 
         async def run() -> None:
-            record = await self.driver(spec.driver).restart(self.records[spec.name])
-            endpoint = self.driver(spec.driver).endpoint(record)
+            driver = self.driver(spec.driver, spec.group)
+            record = await driver.restart(self.records[spec.name])
+            endpoint = driver.endpoint(record)
             self.store.set_node(spec.name, record=record, endpoint=endpoint)
 
         return self._step(s, run)
@@ -372,7 +393,7 @@ class Runner:
         node, driver_name = s.node, s.driver
 
         async def run() -> None:
-            driver = self.driver(driver_name)
+            driver = self.driver(driver_name, s.group)
             record = self.records.get(node)
             if s.leave and self.spec.kind == "cluster" and record is not None:
                 try:

@@ -60,6 +60,7 @@ def cluster_view(
                 "max_node_count": g.spec.max_node_count,
                 "driver": cluster.spec.driver_of(g.spec),
                 "status": g.status,
+                "status_reason": g.status_reason,
             }
             for g in cluster.nodegroups
         ],
@@ -67,6 +68,7 @@ def cluster_view(
             {
                 "name": n.name,
                 "nodegroup": n.group,
+                "driver": n.driver,
                 "role": n.role.value,
                 "address": n.address,
                 "host": n.host,
@@ -74,6 +76,7 @@ def cluster_view(
             }
             for n in nodes
         ],
+        "overflow": cluster.spec.overflow.model_dump() if cluster.spec.overflow else None,
         "swarm_nodes": swarm_nodes or [],
         "labels": cluster.spec.labels,
         "create_timeout": cluster.spec.create_timeout,
