@@ -172,8 +172,9 @@ class Clusters:
     async def _sweep(self, runner: Runner, p: Plan) -> None:
         """After a rollback: anything made and never recorded goes, by its owner marks."""
         for driver in sorted({s.driver for s in p.steps if s.driver}):
+            for instance in runner.instances(driver):
+                await instance.sweep(runner.owner)
             d = runner.driver(driver)
-            await d.sweep(runner.owner)
             await d.release(runner.group_spec(driver), runner.shared.get(driver, {}))
 
     def _check_names(self, cluster: str, p: Plan) -> None:
@@ -188,10 +189,16 @@ class Clusters:
     async def _check_drivers(self, runner: Runner, p: Plan) -> None:
         """Every driver that will create nodes checks them before anything changes."""
         # One driver instance per node group: each checks its own credentials and quota.
-        wanted = {(s.driver, s.group or "") for s in p.of(Action.CREATE) if s.driver}
-        for driver, group in sorted(wanted):
-            await runner.driver(driver, group or None).check(
-                runner.group_spec(driver, p, group or None)
+        # One driver instance per node group (groups with the same options share one):
+        # each checks its own credentials and quota, once.
+        wanted = sorted({(s.driver, s.group or "") for s in p.of(Action.CREATE) if s.driver})
+        checks: dict[int, tuple[str, list[str]]] = {}
+        for driver, group in wanted:
+            instance = runner.driver(driver, group or None)
+            checks.setdefault(id(instance), (driver, []))[1].append(group)
+        for driver, groups in checks.values():
+            await runner.driver(driver, groups[0] or None).check(
+                runner.group_spec(driver, p, tuple(g for g in groups if g))
             )
 
     # -- change -------------------------------------------------------------------------

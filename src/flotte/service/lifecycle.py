@@ -109,6 +109,16 @@ class Runner:
         options.update(self.secrets)
         return self.inst.driver(name, options, ca=self.ca)
 
+    def instances(self, driver: str) -> list[Driver]:
+        """Every instance of ``driver`` the node groups use (one per distinct options):
+        what sweeps by owner marks, so a group on another cloud leaks nothing."""
+        found = {id(d): d for d in [self.driver(driver)]}
+        for g in self.spec.nodegroups:
+            if self.spec.driver_of(g) == driver:
+                d = self.driver(driver, g.name)
+                found.setdefault(id(d), d)
+        return list(found.values())
+
     def _group_of(self, driver: str, group: str | None) -> NodeGroupSpec | None:
         if group is not None and self.spec.has_group(group):
             found = self.spec.group(group)
@@ -119,20 +129,20 @@ class Runner:
         return next((g for g in self.spec.nodegroups if g.driver == driver), None)
 
     def group_spec(
-        self, driver: str, plan: Plan | None = None, group: str | None = None
+        self, driver: str, plan: Plan | None = None, groups: tuple[str, ...] = ()
     ) -> GroupSpec:
-        """What the nodes of one driver (of one node group, if named) share, with the
-        nodes the plan will create."""
+        """What the nodes of one driver (of these node groups, if named) share, with
+        the nodes the plan will create."""
         nodes = tuple(
             self.node_spec(s)
             for s in (plan.of(Action.CREATE) if plan else [])
-            if s.driver == driver and (group is None or s.group == group)
+            if s.driver == driver and (not groups or s.group in groups)
         )
         roles = ("machine",) if self.machine else ("cluster", "manager", "worker")
         return GroupSpec(
             name=self.spec.name,
             owner=self.owner,
-            options=self.driver(driver, group).ctx.options,
+            options=self.driver(driver, groups[0] if groups else None).ctx.options,
             roles=roles,
             size=max(len(nodes), 1),
             nodes=nodes,
@@ -424,7 +434,8 @@ class Runner:
         async def run() -> None:
             driver = self.driver(name)
             # Anything a killed create made but never recorded is found by its marks.
-            await driver.sweep(self.owner)
+            for instance in self.instances(name):
+                await instance.sweep(self.owner)
             await driver.release(self.group_spec(name), self.shared.get(name, {}))
             self.shared.pop(name, None)
             if self.store.find_cluster(self.spec.name) or self.store.find_node(self.spec.name):

@@ -135,7 +135,7 @@ class Overflow:
         runner.spec = spec
         driver = str(steps[0].driver)
         try:
-            await runner.driver(driver, group).check(runner.group_spec(driver, p, group))
+            await runner.driver(driver, group).check(runner.group_spec(driver, p, (group,)))
         except QuotaExceeded as err:
             return err
         return None
