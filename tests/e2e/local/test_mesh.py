@@ -6,6 +6,7 @@ configuration, scripts and firewall rules ``flotte.mesh`` makes, with Debian's
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import uuid
@@ -20,10 +21,10 @@ from flotte.mesh import keys, scripts, topology
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "flotte-test-mesh:1"
+IMAGE = "flotte-test-mesh:2"
 DOCKERFILE = """FROM flotte-base:bookworm
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    wireguard-go wireguard-tools iproute2 iputils-ping iptables procps \
+    wireguard-go wireguard-tools iproute2 iputils-ping iptables procps iperf3 \
     && rm -rf /var/lib/apt/lists/*
 """
 
@@ -54,23 +55,23 @@ def put(container: docker.models.containers.Container, path: str, text: str) -> 
     assert container.put_archive(str(Path(path).parent), data.getvalue())
 
 
-@pytest.fixture
-def sites(docker_engine: docker.DockerClient) -> Iterator[list[Any]]:
-    client = docker_engine
+@contextlib.contextmanager
+def two_sites(client: docker.DockerClient) -> Iterator[list[Any]]:
+    """Two containers on two internal networks (no route between them), each also on a
+    shared "public" network: [public network, [(site, container), ...]]."""
     tag = uuid.uuid4().hex[:6]
-    made_nets = []
-    made = []
+    labels = {"flotte.test": "mesh"}
+    nets: list[Any] = []
+    made: list[Any] = []
     try:
-        public = client.networks.create(
-            f"flotte-test-mesh-pub-{tag}", labels={"flotte.test": "mesh"}
-        )
-        made_nets.append(public)
+        public = client.networks.create(f"flotte-test-mesh-pub-{tag}", labels=labels)
+        nets.append(public)
         members = []
         for site in ("a", "b"):
             net = client.networks.create(
-                f"flotte-test-mesh-{site}-{tag}", internal=True, labels={"flotte.test": "mesh"}
+                f"flotte-test-mesh-{site}-{tag}", internal=True, labels=labels
             )
-            made_nets.append(net)
+            nets.append(net)
             c = client.containers.run(
                 image(client),
                 ["sleep", "infinity"],
@@ -79,7 +80,7 @@ def sites(docker_engine: docker.DockerClient) -> Iterator[list[Any]]:
                 cap_add=["NET_ADMIN"],
                 devices=["/dev/net/tun"],
                 network=net.name,
-                labels={"flotte.test": "mesh"},
+                labels=labels,
             )
             made.append(c)
             public.connect(c)
@@ -89,8 +90,14 @@ def sites(docker_engine: docker.DockerClient) -> Iterator[list[Any]]:
     finally:
         for c in made:
             c.remove(force=True)
-        for n in made_nets:
+        for n in nets:
             n.remove()
+
+
+@pytest.fixture
+def sites(docker_engine: docker.DockerClient) -> Iterator[list[Any]]:
+    with two_sites(docker_engine) as made:
+        yield made
 
 
 def setup_mesh(

@@ -1,0 +1,129 @@
+"""Overflow figures, as JSON (issue 15).
+
+- ``overflow``: 1 manager + 4 workers on the fake driver (no engines), once on one
+  "site" that holds them all, once on a lab that holds 3 nodes overflowing onto a
+  partner (quota pre-check, placement, two driver instances): what overflow adds to a
+  create, in seconds.
+- ``mesh``: two containers on two sites joined by flotte's WireGuard mesh (Debian's
+  wireguard-go, no kernel module here): round-trip time and TCP throughput (iperf3)
+  over the mesh versus directly between their public addresses, on this machine.
+
+Run: ``.venv/bin/python bench/overflow.py [--runs N] [--skip-mesh]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e" / "local"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def spec(name: str, lab_quota: int | None, partner: str) -> Any:
+    from flotte.specs import ClusterSpec
+
+    lab_options = {"fake_quota": lab_quota} if lab_quota else {}
+    return ClusterSpec.model_validate(
+        {
+            "name": name,
+            "driver": "fake",
+            "no_provision": True,
+            "options": {"fake_latency": 0.2},
+            "nodegroups": [
+                {"name": "default-master", "role": "master", "node_count": 1},
+                {"name": "default-worker", "node_count": 0, "options": lab_options},
+                {"name": "partner", "node_count": 0, "options": {"fake_dir": partner}},
+            ],
+            "overflow": {"nodegroups": ["default-worker", "partner"], "node_count": 4},
+        }
+    )
+
+
+def overflow_run(directory: Path, lab_quota: int | None, name: str) -> dict[str, Any]:
+    import os
+
+    from flotte.service import Service
+
+    os.environ["FLOTTE_FAKE_DIR"] = str(directory / f"lab-{name}")
+    svc = Service(directory / f"home-{name}")
+    try:
+        started = time.monotonic()
+        asyncio.run(svc.overflow.run(spec(name, lab_quota, str(directory / f"p-{name}")), {}))
+        took = time.monotonic() - started
+        groups = [n.group for n in svc.machines.all()]
+        asyncio.run(svc.clusters.delete(name))
+    finally:
+        svc.close()
+    return {"seconds": round(took, 3), "partner_nodes": groups.count("partner")}
+
+
+def overflow_figures(runs: int) -> dict[str, Any]:
+    one, two = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            one.append(overflow_run(Path(tmp), None, f"one{i}"))
+            two.append(overflow_run(Path(tmp), 3, f"two{i}"))
+    return {
+        "what": "1 manager + 4 workers, fake driver (0.2 s per call, no engines)",
+        "one_site_s": statistics.median(r["seconds"] for r in one),
+        "two_sites_s": statistics.median(r["seconds"] for r in two),
+        "two_sites_partner_nodes": [r["partner_nodes"] for r in two],
+        "runs": runs,
+    }
+
+
+def _rtt(text: str) -> float:
+    found = re.search(r"= [\d.]+/([\d.]+)/", text)
+    return float(found.group(1)) if found else float("nan")
+
+
+def mesh_figures() -> dict[str, Any]:
+    import docker
+    from test_mesh import setup_mesh, sh, two_sites
+
+    from flotte.mesh import keys
+
+    client = docker.from_env(timeout=300)
+    with tempfile.TemporaryDirectory() as tmp, two_sites(client) as (public, pairs):
+        members = setup_mesh(pairs, public, keys.KeyStore(Path(tmp) / "mesh"))
+        a, b = pairs[0][1], pairs[1][1]
+        out: dict[str, Any] = {"wireguard": "wireguard-go (userspace), 2 containers"}
+        sh(b, "iperf3 -s -D")
+        time.sleep(0.5)
+        for label, target in (
+            ("direct", str(members[1].public_address)),
+            ("mesh", members[1].mesh_address),
+        ):
+            sh(a, f"ping -c 2 -W 2 {target}")  # handshake and ARP first
+            ping = sh(a, f"ping -c 20 -i 0.2 -W 2 {target}")
+            perf = json.loads(sh(a, f"iperf3 -c {target} -t 3 -J"))
+            out[f"{label}_rtt_ms"] = _rtt(ping)
+            out[f"{label}_mbit_s"] = round(perf["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
+        out["throughput_ratio"] = round(out["mesh_mbit_s"] / out["direct_mbit_s"], 3)
+        out["rtt_added_ms"] = round(out["mesh_rtt_ms"] - out["direct_rtt_ms"], 3)
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-mesh", action="store_true")
+    args = parser.parse_args()
+    result: dict[str, Any] = {"overflow": overflow_figures(args.runs)}
+    if not args.skip_mesh:
+        result["mesh"] = mesh_figures()
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
