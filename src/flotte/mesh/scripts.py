@@ -40,7 +40,8 @@ def up(mesh_address: str, prefix: int) -> str:
         f"  ip link add {INTERFACE} type wireguard 2>/dev/null || "
         f"{{ nohup wireguard-go -f {INTERFACE} >/var/log/flotte-wireguard.log 2>&1 & "
         f"echo $! > {PIDFILE}; "
-        f"for i in $(seq 50); do ip link show {INTERFACE} >/dev/null 2>&1 && break; "
+        # wg talks to wireguard-go over its UAPI socket, which comes after the link.
+        f"for i in $(seq 100); do [ -S /var/run/wireguard/{INTERFACE}.sock ] && break; "
         "sleep 0.1; done; }\n"
         "fi\n"
         f"wg setconf {INTERFACE} {q(CONF)}\n"
