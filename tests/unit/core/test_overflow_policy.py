@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flotte.errors import PlanError
 from flotte.service.overflow_policy import GroupLimit, place
 
-limits_st = st.lists(
-    st.builds(
-        GroupLimit,
-        name=st.sampled_from(["a", "b", "c", "d"]),
-        now=st.integers(0, 5),
-        cap=st.one_of(st.none(), st.integers(0, 8)),
-        eur_node_day=st.one_of(st.none(), st.floats(0, 50)),
-    ),
-    min_size=1,
-    max_size=4,
-    unique_by=lambda g: g.name,
-).filter(lambda gs: all(g.cap is None or g.now <= g.cap for g in gs))
+
+@st.composite
+def limit(draw: st.DrawFn, name: str) -> GroupLimit:
+    now = draw(st.integers(0, 5))
+    extra = draw(st.one_of(st.none(), st.integers(0, 3)))
+    price = draw(st.one_of(st.none(), st.floats(0, 50)))
+    return GroupLimit(name, now, None if extra is None else now + extra, "", price)
 
 
+limits_st = st.integers(1, 4).flatmap(
+    lambda n: st.tuples(*(limit(name) for name in "abcd"[:n])).map(list)
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(limits_st, st.integers(0, 30), st.one_of(st.none(), st.floats(1, 500)))
 def test_placement_adds_up_respects_caps_and_budget_or_says_why(
     limits: list[GroupLimit], total: int, budget: float | None
