@@ -53,7 +53,9 @@ async def make(svc: Any, name: str, managers: int, workers: int) -> float:
         # a loaded machine: some joins outlast the engine's own 20 s; resume them
         for attempt in range(RESUMES):
             try:
-                await svc.clusters.converge(name)
+                # create again, not converge: converge resumes a failed create with
+                # rollback, which deletes the whole cluster when a join fails once more
+                await svc.clusters.create(spec, secrets, rollback=False)
                 break
             except PlanFailed:
                 if attempt == RESUMES - 1:
