@@ -24,7 +24,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -74,6 +74,29 @@ class ClustersByStatus(Collector):
 _CLUSTERS = ClustersByStatus()
 REGISTRY.register(_CLUSTERS)
 
+
+class HealthSamples(Collector):
+    """Health checks and heals of this process, and nodes by health from the database
+    (``flotte.service.health_events``), when scraped."""
+
+    def __init__(self) -> None:
+        self.store: Store | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        from flotte.service.health_events import samples
+
+        families: dict[str, Metric] = {}
+        for s in samples(self.store):
+            if s.name not in families:
+                kind = CounterMetricFamily if s.kind == "counter" else GaugeMetricFamily
+                families[s.name] = kind(s.name, s.help, labels=list(s.labels))
+            families[s.name].add_metric(list(s.labels.values()), s.value)  # type: ignore[attr-defined]
+        yield from families.values()
+
+
+_HEALTH = HealthSamples()
+REGISTRY.register(_HEALTH)
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -122,6 +145,7 @@ def install(app: Any, store: Store) -> None:
     from starlette.responses import Response
 
     _CLUSTERS.store = store
+    _HEALTH.store = store
 
     async def metrics_page(request: Request) -> Response:
         body, content_type = render()

@@ -63,6 +63,13 @@ BEAT_EVERY = 5.0  # seconds between two heartbeats of this process (/v1/mservice
 @click.option("--secret-key-file", type=click.Path(dir_okay=False), help="Shared secret key.")
 @click.option("--name", "process_name", help="This process in /v1/mservices (default host:pid).")
 @click.option("--concurrency", default=8, show_default=True, type=int, help="Jobs run at once.")
+@click.option(
+    "--heal-interval",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="Seconds between a worker's auto-healing rounds (0: no auto-healing).",
+)
 @click.option("--home", type=click.Path(file_okay=False), help="FLOTTE_HOME of the installation.")
 @click.pass_context
 def serve(ctx: click.Context, /, **opts: Any) -> None:
@@ -73,8 +80,12 @@ def serve(ctx: click.Context, /, **opts: Any) -> None:
     settings = settings_from(opts)
     if opts["concurrency"] < 1:
         raise UsageError(f"--concurrency must be at least 1 (got {opts['concurrency']})")
+    if opts["heal_interval"]:
+        from flotte.service.health import check_interval
+
+        check_interval(opts["heal_interval"], flag="--heal-interval")
     _logging(ctx.obj.get("debug", False) if ctx.obj else False)
-    asyncio.run(run(settings, concurrency=opts["concurrency"]))
+    asyncio.run(run(settings, concurrency=opts["concurrency"], heal_interval=opts["heal_interval"]))
 
 
 def settings_from(opts: dict[str, Any]) -> ServeSettings:
@@ -143,7 +154,7 @@ def _logging(debug: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
-async def run(settings: ServeSettings, *, concurrency: int) -> None:
+async def run(settings: ServeSettings, *, concurrency: int, heal_interval: float = 0.0) -> None:
     """One serve process until SIGTERM or SIGINT: its roles, its heartbeat, then a clean stop."""
     from flotte.jobs import open_jobs
     from flotte.service import Service
@@ -169,6 +180,14 @@ async def run(settings: ServeSettings, *, concurrency: int) -> None:
         loop.add_signal_handler(sig, stopping)
     await jobs.start()
     beat = asyncio.create_task(_beat(svc, settings, roles), name="flotte serve heartbeat")
+    healer = None
+    if "worker" in roles and heal_interval:
+        from flotte.service import health
+
+        # every labelled cluster checked and healed; a round is never cut short by a stop
+        healer = asyncio.create_task(
+            health.watch(svc, interval=heal_interval, stop=stop), name="flotte serve healer"
+        )
     log.info(
         "flotte serve: %s on %s%s",
         " and ".join(roles),
@@ -187,8 +206,9 @@ async def run(settings: ServeSettings, *, concurrency: int) -> None:
                     hint="is another process using that port? choose another with --port",
                 ) from None
     finally:
+        stop.set()
         beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
+        await asyncio.gather(beat, *([healer] if healer else []), return_exceptions=True)
         await jobs.stop()
         svc.close()
 
