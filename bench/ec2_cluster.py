@@ -79,8 +79,9 @@ async def one_cluster(endpoint: str, home: Path, size: int) -> dict[str, Any]:
         ca=CertificateAuthority(home / "certs"),
         installation="bench",
         options=options,
+        client=client,
     )
-    driver = EC2Driver(ctx, client=client)
+    driver = EC2Driver(ctx)
     driver.poll_interval = 0.2  # moto's instances are running on the first describe
     name = f"bench{size}"
     owner = Owner(cluster=name, installation="bench")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -11,11 +12,20 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from flotte.client_tls import engine_files, engine_ssl_context
-from flotte.errors import TimeoutError_
+from flotte.errors import ProvisionError, TimeoutError_
 from flotte.models import Endpoint
-
-__all__ = ["Endpoint", "client", "connected", "ping", "ssl_context", "wait_engine"]
 from flotte.pki import CertificateAuthority
+
+__all__ = [
+    "Endpoint",
+    "client",
+    "connected",
+    "get",
+    "ping",
+    "ssl_context",
+    "wait_engine",
+    "wait_version",
+]
 
 if TYPE_CHECKING:
     import docker
@@ -58,26 +68,52 @@ def ssl_context(ca: CertificateAuthority, tls_dir: str | None = None) -> ssl.SSL
     return engine_ssl_context(tls_dir, ca)
 
 
-async def ping(endpoint: Endpoint, ctx: ssl.SSLContext, timeout: float = 2.0) -> bool:
-    """True when the engine answers ``GET /_ping`` over verified TLS."""
+async def get(
+    host: str, port: int, ctx: ssl.SSLContext, path: str = "/_ping", timeout: float = 3.0
+) -> bytes | None:
+    """The body of ``GET path`` over TLS verified against flotte's CA, or None."""
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                endpoint.host, endpoint.docker_port, ssl=ctx, server_hostname=endpoint.host
-            ),
-            timeout,
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), timeout
         )
     except (OSError, TimeoutError, ssl.SSLError):
-        return False
+        return None
     try:
-        writer.write(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        request = f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n"
+        writer.write(request.encode())
         await writer.drain()
-        status = await asyncio.wait_for(reader.readline(), timeout)
-        return b" 200 " in status
+        data = await asyncio.wait_for(reader.read(), timeout)
     except (OSError, TimeoutError, ssl.SSLError):
-        return False
+        return None
     finally:
         writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return body if head.split(b" ", 2)[1:2] == [b"200"] else None
+
+
+async def ping(endpoint: Endpoint, ctx: ssl.SSLContext, timeout: float = 2.0) -> bool:
+    """True when the engine answers ``GET /_ping`` over verified TLS."""
+    return await get(endpoint.host, endpoint.docker_port, ctx, "/_ping", timeout) is not None
+
+
+async def wait_version(
+    host: str, ca: CertificateAuthority, timeout: float, port: int = 2376
+) -> str:
+    """Wait until the engine at ``host`` answers over TLS from here; returns its version."""
+    ctx = ssl_context(ca)
+    deadline = time.monotonic() + timeout
+    while (body := await get(host, port, ctx, "/version")) is None:
+        if time.monotonic() > deadline:
+            raise ProvisionError(
+                f"the Docker API at {host}:{port} does not answer over TLS",
+                hint=f"check that a firewall lets TCP {port} in from this machine",
+            )
+        await asyncio.sleep(0.1)
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return ""
+    return str(found.get("Version", "")) if isinstance(found, dict) else ""
 
 
 async def wait_engine(

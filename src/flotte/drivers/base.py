@@ -19,21 +19,28 @@ from typing import Any, ClassVar
 
 from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
 from flotte.pki import CertificateAuthority
+from flotte.provision.access import SSHAccess
+
+__all__ = [
+    "Capabilities",
+    "Driver",
+    "DriverContext",
+    "DriverOption",
+    "GroupSpec",
+    "SSHAccess",
+]
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What a driver can do; the service checks these instead of driver names."""
 
-    start_stop: bool = True
+    start_stop: bool = True  # start/stop/restart are offered
     kill: bool = True
-    snapshot: bool = False
-    parallel_create: bool = True
+    snapshot: bool = False  # has snapshot(node, name) -> image ID
     max_parallel: int = 16  # how many infrastructure calls at once (API rate limits)
     adopt_existing: bool = False  # the node existed before flotte (ssh hosts)
-    shared_resources: bool = True  # prepare()/release() do something
     catalog_provider: str | None = None  # catalog entry that prices this driver's nodes
-    batch_create: bool = False  # has create_many(specs, shared): one cloud call for many nodes
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,32 @@ class Driver(abc.ABC):
     async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
         """Make the node, or adopt it if a previous run already made it."""
 
-    @abc.abstractmethod
+    def ssh_access(self, spec: NodeSpec, node: NodeRecord) -> SSHAccess:
+        """How the shared provisioner reaches ``node`` over SSH (address, login, waits).
+
+        Drivers whose nodes are reached by SSH implement only this; ``provision`` does
+        the rest. A driver that makes its engines another way overrides ``provision``.
+        """
+        raise NotImplementedError(f"the {self.name} driver does not reach its nodes by SSH")
+
     async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        """Run a TLS Docker engine on the node (certificates signed by ``ctx.ca``)."""
+        """Run a TLS Docker engine on the node (certificates signed by ``ctx.ca``).
+
+        The shared SSH provisioner, through :meth:`ssh_access`; what it did is kept in
+        ``node.data["provision"]``. Running it again renews the certificate.
+        """
+        from flotte.provision.node import provision_node
+
+        access = self.ssh_access(spec, node)
+        await provision_node(
+            node,
+            access,
+            engine,
+            self.ctx.ca,
+            known_hosts=self.ctx.known_hosts,
+            progress=self.ctx.progress,
+        )
+        return access.endpoint
 
     @abc.abstractmethod
     async def state(self, node: NodeRecord) -> NodeState:

@@ -27,12 +27,11 @@ import hashlib
 import json
 import logging
 import shlex
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
+from flotte.dockerapi import wait_version
 from flotte.errors import FlotteError, ProvisionError, UsageError
 from flotte.models import EngineOptions
 from flotte.pki import CertificateAuthority, ServerCert, cert_sans
@@ -41,8 +40,8 @@ from flotte.provision import dockerd_service as svc
 from flotte.provision.dockerd_ctl import (
     NO_LIMITS_NOTE,
     can_raise_limits,
+    restart_dockerd,
     set_live_restore,
-    wait_local_docker,
 )
 from flotte.provision.install import install_docker, wait_cloud_init
 from flotte.provision.report import (
@@ -67,15 +66,10 @@ from flotte.provision.teardown import unprovision
 __all__ = [
     "OWNER_FILE",
     "ProvisionReport",
-    "client_ssl_context",
     "configure_dockerd",
     "provision_docker_host",
     "provision_many",
-    "read_owner",
-    "tls_get",
-    "tls_ping",
     "unprovision",
-    "wait_tls",
 ]
 
 log = logging.getLogger(__name__)
@@ -286,8 +280,7 @@ async def configure_dockerd(
 
     progress(sess.target.host, "restarting dockerd" if cur.running else "starting dockerd")
     try:
-        await sess.run(init.restart if cur.running else init.start, timeout=120, what="restart")
-        await wait_local_docker(sess, init, 60)
+        await restart_dockerd(sess, init, running=cur.running)
     except ProvisionError:
         await _restore(sess, backup, init)
         raise
@@ -315,63 +308,6 @@ async def _restore(
         else:
             await sess.put(path, data, 0o644 if not path.endswith("key.pem") else 0o600)
     await sess.run(init.restart, check=False, timeout=120, what="restart previous dockerd")
-
-
-# ---------------------------------------------------------------------------------------
-# the TLS API, checked from this side
-
-
-def client_ssl_context(ca: CertificateAuthority) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(ca.ca_path))
-    ctx.load_cert_chain(str(ca.client.cert), str(ca.client.key))
-    return ctx
-
-
-async def tls_get(
-    host: str, port: int, ctx: ssl.SSLContext, path: str = "/_ping", timeout: float = 3.0
-) -> bytes | None:
-    """The body of ``GET path`` over TLS verified against flotte's CA, or None."""
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), timeout
-        )
-    except (OSError, TimeoutError, ssl.SSLError):
-        return None
-    try:
-        request = f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n"
-        writer.write(request.encode())
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), timeout)
-    except (OSError, TimeoutError, ssl.SSLError):
-        return None
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return body if head.split(b" ", 2)[1:2] == [b"200"] else None
-
-
-async def tls_ping(host: str, port: int, ctx: ssl.SSLContext, timeout: float = 3.0) -> bool:
-    """True when ``GET /_ping`` answers 200 over TLS verified against flotte's CA."""
-    return await tls_get(host, port, ctx, "/_ping", timeout) is not None
-
-
-async def wait_tls(
-    host: str, ca: CertificateAuthority, timeout: float, port: int = engine_config.DOCKER_TLS_PORT
-) -> str:
-    """Wait until the engine answers over TLS from here; returns its version."""
-    ctx = client_ssl_context(ca)
-    deadline = time.monotonic() + timeout
-    while (body := await tls_get(host, port, ctx, "/version")) is None:
-        if time.monotonic() > deadline:
-            raise ProvisionError(
-                f"the Docker API at {host}:{port} does not answer over TLS",
-                hint=f"check that a firewall lets TCP {port} in from this machine",
-            )
-        await asyncio.sleep(0.1)
-    try:
-        return str(json.loads(body).get("Version", ""))
-    except ValueError:
-        return ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -498,26 +434,12 @@ async def provision_docker_host(
             report.warnings.append(f"{err.message}; reconnected and resumed")
             await asyncio.sleep(min(2.0, target.backoff * dropped))
     progress(target.host, "waiting for the TLS API")
-    report.docker_version = await wait_tls(docker_host or target.host, ca, tls_timeout)
+    report.docker_version = await wait_version(docker_host or target.host, ca, tls_timeout)
     report.seconds = round(time.monotonic() - started, 2)
     progress(target.host, "done")
     for change in report.changes:
         log.info("%s: %s", target.host, change)
     return report
-
-
-async def read_owner(target: SSHTarget) -> dict[str, Any] | None:
-    """The owner record flotte left on a host, if any (to refuse taking another's host)."""
-    async with session(target) as sess:
-        await sess.check_root()
-        raw = await sess.read(OWNER_FILE)
-    if not raw:
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 async def provision_many(

@@ -61,21 +61,51 @@ done
 """
 
 
-async def wait_local_docker(sess: Session, init: distros.InitSystem, timeout: float) -> None:
+# A run killed while it restarted dockerd leaves that restart going on the host; an init
+# script's stop and start interleaved with the next run's leave no dockerd at all. So
+# flotte's starts and restarts take a lock on the host, one after the other. The lock's
+# descriptor is closed for the command: the dockerd it starts must not hold it.
+SERIAL = "( command -v flock >/dev/null 2>&1 && flock 9; sh -c {cmd} 9>&- ) 9>{lock}"
+LOCK = "/run/flotte-dockerd.lock"
+
+
+async def restart_dockerd(
+    sess: Session, init: distros.InitSystem, *, running: bool, timeout: float = 60
+) -> None:
+    """(Re)start dockerd and wait until it serves; one more start when none runs after
+    it (a racing restart's stop came last)."""
+    status = await _run_and_wait(sess, init.restart if running else init.start, timeout)
+    if status == 2:
+        status = await _run_and_wait(sess, init.start, timeout)
+    if status != 0:
+        await _failed(sess, init, status)
+
+
+async def _run_and_wait(sess: Session, command: str, timeout: float) -> int:
+    serial = SERIAL.format(lock=LOCK, cmd=shlex.quote(command))
+    await sess.run(serial, timeout=120, what=command)
+    return await _wait(sess, timeout)
+
+
+async def _wait(sess: Session, timeout: float) -> int:
+    """0: dockerd serves; 1: not within ``timeout``; 2: no dockerd runs."""
     proc = await sess.run(
         WAIT_DOCKERD.format(timeout=int(timeout)),
         check=False,
         timeout=timeout + 30,
         what="wait for dockerd",
     )
-    if not proc.ok:
-        logs = await sess.run(init.log_tail, check=False, what="dockerd log")
-        lines = [ln.strip() for ln in logs.stdout.strip().splitlines() if ln.strip()]
-        # the last error dockerd printed says why (an unknown flag, a bad daemon.json...)
-        errors = [ln for ln in lines if "level=fatal" in ln or "failed to start" in ln.lower()]
-        tail = (errors[-1:] or [" | ".join(lines[-2:])])[0][:300] or "no log"
-        how = "exited" if proc.exit_status == 2 else "did not answer in time"
-        raise ProvisionError(f"{sess.target.host}: dockerd did not start ({how}): {tail}")
+    return proc.exit_status
+
+
+async def _failed(sess: Session, init: distros.InitSystem, status: int) -> None:
+    logs = await sess.run(init.log_tail, check=False, what="dockerd log")
+    lines = [ln.strip() for ln in logs.stdout.strip().splitlines() if ln.strip()]
+    # the last error dockerd printed says why (an unknown flag, a bad daemon.json...)
+    errors = [ln for ln in lines if "level=fatal" in ln or "failed to start" in ln.lower()]
+    tail = (errors[-1:] or [" | ".join(lines[-2:])])[0][:300] or "no log"
+    how = "exited" if status == 2 else "did not answer in time"
+    raise ProvisionError(f"{sess.target.host}: dockerd did not start ({how}): {tail}")
 
 
 async def set_live_restore(sess: Session, path: str, value: bool, *, keep_file: bool) -> bool:

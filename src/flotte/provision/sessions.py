@@ -23,7 +23,6 @@ import asyncio
 import base64
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import shlex
@@ -37,6 +36,7 @@ import asyncssh
 
 from flotte.config import paths
 from flotte.errors import AuthError, ProvisionError, Unreachable, UsageError
+from flotte.provision.known_hosts import KnownHosts, host_pattern
 
 log = logging.getLogger(__name__)
 
@@ -84,65 +84,7 @@ class ConnectionDropped(Unreachable):
 
 
 # ---------------------------------------------------------------------------------------
-# known_hosts: trust on first use
-
-
-def _host_pattern(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
-
-
-class KnownHosts:
-    """flotte's known_hosts file: one ``pattern keytype base64`` line per key.
-
-    Writes take an exclusive ``flock`` so parallel provisioning of many hosts (and
-    several flotte processes) append without losing lines.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _lines(self) -> list[str]:
-        try:
-            return self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def keys_for(self, host: str, port: int) -> list[asyncssh.SSHKey]:
-        pattern = _host_pattern(host, port)
-        keys = []
-        for line in self._lines():
-            parts = line.split()
-            if len(parts) >= 3 and not line.startswith("#") and pattern in parts[0].split(","):
-                with contextlib.suppress(asyncssh.KeyImportError):
-                    keys.append(asyncssh.import_public_key(f"{parts[1]} {parts[2]}"))
-        return keys
-
-    @contextlib.contextmanager
-    def _locked(self) -> Any:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield fd
-        finally:
-            os.close(fd)
-
-    def add(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
-        kind, blob = key.export_public_key("openssh").decode().split()[:2]
-        line = f"{_host_pattern(host, port)} {kind} {blob}"
-        with self._locked():
-            if line not in self._lines():
-                with self.path.open("a") as f:
-                    f.write(f"{line}\n")
-
-    def forget(self, host: str, port: int) -> int:
-        """Drop every key of ``host:port`` (after a reinstall); returns how many went."""
-        pattern = _host_pattern(host, port)
-        with self._locked():
-            lines = self._lines()
-            kept = [ln for ln in lines if not (ln.split() and ln.split()[0] == pattern)]
-            self.path.write_text("".join(f"{ln}\n" for ln in kept))
-        return len(lines) - len(kept)
+# trust on first use (the file itself: known_hosts.KnownHosts)
 
 
 class _TOFUClient(asyncssh.SSHClient):
@@ -183,6 +125,10 @@ def load_client_key(path: Path) -> asyncssh.SSHKey:
         raise UsageError(f"SSH key {path} does not exist", hint="check --ssh-key") from err
     except PermissionError as err:
         raise UsageError(f"SSH key {path} cannot be read by this user") from err
+    except IsADirectoryError as err:
+        raise UsageError(f"SSH key {path} is a directory, not a key file") from err
+    except OSError as err:
+        raise UsageError(f"SSH key {path} cannot be read: {err.strerror or err}") from err
     except (asyncssh.KeyImportError, ValueError) as err:
         raise UsageError(
             f"SSH key {path} is not a usable private key ({err})",
@@ -194,7 +140,8 @@ def _reason(err: BaseException) -> str:
     if isinstance(err, asyncio.TimeoutError | TimeoutError):
         return "timed out"
     if isinstance(err, OSError) and err.errno is not None:
-        return os.strerror(err.errno)
+        # getaddrinfo's errors are negative EAI_* codes: os.strerror() cannot name them
+        return err.strerror or os.strerror(err.errno)
     return str(err) or type(err).__name__
 
 
@@ -380,7 +327,7 @@ async def _connect_once(target: SSHTarget, client_keys: list[asyncssh.SSHKey] | 
             "this can be an attack, or the host was reinstalled",
             hint=(
                 f"if the host was reinstalled, delete its line from {store.path} "
-                f"(ssh-keygen -R '{_host_pattern(target.host, target.port)}' -f {store.path})"
+                f"(ssh-keygen -R '{host_pattern(target.host, target.port)}' -f {store.path})"
             ),
         ) from err
     except asyncssh.PermissionDenied as err:

@@ -12,7 +12,7 @@ from typing import Any
 
 from flotte.provision import distros, engine_config
 from flotte.provision import dockerd_service as svc
-from flotte.provision.dockerd_ctl import inspect_dockerd, set_live_restore, wait_local_docker
+from flotte.provision.dockerd_ctl import inspect_dockerd, restart_dockerd, set_live_restore
 from flotte.provision.report import (
     DATA_DIRS,
     INSTALL_RECORD,
@@ -22,17 +22,19 @@ from flotte.provision.report import (
     ProvisionReport,
     load_record,
     no_progress,
+    normal_marks,
+    owner_marks,
+    same_owner,
 )
 from flotte.provision.sessions import HostFacts, Session, SSHTarget, gather_facts, session
 
 
 def _same_owner(owner: dict[str, str], raw: bytes) -> bool:
     try:
-        there = json.loads(raw)
+        there = owner_marks(raw)
     except ValueError:
-        return True  # unreadable: it is flotte's file all the same
-    keys = ("installation", "machine", "cluster", "node")
-    return all(there.get(k) == owner.get(k) for k in keys if owner.get(k))
+        return True  # unreadable: in flotte's directory, so flotte's all the same
+    return there is None or same_owner(normal_marks(owner), there)
 
 
 UNDO_SCRIPT = r"""
@@ -133,8 +135,7 @@ async def _unconfigure(
     report.changes.append(f"removed {tls} and the TLS listener on port 2376")
     try:
         if init is not None and running:
-            await sess.run(init.restart, timeout=120, what="restart dockerd")
-            await wait_local_docker(sess, init, 60)
+            await restart_dockerd(sess, init, running=True)
             report.restarted = True
             report.changes.append("restarted dockerd with the host's own configuration")
     finally:

@@ -107,7 +107,84 @@ async def test_credentials_given_as_flags_are_kept_private(
     later.ctx.options = {}
     await later.remove(node)
     await later.release(group, shared)
+    assert not saved.exists()  # the keys go with the machine
     monkeypatch.undo()
+    assert nothing_left(ec2)
+
+
+def saved_keys(driver: Any) -> list[Path]:
+    return sorted((driver.ctx.home / "ec2").rglob("*.json"))
+
+
+async def test_secret_key_from_a_file(
+    make_driver: Any, ec2: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    secret = tmp_path / "secret"
+    secret.write_text("file-secret-value\n")
+    driver = make_driver(ec2_access_key="AKIAFILE", ec2_secret_key_file=str(secret))
+    group, spec = machine("filekeys")
+    await driver.check(group)
+    assert saved_keys(driver) == []  # nothing kept before the group exists
+    shared = await driver.prepare(group)
+    node = await driver.create(spec, shared)
+    saved = Path(shared["credentials_file"])
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert "file-secret-value" in saved.read_text()
+    assert "file-secret-value" not in repr(shared) + repr(node)
+    await driver.remove(node)
+    await driver.release(group, shared)
+    assert saved_keys(driver) == []
+    monkeypatch.undo()
+    assert nothing_left(ec2)
+
+
+async def test_keys_are_never_written_when_create_fails(
+    make_driver: Any, ec2: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    driver = make_driver(
+        ec2_access_key="AKIAFAIL", ec2_secret_key="fail-secret", ec2_ami="ami-00000000"
+    )
+    with pytest.raises(UsageError):
+        await create(driver)
+    assert saved_keys(driver) == []
+    monkeypatch.undo()
+    assert nothing_left(ec2)
+
+
+async def test_keys_from_the_environment(make_driver: Any, ec2: Any) -> None:
+    """AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (set by the moto fixture): no flag, no file."""
+    driver = make_driver()
+    assert not {"ec2_access_key", "ec2_secret_key"} & set(driver.ctx.options)
+    group, spec = machine("envkeys")
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    node = await driver.create(spec, shared)
+    assert shared["credentials_file"] is None and saved_keys(driver) == []
+    await driver.remove(node)
+    await driver.release(group, shared)
+    assert nothing_left(ec2)
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"ec2_access_key": "AKIAX", "ec2_secret_key_file": "/nonexistent"}, "cannot read"),
+        ({"ec2_access_key": "AKIAX", "ec2_secret_key_file": "/"}, "cannot read"),
+        ({"ec2_access_key": "AKIAX"}, "needs its secret"),
+        ({"ec2_secret_key": "s3cr3t"}, "needs its access key ID"),
+    ],
+)
+async def test_bad_keys_one_line(
+    make_driver: Any, ec2: Any, options: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(UsageError) as err:
+        await create(make_driver(**options))
+    assert words in one_line(err)
+    assert "s3cr3t" not in str(err.value)
     assert nothing_left(ec2)
 
 

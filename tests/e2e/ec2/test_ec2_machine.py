@@ -40,7 +40,7 @@ def test_registered_under_its_name() -> None:
     assert {"ec2_region", "ec2_ami", "ec2_endpoint_url", "ec2_allowed_cidr"} <= keys
     aliases = {a for o in EC2Driver.options for a in o.aliases}
     assert {"amazonec2-region", "amazonec2-instance-type", "amazonec2-ssh-keypath"} <= aliases
-    assert EC2Driver.capabilities.batch_create
+    assert EC2Driver.capabilities.snapshot
 
 
 async def test_machine_lifecycle_leaves_nothing(make_driver: Any, ec2: Any) -> None:

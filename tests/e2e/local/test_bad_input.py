@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import docker
 import pytest
 
 from fixtures.local import Flotte
+from flotte.models import OWNER_KEY
 
 pytestmark = pytest.mark.docker
 
@@ -15,10 +17,10 @@ pytestmark = pytest.mark.docker
 def snapshot(flotte: Flotte, client: docker.DockerClient) -> tuple[object, ...]:
     machines = json.loads(flotte("machine", "ls", "-f", "json").stdout)
     clusters = json.loads(flotte("cluster", "list", "-f", "json").stdout)
-    names = sorted(
-        c.name for c in client.containers.list(all=True, filters={"label": "flotte.owner"})
-    )
-    nets = sorted(n.name for n in client.networks.list(filters={"label": "flotte.owner"}))
+    # this installation's only: other tests may share the engine
+    mine = {"label": f"{OWNER_KEY}={flotte.installation}"}
+    names = sorted(c.name for c in client.containers.list(all=True, filters=mine))
+    nets = sorted(n.name for n in client.networks.list(filters=mine))
     return (machines, [(c["name"], c["status"], c["node_count"]) for c in clusters], names, nets)
 
 
@@ -138,3 +140,29 @@ def test_busy_cluster(flotte: Flotte, docker_engine: docker.DockerClient) -> Non
     assert res.returncode == 3
     assert_one_line(res, "cluster 'held' is busy")
     assert json.loads(flotte("cluster", "list", "-f", "json").stdout) == []
+
+
+async def test_local_privileged_is_checked_before_the_engine_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check`` refuses a bad --local-privileged on its own, so a dry run refuses it too,
+    even where no engine answers (DOCKER_HOST points at nothing here)."""
+    from flotte.drivers.base import DriverContext, GroupSpec
+    from flotte.drivers.local import LocalDriver
+    from flotte.errors import UsageError
+    from flotte.models import NodeSpec, Owner, Role
+    from flotte.pki import CertificateAuthority
+
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
+    owner = Owner(machine="m", installation="i")
+    for where in ("driver", "node"):
+        options = {"local_privileged": "maybe"}
+        ctx = DriverContext(
+            home=tmp_path,
+            ca=CertificateAuthority(tmp_path / "certs"),
+            installation="i",
+            options=options if where == "driver" else {},
+        )
+        node = NodeSpec("m", Role.MACHINE, owner, "local", options if where == "node" else {})
+        with pytest.raises(UsageError, match="--local-privileged 'maybe': use auto, yes or no"):
+            await LocalDriver(ctx).check(GroupSpec(name="m", owner=owner, nodes=(node,)))

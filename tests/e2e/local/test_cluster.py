@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from fixtures.local import Flotte, labelled
+from fixtures.local import Flotte
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.docker
@@ -97,13 +97,7 @@ def test_cluster_lifecycle(
     nodes = swarm_nodes(flotte, "lab")
     assert len(nodes) == 6 and all(n["Status"] == "Ready" for n in nodes)
     assert (
-        len(
-            [
-                c
-                for c in labelled(docker_engine, {"flotte.cluster": "lab"})
-                if c.startswith("container")
-            ]
-        )
+        len([c for c in flotte.owned(docker_engine, cluster="lab") if c.startswith("container")])
         == 6
     )
 
@@ -115,7 +109,7 @@ def test_cluster_lifecycle(
     assert show["status"] == "UPDATE_COMPLETE" and show["node_count"] == 2
 
     flotte("cluster", "delete", "lab")
-    assert labelled(docker_engine, {"flotte.cluster": "lab"}) == []
+    assert flotte.owned(docker_engine, cluster="lab") == []
     assert json.loads(flotte("cluster", "list", "-f", "json").stdout) == []
     contexts = subprocess.run(
         ["docker", "context", "ls", "--format", "{{.Name}}"],
@@ -150,7 +144,7 @@ def test_resize_removes_the_named_nodes(flotte: Flotte, docker_engine: docker.Do
         "pick-node-1",
     ]
     flotte("cluster", "delete", "pick")
-    assert labelled(docker_engine, {"flotte.cluster": "pick"}) == []
+    assert flotte.owned(docker_engine, cluster="pick") == []
 
 
 def test_template_and_three_managers(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
@@ -197,4 +191,4 @@ def test_template_and_three_managers(flotte: Flotte, docker_engine: docker.Docke
     assert refused.returncode != 0 and "used by cluster" in refused.stderr
     flotte("cluster", "delete", "raft")
     flotte("template", "delete", "swarm-lab")
-    assert labelled(docker_engine, {"flotte.cluster": "raft"}) == []
+    assert flotte.owned(docker_engine, cluster="raft") == []

@@ -7,7 +7,8 @@ import json
 import docker
 import pytest
 
-from fixtures.local import Flotte, labelled
+from fixtures.local import Flotte
+from flotte.models import CLUSTER_KEY
 
 pytestmark = pytest.mark.docker
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.docker
 def containers(client: docker.DockerClient, cluster: str) -> list[str]:
     return sorted(
         c.name
-        for c in client.containers.list(all=True, filters={"label": f"flotte.cluster={cluster}"})
+        for c in client.containers.list(all=True, filters={"label": f"{CLUSTER_KEY}={cluster}"})
     )
 
 
@@ -54,7 +55,7 @@ def test_killed_create_resumes(
     ]
 
     flotte("cluster", "delete", "crash")
-    assert labelled(docker_engine, {"flotte.cluster": "crash"}) == []
+    assert flotte.owned(docker_engine, cluster="crash") == []
 
 
 def test_delete_after_a_killed_create_leaves_nothing(
@@ -63,7 +64,7 @@ def test_delete_after_a_killed_create_leaves_nothing(
     proc = flotte.spawn("cluster", "create", "half", "--driver", "local", "--node-count", "3")
     flotte.kill_when(proc, "cluster:half", "create:", "done")
     flotte("cluster", "delete", "half")
-    assert labelled(docker_engine, {"flotte.cluster": "half"}) == []
+    assert flotte.owned(docker_engine, cluster="half") == []
     assert json.loads(flotte("cluster", "list", "-f", "json").stdout) == []
 
 
@@ -71,9 +72,9 @@ def test_killed_machine_create_resumes(flotte: Flotte, docker_engine: docker.Doc
     proc = flotte.spawn("machine", "create", "m-crash")
     flotte.kill_when(proc, "machine:m-crash", "create", "done")
     flotte("machine", "create", "m-crash")
-    assert len(labelled(docker_engine, {"flotte.machine": "m-crash"})) == 2  # container + volume
+    assert len(flotte.owned(docker_engine, machine="m-crash")) == 2  # container + volume
     flotte("machine", "rm", "-y", "m-crash")
-    assert labelled(docker_engine, {"flotte.machine": "m-crash"}) == []
+    assert flotte.owned(docker_engine, machine="m-crash") == []
 
 
 def test_failing_node_rolls_back(flotte: Flotte, docker_engine: docker.DockerClient) -> None:
@@ -85,7 +86,7 @@ def test_failing_node_rolls_back(flotte: Flotte, docker_engine: docker.DockerCli
         len(lines) == 1 and "unknown flag: --no-such-flag" in lines[0] and "rolled back" in lines[0]
     )
     assert "Traceback" not in res.stderr
-    assert labelled(docker_engine, {"flotte.machine": "sick"}) == []
+    assert flotte.owned(docker_engine, machine="sick") == []
     assert json.loads(flotte("machine", "ls", "-f", "json").stdout) == []
 
 
@@ -97,7 +98,7 @@ def test_failing_cluster_rolls_back_or_is_kept(
         "cluster", "create", "nope", "--driver", "local", "--node-count", "1", *bad, check=False
     )
     assert res.returncode == 1 and "rolled back" in res.stderr and "Traceback" not in res.stderr
-    assert labelled(docker_engine, {"flotte.cluster": "nope"}) == []
+    assert flotte.owned(docker_engine, cluster="nope") == []
     assert json.loads(flotte("cluster", "list", "-f", "json").stdout) == []
 
     res = flotte(
@@ -116,4 +117,4 @@ def test_failing_cluster_rolls_back_or_is_kept(
     listed = json.loads(flotte("cluster", "list", "-f", "json").stdout)
     assert [(c["name"], c["status"]) for c in listed] == [("kept", "CREATE_FAILED")]
     flotte("cluster", "delete", "kept")
-    assert labelled(docker_engine, {"flotte.cluster": "kept"}) == []
+    assert flotte.owned(docker_engine, cluster="kept") == []

@@ -15,6 +15,8 @@ import pytest
 from cryptography import x509
 
 from fixtures.local import Flotte, labelled
+from flotte.drivers.local.resources import SHARED_KEY
+from flotte.models import OWNER_KEY
 
 pytestmark = pytest.mark.docker
 
@@ -126,13 +128,8 @@ def test_machine_lifecycle(
     assert flotte("machine", "status", "box").stdout.strip() == "Stopped"
 
     flotte("machine", "rm", "-y", "box")
-    assert labelled(docker_engine, {"flotte.machine": "box"}) == []
-    assert (
-        labelled(
-            docker_engine, {"flotte.network": "machines", "flotte.owner": installation(flotte)}
-        )
-        == []
-    )
+    assert flotte.owned(docker_engine, machine="box") == []
+    assert labelled(docker_engine, {SHARED_KEY: "machines", OWNER_KEY: installation(flotte)}) == []
     assert "flotte-box" not in docker_cli(flotte, "context", "ls", "--format", "{{.Name}}").stdout
     assert json.loads(flotte("machine", "ls", "-f", "json").stdout) == []
 
@@ -146,9 +143,4 @@ def test_two_machines_share_a_network_until_the_last_goes(
     flotte("machine", "rm", "-y", "one")
     assert docker_cli(flotte, "--context", "flotte-two", "info").returncode == 0
     flotte("machine", "rm", "-y", "two")
-    assert (
-        labelled(
-            docker_engine, {"flotte.network": "machines", "flotte.owner": installation(flotte)}
-        )
-        == []
-    )
+    assert labelled(docker_engine, {SHARED_KEY: "machines", OWNER_KEY: installation(flotte)}) == []

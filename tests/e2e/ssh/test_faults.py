@@ -16,7 +16,8 @@ from fixtures.sshd_hosts import TCPProxy, make_key
 from flotte.errors import AuthError, ProvisionError, Unreachable
 from flotte.models import EngineOptions
 from flotte.provision.docker_host import provision_docker_host
-from flotte.provision.sessions import ConnectionDropped, KnownHosts, session
+from flotte.provision.known_hosts import KnownHosts
+from flotte.provision.sessions import ConnectionDropped, session
 
 pytestmark = pytest.mark.docker
 

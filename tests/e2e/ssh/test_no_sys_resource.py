@@ -12,9 +12,10 @@ import pytest
 from ssh_helpers import refused_without_cert, snapshot, tls_client
 
 from fixtures.sshd_hosts import wait_docker
+from flotte.dockerapi import wait_version
 from flotte.models import EngineOptions
 from flotte.provision import dockerd_service as svc
-from flotte.provision.docker_host import provision_docker_host, unprovision, wait_tls
+from flotte.provision.docker_host import provision_docker_host, unprovision
 
 pytestmark = pytest.mark.docker
 
@@ -46,7 +47,7 @@ async def test_a_bare_host_without_cap_sys_resource_gets_a_tls_engine(ssh_host, 
     assert init_script_fails_as_shipped(host)  # the workaround is what made it work
     # the host's own init script restarts the engine (what a reboot or an admin does)
     host.sh("service docker restart >/dev/null 2>&1")
-    assert await wait_tls(host.ip, ca, 60)
+    assert await wait_version(host.ip, ca, 60)  # raises when it does not answer
 
     # rm: flotte's TLS setup goes; the engine flotte installed stays, and still starts
     removed = await unprovision(target(host))

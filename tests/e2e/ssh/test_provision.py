@@ -140,9 +140,9 @@ def _wait_docker(host) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _tls_answers(ip: str, ca) -> bool:  # type: ignore[no-untyped-def]
-    from flotte.provision.docker_host import client_ssl_context, tls_ping
+    from flotte.dockerapi import Endpoint, ping, ssl_context
 
-    return await tls_ping(ip, 2376, client_ssl_context(ca), timeout=2)
+    return await ping(Endpoint(host=ip), ssl_context(ca), timeout=2)
 
 
 async def test_systemd_host(ssh_lab, ssh_host, target, ca, tmp_path) -> None:

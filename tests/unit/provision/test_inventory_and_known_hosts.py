@@ -10,7 +10,7 @@ import pytest
 
 from flotte.drivers.ssh import HostEntry, load_inventory, parse_host
 from flotte.errors import UsageError
-from flotte.provision.sessions import KnownHosts
+from flotte.provision.known_hosts import KnownHosts
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 import random
@@ -320,8 +319,8 @@ def make_client(tgt: cfg.Target, *, max_parallel: int) -> Any:
     import boto3
     from botocore.config import Config
 
-    keys: dict[str, str] = {}
-    if tgt.credentials_file and Path(tgt.credentials_file).exists():
+    keys: dict[str, str] = dict(tgt.keys)
+    if not keys and tgt.credentials_file and Path(tgt.credentials_file).exists():
         saved = json.loads(Path(tgt.credentials_file).read_text())
         keys = {k: v for k, v in saved.items() if v}
     session = boto3.session.Session(profile_name=tgt.profile, region_name=tgt.region, **keys)
@@ -335,6 +334,19 @@ def make_client(tgt: cfg.Target, *, max_parallel: int) -> Any:
     return session.client("ec2", endpoint_url=tgt.endpoint_url, config=config)
 
 
+def _read_secret(path: Path) -> str:
+    """The secret key in a file (first line), or one line saying why it cannot be read."""
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not a text file"
+        raise UsageError(f"cannot read --ec2-secret-key-file {path}: {reason}") from err
+    secret = text.splitlines()[0].strip() if text else ""
+    if not secret:
+        raise UsageError(f"--ec2-secret-key-file {path} is empty")
+    return secret
+
+
 class Clients:
     """The EC2 APIs of one driver: one per target, on a boto3 client handed in
     (``DriverContext.client``) or made from the options (profile, environment, key file)."""
@@ -346,25 +358,57 @@ class Clients:
         self._apis: dict[cfg.Target, Ec2Api] = {}
 
     def settings(self, *extra: Mapping[str, Any] | None) -> dict[str, Any]:
-        """ctx options < group options < node options; key flags moved to a 0600 file."""
+        """ctx options < group options < node options; keys given as flags or a file are
+        moved out of the options into ``ec2_keys`` (memory only, see ``save_keys``)."""
         merged: dict[str, Any] = {}
         for source in (self.ctx.options, *extra):
             for key, value in (source or {}).items():
                 if value not in (None, (), []):
                     merged[key] = value
-        if merged.get("ec2_access_key"):
+        access = merged.pop("ec2_access_key", None)
+        secret = merged.pop("ec2_secret_key", None)
+        token = merged.pop("ec2_session_token", None)
+        secret_file = merged.pop("ec2_secret_key_file", None)
+        if secret_file and not secret:
+            secret = _read_secret(Path(str(secret_file)).expanduser())
+        if (secret or token) and not access:
+            raise UsageError(
+                "an EC2 secret key needs its access key ID: give --ec2-access-key",
+                hint="or leave both out and use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                "or --ec2-profile",
+            )
+        if access:
+            if not secret:
+                raise UsageError(
+                    "--ec2-access-key needs its secret: give --ec2-secret-key-file "
+                    "(or --ec2-secret-key)"
+                )
             keys = {
-                "aws_access_key_id": merged.pop("ec2_access_key"),
-                "aws_secret_access_key": merged.pop("ec2_secret_key", None),
-                "aws_session_token": merged.pop("ec2_session_token", None),
+                "aws_access_key_id": str(access),
+                "aws_secret_access_key": str(secret),
+                "aws_session_token": str(token or ""),
             }
-            digest = hashlib.sha256(keys["aws_access_key_id"].encode()).hexdigest()[:12]
-            path = self.ctx.home / "ec2" / "credentials" / f"{digest}.json"
-            data = json.dumps(keys).encode()
-            if not path.exists() or path.read_bytes() != data:
-                write_secret(path, data)
-            merged["ec2_credentials_file"] = str(path)
+            merged["ec2_keys"] = tuple((k, v) for k, v in keys.items() if v)
         return merged
+
+    def _keys_path(self, owner: Owner) -> Path:
+        from flotte.drivers.ec2.resources import group_key
+
+        return self.ctx.home / "ec2" / "credentials" / f"{group_key(self.owner(owner))}.json"
+
+    def save_keys(self, tgt: cfg.Target, owner: Owner) -> str | None:
+        """Keep keys given as flags or a file for later commands (rm, stop...): one 0600
+        file per group, removed with it (``forget_keys``). None when there are none."""
+        if not tgt.keys:
+            return tgt.credentials_file
+        path = self._keys_path(owner)
+        data = json.dumps(dict(tgt.keys)).encode()
+        if not path.exists() or path.read_bytes() != data:
+            write_secret(path, data)
+        return str(path)
+
+    def forget_keys(self, owner: Owner) -> None:
+        self._keys_path(owner).unlink(missing_ok=True)
 
     def target(self, settings: Mapping[str, Any]) -> cfg.Target:
         return cfg.target(settings)

@@ -18,7 +18,7 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec
+from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec, SSHAccess
 from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2 import resources as sh
 from flotte.drivers.ec2 import sweep as sw
@@ -28,7 +28,8 @@ from flotte.drivers.ec2.launch import Launcher
 from flotte.drivers.ec2.lookups import Lookups
 from flotte.drivers.ec2.nodes import Nodes
 from flotte.errors import UsageError
-from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.models import Endpoint, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.provision.report import normal_marks
 
 
 class EC2Driver(Driver):
@@ -36,13 +37,14 @@ class EC2Driver(Driver):
 
     name = "ec2"
     description = "EC2-API clouds: AWS, 3DS Outscale (boto3)"
-    capabilities = Capabilities(snapshot=True, max_parallel=16, batch_create=True)
+    capabilities = Capabilities(snapshot=True, max_parallel=16)
     options = cfg.OPTIONS
 
-    def __init__(self, ctx: DriverContext, *, client: Any = None) -> None:
+    def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        # an injected boto3 client (tests, embedding); else one is built per target
-        self.conn = Clients(ctx, client, self.capabilities.max_parallel)
+        # ctx.client: a boto3 EC2 client handed in (tests, embedding); None: one is
+        # made per target from the options (profile, AWS_* variables, keys)
+        self.conn = Clients(ctx, ctx.client, self.capabilities.max_parallel)
         self.lookups = Lookups(self.conn)
         self.nodes = Nodes(self.conn, self.name)
         self.launcher = Launcher(self.conn, self.lookups, self.nodes)
@@ -83,8 +85,14 @@ class EC2Driver(Driver):
         api = self.conn.api(tgt)
         # The region first: a wrong one makes every other call fail in its own way.
         await self.lookups.cached(("region", tgt), lambda: self.lookups.validate_region(api, tgt))
+        # Node groups may use another instance type or image: each distinct one is checked.
+        per_node = [self.conn.settings(group.options, n.options) for n in group.nodes]
         await gather_all(
             self.lookups.launch_inputs(settings),
+            *(
+                self.lookups.launch_inputs({**s, **cfg.target_options(tgt.to_dict())})
+                for s in per_node
+            ),
             self.lookups.network(api, tgt, settings),
             self.lookups.cidrs(settings),
         )
@@ -112,6 +120,8 @@ class EC2Driver(Driver):
         )
         return {
             **tgt.to_dict(),
+            # keys given as flags or a file: saved once the group exists, gone with it
+            "credentials_file": self.conn.save_keys(tgt, owner),
             "vpc_id": vpc_id,
             "subnet_id": subnet_id,
             "security_group_id": sg,
@@ -140,25 +150,14 @@ class EC2Driver(Driver):
 
     # -- provision and endpoint ------------------------------------------------------
 
-    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        """The SSH provisioner of every driver: it waits for sshd and for cloud-init."""
-        from flotte.provision.booted import provision_booted
-
-        endpoint = self.endpoint(node)
-        owner = {k: v for k, v in node.data.get("owner", {}).items() if v}
-        await provision_booted(
-            node,
-            endpoint,
-            engine,
-            self.ctx.ca,
+    def ssh_access(self, spec: NodeSpec, node: NodeRecord) -> SSHAccess:
+        return SSHAccess(
+            endpoint=self.endpoint(node),
             # "running" comes well before sshd listens on a fresh instance.
             wait=float(node.data.get("active_timeout") or 300),
-            known_hosts=self.ctx.known_hosts,
-            owner=owner,
-            progress=self.ctx.progress,
             install_url=spec.options.get("engine_install_url") or None,
+            marks=normal_marks(node.data.get("owner") or {}) or spec.tags(),
         )
-        return endpoint
 
     def endpoint(self, node: NodeRecord) -> Endpoint:
         return Endpoint(
@@ -213,6 +212,7 @@ class EC2Driver(Driver):
                 return
         owner = self.conn.owner(group.owner)
         await sw.sweep(api, owner, self.ctx.home, poll=self.poll_interval)
+        self.conn.forget_keys(owner)
 
     async def leftovers(self, owner: Owner) -> list[str]:
         api = self.conn.api(self.conn.target(self.conn.settings()))
@@ -220,4 +220,6 @@ class EC2Driver(Driver):
 
     async def sweep(self, owner: Owner) -> int:
         api = self.conn.api(self.conn.target(self.conn.settings()))
-        return await sw.sweep(api, self.conn.owner(owner), self.ctx.home, poll=self.poll_interval)
+        count = await sw.sweep(api, self.conn.owner(owner), self.ctx.home, poll=self.poll_interval)
+        self.conn.forget_keys(owner)
+        return count

@@ -22,9 +22,9 @@ from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2 import resources as sh
 from flotte.drivers.ec2.connection import Clients, Ec2Api
 from flotte.drivers.ec2.lookups import Lookups
-from flotte.drivers.ec2.nodes import NODE_TAG, Nodes
+from flotte.drivers.ec2.nodes import Nodes, node_marks
 from flotte.drivers.ec2.userdata import user_data
-from flotte.models import NodeRecord, NodeSpec
+from flotte.models import NODE_KEY, NodeRecord, NodeSpec
 
 LAUNCH_TAG = "flotte:launch"
 
@@ -58,7 +58,7 @@ class Launcher:
         # Tags every node of the batch has; a node's own (flotte:machine of a lone machine
         # in a mixed batch) are added with its name.
         group_tags = dict(
-            set.intersection(*(set(sh.owner_tags(self.conn.owner(s.owner)).items()) for s in specs))
+            set.intersection(*(set(self.conn.owner(s.owner).tags().items()) for s in specs))
         )
         launches: dict[str, Launch] = {}
         settings_of: dict[str, dict[str, Any]] = {}
@@ -107,15 +107,15 @@ class Launcher:
         live = await self.nodes.instances(api, group_tags)
         # A node whose instance is being terminated is missing, not adoptable.
         by_node = {
-            sh.tags_of(i)[NODE_TAG]: i
+            sh.tags_of(i)[NODE_KEY]: i
             for i in live
-            if sh.tags_of(i).get(NODE_TAG) and i["State"]["Name"] != "shutting-down"
+            if sh.tags_of(i).get(NODE_KEY) and i["State"]["Name"] != "shutting-down"
         }
         unnamed: dict[str, list[dict[str, Any]]] = {}
         for inst in live:
             tags = sh.tags_of(inst)
             adoptable = inst["State"]["Name"] not in ("shutting-down", "stopping")
-            if NODE_TAG not in tags and inst["InstanceId"] not in self.nodes.claimed and adoptable:
+            if NODE_KEY not in tags and inst["InstanceId"] not in self.nodes.claimed and adoptable:
                 unnamed.setdefault(tags.get(LAUNCH_TAG, ""), []).append(inst)
         chosen: dict[str, dict[str, Any]] = {}
         for launch in launches.values():
@@ -156,7 +156,7 @@ class Launcher:
         strays = [
             i["InstanceId"]
             for i in found
-            if i["InstanceId"] not in mine and NODE_TAG not in sh.tags_of(i)
+            if i["InstanceId"] not in mine and NODE_KEY not in sh.tags_of(i)
         ]
         if strays:
             await self.nodes.terminate(api, strays)
@@ -219,18 +219,8 @@ class Launcher:
     async def _name(
         self, api: Ec2Api, spec: NodeSpec, inst: dict[str, Any], group_tags: dict[str, str]
     ) -> None:
-        own = {
-            k: v
-            for k, v in sh.owner_tags(self.conn.owner(spec.owner)).items()
-            if k not in group_tags
-        }
-        tags = {
-            **own,
-            "Name": spec.name,
-            NODE_TAG: spec.name,
-            "flotte:role": str(spec.role),
-            "flotte:nodegroup": spec.group,
-        }
+        own = {k: v for k, v in node_marks(self.conn, spec).items() if k not in group_tags}
+        tags = {**own, "Name": spec.name}
         await api.call(
             "create_tags", eventual=True, Resources=[inst["InstanceId"]], Tags=sh.tag_list(tags)
         )

@@ -18,7 +18,7 @@ from flotte.drivers.ec2 import resources as sh
 from flotte.drivers.ec2 import sweep as sw
 from flotte.drivers.ec2.connection import Clients, Ec2Api
 from flotte.errors import DriverError, NotFound, TimeoutError_, UsageError
-from flotte.models import NodeRecord, NodeSpec, NodeState
+from flotte.models import NODE_KEY, OWNER_KEY, NodeRecord, NodeSpec, NodeState
 
 STATES = {
     "pending": NodeState.STARTING,
@@ -28,7 +28,14 @@ STATES = {
     "stopped": NodeState.STOPPED,
     "terminated": NodeState.NOT_FOUND,
 }
-NODE_TAG = "flotte:node"
+
+
+SNAPSHOT_KEY = "flotte:snapshot-of"  # on an image: the node it was made from (not an owner mark)
+
+
+def node_marks(conn: Clients, spec: NodeSpec) -> dict[str, str]:
+    """``spec.tags()``, with this installation as owner when the spec names none."""
+    return conn.owner(spec.owner).tags(node=spec.name, nodegroup=spec.group, role=spec.role.value)
 
 
 class Nodes:
@@ -106,12 +113,12 @@ class Nodes:
                 "private_address_only": bool(settings.get("ec2_private_address_only")),
                 "private_address": private,
                 "active_timeout": int(settings.get("ec2_active_timeout") or 300),
-                "owner": sh.owner_tags(self.conn.owner(spec.owner)),
+                "owner": node_marks(self.conn, spec),
             },
         )
 
     async def elastic_ip(self, api: Ec2Api, spec: NodeSpec, record: NodeRecord) -> NodeRecord:
-        tags = {**sh.owner_tags(self.conn.owner(spec.owner)), NODE_TAG: spec.name}
+        tags = self.conn.owner(spec.owner).tags(node=spec.name)
         address = await sh.ensure_elastic_ip(api, tags, record.provider_id)
         ip = address["PublicIp"]
         addresses = [ip, *[a for a in record.addresses if a != ip]]
@@ -123,7 +130,7 @@ class Nodes:
     async def ids(self, api: Ec2Api, node: NodeRecord) -> list[str]:
         if node.provider_id:
             return [node.provider_id]
-        owner = {"flotte:owner": self.ctx.installation, NODE_TAG: node.name}
+        owner = {OWNER_KEY: self.ctx.installation, NODE_KEY: node.name}
         return [i["InstanceId"] for i in await self.instances(api, owner)]
 
     async def state(self, node: NodeRecord) -> NodeState:
@@ -174,7 +181,7 @@ class Nodes:
     async def snapshot(self, node: NodeRecord, name: str) -> str:
         """An AMI of the node (CreateImage); tagged as flotte's but kept by ``sweep``."""
         api, iid = await self.one(node)
-        tags = {"flotte:owner": self.ctx.installation, "flotte:snapshot-of": node.name}
+        tags = {OWNER_KEY: self.ctx.installation, SNAPSHOT_KEY: node.name}
         result = await api.call(
             "create_image",
             InstanceId=iid,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -74,6 +74,11 @@ OPTIONS: tuple[DriverOption, ...] = (
     _opt("ec2-access-key", "access key ID", "amazonec2-access-key", secret=True),
     _opt("ec2-secret-key", "secret access key", "amazonec2-secret-key", secret=True),
     _opt("ec2-session-token", "session token", "amazonec2-session-token", secret=True),
+    _opt(
+        "ec2-secret-key-file",
+        "file holding the secret access key (instead of --ec2-secret-key; or use "
+        "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --ec2-profile)",
+    ),
     _opt(
         "ec2-ami",
         "AMI ID (ami-...) or name filter with * (newest match wins)",
@@ -138,7 +143,11 @@ class Target:
     region: str
     endpoint_url: str | None
     profile: str | None
-    credentials_file: str | None  # 0600 file with keys given as flags (kept for rm)
+    # How to authenticate, not where: one driver has one set of credentials, so a
+    # target is the same whichever of these two carries them.
+    credentials_file: str | None = field(compare=False)  # 0600 copy of keys, kept for rm
+    # Keys given as flags or a file, in memory only until prepare() saves them.
+    keys: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def where(self) -> str:
@@ -223,6 +232,7 @@ def target(options: Mapping[str, Any], *, default_region: str | None = None) -> 
         endpoint_url=endpoint,
         profile=options.get("ec2_profile") or None,
         credentials_file=options.get("ec2_credentials_file") or None,
+        keys=tuple(options.get("ec2_keys") or ()),
     )
 
 

@@ -31,11 +31,6 @@ MEMBER_PORTS: dict[str, tuple[tuple[str, int], ...]] = {
 CLUSTER_ROLES = frozenset({"cluster", "manager", "worker"})
 
 
-def owner_tags(owner: Owner) -> dict[str, str]:
-    """``Owner.labels()`` spelled as EC2 tag keys (``flotte:cluster``...)."""
-    return {key.replace(".", ":", 1): value for key, value in owner.labels().items()}
-
-
 def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
@@ -156,7 +151,7 @@ async def ensure_security_group(
     coe: str | None,
 ) -> str:
     """The group's security group with only the ports its roles need."""
-    tags = owner_tags(owner)
+    tags = owner.tags()
     name = resource_name(owner)
     found = await api.call(
         "describe_security_groups",
@@ -252,7 +247,7 @@ async def ensure_key_pair(
             raise UsageError(f"key pair {keypair_name!r} not found in {api.where}") from err
         return keypair_name, str(Path(ssh_keypath).expanduser()), False
     name = resource_name(owner)
-    tags = owner_tags(owner)
+    tags = owner.tags()
     if ssh_keypath:
         private = Path(ssh_keypath).expanduser()
         if not private.exists():

@@ -78,7 +78,7 @@ async def release_address(api: Ec2Api, address: Mapping[str, Any]) -> None:
 
 async def owned(api: Ec2Api, owner: Owner) -> dict[str, list[dict[str, Any]]]:
     """Every live resource tagged for ``owner``, by kind (five describe calls at once)."""
-    tags = sh.owner_tags(owner)
+    tags = owner.tags()
     filters = sh.tag_filters(tags)
     found_instances, volumes, addresses, keys, groups = await asyncio.gather(
         instances(api, tags),
@@ -147,7 +147,7 @@ async def sweep(
 ) -> int:
     """Delete everything tagged for ``owner``, in dependency order; returns how many."""
     found = await owned(api, owner)
-    tags = sh.owner_tags(owner)
+    tags = owner.tags()
     count = 0
     for address in found["elastic-ip"]:
         await release_address(api, address)

@@ -93,7 +93,7 @@ class Engine:
         probe = None
         try:
             probe = self.docker.containers.create(
-                self.image(), entrypoint=["true"], privileged=True, labels={"flotte.probe": "1"}
+                self.image(), entrypoint=["true"], privileged=True, labels={"flotte:probe": "1"}
             )
             probe.start()
             return True

@@ -16,11 +16,15 @@ from flotte.drivers.local import resources, sweep
 from flotte.drivers.local.connection import Engine
 from flotte.drivers.local.nodes import Nodes
 from flotte.drivers.local.options import OPTIONS, privileged_choice
-from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
-
-
-def _labels(owner: Owner, **extra: str) -> dict[str, str]:
-    return {**owner.labels(), **extra}
+from flotte.models import (
+    OWNER_KEY,
+    Endpoint,
+    EngineOptions,
+    NodeRecord,
+    NodeSpec,
+    NodeState,
+    Owner,
+)
 
 
 class LocalDriver(Driver):
@@ -33,6 +37,7 @@ class LocalDriver(Driver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
+        # ctx.client: a docker.DockerClient handed in; None: made from DOCKER_HOST
         self.engine = Engine(
             ctx.home,
             ctx.client,
@@ -44,15 +49,19 @@ class LocalDriver(Driver):
 
     # -- checks and shared resources ---------------------------------------------------
     async def check(self, group: GroupSpec) -> None:
-        await self.engine.call(lambda: self.engine.docker)
+        # Options first: a dry run refuses bad ones even where no engine answers.
         privileged_choice(self.option("local_privileged", "auto"))
+        for node in group.nodes:
+            privileged_choice(node.options.get("local_privileged") or "auto")
+        await self.engine.call(lambda: self.engine.docker)
 
     async def prepare(self, group: GroupSpec) -> dict[str, Any]:
         name = resources.network_name(group, self.ctx.installation)
         labels = (
-            _labels(group.owner)
+            group.owner.tags()
             if not name.startswith(resources.MACHINES_NETWORK)
-            else {"flotte.owner": self.ctx.installation, "flotte.network": "machines"}
+            # shared by every lone machine of the installation: no machine's own mark
+            else {OWNER_KEY: self.ctx.installation, resources.SHARED_KEY: "machines"}
         )
         await self.engine.call(resources.ensure_network, self.engine, name, labels)
         await self.engine.call(self.engine.image)
@@ -65,9 +74,8 @@ class LocalDriver(Driver):
 
     # -- nodes --------------------------------------------------------------------------
     async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
-        labels = _labels(spec.owner, **{"flotte.node": spec.name, "flotte.role": spec.role})
         record: NodeRecord = await self.engine.call(
-            self.nodes.create, spec, str(shared["network"]), labels
+            self.nodes.create, spec, str(shared["network"]), spec.tags()
         )
         return record
 

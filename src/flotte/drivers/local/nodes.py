@@ -20,7 +20,7 @@ from flotte import dockerapi
 from flotte.drivers.base import DriverContext
 from flotte.drivers.local.connection import Engine
 from flotte.errors import AlreadyExists, DriverError, ProvisionError
-from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState
+from flotte.models import OWNER_KEY, Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState
 from flotte.provision import engine_config
 from flotte.sshkeys import ensure_keypair
 
@@ -93,7 +93,7 @@ class Nodes:
         """Make the node's volume and container and start it, or adopt them (blocking)."""
         existing = self.find(spec.name)
         if existing is not None:
-            if existing.labels.get("flotte.owner") != self.ctx.installation:
+            if existing.labels.get(OWNER_KEY) != self.ctx.installation:
                 raise AlreadyExists(
                     f"a container named {existing.name} exists and this flotte "
                     "installation did not make it"
@@ -133,7 +133,7 @@ class Nodes:
             host_config["MaskedPaths"] = []
             host_config["ReadonlyPaths"] = []
         created = api.create_container(
-            self.engine.image(),
+            spec.options.get("local_image") or self.engine.image(),  # a node group's own
             name=container_name(spec.name),
             hostname=spec.name,
             labels=labels,

@@ -8,6 +8,7 @@ from flotte.drivers.local.connection import Engine
 from flotte.errors import DriverError
 
 MACHINES_NETWORK = "flotte-machines"
+SHARED_KEY = "flotte:shared"  # label of the lone machines' network (not an owner mark)
 
 
 def network_name(group: GroupSpec, installation: str) -> str:

@@ -7,7 +7,7 @@ from flotte.models import Owner
 
 
 def owner_filters(owner: Owner) -> dict[str, list[str]]:
-    return {"label": [f"{k}={v}" for k, v in owner.labels().items()]}
+    return {"label": [f"{k}={v}" for k, v in owner.tags().items()]}
 
 
 def leftovers(engine: Engine, owner: Owner) -> list[str]:

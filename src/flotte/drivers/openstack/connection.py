@@ -405,6 +405,36 @@ async def provider(options: Mapping[str, Any], limit: int = 16) -> Provider:
         return _PROVIDERS.setdefault(spec.key, built)
 
 
+_INJECTED: weakref.WeakKeyDictionary[Any, Provider] = weakref.WeakKeyDictionary()
+
+
+async def injected(conn: Any, limit: int = 16) -> Provider:
+    """The :class:`Provider` around a Connection handed in (``DriverContext.client``)."""
+    with _PROVIDERS_LOCK:
+        found = _INJECTED.get(conn)
+    if found is not None:
+        return found
+    config = getattr(conn, "config", None)
+    auth = getattr(config, "auth", None) or {}
+    spec = CloudSpec(
+        cloud=getattr(config, "name", None) or None,
+        auth={"auth_url": str(auth.get("auth_url", "OpenStack"))},
+    )
+
+    def _proxies() -> Provider:
+        # As in provider(): make the service proxies in one thread before many share them.
+        for service in ("compute", "network", "image"):
+            getattr(conn, service)
+        return Provider(spec, conn, limit)
+
+    try:
+        built = await asyncio.to_thread(_proxies)
+    except Exception as err:
+        raise translate(err, "connect", spec) from err
+    with _PROVIDERS_LOCK:
+        return _INJECTED.setdefault(conn, built)
+
+
 def forget(options: Mapping[str, Any]) -> None:
     """Drop the cached Provider for these options (tests, credential changes)."""
     with _PROVIDERS_LOCK:

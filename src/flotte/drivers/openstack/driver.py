@@ -15,18 +15,20 @@ the next one (:mod:`.nodes`) and ``sweep`` finds whatever is left (:mod:`.sweep`
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec
+from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec, SSHAccess
 from flotte.drivers.openstack import baremetal, lookups, quotas
 from flotte.drivers.openstack import nodes as node_ops
 from flotte.drivers.openstack import resources as shared_ops
 from flotte.drivers.openstack import sweep as sweeping
-from flotte.drivers.openstack.connection import Provider, provider
-from flotte.drivers.openstack.marks import marker, owner_pairs
+from flotte.drivers.openstack.connection import Provider, injected, provider
+from flotte.drivers.openstack.marks import marker
 from flotte.drivers.openstack.options import (
     CONNECT_KEYS,
     DEFAULT_USER_DATA,
@@ -39,7 +41,12 @@ from flotte.drivers.openstack.options import (
 )
 from flotte.drivers.openstack.wait import ServerWatcher
 from flotte.errors import DriverError
-from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.models import Endpoint, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.provision.report import normal_marks
+
+
+def _key(opts: Mapping[str, Any]) -> str:
+    return json.dumps(opts, sort_keys=True, default=str)
 
 
 class OpenStackDriver(Driver):
@@ -61,9 +68,13 @@ class OpenStackDriver(Driver):
         return merge(self.ctx.options, *layers)
 
     async def _provider(self, opts: Mapping[str, Any]) -> Provider:
+        if self.ctx.client is not None:  # an openstack Connection handed in
+            return await injected(self.ctx.client, limit=self.capabilities.max_parallel)
         return await provider(opts, limit=self.capabilities.max_parallel)
 
     async def _node_provider(self, node: NodeRecord) -> Provider:
+        if self.ctx.client is not None:
+            return await self._provider({})
         stored = dict(node.data.get("connect") or {})
         opts = self._opts(stored)
         for key, env in SECRET_ENV.items():
@@ -79,14 +90,25 @@ class OpenStackDriver(Driver):
     async def check(self, group: GroupSpec) -> None:
         opts = self._opts(group.options)
         validate(opts)
+        # A node group may name another flavor or image: each is checked as it will boot,
+        # once per distinct set of options.
+        own = {n.name: _key(self._opts(group.options, n.options)) for n in group.nodes}
+        distinct = {k: json.loads(k) for k in set(own.values()) - {_key(opts)}}
+        for node_opts in distinct.values():
+            validate(node_opts)
         p = await self._provider(opts)
         # Lookups and the owner's inventory do not depend on each other: read them at once.
-        resolved, inv = await asyncio.gather(
-            lookups.resolve(p, opts), node_ops.read_inventory(p, group.owner)
+        resolved, inv, *found = await asyncio.gather(
+            lookups.resolve(p, opts),
+            node_ops.read_inventory(p, group.owner),
+            *(lookups.resolve(p, o) for o in distinct.values()),
         )
         self._resolved[self._group_key(group.owner)] = resolved
         self._inventory[self._group_key(group.owner)] = inv
-        await quotas.check_quotas(p, quotas.need(group, opts, resolved, inv), quotas.what(group))
+        by_key = {_key(opts): resolved, **dict(zip(distinct, found, strict=True))}
+        flavors = {name: by_key[k]["flavor"] for name, k in own.items()}
+        need = quotas.need(group, opts, resolved, inv, flavors)
+        await quotas.check_quotas(p, need, quotas.what(group))
 
     # -- prepare / release -----------------------------------------------------------
 
@@ -180,8 +202,8 @@ class OpenStackDriver(Driver):
             user_data = DEFAULT_USER_DATA.format(name=spec.name).encode()
         boot = node_ops.BootSpec(
             name=spec.name,
-            role=str(spec.role),
             owner=spec.owner,
+            marks=spec.tags(),
             flavor_id=str(flavor_id),
             image_id=str(image_id),
             network_id=str(shared["network_id"]),
@@ -190,7 +212,7 @@ class OpenStackDriver(Driver):
             keypair=shared.get("keypair_name"),
             user_data=user_data,
             config_drive=bool(opts.get("openstack_config_drive")),
-            metadata={**metadata(opts.get("openstack_metadata")), "flotte:role": str(spec.role)},
+            metadata=metadata(opts.get("openstack_metadata")),
             availability_zone=opts.get("openstack_availability_zone"),
             server_group_id=shared.get("server_group_id") if spec.role == "manager" else None,
             volume_size=int(opts.get("openstack_boot_from_volume") or 0),
@@ -216,7 +238,7 @@ class OpenStackDriver(Driver):
                 "ssh_port": int(opts.get("openstack_ssh_port") or 22),
                 "private_key": shared.get("private_key"),
                 "keypair_name": shared.get("keypair_name"),
-                "owner": owner_pairs(spec.owner),
+                "owner": spec.tags(),
                 "connect": dict(shared.get("connect") or {}),
                 "active_timeout": boot.timeout,
             }
@@ -229,23 +251,14 @@ class OpenStackDriver(Driver):
             data=data,
         )
 
-    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        from flotte.provision.booted import provision_booted
-
-        endpoint = self.endpoint(node)
-        await provision_booted(
-            node,
-            endpoint,
-            engine,
-            self.ctx.ca,
+    def ssh_access(self, spec: NodeSpec, node: NodeRecord) -> SSHAccess:
+        return SSHAccess(
+            endpoint=self.endpoint(node),
             # A server is ACTIVE before its sshd listens: keep knocking for a while.
-            wait=float(node.data.get("active_timeout") or 200),
-            known_hosts=self.ctx.known_hosts,
-            owner=dict(node.data.get("owner") or {}),
-            progress=self.ctx.progress,
+            wait=self._timeout(node),
             install_url=spec.options.get("engine_install_url") or None,
+            marks=normal_marks(node.data.get("owner") or {}) or spec.tags(),
         )
-        return endpoint
 
     async def state(self, node: NodeRecord) -> NodeState:
         p = await self._node_provider(node)
@@ -255,12 +268,8 @@ class OpenStackDriver(Driver):
         return node_ops.node_state(await node_ops.get_server(p, node.provider_id))
 
     def _record_owner(self, node: NodeRecord) -> Owner:
-        pairs = node.data.get("owner") or {}
-        return Owner(
-            cluster=pairs.get("flotte:cluster"),
-            machine=pairs.get("flotte:machine"),
-            installation=pairs.get("flotte:owner", self.ctx.installation),
-        )
+        owner = Owner.from_tags(normal_marks(node.data.get("owner") or {}))
+        return owner if owner.installation else replace(owner, installation=self.ctx.installation)
 
     def _timeout(self, node: NodeRecord) -> float:
         return float(node.data.get("active_timeout") or 200)

@@ -13,42 +13,33 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from flotte.models import Owner
-
-OWNER_KEYS = ("flotte:owner", "flotte:cluster", "flotte:machine")
-NODE_KEY = "flotte:node"
-
-
-def owner_pairs(owner: Owner) -> dict[str, str]:
-    out = {"flotte:owner": owner.installation}
-    if owner.cluster:
-        out["flotte:cluster"] = owner.cluster
-    if owner.machine:
-        out["flotte:machine"] = owner.machine
-    return out
+from flotte.models import CLUSTER_KEY, MACHINE_KEY, OWNER_KEY, Owner
 
 
 def marker(owner: Owner) -> str:
     """The description every Neutron resource of this owner carries (exact-match filter)."""
-    return " ".join(f"{k}={v}" for k, v in owner_pairs(owner).items())
+    return " ".join(f"{k}={v}" for k, v in owner.tags().items())
+
+
+MARK_PREFIX = OWNER_KEY.split(":")[0] + ":"  # every mark's key starts with "flotte:"
 
 
 def parse_pairs(text: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for word in (text or "").split():
         key, sep, value = word.partition("=")
-        if sep and key.startswith("flotte:"):
+        if sep and key.startswith(MARK_PREFIX):
             out[key] = value
     return out
 
 
 def owned_by(pairs: Mapping[str, str], owner: Owner) -> bool:
     """True when ``pairs`` (metadata or a parsed marker) belong to ``owner`` or below it."""
-    if not owner.installation or pairs.get("flotte:owner") != owner.installation:
+    if not owner.installation or pairs.get(OWNER_KEY) != owner.installation:
         return False
-    if owner.cluster and pairs.get("flotte:cluster") != owner.cluster:
+    if owner.cluster and pairs.get(CLUSTER_KEY) != owner.cluster:
         return False
-    return not (owner.machine and pairs.get("flotte:machine") != owner.machine)
+    return not (owner.machine and pairs.get(MACHINE_KEY) != owner.machine)
 
 
 def _h(text: str) -> str:

@@ -26,11 +26,11 @@ from flotte.drivers.openstack.connection import (
     status_of,
     translate,
 )
-from flotte.drivers.openstack.marks import NODE_KEY, marker, owned_by, owner_pairs
+from flotte.drivers.openstack.marks import marker, owned_by
 from flotte.drivers.openstack.resources import neutron_attrs
 from flotte.drivers.openstack.wait import ServerWatcher, fault_message
 from flotte.errors import DriverError, FlotteError
-from flotte.models import NodeState, Owner
+from flotte.models import NODE_KEY, NodeState, Owner
 
 
 @dataclass
@@ -38,8 +38,8 @@ class BootSpec:
     """Everything one server needs, resolved to IDs."""
 
     name: str
-    role: str
     owner: Owner
+    marks: dict[str, str]  # the node's owner marks (NodeSpec.tags()): server metadata
     flavor_id: str
     image_id: str
     network_id: str
@@ -255,7 +255,7 @@ def _server_attrs(boot: BootSpec, port_id: str) -> dict[str, Any]:
         "name": boot.name,
         "flavor_id": boot.flavor_id,
         "networks": [{"port": port_id}],
-        "metadata": {**boot.metadata, **owner_pairs(boot.owner), NODE_KEY: boot.name},
+        "metadata": {**boot.metadata, **boot.marks},
         "config_drive": boot.config_drive,
     }
     if boot.volume_size > 0:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flotte.drivers.base import DriverOption
+from flotte.drivers.openstack.marks import MARK_PREFIX
 from flotte.errors import UsageError
 
 P = "openstack-"
@@ -155,8 +156,10 @@ def metadata(value: Any) -> dict[str, str]:
         key, sep, val = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--openstack-metadata: {pair!r} is not key=value")
-        if key.startswith("flotte:"):
-            raise UsageError(f"--openstack-metadata: the prefix 'flotte:' is reserved ({key})")
+        if key.startswith(MARK_PREFIX):
+            raise UsageError(
+                f"--openstack-metadata: the prefix {MARK_PREFIX!r} is reserved ({key})"
+            )
         out[key] = val
     return out
 

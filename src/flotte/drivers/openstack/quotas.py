@@ -110,20 +110,33 @@ def need(
     opts: Mapping[str, Any],
     resolved: Mapping[str, Any],
     inv: Inventory,
+    flavors: Mapping[str, Flavor] | None = None,
 ) -> Need:
+    """What the group adds: its planned nodes (``group.nodes``, each with its own flavor
+    from ``flavors`` or the group's) that the cloud does not have yet, else ``size``."""
     flavor: Flavor = resolved["flavor"]
-    new = max(group.size - len(inv.servers), 0)
     create_net = bool(opts.get("openstack_create_network"))
     swarm = bool({"manager", "worker"} & set(group.roles))
     cidrs = split(opts.get("openstack_allowed_cidr"))
+    if group.nodes:
+        fresh = [n.name for n in group.nodes if n.name not in inv.servers]
+        sizes = [(flavors or {}).get(name, flavor) for name in fresh]
+        ports = [n.name for n in group.nodes if n.name not in inv.ports]
+        with_fip = {n for n, port in inv.ports.items() if port.id in inv.fips}
+        fips = len([n for n in group.nodes if n.name not in with_fip])
+        new_ports = len(ports)
+    else:
+        sizes = [flavor] * max(group.size - len(inv.servers), 0)
+        fips = max(group.size - len(inv.fips), 0)
+        new_ports = max(group.size - len(inv.ports), 0)
     return Need(
-        instances=new,
-        cores=new * flavor.vcpus,
-        ram=new * flavor.ram,
+        instances=len(sizes),
+        cores=sum(f.vcpus for f in sizes),
+        ram=sum(f.ram for f in sizes),
         server_groups=int(wants_server_group(group, opts)),
-        floatingip=max(group.size - len(inv.fips), 0) if resolved.get("pool_id") else 0,
+        floatingip=fips if resolved.get("pool_id") else 0,
         # One port per node, plus the router interface and DHCP port of a new network.
-        port=max(group.size - len(inv.ports), 0) + (2 if create_net else 0),
+        port=new_ports + (2 if create_net else 0),
         security_group=1,
         security_group_rule=2 * len(cidrs) + (4 if swarm else 0) + 2,
         network=int(create_net),

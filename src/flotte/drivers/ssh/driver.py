@@ -1,25 +1,34 @@
 """The ``ssh`` driver: servers that already exist become Docker hosts and cluster nodes.
 
 docker-machine's ``generic`` driver, done again: a machine-room server, a Raspberry Pi,
-any host one can SSH into. Nodes are the hosts (:mod:`.nodes`); ``provision`` is the
-shared SSH provisioner (:mod:`flotte.provision.docker_host`); nothing is shared between
-the hosts of a group, so there is no ``prepare``.
+any host one can SSH into. Where a node goes is its spec's ``host``
+(``[user@]host[:port]``; a lone machine may give ``--ssh-host`` instead). Nodes are the
+hosts (:mod:`.nodes`); provisioning is the shared SSH step of every driver; nothing is
+shared between the hosts of a group, so there is no ``prepare``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from flotte.drivers.base import Capabilities, Driver, DriverContext, DriverOption, GroupSpec
+from flotte.drivers.base import (
+    Capabilities,
+    Driver,
+    DriverContext,
+    DriverOption,
+    GroupSpec,
+    SSHAccess,
+)
 from flotte.drivers.ssh import sweep
 from flotte.drivers.ssh.connection import Targets
 from flotte.drivers.ssh.nodes import Hosts
 from flotte.drivers.ssh.options import OPTIONS, install_choice
 from flotte.errors import FlotteError, UsageError
-from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
-from flotte.provision.sessions import load_client_key
+from flotte.models import Endpoint, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.provision.sessions import SSHTarget, load_client_key
 
 
 class SSHDriver(Driver):
@@ -29,10 +38,8 @@ class SSHDriver(Driver):
         start_stop=True,  # the docker service, not the machine's power
         kill=True,
         snapshot=False,
-        parallel_create=True,
         max_parallel=32,
         adopt_existing=True,
-        shared_resources=False,
     )
     options: ClassVar[tuple[DriverOption, ...]] = OPTIONS
 
@@ -40,21 +47,19 @@ class SSHDriver(Driver):
         super().__init__(ctx)
         self.targets = Targets(ctx)
         self.hosts = Hosts(ctx, self.targets, self.name)
-        self._seen: list[Any] = []  # targets checked in this process, for sweep
 
-    def _group_targets(self, group: GroupSpec) -> list[Any]:
-        """The hosts of the nodes the plan will make (one per node), else ``--ssh-host``."""
+    def _group_targets(self, group: GroupSpec) -> list[SSHTarget]:
+        """The hosts the plan will use: its nodes' hosts, or the lone machine's."""
         if group.nodes:
-            found = [self.targets.from_options(n.options, host=n.host) for n in group.nodes]
-        else:
-            found = [self.targets.from_options(group.options)]
-        self._seen.extend(found)
-        return found
+            return [self.targets.of_spec(n) for n in group.nodes]
+        return [self.targets.of(None, group.options)]
 
     async def check(self, group: GroupSpec) -> None:
         """Reach every host, as it will be used, before anything is recorded or changed."""
-        targets = self._group_targets(group)
         install = install_choice(group.options, self.option("engine_install", "auto"))
+        for node in group.nodes:
+            install_choice(node.options, install)
+        targets = self._group_targets(group)
         seen: set[tuple[str, int]] = set()
         for t in targets:
             if (t.host, t.port) in seen:
@@ -81,9 +86,8 @@ class SSHDriver(Driver):
     async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
         return await self.hosts.create(spec)
 
-    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
-        await self.hosts.provision(spec, node, engine)
-        return self.endpoint(node)
+    def ssh_access(self, spec: NodeSpec, node: NodeRecord) -> SSHAccess:
+        return self.hosts.access(spec, node)
 
     def endpoint(self, node: NodeRecord) -> Endpoint:
         return self.hosts.endpoint(node)
@@ -110,14 +114,19 @@ class SSHDriver(Driver):
     async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
         await self.hosts.remove(node, purge=purge)
 
-    def _candidates(self) -> list[Any]:
-        """Hosts that may carry an owner's record: --ssh-host and those this process met."""
-        known = sweep.known_targets(self.targets, [self.ctx.options])
-        return list({(t.host, t.port): t for t in [*known, *self._seen]}.values())
+    def _candidates(self, owner: Owner) -> list[SSHTarget]:
+        """Hosts that may carry ``owner``'s marks: the index, and ``--ssh-host``."""
+        found = self.hosts.index.targets(owner, self.ctx.known_hosts)
+        if self.ctx.options.get("ssh_host"):
+            with contextlib.suppress(UsageError):
+                found.append(self.targets.of(None, {}, quick=True))
+        return list({(t.host, t.port): t for t in reversed(found)}.values())
 
     async def leftovers(self, owner: Owner) -> list[str]:
-        found = await sweep.owned(self._candidates(), owner)
+        found = await sweep.owned(self._candidates(owner), owner)
         return [f"{t.host}: flotte's Docker TLS configuration" for t in found]
 
     async def sweep(self, owner: Owner) -> int:
-        return await sweep.sweep(self._candidates(), owner)
+        count = await sweep.sweep(self._candidates(owner), owner)
+        self.hosts.index.drop(owner)
+        return count

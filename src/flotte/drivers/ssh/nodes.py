@@ -13,23 +13,20 @@ from __future__ import annotations
 import contextlib
 
 from flotte import dockerapi
-from flotte.client_tls import engine_ssl_context
 from flotte.config import write_secret
+from flotte.dockerapi import ping, ssl_context, wait_version
 from flotte.drivers.base import DriverContext
 from flotte.drivers.ssh.connection import Targets
-from flotte.drivers.ssh.marks import check_owner, owner_record
+from flotte.drivers.ssh.marks import check_owner
 from flotte.drivers.ssh.options import install_choice
+from flotte.drivers.ssh.sweep import HostIndex
 from flotte.errors import FlotteError, ProvisionError, Unreachable, UsageError
-from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.models import CLUSTER_KEY, Endpoint, NodeRecord, NodeSpec, NodeState, Owner
 from flotte.provision import distros
-from flotte.provision.docker_host import (
-    OWNER_FILE,
-    provision_docker_host,
-    tls_ping,
-    unprovision,
-    wait_tls,
-)
+from flotte.provision.access import SSHAccess, provisioned
+from flotte.provision.docker_host import unprovision
 from flotte.provision.engine_config import DOCKER_TLS_PORT
+from flotte.provision.report import OWNER_FILE, normal_marks
 from flotte.provision.sessions import SSHTarget, gather_facts, load_client_key, session
 
 KEY_FILE = "ssh_key"  # the user's key, copied (0600) so the machine outlives moves of it
@@ -42,6 +39,7 @@ class Hosts:
         self.ctx = ctx
         self.targets = targets
         self.driver = driver
+        self.index = HostIndex(ctx.home)
 
     async def preflight(self, target: SSHTarget, install: str, owner: Owner) -> None:
         """Everything that would stop this host from becoming a node, found now."""
@@ -49,7 +47,7 @@ class Hosts:
             await sess.check_root()
             facts = await gather_facts(sess)
             raw = await sess.read(OWNER_FILE)
-        check_owner(target, raw, owner)
+        check_owner(target.host, raw, owner)
         if not facts.docker_installed:
             if install == "skip":
                 raise ProvisionError(
@@ -71,12 +69,12 @@ class Hosts:
 
     async def create(self, spec: NodeSpec) -> NodeRecord:
         """Reach the host and record it; nothing on the host changes yet."""
-        target = self.targets.from_options(spec.options, host=spec.host)
+        target = self.targets.of_spec(spec)
         async with session(target) as sess:
             await sess.check_root()
             facts = await gather_facts(sess)
             raw = await sess.read(OWNER_FILE)
-        check_owner(target, raw, spec.owner)
+        check_owner(target.host, raw, spec.owner)
         key_copy = None
         if target.key is not None:
             load_client_key(target.key)
@@ -84,6 +82,8 @@ class Hosts:
             if target.key.resolve() != dest.resolve():
                 write_secret(dest, target.key.read_bytes())
             key_copy = str(dest)
+        # Before anything changes on the host: sweep finds it even if no record is kept.
+        self.index.add(spec.owner, spec.name, target, key_copy)
         addresses = list(dict.fromkeys([target.host, *facts.addresses]))
         return NodeRecord(
             name=spec.name,
@@ -101,33 +101,18 @@ class Hosts:
                 "os": distros.describe(facts.os_release),
                 "arch": facts.machine,
                 "docker_preinstalled": facts.docker_installed,
-                "owner": owner_record(spec.owner, spec.name),
+                "owner": spec.tags(),
             },
         )
 
-    async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> None:
-        owner = node.data.get("owner") or owner_record(spec.owner, spec.name)
-        report = await provision_docker_host(
-            self.targets.of_node(node),
-            engine,
-            self.ctx.ca,
-            node.name,
-            sans=[*node.addresses, *engine.tls_sans],
+    def access(self, spec: NodeSpec, node: NodeRecord) -> SSHAccess:
+        return SSHAccess(
+            endpoint=self.endpoint(node),
             install=str(node.data.get("engine_install") or self.install(spec)),
-            owner=owner,
             install_url=spec.options.get("engine_install_url") or None,
-            # provisioning again a provisioned node is regenerate-certs / machine provision
-            renew_cert=bool(node.data.get("provision")),
-            # per-host steps for a live display, when the service gives the context one
-            progress=self.ctx.progress,
+            marks=normal_marks(node.data.get("owner") or {}) or spec.tags(),
+            attempts=3,
         )
-        node.data["provision"] = {
-            "docker_version": report.docker_version,
-            "adopted": report.adopted,
-            "installed": report.installed,
-            "changes": report.changes,
-            "warnings": report.warnings,
-        }
 
     def endpoint(self, node: NodeRecord) -> Endpoint:
         d = node.data
@@ -143,7 +128,7 @@ class Hosts:
 
     async def state(self, node: NodeRecord) -> NodeState:
         ep = self.endpoint(node)
-        if await tls_ping(ep.host, ep.docker_port, engine_ssl_context(ep.tls_dir, self.ctx.ca)):
+        if await ping(ep, ssl_context(self.ctx.ca, ep.tls_dir), timeout=3.0):
             return NodeState.RUNNING
         try:
             async with session(self.targets.of_node(node, quick=True)) as sess:
@@ -169,7 +154,7 @@ class Hosts:
         if ep.tls_dir:  # an engine with its own CA (imported)
             await dockerapi.wait_engine(ep, self.ctx.ca, timeout, what=node.name)
         else:
-            await wait_tls(ep.host, self.ctx.ca, timeout)
+            await wait_version(ep.host, self.ctx.ca, timeout)
 
     async def remove(self, node: NodeRecord, *, purge: bool) -> None:
         """Give the host its own Docker configuration back (and the engine, with purge).
@@ -178,15 +163,16 @@ class Hosts:
         the Docker engine flotte installed for it: a failed create leaves nothing behind.
         An engine that was there before flotte is never removed.
         """
+        marks = normal_marks(node.data.get("owner") or {})
         if node.data.get("ssh_host"):
-            owner = node.data.get("owner") or {}
             await unprovision(
                 self.targets.of_node(node),
-                purge=purge or not node.data.get("provision"),
-                owner=owner or None,
+                purge=purge or not provisioned(node),
+                owner=marks or None,
                 # a cluster node's swarm is flotte's: joining refuses a host in another one
-                leave_swarm=bool(owner.get("cluster")),
+                leave_swarm=bool(marks.get(CLUSTER_KEY)),
             )
+        self.index.drop(Owner.from_tags(marks), node.name)
         with contextlib.suppress(FileNotFoundError):
             (self.ctx.home / node.name / KEY_FILE).unlink()
         with contextlib.suppress(OSError):

@@ -6,6 +6,7 @@ inventory line may add ``key=PATH``, ``user=`` and ``port=``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ OPTIONS: tuple[DriverOption, ...] = (
         default="auto",
     ),
 )
+
+
+# A DNS name, an IPv4 address, or an IPv6 one (with its zone): ASCII only, as
+# getaddrinfo takes them; anything else fails later with an obscure resolver error.
+_HOST = re.compile(r"^[A-Za-z0-9_.:%-]+$")
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,11 @@ def parse_host(text: str) -> HostEntry:
         host = rest  # a bare IPv6 address, or a plain name
     if not host:
         raise UsageError(f"host {text!r} has no address", hint="write [user@]host[:port]")
+    if not _HOST.match(host):
+        raise UsageError(
+            f"host {host!r} is not a host name or an address",
+            hint="use letters, digits, '-' and '.' (xn-- names for international ones)",
+        )
     key = None
     for word in extras:
         k, eq, v = word.partition("=")

@@ -1,0 +1,320 @@
+"""One rig per driver: how the contract suite builds that driver against its real peer,
+and how it counts what the driver made with an independent client.
+
+A rig knows its driver's options, two node-group variants (a flavor, an instance type,
+an image or a host list), where its nodes go, and what one node and the group's shared
+resources look like to that independent client (the docker SDK, openstacksdk outside
+flotte, boto3, a sshd host's own file, the fake cloud's file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flotte import drivers
+from flotte.drivers.base import Driver, DriverContext, GroupSpec
+from flotte.models import NodeSpec, Owner, Role
+from flotte.pki import CertificateAuthority
+
+CHILD = Path(__file__).with_name("child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Rig:
+    """A driver wired to its peer, for one test."""
+
+    kind: str
+    home: Path
+    options: dict[str, Any]
+    variants: dict[str, dict[str, Any]]  # node group -> its own driver options
+    shared: Counter[str]  # what a group's shared resources count, by kind
+    per_node: Counter[str]  # what one node counts, by kind
+    provision: bool = False  # a node exists for the peer once provisioned (ssh)
+    # A node can get its TLS engine here (clouds: the suite stays at --no-provision)
+    engines: bool = False
+    installation: str = field(default_factory=lambda: f"ct-{uuid.uuid4().hex[:10]}")
+    env: dict[str, str] = field(default_factory=dict)  # for child processes
+
+    # -- building ------------------------------------------------------------------------
+    def driver(self) -> Driver:
+        """A fresh driver instance: what a new flotte process would make."""
+        ctx = DriverContext(
+            home=self.home / "machines",
+            ca=CertificateAuthority(self.home / "ca").ensure(),
+            installation=self.installation,
+            options=dict(self.options),
+            known_hosts=self.home / "known_hosts",
+        )
+        return drivers.get(self.kind)(ctx)
+
+    def owner(self, prefix: str) -> Owner:
+        return Owner(cluster=f"{prefix}-{uuid.uuid4().hex[:6]}", installation=self.installation)
+
+    def host(self, group: str, index: int) -> str | None:
+        """Where node ``index`` of ``group`` goes, for drivers that place nodes on hosts."""
+        return None
+
+    def spec(self, owner: Owner, group: str, index: int) -> NodeSpec:
+        assert owner.cluster
+        return NodeSpec(
+            name=f"{owner.cluster}-{group}{index}",
+            role=Role.WORKER,
+            owner=owner,
+            driver=self.kind,
+            options={**self.options, **self.variants[group]},
+            group=group,
+            index=index,
+            host=self.host(group, index),
+        )
+
+    def group(self, owner: Owner, nodes: list[NodeSpec]) -> GroupSpec:
+        assert owner.cluster
+        return GroupSpec(
+            name=owner.cluster,
+            owner=owner,
+            options=dict(self.options),
+            roles=("cluster", "worker"),
+            size=len(nodes),
+            nodes=tuple(nodes),
+        )
+
+    def expected(self, nodes: int) -> Counter[str]:
+        out = Counter({k: v * nodes for k, v in self.per_node.items()})
+        if nodes:
+            out.update(self.shared)
+        return +out
+
+    # -- the independent view ------------------------------------------------------------
+    def found(self, owner: Owner) -> Counter[str]:
+        """Everything with ``owner``'s marks, by kind, as the peer itself shows it."""
+        raise NotImplementedError
+
+    def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
+        """node name -> (the peer's id for it, its variant: flavor, type, image, host)."""
+        raise NotImplementedError
+
+    def variant(self, group: str) -> str:
+        """How ``nodes`` shows the variant of node group ``group``."""
+        raise NotImplementedError
+
+    # -- a child process, to be killed -----------------------------------------------------
+    def child(self, owner: Owner, specs: list[NodeSpec]) -> list[str]:
+        job = {
+            "driver": self.kind,
+            "home": str(self.home),
+            "installation": self.installation,
+            "options": self.options,
+            "owner": {"cluster": owner.cluster, "installation": owner.installation},
+            "nodes": [
+                {
+                    "name": s.name,
+                    "group": s.group,
+                    "index": s.index,
+                    "host": s.host,
+                    "options": dict(s.options),
+                }
+                for s in specs
+            ],
+            "provision": self.provision,
+        }
+        path = self.home / f"job-{uuid.uuid4().hex[:6]}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(job))
+        return [sys.executable, str(CHILD), str(path)]
+
+    def child_env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(ROOT / "src"), **self.env}
+
+
+# -- local: containers on the local engine, counted with the docker SDK ------------------
+
+
+@dataclass
+class LocalRig(Rig):
+    client: Any = None
+
+    def _filters(self, owner: Owner) -> dict[str, list[str]]:
+        return {"label": [f"{k}={v}" for k, v in owner.tags().items()]}
+
+    def found(self, owner: Owner) -> Counter[str]:
+        f = self._filters(owner)
+        out: Counter[str] = Counter()
+        out["container"] = len(self.client.containers.list(all=True, filters=f))
+        out["volume"] = len(self.client.volumes.list(filters=f))
+        out["network"] = len(self.client.networks.list(filters=f))
+        return +out
+
+    def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
+        found = self.client.containers.list(all=True, filters=self._filters(owner))
+        return {
+            c.labels["flotte:node"]: (c.id, c.attrs["Config"]["Image"])
+            for c in found
+            if "flotte:node" in c.labels
+        }
+
+    def variant(self, group: str) -> str:
+        return str(self.variants[group]["local_image"])
+
+
+# -- ssh: existing hosts, counted by reading each host's owner.json from inside it -------
+
+
+@dataclass
+class SSHRig(Rig):
+    start_host: Callable[[], Any] | None = None
+    placed: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def host(self, group: str, index: int) -> str | None:
+        if (group, index) not in self.placed:
+            assert self.start_host is not None
+            self.placed[(group, index)] = self.start_host()
+        return str(self.placed[(group, index)].ip)
+
+    def _marks(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for h in self.placed.values():
+            result = h.container.exec_run(["cat", "/etc/docker/flotte/owner.json"])
+            if result.exit_code == 0:
+                out[h.ip] = json.loads(result.output)
+        return out
+
+    def found(self, owner: Owner) -> Counter[str]:
+        mine = [m for m in self._marks().values() if _has(m, owner.tags())]
+        return +Counter({"host": len(mine)})
+
+    def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
+        by_ip = {h.ip: group for (group, _), h in self.placed.items()}
+        return {
+            m["flotte:node"]: (ip, by_ip[ip])
+            for ip, m in self._marks().items()
+            if _has(m, owner.tags())
+        }
+
+    def variant(self, group: str) -> str:
+        return group  # a node group's own host list
+
+
+# -- openstack: devcloud servers, counted with openstacksdk outside flotte ---------------
+
+
+@dataclass
+class OpenStackRig(Rig):
+    conn: Any = None  # an openstack.connection.Connection of the same project
+    flavors: dict[str, str] = field(default_factory=dict)  # flavor id -> name
+
+    def _mine(self, text: str | None, owner: Owner) -> bool:
+        words = set((text or "").split())
+        return all(f"{k}={v}" in words for k, v in owner.tags().items())
+
+    def _servers(self, owner: Owner) -> list[Any]:
+        return [
+            s
+            for s in self.conn.compute.servers(details=True)
+            if _has(s.metadata or {}, owner.tags())
+        ]
+
+    def found(self, owner: Owner) -> Counter[str]:
+        net = self.conn.network
+        out: Counter[str] = Counter()
+        out["server"] = len(self._servers(owner))
+        out["port"] = sum(1 for p in net.ports() if self._mine(p.description, owner))
+        out["floating ip"] = sum(1 for f in net.ips() if self._mine(f.description, owner))
+        out["security group"] = sum(
+            1 for g in net.security_groups() if self._mine(g.description, owner)
+        )
+        # Key pairs have no description: flotte names them after the group.
+        assert owner.cluster
+        out["key pair"] = sum(
+            1 for k in self.conn.compute.keypairs() if k.name.endswith(f"-{owner.cluster}")
+        )
+        return +out
+
+    def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
+        out = {}
+        for s in self._servers(owner):
+            flavor = s.flavor.get("original_name") or self.flavors.get(s.flavor.get("id"), "")
+            out[s.metadata["flotte:node"]] = (s.id, flavor)
+        return out
+
+    def variant(self, group: str) -> str:
+        return self.flavors[str(self.variants[group]["openstack_flavor_id"])]
+
+
+# -- ec2: moto, counted with boto3 -------------------------------------------------------
+
+
+@dataclass
+class EC2Rig(Rig):
+    client: Any = None  # a boto3 EC2 client of the same moto server
+
+    def _filters(self, owner: Owner) -> list[dict[str, Any]]:
+        return [{"Name": f"tag:{k}", "Values": [v]} for k, v in owner.tags().items()]
+
+    def _instances(self, owner: Owner) -> list[dict[str, Any]]:
+        live = ["pending", "running", "stopping", "stopped", "shutting-down"]
+        pages = self.client.describe_instances(
+            Filters=[*self._filters(owner), {"Name": "instance-state-name", "Values": live}]
+        )["Reservations"]
+        return [i for r in pages for i in r["Instances"]]
+
+    def found(self, owner: Owner) -> Counter[str]:
+        f, c = self._filters(owner), self.client
+        out: Counter[str] = Counter()
+        out["instance"] = len(self._instances(owner))
+        out["volume"] = len(c.describe_volumes(Filters=f)["Volumes"])
+        out["elastic ip"] = len(c.describe_addresses(Filters=f)["Addresses"])
+        out["key pair"] = len(c.describe_key_pairs(Filters=f)["KeyPairs"])
+        out["security group"] = len(c.describe_security_groups(Filters=f)["SecurityGroups"])
+        return +out
+
+    def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
+        out = {}
+        for i in self._instances(owner):
+            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+            if "flotte:node" in tags:
+                out[tags["flotte:node"]] = (i["InstanceId"], i["InstanceType"])
+        return out
+
+    def variant(self, group: str) -> str:
+        return str(self.variants[group]["ec2_instance_type"])
+
+
+# -- fake: the lead's file-backed cloud, counted by reading its file ---------------------
+
+
+@dataclass
+class FakeRig(Rig):
+    def _resources(self, owner: Owner) -> list[dict[str, Any]]:
+        path = Path(self.options["fake_dir"]) / "cloud.json"
+        if not path.exists():
+            return []
+        data = json.loads(path.read_text())["resources"]
+        return [r for r in data.values() if _has(r.get("tags", {}), owner.tags())]
+
+    def found(self, owner: Owner) -> Counter[str]:
+        return +Counter(r["kind"] for r in self._resources(owner))
+
+    def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
+        path = Path(self.options["fake_dir"]) / "cloud.json"
+        data = json.loads(path.read_text())["resources"] if path.exists() else {}
+        return {
+            r["name"]: (rid, str(r.get("flavor")))
+            for rid, r in data.items()
+            if r["kind"] == "node" and _has(r.get("tags", {}), owner.tags())
+        }
+
+    def variant(self, group: str) -> str:
+        return str(self.variants[group]["fake_flavor"])
+
+
+def _has(marks: Any, wanted: dict[str, str]) -> bool:
+    return isinstance(marks, dict) and all(marks.get(k) == v for k, v in wanted.items())
