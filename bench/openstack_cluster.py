@@ -68,10 +68,46 @@ def _split(calls: dict[str, int]) -> dict[str, int]:
     return out
 
 
+class Tracer:
+    """Every HTTP request of a run on a time line (``--trace``): when it started and ended
+    after the run's start, so where the wall time goes can be read off."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.rows: list[tuple[float, float, str]] = []
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.rows.clear()
+
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        end = time.monotonic() - self.t0
+        took = response.elapsed.total_seconds()
+        path = response.request.path_url.split("?")[0]
+        self.rows.append((end - took, end, f"{response.request.method} {path}"))
+
+    def summary(self, end: float) -> dict[str, Any]:
+        rows = sorted(self.rows)
+        boots = [
+            r for r in rows if r[2].startswith("POST /v2.1/servers") or r[2] == "POST /servers"
+        ]
+        polls = [r for r in rows if r[2].startswith("GET") and "/servers" in r[2]]
+        return {
+            "requests": len(rows),
+            "busy_s": round(sum(e - b for b, e, _ in rows), 3),
+            "first_boot_sent_s": round(boots[0][0], 3) if boots else None,
+            "last_server_read_s": round(polls[-1][1], 3) if polls else None,
+            "end_s": round(end, 3),
+            "timeline": [[round(b, 3), round(e, 3), what] for b, e, what in rows],
+        }
+
+
 # -- flotte ------------------------------------------------------------------------------
 
 
-async def run_flotte(size: int, *, serial: bool, cloud: str = CLOUD) -> dict[str, Any]:
+async def run_flotte(
+    size: int, *, serial: bool, cloud: str = CLOUD, trace: Tracer | None = None
+) -> dict[str, Any]:
     from flotte.drivers.base import DriverContext, GroupSpec
     from flotte.drivers.openstack import OpenStackDriver
     from flotte.drivers.openstack import connection as openstack_conn
@@ -89,14 +125,20 @@ async def run_flotte(size: int, *, serial: bool, cloud: str = CLOUD) -> dict[str
         )
         driver = OpenStackDriver(ctx)
         owner = Owner(cluster=name, installation=installation)
-        group = GroupSpec(name=name, owner=owner, roles=("manager", "worker"), size=size)
         specs = [
             NodeSpec(f"{name}-{i}", Role.MANAGER if i < min(3, size) else Role.WORKER, owner,
-                     "openstack")
+                     "openstack", index=i)
             for i in range(size)
         ]  # fmt: skip
+        # As the service gives it: the nodes the plan will make.
+        group = GroupSpec(
+            name=name, owner=owner, roles=("manager", "worker"), size=size, nodes=tuple(specs)
+        )
         provider = await openstack_conn.provider(ctx.options)
         base = dict(provider.calls)
+        if trace is not None:
+            provider.conn.session.session.hooks["response"].append(trace.hook)
+            trace.start()
         started = time.monotonic()
         await driver.check(group)
         shared = await driver.prepare(group)
@@ -108,6 +150,8 @@ async def run_flotte(size: int, *, serial: bool, cloud: str = CLOUD) -> dict[str
             records = list(await asyncio.gather(*(driver.create(s, shared) for s in specs)))
         create_seconds = time.monotonic() - started
         after_create = dict(provider.calls)
+        if trace is not None:
+            provider.conn.session.session.hooks["response"].remove(trace.hook)
         started = time.monotonic()
         if serial:
             for r in records:
@@ -137,7 +181,7 @@ async def run_flotte(size: int, *, serial: bool, cloud: str = CLOUD) -> dict[str
 # -- the floor: bare openstacksdk, same requests, parallel threads ----------------------
 
 
-def run_floor(size: int) -> dict[str, Any]:
+def run_floor(size: int, trace: Tracer | None = None) -> dict[str, Any]:
     import openstack
 
     conn = openstack.connect(cloud=CLOUD)
@@ -152,6 +196,9 @@ def run_floor(size: int) -> dict[str, Any]:
     compute, net = conn.compute, conn.network
     conn.session.get_token()
     before = sum(calls.values())
+    if trace is not None:
+        conn.session.session.hooks["response"].append(trace.hook)
+        trace.start()
     # Each node thread hands its floating IP to another thread: room for both.
     pool_exec = concurrent.futures.ThreadPoolExecutor(max_workers=2 * size + 4)
 
@@ -206,6 +253,8 @@ def run_floor(size: int) -> dict[str, Any]:
     nodes = list(pool_exec.map(node, range(size)))
     create_seconds = time.monotonic() - started
     create_calls = sum(calls.values()) - before
+    if trace is not None:
+        conn.session.session.hooks["response"].remove(trace.hook)
 
     started = time.monotonic()
 
@@ -274,12 +323,42 @@ def per_node(results: dict[str, Any], key: str, sizes: list[int]) -> float | Non
     return round((b - a) / (hi - lo), 2)
 
 
+async def traced(runs: int) -> dict[str, Any]:
+    """1-node creates of the floor and of flotte, alternated, each request on a time line;
+    the fastest of each is kept whole, the others as summaries."""
+    out: dict[str, list[dict[str, Any]]] = {"floor": [], "flotte": []}
+    for _ in range(runs):
+        t = Tracer()
+        r = await asyncio.to_thread(run_floor, 1, t)
+        out["floor"].append(t.summary(r["create_s"]))
+        t = Tracer()
+        r = await run_flotte(1, serial=False, trace=t)
+        out["flotte"].append(t.summary(r["create_s"]))
+    report: dict[str, Any] = {}
+    for who, runs_ in out.items():
+        best = min(runs_, key=lambda x: x["end_s"])
+        report[who] = {
+            "end_s": [x["end_s"] for x in runs_],
+            "first_boot_sent_s": [x["first_boot_sent_s"] for x in runs_],
+            "last_server_read_s": [x["last_server_read_s"] for x in runs_],
+            "requests": [x["requests"] for x in runs_],
+            "best": best,
+        }
+    return report
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1,10,30")
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--no-serial", action="store_true")
     parser.add_argument("--repeat", type=int, default=2, help="Runs per size (best kept).")
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        help="Also N traced 1-node runs of each (every request on a time line).",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     os.environ.setdefault("OS_CLIENT_CONFIG_FILE", str(_clouds_yaml()))
@@ -312,6 +391,8 @@ async def main() -> None:
         "floor_create": per_node(report["floor"], "calls_create", sizes),
         "floor_delete": per_node(report["floor"], "calls_delete", sizes),
     }
+    if args.trace:
+        report["trace"] = await traced(args.trace)
     if args.latency_ms:
         report["latency"] = await run_latency([1, 10], args.latency_ms / 1000)
     report["targets"] = {

@@ -69,9 +69,16 @@ def ssl_context(ca: CertificateAuthority, tls_dir: str | None = None) -> ssl.SSL
 
 
 async def get(
-    host: str, port: int, ctx: ssl.SSLContext, path: str = "/_ping", timeout: float = 3.0
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    path: str = "/_ping",
+    timeout: float = 3.0,
+    *,
+    body: bool = True,
 ) -> bytes | None:
-    """The body of ``GET path`` over TLS verified against flotte's CA, or None."""
+    """The body of ``GET path`` over TLS verified against flotte's CA, or None when it
+    does not answer 200. ``body=False`` stops at the status line (b"" when 200)."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), timeout
@@ -79,21 +86,27 @@ async def get(
     except (OSError, TimeoutError, ssl.SSLError):
         return None
     try:
+        # HTTP/1.0: the engine closes after one plain (never chunked) answer
         request = f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n"
         writer.write(request.encode())
         await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), timeout)
+        if status.split(b" ", 2)[1:2] != [b"200"]:
+            return None
+        if not body:
+            return b""
         data = await asyncio.wait_for(reader.read(), timeout)
     except (OSError, TimeoutError, ssl.SSLError):
         return None
     finally:
         writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return body if head.split(b" ", 2)[1:2] == [b"200"] else None
+    return data.partition(b"\r\n\r\n")[2]
 
 
 async def ping(endpoint: Endpoint, ctx: ssl.SSLContext, timeout: float = 2.0) -> bool:
     """True when the engine answers ``GET /_ping`` over verified TLS."""
-    return await get(endpoint.host, endpoint.docker_port, ctx, "/_ping", timeout) is not None
+    found = await get(endpoint.host, endpoint.docker_port, ctx, "/_ping", timeout, body=False)
+    return found is not None
 
 
 async def wait_version(

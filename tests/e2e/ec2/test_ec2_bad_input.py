@@ -90,52 +90,39 @@ async def test_missing_credentials(
     assert nothing_left(ec2)
 
 
-async def test_credentials_given_as_flags_are_kept_private(
-    make_driver: Any, ec2: Any, monkeypatch: pytest.MonkeyPatch
+def saved_keys(driver: Any) -> list[Path]:
+    return sorted((driver.ctx.home / "ec2").rglob("*.json"))
+
+
+@pytest.mark.parametrize("given", ["flag", "file"])
+async def test_static_keys_are_kept_private_and_go_with_the_machine(
+    make_driver: Any, ec2: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, given: str
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    driver = make_driver(ec2_access_key="AKIAFLAG", ec2_secret_key="flag-secret-value")
-    group, spec = machine("keys")
+    secret = tmp_path / "secret"
+    secret.write_text("the-secret-value\n")
+    keys = (
+        {"ec2_secret_key": "the-secret-value"}
+        if given == "flag"
+        else {"ec2_secret_key_file": str(secret)}
+    )
+    driver = make_driver(ec2_access_key="AKIATEST", **keys)
+    group, spec = machine(f"keys-{given}")
+    await driver.check(group)
+    assert saved_keys(driver) == []  # nothing kept before the group exists
     shared = await driver.prepare(group)
     node = await driver.create(spec, shared)
-    assert "flag-secret-value" not in repr(shared) + repr(node)
+    assert "the-secret-value" not in repr(shared) + repr(node)
     saved = Path(shared["credentials_file"])
     assert saved.stat().st_mode & 0o777 == 0o600
+    assert "the-secret-value" in saved.read_text()
     # rm later, with the record only: the saved file is what authenticates.
     later = make_driver()
     later.ctx.options = {}
     await later.remove(node)
     await later.release(group, shared)
-    assert not saved.exists()  # the keys go with the machine
-    monkeypatch.undo()
-    assert nothing_left(ec2)
-
-
-def saved_keys(driver: Any) -> list[Path]:
-    return sorted((driver.ctx.home / "ec2").rglob("*.json"))
-
-
-async def test_secret_key_from_a_file(
-    make_driver: Any, ec2: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    secret = tmp_path / "secret"
-    secret.write_text("file-secret-value\n")
-    driver = make_driver(ec2_access_key="AKIAFILE", ec2_secret_key_file=str(secret))
-    group, spec = machine("filekeys")
-    await driver.check(group)
-    assert saved_keys(driver) == []  # nothing kept before the group exists
-    shared = await driver.prepare(group)
-    node = await driver.create(spec, shared)
-    saved = Path(shared["credentials_file"])
-    assert saved.stat().st_mode & 0o777 == 0o600
-    assert "file-secret-value" in saved.read_text()
-    assert "file-secret-value" not in repr(shared) + repr(node)
-    await driver.remove(node)
-    await driver.release(group, shared)
-    assert saved_keys(driver) == []
+    assert saved_keys(driver) == []  # the keys go with the machine
     monkeypatch.undo()
     assert nothing_left(ec2)
 

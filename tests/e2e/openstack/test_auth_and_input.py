@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,6 +190,33 @@ async def test_quota_too_small_refused_before_anything_is_made(
     text = one_line(err.value)
     assert "instances: need 3, 2 free" in text and "vCPUs: need 3, 3 free" not in text
     assert "3 nodes of toobig" in text
+    assert leaked(cloud, before, ALT) == {}
+
+
+@pytest.mark.parametrize(("big", "fits"), [("3", True), ("4", False)])
+async def test_quota_counts_each_planned_node_with_its_own_flavor(
+    cloud: Cloud, make_driver: Any, installation: str, small_alt_quota: None, big: str, fits: bool
+) -> None:
+    """Two node groups: m1.tiny (1 vCPU) and m1.medium (2) fit in 3 free vCPUs,
+    m1.tiny and m1.large (4) do not, though two nodes of the default flavor would."""
+    before = cloud.inventory(ALT)
+    driver = make_driver(
+        openstack_cloud=ALT, openstack_net_name=None, openstack_create_network=True,
+        openstack_flavor_id="1",
+    )  # fmt: skip
+    base = cluster_group("mixed", installation, 2)
+    small, large = node_specs(base)
+    nodes = (
+        dataclasses.replace(small, group="small", options={"openstack_flavor_id": "1"}),
+        dataclasses.replace(large, group="large", options={"openstack_flavor_id": big}),
+    )
+    group = dataclasses.replace(base, nodes=nodes)
+    if fits:
+        await driver.check(group)
+    else:
+        with pytest.raises(QuotaExceeded) as err:
+            await driver.check(group)
+        assert "vCPUs: need 5, 3 free" in one_line(err.value)
     assert leaked(cloud, before, ALT) == {}
 
 

@@ -61,6 +61,7 @@ class OpenStackDriver(Driver):
         super().__init__(ctx)
         self._inventory: dict[str, node_ops.Inventory] = {}
         self._resolved: dict[str, dict[str, Any]] = {}
+        self._sgs: dict[str, Any] = {}  # the group's security group as check found it
 
     # -- options and connection ------------------------------------------------------
 
@@ -98,17 +99,21 @@ class OpenStackDriver(Driver):
             validate(node_opts)
         p = await self._provider(opts)
         # Lookups and the owner's inventory do not depend on each other: read them at once.
-        resolved, inv, *found = await asyncio.gather(
+        # Lookups, the owner's inventory, its security group and the project's usage do
+        # not depend on each other: read at once, so the check costs one round trip.
+        resolved, inv, sg, usage, *found = await asyncio.gather(
             lookups.resolve(p, opts),
-            node_ops.read_inventory(p, group.owner),
+            node_ops.read_inventory(p, group.owner, [n.name for n in group.nodes]),
+            shared_ops.find_security_group(p, group.owner, group.name),
+            quotas.read_usage(p),
             *(lookups.resolve(p, o) for o in distinct.values()),
         )
-        self._resolved[self._group_key(group.owner)] = resolved
-        self._inventory[self._group_key(group.owner)] = inv
+        key = self._group_key(group.owner)
+        self._resolved[key], self._inventory[key], self._sgs[key] = resolved, inv, sg
         by_key = {_key(opts): resolved, **dict(zip(distinct, found, strict=True))}
         flavors = {name: by_key[k]["flavor"] for name, k in own.items()}
         need = quotas.need(group, opts, resolved, inv, flavors)
-        await quotas.check_quotas(p, need, quotas.what(group))
+        quotas.check_quotas(usage, need, quotas.what(group))
 
     # -- prepare / release -----------------------------------------------------------
 
@@ -121,6 +126,8 @@ class OpenStackDriver(Driver):
         )
         swarm = bool({"manager", "worker"} & set(group.roles))
         cidrs = split(opts.get("openstack_allowed_cidr")) or ["0.0.0.0/0"]
+        key = self._group_key(group.owner)
+        sg_found = {"found": self._sgs.pop(key)} if key in self._sgs else {}
 
         async def network() -> dict[str, str]:
             if not opts.get("openstack_create_network"):
@@ -158,6 +165,7 @@ class OpenStackDriver(Driver):
                 cidrs,
                 swarm=swarm,
                 ssh_port=int(opts["openstack_ssh_port"]),
+                **sg_found,
             ),
             network(),
             server_group(),

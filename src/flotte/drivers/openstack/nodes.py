@@ -28,7 +28,7 @@ from flotte.drivers.openstack.connection import (
 )
 from flotte.drivers.openstack.marks import marker, owned_by
 from flotte.drivers.openstack.resources import neutron_attrs
-from flotte.drivers.openstack.wait import ServerWatcher, fault_message
+from flotte.drivers.openstack.wait import ServerWatcher, fault_message, servers_named
 from flotte.errors import DriverError, FlotteError
 from flotte.models import NODE_KEY, NodeState, Owner
 
@@ -69,11 +69,14 @@ def server_owner(server: Any) -> dict[str, str]:
     return dict(getattr(server, "metadata", None) or {})
 
 
-async def read_inventory(p: Provider, owner: Owner) -> Inventory:
+async def read_inventory(p: Provider, owner: Owner, names: list[str] | None = None) -> Inventory:
+    """What ``owner`` has; with ``names`` (the nodes a plan will make), only servers
+    whose names could be theirs are listed, not the whole project's."""
     compute, net = p.conn.compute, p.conn.network
     desc = marker(owner)
+    query = servers_named(names) if names else {"details": True}
     servers, ports, fips = await asyncio.gather(
-        p.read(lambda: list(compute.servers(details=True)), "list servers"),
+        p.read(lambda: list(compute.servers(**query)), "list servers"),
         p.read(lambda: list(net.ports(description=desc)), "list ports"),
         p.read(lambda: list(net.ips(description=desc)), "list floating IPs"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,29 +57,42 @@ def _free(limit: Any, used: Any, reserved: Any = 0) -> int | None:
     return int(limit) - int(used or 0) - int(reserved or 0)
 
 
-async def check_quotas(p: Provider, need: Need, what: str) -> None:
+@dataclass(frozen=True)
+class Usage:
+    """The project's limits and usage, read once (while the group's lookups run)."""
+
+    compute: Any
+    network: Any  # None where policy hides Neutron's quota details
+
+
+async def read_usage(p: Provider) -> Usage:
+    compute = p.conn.compute
+    limits, network = await asyncio.gather(
+        p.read(lambda: compute.get_limits().absolute, "read compute limits"),
+        _network_quota(p),
+    )
+    return Usage(compute=limits, network=network)
+
+
+def check_quotas(usage: Usage, need: Need, what: str) -> None:
     """Raise QuotaExceeded naming every resource that is short, before anything is made."""
     short: list[str] = []
-    compute = p.conn.compute
-    limits = await p.read(lambda: compute.get_limits().absolute, "read compute limits")
     for field_, (limit_attr, used_attr, label) in _COMPUTE.items():
         wanted = getattr(need, field_)
         if wanted <= 0:
             continue
+        limits = usage.compute
         free = _free(getattr(limits, limit_attr, None), getattr(limits, used_attr, 0))
         if free is not None and wanted > free:
             short.append(f"{label}: need {wanted}, {max(free, 0)} free")
-    network_need = {k: getattr(need, k) for k in _NETWORK if getattr(need, k) > 0}
-    if network_need:
-        details = await _network_quota(p)
-        for field_, wanted in network_need.items():
-            attr, label = _NETWORK[field_]
-            entry = getattr(details, attr, None) if details is not None else None
-            if not isinstance(entry, Mapping):
-                continue
-            free = _free(entry.get("limit"), entry.get("used"), entry.get("reserved"))
-            if free is not None and wanted > free:
-                short.append(f"{label}: need {wanted}, {max(free, 0)} free")
+    for field_, (attr, label) in _NETWORK.items():
+        wanted = getattr(need, field_)
+        entry = getattr(usage.network, attr, None) if usage.network is not None else None
+        if wanted <= 0 or not isinstance(entry, Mapping):
+            continue
+        free = _free(entry.get("limit"), entry.get("used"), entry.get("reserved"))
+        if free is not None and wanted > free:
+            short.append(f"{label}: need {wanted}, {max(free, 0)} free")
     if short:
         raise QuotaExceeded(
             f"quota too small for {what}: " + "; ".join(short),

@@ -132,6 +132,19 @@ async def delete_keypair(p: Provider, name: str, local: Path | None) -> None:
 # -- security group -----------------------------------------------------------------
 
 
+_UNKNOWN = object()  # ensure_security_group(found=...): not looked up yet
+
+
+async def find_security_group(p: Provider, owner: Owner, group: str) -> Any:
+    """The group's security group (by name and owner marker), or None."""
+    net = p.conn.network
+    name, desc = f"flotte-{group}", marker(owner)
+    found = await p.read(
+        lambda: list(net.security_groups(name=name, description=desc)), "find security group"
+    )
+    return found[0] if found else None
+
+
 async def ensure_security_group(
     p: Provider,
     owner: Owner,
@@ -140,30 +153,21 @@ async def ensure_security_group(
     *,
     swarm: bool,
     ssh_port: int,
+    found: Any = _UNKNOWN,
 ) -> str:
+    """The group's security group with its rules; ``found`` is what ``find_security_group``
+    returned moments ago (check), which saves asking again."""
     net = p.conn.network
-    name = f"flotte-{group}"
-    desc = marker(owner)
-    found = await p.read(
-        lambda: list(net.security_groups(name=name, description=desc)), "find security group"
-    )
-    if found:
-        sg = found[0]
-        have = {rule_key(r) for r in (sg.security_group_rules or [])}
-    else:
-        attrs = await neutron_attrs(p, owner, name=name)
-
-        async def find_sg() -> Any:
-            again = await p.read(
-                lambda: list(net.security_groups(name=name, description=desc)),
-                "find security group",
-            )
-            return again[0] if again else None
-
+    sg = await find_security_group(p, owner, group) if found is _UNKNOWN else found
+    if sg is None:
+        attrs = await neutron_attrs(p, owner, name=f"flotte-{group}")
         sg = await create_once(
-            p, "create security group", lambda: net.create_security_group(**attrs), find_sg
+            p,
+            "create security group",
+            lambda: net.create_security_group(**attrs),
+            lambda: find_security_group(p, owner, group),
         )
-        have = {rule_key(r) for r in (sg.security_group_rules or [])}
+    have = {rule_key(r) for r in (sg.security_group_rules or [])}
     wanted = [r for r in rule_specs(sg.id, cidrs, swarm=swarm, ssh_port=ssh_port)]
     missing = [r for r in wanted if rule_key(r) not in have]
     if missing:
