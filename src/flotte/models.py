@@ -124,10 +124,6 @@ class Owner:
             installation=tags.get(OWNER_KEY, ""),
         )
 
-    def labels(self) -> dict[str, str]:
-        """Old Docker-label spelling (``flotte.cluster``); goes when the local driver uses tags()."""
-        return {k.replace(":", ".", 1): v for k, v in self.tags().items()}
-
     @property
     def scope(self) -> str:
         """``cluster:NAME`` or ``machine:NAME``: the journal's and the lock's name."""

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec
 from flotte.errors import DriverError, QuotaExceeded, UsageError
-from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.models import OWNER_KEY, Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
 
 _STATES = {"running": NodeState.RUNNING, "stopped": NodeState.STOPPED}
 
@@ -89,7 +89,7 @@ class FakeDriver(Driver):
             used = sum(
                 1
                 for r in cloud["resources"].values()
-                if r["kind"] == "node" and r["tags"].get("flotte:owner") == self.ctx.installation
+                if r["kind"] == "node" and r["tags"].get(OWNER_KEY) == self.ctx.installation
             )
         wanted = len(group.nodes) or group.size
         if used + wanted > int(quota):
@@ -137,8 +137,7 @@ class FakeDriver(Driver):
                 mine = [
                     r
                     for r in cloud["resources"].values()
-                    if r["kind"] == "node"
-                    and r["tags"].get("flotte:owner") == self.ctx.installation
+                    if r["kind"] == "node" and r["tags"].get(OWNER_KEY) == self.ctx.installation
                 ]
                 if quota is not None and len(mine) >= int(quota):
                     raise QuotaExceeded(f"quota of {int(quota)} fake node(s) reached")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import logging
 import random
@@ -120,6 +121,13 @@ USAGE_PREFIXES = (
     "Unsupported",
     "InvalidRegion",
 )
+
+
+def group_key(owner: Owner) -> str:
+    """Short stable name part for the group's resources: unique per installation."""
+    who = owner.cluster or owner.machine or "default"
+    digest = hashlib.sha256(f"{owner.installation}/{who}".encode()).hexdigest()[:8]
+    return f"{who}-{digest}"
 
 
 @dataclass
@@ -392,8 +400,6 @@ class Clients:
         return merged
 
     def _keys_path(self, owner: Owner) -> Path:
-        from flotte.drivers.ec2.resources import group_key
-
         return self.ctx.home / "ec2" / "credentials" / f"{group_key(self.owner(owner))}.json"
 
     def save_keys(self, tgt: cfg.Target, owner: Owner) -> str | None:

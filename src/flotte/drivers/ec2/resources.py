@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from flotte.drivers.ec2.connection import Ec2Api
+from flotte.drivers.ec2.connection import Ec2Api, group_key
 from flotte.errors import FlotteError, UsageError
 from flotte.models import Owner
 from flotte.sshkeys import new_keypair
@@ -41,13 +40,6 @@ def tag_filters(tags: dict[str, str]) -> list[dict[str, Any]]:
 
 def tags_of(resource: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", []) or []}
-
-
-def group_key(owner: Owner) -> str:
-    """Short stable name part for the group's resources: unique per installation."""
-    who = owner.cluster or owner.machine or "default"
-    digest = hashlib.sha256(f"{owner.installation}/{who}".encode()).hexdigest()[:8]
-    return f"{who}-{digest}"
 
 
 def resource_name(owner: Owner) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flotte.drivers.ec2 import resources as sh
-from flotte.drivers.ec2.connection import Ec2Api
+from flotte.drivers.ec2.connection import Ec2Api, group_key
 from flotte.errors import DriverError, TimeoutError_, UsageError
 from flotte.models import Owner
 
@@ -172,7 +172,7 @@ async def sweep(
     for key in found["key-pair"]:
         await api.call("delete_key_pair", KeyName=key["KeyName"])
         count += 1
-    await asyncio.to_thread(sh.forget_key, home / "keys" / sh.group_key(owner) / "id_ed25519")
+    await asyncio.to_thread(sh.forget_key, home / "keys" / group_key(owner) / "id_ed25519")
     for group in found["security-group"]:
         await delete_group(api, group["GroupId"], timeout, poll)
         count += 1
