@@ -8,6 +8,7 @@ import docker
 import pytest
 
 from fixtures.local import Flotte
+from flotte.drivers.local.names import short_id
 from flotte.models import CLUSTER_KEY
 
 pytestmark = pytest.mark.docker
@@ -41,10 +42,11 @@ def test_killed_create_resumes(
     out = flotte("cluster", "create", "crash", "--driver", "local", "--node-count", "2")
     assert "CREATE_COMPLETE" in out.stdout
     # Exactly the three nodes: nothing made twice by the first, killed run.
+    sid = short_id(flotte.installation)
     assert containers(docker_engine, "crash") == [
-        "flotte-crash-master-0",
-        "flotte-crash-node-0",
-        "flotte-crash-node-1",
+        f"flotte-crash-master-0-{sid}",
+        f"flotte-crash-node-0-{sid}",
+        f"flotte-crash-node-1-{sid}",
     ]
     show = json.loads(flotte("cluster", "show", "crash", "-f", "json").stdout)
     assert show["health_status"] == "HEALTHY"

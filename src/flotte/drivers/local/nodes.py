@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from flotte import dockerapi
 from flotte.drivers.base import DriverContext
+from flotte.drivers.local import names
 from flotte.drivers.local.connection import Engine
 from flotte.errors import AlreadyExists, DriverError, ProvisionError
-from flotte.models import OWNER_KEY, Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState
+from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState
 from flotte.provision import engine_config
 from flotte.sshkeys import ensure_keypair
 
@@ -46,14 +47,6 @@ STATES = {
 _TELLING = re.compile(r"error|unknown|failed|invalid|denied", re.IGNORECASE)
 
 
-def container_name(node_name: str) -> str:
-    return f"flotte-{node_name}"
-
-
-def volume_name(node_name: str) -> str:
-    return f"flotte-{node_name}-docker"
-
-
 class Nodes:
     """The node containers of one driver (blocking methods run through ``engine.call``)."""
 
@@ -62,13 +55,27 @@ class Nodes:
         self.ctx = ctx
         self.driver = driver
 
+    def container_name(self, node_name: str) -> str:
+        return names.container(node_name, self.ctx.installation)
+
+    def volume_name(self, node_name: str) -> str:
+        return names.volume(node_name, self.ctx.installation)
+
     def find(self, node_name: str) -> Container | None:
+        """The node's container; one an older flotte named without the installation's id
+        is found too, when it carries our owner mark."""
         import docker.errors
 
+        client = self.engine.docker
         try:
-            return self.engine.docker.containers.get(container_name(node_name))
+            return client.containers.get(self.container_name(node_name))
+        except docker.errors.NotFound:
+            pass
+        try:
+            old = client.containers.get(names.legacy_container(node_name))
         except docker.errors.NotFound:
             return None
+        return old if names.owned_by(old.labels, self.ctx.installation) else None
 
     @staticmethod
     def _address(container: Container, network: str) -> str:
@@ -84,7 +91,7 @@ class Nodes:
             addresses=[self._address(container, network)],
             data={
                 "container": container.name,
-                "volume": volume_name(spec_name),
+                "volume": self.volume_name(spec_name),
                 "network": network,
             },
         )
@@ -93,7 +100,7 @@ class Nodes:
         """Make the node's volume and container and start it, or adopt them (blocking)."""
         existing = self.find(spec.name)
         if existing is not None:
-            if existing.labels.get(OWNER_KEY) != self.ctx.installation:
+            if not names.owned_by(existing.labels, self.ctx.installation):
                 raise AlreadyExists(
                     f"a container named {existing.name} exists and this flotte "
                     "installation did not make it"
@@ -102,7 +109,7 @@ class Nodes:
                 existing.start()
             existing.reload()
             return self.record(spec.name, existing, network)
-        volume = volume_name(spec.name)
+        volume = self.volume_name(spec.name)
         self.engine.docker.volumes.create(volume, labels=labels)
         container = self.engine.docker.containers.get(
             self._create_container(spec, labels, volume, network)
@@ -134,7 +141,7 @@ class Nodes:
             host_config["ReadonlyPaths"] = []
         created = api.create_container(
             spec.options.get("local_image") or self.engine.image(),  # a node group's own
-            name=container_name(spec.name),
+            name=self.container_name(spec.name),
             hostname=spec.name,
             labels=labels,
             host_config=host_config,
@@ -160,7 +167,9 @@ class Nodes:
         archive = tar(files)
 
         def put() -> None:
-            container = self.engine.docker.containers.get(container_name(name))
+            container = self.find(name)
+            if container is None:
+                raise DriverError(f"{name}: its container disappeared while starting")
             if not container.put_archive("/", archive):
                 raise DriverError(f"could not copy the engine's files into {name}")
             # /run is a tmpfs, empty at every boot: a "go" left by an earlier boot cannot
@@ -233,8 +242,13 @@ class Nodes:
         container = self.find(name)
         if container is not None:
             container.remove(force=True, v=True)
+        volumes = self.engine.docker.volumes
         with contextlib.suppress(docker.errors.NotFound):
-            self.engine.docker.volumes.get(volume_name(name)).remove(force=True)
+            volumes.get(self.volume_name(name)).remove(force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            old = volumes.get(names.legacy_volume(name))
+            if names.owned_by(old.attrs.get("Labels"), self.ctx.installation):
+                old.remove(force=True)
 
 
 def tar(files: list[tuple[str, bytes, int]]) -> bytes:

@@ -4,17 +4,20 @@ lone machines (so two FLOTTE_HOMEs never share, or delete, each other's)."""
 from __future__ import annotations
 
 from flotte.drivers.base import GroupSpec
+from flotte.drivers.local import names
 from flotte.drivers.local.connection import Engine
+from flotte.drivers.local.names import MACHINES_NETWORK
 from flotte.errors import DriverError
 
-MACHINES_NETWORK = "flotte-machines"
+__all__ = ["MACHINES_NETWORK", "SHARED_KEY", "ensure_network", "network_name", "remove_network"]
+
 SHARED_KEY = "flotte:shared"  # label of the lone machines' network (not an owner mark)
 
 
 def network_name(group: GroupSpec, installation: str) -> str:
     if "cluster" in group.roles or group.owner.cluster:
-        return f"flotte-{group.name}"
-    return f"{MACHINES_NETWORK}-{installation[:8]}"
+        return names.cluster_network(group.name, installation)
+    return names.machines_network(installation)
 
 
 def ensure_network(engine: Engine, name: str, labels: dict[str, str]) -> str:
