@@ -134,7 +134,7 @@ async def run_flotte(
         group = GroupSpec(
             name=name, owner=owner, roles=("manager", "worker"), size=size, nodes=tuple(specs)
         )
-        provider = await openstack_conn.provider(ctx.options)
+        provider = await openstack_conn.provider(ctx.options, pool=ctx.clients)
         base = dict(provider.calls)
         if trace is not None:
             provider.conn.session.session.hooks["response"].append(trace.hook)
@@ -162,7 +162,7 @@ async def run_flotte(
         delete_seconds = time.monotonic() - started
         after_delete = dict(provider.calls)
         left = await driver.leftovers(Owner(installation=installation))
-        openstack_conn.forget(ctx.options)
+        ctx.clients.close()
 
     def diff(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
         return {k: b.get(k, 0) - a.get(k, 0) for k in b if b.get(k, 0) - a.get(k, 0)}

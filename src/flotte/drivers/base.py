@@ -12,10 +12,12 @@ that is gone succeeds. That is what lets a killed command be re-run.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+import contextlib
+import threading
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState, Owner
 from flotte.pki import CertificateAuthority
@@ -23,12 +25,70 @@ from flotte.provision.access import SSHAccess
 
 __all__ = [
     "Capabilities",
+    "ClientPool",
     "Driver",
     "DriverContext",
     "DriverOption",
     "GroupSpec",
     "SSHAccess",
 ]
+
+
+T = TypeVar("T")
+
+
+class ClientPool:
+    """API clients shared by every driver instance of one installation, one per provider.
+
+    The service holds one pool and hands it to every driver it makes (``DriverContext.
+    clients``): node groups with their own options, and the many calls of one command,
+    then share one docker client, one openstack Connection per cloud account, one boto3
+    client per region and account. A client is made on first use, by the driver that
+    needs it, so bad options still fail in that driver's own words and a dry run that
+    never reaches a provider makes none.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def peek(self, key: Hashable) -> Any:
+        """The client made for ``key``, or None."""
+        with self._lock:
+            return self._made.get(key)
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The client for ``key``, made with ``make`` (blocking) the first time."""
+        with self._lock:
+            if key in self._made:
+                found: T = self._made[key]
+                return found
+        made = make()  # outside the lock: building a client may take a while
+        with self._lock:
+            kept: T = self._made.setdefault(key, made)
+        if kept is not made:  # another thread was quicker: keep one
+            _close(made)
+        return kept
+
+    def forget(self, key: Hashable) -> None:
+        """Drop and close the client of ``key`` (credentials changed)."""
+        with self._lock:
+            found = self._made.pop(key, None)
+        if found is not None:
+            _close(found)
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = list(self._made.values()), {}
+        for client in made:
+            _close(client)
+
+
+def _close(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
 
 
 @dataclass(frozen=True)
@@ -77,8 +137,11 @@ class DriverContext:
     known_hosts: Path | None = None  # flotte's own known_hosts (trust on first use)
     progress: Callable[[str, str], None] | None = None  # (node, what it is doing now)
     # An API client handed in (docker.DockerClient, openstack Connection, boto3 EC2
-    # client), so tests and the service share one; None: the driver makes its own.
+    # client) for every call of this driver; None: taken from ``clients``.
     client: Any = None
+    # Where clients are made once and shared: the service passes the installation's pool
+    # to every driver; a driver made alone gets a pool of its own.
+    clients: ClientPool = field(default_factory=ClientPool)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from flotte import drivers
 from flotte.config import Paths, paths
-from flotte.drivers.base import Driver, DriverContext
+from flotte.drivers.base import ClientPool, Driver, DriverContext
 from flotte.engine.executor import Events, Executor, Step
 from flotte.models import Owner
 from flotte.pki import CertificateAuthority
@@ -50,8 +50,12 @@ class Installation:
         self.lock_wait = lock_wait
         self.options = OptionStore(self.paths.secrets)
         self._drivers: dict[tuple[str, str, str], Driver] = {}
+        # One API client per provider, shared by every driver made here (node groups with
+        # their own options included), made on first use.
+        self.clients = ClientPool()
 
     def close(self) -> None:
+        self.clients.close()
         self.store.close()
 
     @property
@@ -90,6 +94,7 @@ class Installation:
                 options=dict(options or {}),
                 known_hosts=self.paths.known_hosts,
                 progress=getattr(self.events, "note", None),
+                clients=self.clients,
             )
             self._drivers[key] = cls(ctx)
         return self._drivers[key]

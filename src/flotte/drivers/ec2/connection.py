@@ -355,6 +355,13 @@ def _read_secret(path: Path) -> str:
     return secret
 
 
+def _pool_key(tgt: cfg.Target) -> tuple[str, ...]:
+    """The installation-wide client of ``tgt``: a target compares without its credentials
+    (one driver has one set), but two machines may each have their own keys."""
+    creds = hashlib.sha256(repr((tgt.credentials_file, tgt.keys)).encode()).hexdigest()
+    return ("ec2", tgt.cloud, tgt.region, tgt.endpoint_url or "", tgt.profile or "", creds)
+
+
 class Clients:
     """The EC2 APIs of one driver: one per target, on a boto3 client handed in
     (``DriverContext.client``) or made from the options (profile, environment, key file)."""
@@ -424,7 +431,12 @@ class Clients:
         found = self._apis.get(tgt)
         if found is not None:
             return found
-        client = self._client if self._client is not None else self._make_client(tgt)
+        client = (
+            self._client
+            if self._client is not None
+            # one boto3 client per region and account for every driver of the installation
+            else self.ctx.clients.get(_pool_key(tgt), lambda: self._make_client(tgt))
+        )
         api = Ec2Api(
             client,
             where=tgt.where,

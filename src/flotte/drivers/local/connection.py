@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flotte.config import write_public
+from flotte.drivers.base import ClientPool
 from flotte.drivers.local.image import ensure_node_image
 from flotte.errors import Unreachable
 
@@ -41,7 +43,8 @@ def local_client() -> docker.DockerClient:
 
 
 class Engine:
-    """The Docker client of one driver: handed in (``DriverContext.client``) or made here."""
+    """The Docker client of one driver: handed in (``DriverContext.client``), else the
+    installation's one (``DriverContext.clients``), made on first use."""
 
     def __init__(
         self,
@@ -50,9 +53,11 @@ class Engine:
         max_parallel: int,
         image: str | None = None,
         privileged: str = "auto",
+        pool: ClientPool | None = None,
     ) -> None:
         self.home = home
         self._client = client
+        self._pool = pool if pool is not None else ClientPool()
         self._sem = asyncio.Semaphore(max_parallel)
         self._image = image or None
         self._choice = privileged
@@ -60,7 +65,8 @@ class Engine:
     @property
     def docker(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = local_client()
+            where = os.environ.get("DOCKER_HOST", "")
+            self._client = self._pool.get(("docker", where), local_client)
         return self._client
 
     async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:

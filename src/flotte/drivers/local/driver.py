@@ -37,13 +37,15 @@ class LocalDriver(Driver):
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
-        # ctx.client: a docker.DockerClient handed in; None: made from DOCKER_HOST
+        # ctx.client: a docker.DockerClient handed in; None: the installation's, made
+        # from DOCKER_HOST on first use
         self.engine = Engine(
             ctx.home,
             ctx.client,
             self.capabilities.max_parallel,
             image=self.option("local_image"),
             privileged=str(self.option("local_privileged", "auto")),
+            pool=ctx.clients,
         )
         self.nodes = Nodes(self.engine, ctx, self.name)
 

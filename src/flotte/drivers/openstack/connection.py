@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from flotte.drivers.base import ClientPool
 from flotte.errors import (
     AuthError,
     DriverError,
@@ -329,6 +330,9 @@ class Provider:
         with self._lock:
             self.calls[f"{request.method} {path}"] += 1
 
+    def close(self) -> None:
+        self.conn.close()
+
     @property
     def total_calls(self) -> int:
         with self._lock:
@@ -374,15 +378,19 @@ class Provider:
         return await self.run(fn, what, retry=RETRY_READ, raw=raw)
 
 
-_PROVIDERS: dict[str, Provider] = {}
+_SHARED = ClientPool()  # providers made outside a driver (flotte image, benchmarks)
 _PROVIDERS_LOCK = threading.Lock()
 
 
-async def provider(options: Mapping[str, Any], limit: int = 16) -> Provider:
-    """The shared :class:`Provider` for these options, connected and authenticated."""
+async def provider(
+    options: Mapping[str, Any], limit: int = 16, pool: ClientPool | None = None
+) -> Provider:
+    """The :class:`Provider` for these options in ``pool`` (the installation's, handed to
+    the driver), connected and authenticated once per cloud account."""
     spec = cloud_spec(options)
-    with _PROVIDERS_LOCK:
-        found = _PROVIDERS.get(spec.key)
+    pool = pool if pool is not None else _SHARED
+    key = ("openstack", spec.key)
+    found: Provider | None = pool.peek(key)
     if found is not None:
         return found
 
@@ -401,8 +409,7 @@ async def provider(options: Mapping[str, Any], limit: int = 16) -> Provider:
         raise
     except Exception as err:
         raise translate(err, "connect", spec) from err
-    with _PROVIDERS_LOCK:
-        return _PROVIDERS.setdefault(spec.key, built)
+    return pool.get(key, lambda: built)
 
 
 _INJECTED: weakref.WeakKeyDictionary[Any, Provider] = weakref.WeakKeyDictionary()
@@ -435,12 +442,9 @@ async def injected(conn: Any, limit: int = 16) -> Provider:
         return _INJECTED.setdefault(conn, built)
 
 
-def forget(options: Mapping[str, Any]) -> None:
-    """Drop the cached Provider for these options (tests, credential changes)."""
-    with _PROVIDERS_LOCK:
-        found = _PROVIDERS.pop(cloud_spec(options).key, None)
-    if found is not None:
-        found.conn.close()
+def forget(options: Mapping[str, Any], pool: ClientPool | None = None) -> None:
+    """Drop the Provider made for these options (tests, credential changes)."""
+    (pool if pool is not None else _SHARED).forget(("openstack", cloud_spec(options).key))
 
 
 async def create_once(

@@ -71,7 +71,7 @@ class OpenStackDriver(Driver):
     async def _provider(self, opts: Mapping[str, Any]) -> Provider:
         if self.ctx.client is not None:  # an openstack Connection handed in
             return await injected(self.ctx.client, limit=self.capabilities.max_parallel)
-        return await provider(opts, limit=self.capabilities.max_parallel)
+        return await provider(opts, limit=self.capabilities.max_parallel, pool=self.ctx.clients)
 
     async def _node_provider(self, node: NodeRecord) -> Provider:
         if self.ctx.client is not None:
