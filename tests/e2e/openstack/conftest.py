@@ -21,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fixtures.*
 
 import fixtures.fault_proxy as _fault_proxy
-from flotte.drivers.base import DriverContext
+from flotte.drivers.base import ClientPool, DriverContext
 from flotte.drivers.openstack import OpenStackDriver
 from flotte.drivers.openstack import connection as openstack_conn
 from flotte.models import Owner
@@ -72,13 +72,10 @@ def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
 
 @pytest.fixture(autouse=True)
 def _fresh_providers() -> Iterator[None]:
-    # Providers (connections) are per process; tests change clouds.yaml and credentials.
+    # Providers made outside a driver (flotte image) are kept per process; tests change
+    # clouds.yaml and credentials.
     yield
-    with openstack_conn._PROVIDERS_LOCK:
-        providers = list(openstack_conn._PROVIDERS.values())
-        openstack_conn._PROVIDERS.clear()
-    for p in providers:
-        p.conn.close()
+    openstack_conn._SHARED.close()
 
 
 @pytest.fixture(scope="session")
@@ -105,6 +102,7 @@ def make_driver(
     tmp_path: Path, installation: str, image_id: str, cloud: Cloud
 ) -> Iterator[Callable[..., OpenStackDriver]]:
     made: list[OpenStackDriver] = []
+    clients = ClientPool()  # as the service does: one per installation, for every driver
 
     def make(**options: Any) -> OpenStackDriver:
         opts: dict[str, Any] = {
@@ -120,6 +118,7 @@ def make_driver(
             ca=CertificateAuthority(tmp_path / "ca"),
             installation=installation,
             options=opts,
+            clients=clients,
         )
         driver = OpenStackDriver(ctx)
         made.append(driver)
@@ -132,3 +131,4 @@ def make_driver(
             asyncio.run(driver.sweep(Owner(installation=installation)))
         except Exception as err:  # report, but let the test's own failure show first
             print(f"sweep after the test failed: {err}")
+    clients.close()

@@ -54,7 +54,7 @@ async def test_ten_node_cluster_parallel_create_resize_delete(
     }
 
     # Batched polling: API calls per node stay small (3 creates + a share of the polls).
-    provider = next(iter(openstack_conn._PROVIDERS.values()))
+    provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
     creates = sum(v for k, v in provider.calls.items() if k.startswith("POST"))
     assert creates <= 3 * 10 + 6, provider.calls
 
