@@ -101,6 +101,9 @@ class Capabilities:
     max_parallel: int = 16  # how many infrastructure calls at once (API rate limits)
     adopt_existing: bool = False  # the node existed before flotte (ssh hosts)
     catalog_provider: str | None = None  # catalog entry that prices this driver's nodes
+    # Concurrent create() calls are gathered into one cloud call (EC2 RunInstances): the
+    # executor lets every create of a plan reach the driver at once.
+    batch_create: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ class EC2Driver(Driver):
 
     name = "ec2"
     description = "EC2-API clouds: AWS, 3DS Outscale (boto3)"
-    capabilities = Capabilities(snapshot=True, max_parallel=16)
+    capabilities = Capabilities(snapshot=True, max_parallel=16, batch_create=True)
     options = cfg.OPTIONS
 
     def __init__(self, ctx: DriverContext) -> None:
