@@ -40,15 +40,21 @@ def node_states(page: Any) -> dict[str, str]:
 
 
 def wait_nodes(page: Any, count: int, status: str) -> None:
+    """Until ``count`` nodes are ready and the cluster is ``status``; a failed cluster
+    fails the test at once, with the reason the page shows."""
     page.wait_for_function(
         """([count, status]) => {
+            const now = document.getElementById('status').textContent;
+            if (now.endsWith('_FAILED')) return true;
             const states = [...document.querySelectorAll('#nodes tbody .state')];
             return states.length === count && states.every(s => s.textContent === 'ready')
-                && document.getElementById('status').textContent === status;
+                && now === status;
         }""",
         arg=[count, status],
         timeout=READY_WITHIN,
     )
+    now = page.inner_text("#status")
+    assert not now.endswith("_FAILED"), f"{now}: {page.inner_text('#status-reason')}"
 
 
 def make_template(page: Any, web: WebServe, name: str, driver: str, labels: str = "") -> None:
