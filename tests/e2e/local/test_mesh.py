@@ -30,10 +30,15 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
 
 
 def image(client: docker.DockerClient) -> str:
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        client.images.build(fileobj=io.BytesIO(DOCKERFILE.encode()), tag=IMAGE, rm=True)
+    from fixtures.machine_lock import machine_wide
+    from flotte.drivers.local.image import build_base
+
+    with machine_wide("mesh-image"):
+        try:
+            client.images.get(IMAGE)
+        except docker.errors.ImageNotFound:
+            build_base(client)  # FROM flotte-base:bookworm, made here (no registry)
+            client.images.build(fileobj=io.BytesIO(DOCKERFILE.encode()), tag=IMAGE, rm=True)
     return IMAGE
 
 
