@@ -3,13 +3,14 @@ caller (``X-Auth-Token`` validated by the standalone identity or by Keystone).""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from flotte.api.errors import ApiError
+from flotte.api.magnum.list_cache import ListCache
 from flotte.identity.keystone import KeystoneValidator
 from flotte.identity.principal import Principal, Unauthorized
 from flotte.identity.quotas import Quotas
@@ -35,6 +36,7 @@ class ApiContext:
     quotas: Quotas
     standalone: Standalone | None
     keystone: KeystoneValidator | None
+    lists: ListCache = field(default_factory=ListCache)
 
     async def principal(self, token: str) -> Principal:
         if self.keystone is not None:
@@ -43,12 +45,13 @@ class ApiContext:
         return self.standalone.validate(token)
 
 
-def context(request: Request) -> ApiContext:
+async def context(request: Request) -> ApiContext:
+    # async: FastAPI runs a plain def dependency in a thread, a hand-off per request
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
 
-def job_queue(request: Request) -> JobQueue:
+async def job_queue(request: Request) -> JobQueue:
     jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
     if jobs is None:
         raise ApiError(503, "this server has no job queue: start it with 'flotte serve'")
@@ -65,7 +68,8 @@ async def caller(
         raise Unauthorized("Authentication required: send a token in X-Auth-Token")
     if len(token) > 8192:
         raise Unauthorized("the token is not valid here: authenticate again")
-    principal = await context(request).principal(token)
+    ctx: ApiContext = request.app.state.ctx
+    principal = await ctx.principal(token)
     request.scope.setdefault("state", {})["project_id"] = principal.project_id
     return principal
 

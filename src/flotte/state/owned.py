@@ -20,6 +20,7 @@ from flotte.state.rows import cluster_record, template_record
 from flotte.state.store import Store
 from flotte.state.tables import Cluster, NodeGroup, Template, utcnow
 from flotte.state.tenancy import changed, visible
+from flotte.state.tenancy_tables import ClusterRevision
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,21 @@ class OwnedStore:
         self.store = store
         self.session = store.session
 
+    def cluster_revision(self, project: str | None) -> int:
+        """A number that changes whenever a cluster ``project`` sees (None: any) changes:
+        kept by a database trigger, so every process's writes count."""
+        n = ClusterRevision.n
+        query = (
+            select(func.coalesce(func.sum(n), 0))
+            if project is None
+            else select(n).where(ClusterRevision.scope == project)
+        )
+        with self.store.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def cluster_briefs(self, project: str | None) -> list[ClusterBrief]:
-        with self.session() as s:
+        # columns only, on a plain connection: no ORM objects for a list of hundreds
+        with self.store.engine.connect() as s:
             query = (
                 select(
                     Cluster.name,

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -116,3 +117,12 @@ class ServeProcess(Base):
     report_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ClusterRevision(Base):
+    """A counter per project (``''``: the CLI's clusters) that a database trigger raises
+    whenever one of its clusters changes (migration 0004): what a cached list checks."""
+
+    __tablename__ = "cluster_revisions"
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)

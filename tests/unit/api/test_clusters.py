@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from flotte.state.store import Store
+
 
 async def test_create_list_show_resize_update_delete(api: Api) -> None:
     api.user("alice", "lab")
@@ -206,3 +208,34 @@ async def test_quotas_api(api: Api) -> None:
     ).status_code == 204
     r = await api.client.get(f"/v1/quotas/{project}/Cluster", headers=api.h("alice"))
     assert r.json()["hard_limit"] == 20  # the default
+
+
+async def test_the_list_follows_every_write_wherever_it_comes_from(api: Api) -> None:
+    """An answer of GET /v1/clusters is kept between requests, but a change written by
+    any process (a worker's status, another process's delete) shows on the next one."""
+    api.user("alice", "lab")
+    api.user("bob", "other")
+    await api.template("alice")
+    await api.template("bob")
+    await api.cluster("alice", "web")
+    await api.cluster("alice", "db")
+    await api.cluster("bob", "web")
+
+    async def listed(user: str) -> list[tuple[str, str]]:
+        r = await api.client.get("/v1/clusters", headers=api.h(user))
+        assert r.status_code == 200, r.text
+        return [(c["name"], c["status"]) for c in r.json()["clusters"]]
+
+    assert await listed("alice") == [("web", "CREATE_COMPLETE"), ("db", "CREATE_COMPLETE")]
+    assert await listed("alice") == await listed("alice")
+    web = (await api.show("alice", "web"))["stack_id"]
+    db = (await api.show("alice", "db"))["stack_id"]
+    other = Store(api.svc.store.url)  # what another serve process or a worker writes through
+    try:
+        other.set_cluster(web, status="UPDATE_FAILED", status_reason="planted")
+        assert await listed("alice") == [("web", "UPDATE_FAILED"), ("db", "CREATE_COMPLETE")]
+        other.delete_cluster(db)
+        assert await listed("alice") == [("web", "UPDATE_FAILED")]
+    finally:
+        other.close()
+    assert await listed("bob") == [("web", "CREATE_COMPLETE")]  # bob's list untouched

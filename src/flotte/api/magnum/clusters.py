@@ -35,16 +35,27 @@ async def create(body: ClusterCreate, ctx: Ctx, who: Caller, jobs: Jobs) -> dict
     return {"uuid": record.uuid}
 
 
-@router.get("/v1/clusters")
-@router.get("/v1/clusters/detail")
-async def listing(ctx: Ctx, who: Caller, request: Request, paged: Page) -> dict[str, Any]:
-    found = ctx.serving.owned.cluster_briefs(who.sees)
-    chunk, after = page(found, lambda c: c.uuid, paged.limit, paged.marker)
+@router.get("/v1/clusters", responses=views.LIST_RESPONSE)
+@router.get("/v1/clusters/detail", responses=views.LIST_RESPONSE)
+async def listing(ctx: Ctx, who: Caller, request: Request, paged: Page) -> Response:
+    """The clusters the caller sees; an answer is rendered again only when one of them
+    changed since (``list_cache``): clients poll this list."""
+    owned = ctx.serving.owned
     base = base_url(request, ctx.settings.public_url)
-    return {
-        "clusters": [views.brief(c, base) for c in chunk],
-        "next": next_link(request, base, after, paged.limit),
-    }
+    key = (who.sees, base, request.url.path, paged.limit, paged.marker)
+    revision = owned.cluster_revision(who.sees)  # first: a write after it only re-renders
+    body = ctx.lists.get(key, revision)
+    if body is None:
+        found = owned.cluster_briefs(who.sees)
+        chunk, after = page(found, lambda c: c.uuid, paged.limit, paged.marker)
+        body = views.encode(
+            {
+                "clusters": [views.brief(c, base) for c in chunk],
+                "next": next_link(request, base, after, paged.limit),
+            }
+        )
+        ctx.lists.put(key, revision, body)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/v1/clusters/{ident}")

@@ -56,7 +56,7 @@ class Paging(BaseModel):
     marker: str | None = None
 
 
-def paging(
+async def paging(
     limit: int | None = Query(None, ge=0, le=10_000),
     marker: str | None = Query(None, max_length=64),
     sort_key: str | None = Query(None, max_length=64),

@@ -8,6 +8,7 @@ nodes and cloud resources) are flotte's additions.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from flotte.models import Role
@@ -46,6 +47,17 @@ TEMPLATE_FIELDS = (
     "floating_ip_enabled",
     "server_type",
 )
+
+
+# What a list handler that returns its bytes itself (``encode``) documents.
+LIST_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
+}
+
+
+def encode(document: dict[str, Any]) -> bytes:
+    """JSON as FastAPI's JSONResponse writes it, for answers kept as bytes."""
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def when(value: dt.datetime | None) -> str | None:
