@@ -1,13 +1,9 @@
-"""Test stand-ins for what serve-jobs builds (the job queue), shared by the API's unit
-and end-to-end tests: an in-process queue that runs ``service.requests.run`` as tasks of
-the running event loop.
-
-Only tests use this; the real queue is ``flotte.jobs`` behind ``flotte serve``.
-"""
+"""What the API's unit and end-to-end tests share: the real embedded job queue of
+``flotte.jobs`` with a record of what was submitted, ``flotte serve`` in a subprocess,
+the official ``openstack`` client, and helpers to authenticate as standalone users."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -20,48 +16,41 @@ from typing import Any
 
 import httpx
 
-from flotte.errors import Busy
 from flotte.identity.standalone import Standalone
+from flotte.jobs import EmbeddedJobs
 from flotte.service import Service
-from flotte.service.requests import run
 
 
-@dataclass
-class InlineJobs:
-    """Runs each request as a task of this event loop; ``drain`` waits for all of them."""
+class RecordedJobs(EmbeddedJobs):
+    """``flotte.jobs``' embedded backend (the queue and worker ``flotte serve`` runs on
+    SQLite), remembering what was submitted so a test can wait for all of it."""
 
-    svc: Service
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    submitted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    errors: list[BaseException] = field(default_factory=list)
+    def __init__(self, svc: Service) -> None:
+        super().__init__(svc, poll=0.05, retry_after=0.2)
+        self.submitted: list[tuple[str, dict[str, Any]]] = []
+        self.ids: list[str] = []
+        self.errors: list[str] = []  # the failed jobs' errors, once drained
 
     async def submit(
         self, kind: str, payload: dict[str, Any], *, project: str | None, cluster: str | None
     ) -> str:
+        job_id = await super().submit(kind, payload, project=project, cluster=cluster)
         self.submitted.append((kind, payload))
-        self.tasks.append(asyncio.create_task(self._run(kind, payload)))
-        return str(len(self.tasks))
+        self.ids.append(job_id)
+        return job_id
 
-    async def _run(self, kind: str, payload: dict[str, Any]) -> None:
-        while True:
-            try:
-                await run(self.svc, kind, payload)
-                return
-            except Busy:  # another request holds the cluster: queued again, as flotte.jobs does
-                await asyncio.sleep(1)
-            except Exception as err:  # recorded in the cluster's status; kept for asserts
-                self.errors.append(err)
-                return
-
-    async def drain(self) -> None:
-        while any(not t.done() for t in self.tasks):
-            await asyncio.gather(*self.tasks)
+    async def drain(self, timeout: float = 300) -> None:
+        """Wait until every job submitted so far has finished."""
+        while self.ids:
+            state = await self.wait(self.ids.pop(0), timeout)
+            if state.status == "failed":
+                self.errors.append(state.error)
 
 
 @dataclass
 class Api:
     client: httpx.AsyncClient
-    jobs: InlineJobs
+    jobs: RecordedJobs
     svc: Service
     identity: Standalone
     ctx: Any  # the app's ApiContext: its services, as the handlers see them
@@ -112,8 +101,7 @@ def free_port() -> int:
 
 @dataclass
 class ServeProcess:
-    """The API in a subprocess (``api_server.py``), its log, and the ``openstack`` CLI
-    pointed at it."""
+    """``flotte serve`` in a subprocess, its log, and the ``flotte`` CLI on its home."""
 
     home: Path
     port: int
@@ -129,28 +117,20 @@ class ServeProcess:
         return self.home / "serve.log"
 
     def start(self, *extra: str, timeout: float = 60) -> ServeProcess:
+        """``flotte serve --home H --port P *extra`` (API and worker unless told)."""
         self.home.mkdir(parents=True, exist_ok=True)
-        script = Path(__file__).with_name("api_server.py")
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(script),
-                "--home",
-                str(self.home),
-                "--port",
-                str(self.port),
-                *extra,
-            ],
-            stdout=out,
-            stderr=out,
-            env=self.env,
-            start_new_session=True,
-        )
+            [sys.executable, "-m", "flotte.cli.main", "serve", "--home", str(self.home),
+             "--port", str(self.port), *extra],
+            stdout=out, stderr=out, env=self.env, start_new_session=True,
+        )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the API exited at start:\n{self.log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"flotte serve exited at start:\n{self.log.read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -158,7 +138,7 @@ class ServeProcess:
                 pass
             time.sleep(0.1)
         raise AssertionError(
-            f"the API did not answer in {timeout} s:\n{self.log.read_text()[-3000:]}"
+            f"flotte serve did not answer in {timeout} s:\n{self.log.read_text()[-3000:]}"
         )
 
     def stop(self) -> None:

@@ -30,9 +30,9 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Ser
         env["FLOTTE_DATABASE_URL"] = request.getfixturevalue("pg_url")
     started: list[ServeProcess] = []
     try:
-        for _ in range(2):
+        for roles in ([], ["--api"]):  # one embedded worker an installation on SQLite
             server = ServeProcess(tmp_path / "home", free_port(), env)
-            started.append(server.start("--default-driver", "fake"))
+            started.append(server.start("--default-driver", "fake", *roles))
         yield started
     finally:
         for server in started:

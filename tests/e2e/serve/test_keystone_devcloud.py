@@ -26,7 +26,9 @@ def serve(
     tmp = tmp_path_factory.mktemp("keystone-serve")
     env = serve_env(tmp, dc.env, DOCKER_CONFIG=str(tmp / "docker"))
     server = ServeProcess(tmp / "home", free_port(), env)
-    server.start("--keystone-url", dc.auth_url, "--default-driver", "openstack")
+    server.start(
+        "--identity", "keystone", "--keystone-url", dc.auth_url, "--default-driver", "openstack"
+    )
     try:
         server.flotte("devcloud", "register-serve", f"{server.url}/v1", "--dir", str(dc.root))
         server.flotte(

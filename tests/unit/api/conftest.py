@@ -1,6 +1,6 @@
-"""An app of flotte serve on a fresh installation, with an in-process job queue that
-runs ``service.requests.run`` in the test's event loop (the tests' stand-in for the
-jobs package), and helpers to authenticate as standalone users."""
+"""An app of flotte serve on a fresh installation, with ``flotte.jobs``' embedded queue
+and worker running ``service.requests.run`` in the test's event loop, and helpers to
+authenticate as standalone users."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_harness import Api, InlineJobs
+from api_harness import Api, RecordedJobs
 
 from flotte.api.app import create_app
 from flotte.serve_settings import ServeSettings
@@ -35,11 +35,15 @@ async def api(
         monkeypatch.setenv("FLOTTE_DATABASE_URL", request.getfixturevalue("pg_url"))
     settings = ServeSettings(home=tmp_path, default_driver="fake")
     svc = Service(tmp_path)
-    jobs = InlineJobs(svc)
+    jobs = RecordedJobs(svc)
+    await jobs.start()
     app = create_app(settings, service=svc, jobs=jobs)
     identity = app.state.ctx.standalone
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://flotte.test") as client:
-        yield Api(client, jobs, svc, identity, app.state.ctx)
-        await jobs.drain()
+        try:
+            yield Api(client, jobs, svc, identity, app.state.ctx)
+            await jobs.drain()
+        finally:
+            await jobs.stop()
     svc.close()

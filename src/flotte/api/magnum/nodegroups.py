@@ -3,6 +3,7 @@ default groups ``default-master`` and ``default-worker`` that every cluster has.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -112,7 +113,7 @@ async def create(
             )
         return spec.with_group(group)
 
-    await change_cluster(
+    recorded = await change_cluster(
         ctx,
         jobs,
         found,
@@ -121,7 +122,11 @@ async def create(
         groups=[group.name],
         new_group_status=CREATE_IN_PROGRESS,
     )
-    return _view(ctx, request, found, group.name)
+    # the group as recorded, not re-read: a worker may already be converging it
+    shown = replace(found, record=recorded)
+    nodes = ctx.svc.store.nodes(cluster=recorded.name)
+    base = base_url(request, ctx.settings.public_url)
+    return views.nodegroup(shown, _group(shown, group.name), nodes, base)
 
 
 @router.patch(BASE + "/{ident}", status_code=202)
