@@ -45,13 +45,12 @@ class ApiContext:
         return self.standalone.validate(token)
 
 
-async def context(request: Request) -> ApiContext:
-    # async: FastAPI runs a plain def dependency in a thread, a hand-off per request
+def context(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
 
-async def job_queue(request: Request) -> JobQueue:
+def job_queue(request: Request) -> JobQueue:
     jobs: JobQueue | None = getattr(request.app.state, "jobs", None)
     if jobs is None:
         raise ApiError(503, "this server has no job queue: start it with 'flotte serve'")
@@ -68,12 +67,21 @@ async def caller(
         raise Unauthorized("Authentication required: send a token in X-Auth-Token")
     if len(token) > 8192:
         raise Unauthorized("the token is not valid here: authenticate again")
-    ctx: ApiContext = request.app.state.ctx
-    principal = await ctx.principal(token)
+    principal = await context(request).principal(token)
     request.scope.setdefault("state", {})["project_id"] = principal.project_id
     return principal
 
 
-Ctx = Annotated[ApiContext, Depends(context)]
+# The dependencies are async: FastAPI runs a plain def dependency in a thread, a
+# hand-off per request that costs more than what it returns.
+async def _context_dependency(request: Request) -> ApiContext:
+    return context(request)
+
+
+async def _jobs_dependency(request: Request) -> JobQueue:
+    return job_queue(request)
+
+
+Ctx = Annotated[ApiContext, Depends(_context_dependency)]
 Caller = Annotated[Principal, Depends(caller)]
-Jobs = Annotated[JobQueue, Depends(job_queue)]
+Jobs = Annotated[JobQueue, Depends(_jobs_dependency)]
