@@ -241,6 +241,10 @@ class Clusters:
             if p.empty:
                 if new != old:
                     self.store.set_desired(new)  # e.g. a max_node_count: nothing to run
+                if cluster.status == UPDATE_IN_PROGRESS:
+                    # A change killed after its last step and before its status: what
+                    # is recorded is what is wanted, so the re-run finishes it.
+                    self._finish_update(cluster)
                 return p
             self._check_names(name, p)
             if secrets:
@@ -272,6 +276,11 @@ class Clusters:
             self.store.set_groups_status(name, UPDATE_FAILED, errors_line(result), groups=groups)
             what = "and was rolled back" if rollback else "(re-run to converge)"
             raise PlanFailed(f"changing cluster {name} failed {what}", result.errors)
+
+    def _finish_update(self, cluster: ClusterRecord) -> None:
+        unfinished = [g.name for g in cluster.nodegroups if g.status == UPDATE_IN_PROGRESS]
+        self.store.set_cluster(cluster.name, status=UPDATE_COMPLETE, status_reason="")
+        self.store.set_groups_status(cluster.name, UPDATE_COMPLETE, groups=unfinished)
 
     async def resize(
         self,

@@ -17,7 +17,12 @@ from sqlalchemy import text
 from flotte.errors import AlreadyExists, Busy, PlanError, PlanFailed, QuotaExceeded, UsageError
 from flotte.planner import Action
 from flotte.service import Service
-from flotte.state.status import CREATE_COMPLETE, CREATE_IN_PROGRESS, UPDATE_COMPLETE
+from flotte.state.status import (
+    CREATE_COMPLETE,
+    CREATE_IN_PROGRESS,
+    UPDATE_COMPLETE,
+    UPDATE_IN_PROGRESS,
+)
 
 
 @pytest.fixture
@@ -97,9 +102,13 @@ def test_killed_create_resumes_and_adopts(svc: Service) -> None:
 
     async def killed() -> None:
         task = asyncio.create_task(svc.clusters.create(spec))
-        # check 1 s, prepare 1 s, then each create makes its node at 2.5 s and answers
-        # at 3 s: cancelled in between, like a SIGKILL.
-        await asyncio.sleep(2.75)
+        # check 1 s, prepare 1 s, then each create makes its node half a second before
+        # it answers: cancelled in between, like a SIGKILL. Watched, not timed, so a
+        # loaded machine's slower check or prepare does not move the kill point.
+        fake = svc.driver("fake", {"fake_dir": os.environ["FLOTTE_FAKE_DIR"]})
+        while not any(x.startswith("node") for x in await fake.leftovers(svc.owner(cluster="k"))):
+            assert not task.done(), "the create finished before any node was seen"
+            await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -216,3 +225,17 @@ def _engine():  # type: ignore[no-untyped-def]
     from flotte.models import EngineOptions
 
     return EngineOptions()
+
+
+def test_change_killed_before_its_status_is_finished_by_a_rerun(svc: Service) -> None:
+    create(svc, "u", workers=1)
+    asyncio.run(svc.clusters.resize("u", 2))
+    # Killed after its last step, before its status was written (fault campaign, seed
+    # 1101): the cluster says UPDATE_IN_PROGRESS with everything already made.
+    svc.store.set_cluster("u", status=UPDATE_IN_PROGRESS, status_reason="")
+    svc.store.set_groups_status("u", UPDATE_IN_PROGRESS, groups=["default-worker"])
+    again = asyncio.run(svc.clusters.resize("u", 2))
+    assert again.empty
+    cluster = svc.clusters.get("u")
+    assert cluster.status == UPDATE_COMPLETE
+    assert {g.name: g.status for g in cluster.nodegroups}["default-worker"] == UPDATE_COMPLETE
