@@ -39,7 +39,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     file order. Other end-to-end tests stay with their module (module fixtures are made
     once); unit tests go wherever a worker is free.
     """
+    long_skip = pytest.mark.skip(reason="a long devcloud scenario: FLOTTE_TEST_LONG=1 runs it")
     for item in items:
+        if item.get_closest_marker("long") and not os.environ.get("FLOTTE_TEST_LONG"):
+            item.add_marker(long_skip)
         names = getattr(item, "fixturenames", ())
         path = str(item.path)
         if any(name.startswith("devcloud") for name in names):

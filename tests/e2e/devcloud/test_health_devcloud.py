@@ -21,7 +21,7 @@ import pytest
 
 from fixtures.devcloud import DevCloud, devcloud_dir, flotte
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.long]
 
 
 def openstack(dc: DevCloud, *args: str) -> None:

@@ -15,7 +15,7 @@ from api_harness import OpenStack, ServeProcess, client_env, docker_nodes, free_
 from fixtures.devcloud import DevCloud, devcloud, devcloud_docker  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[3]
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.long]
 
 
 @pytest.fixture(scope="module")
