@@ -235,6 +235,15 @@ def _leftovers(dc: DevCloud, name: str, cloud: str | None = None) -> list[str]:
         conn.close()
 
 
+def _swarm_nodes(env: dict[str, str], cluster: str) -> list[dict[str, Any]]:
+    """``docker node ls`` of the cluster, through flotte's context (TLS, docker CLI)."""
+    out = subprocess.run(
+        ["docker", "--context", f"flotte-{cluster}", "node", "ls", "--format", "{{json .}}"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def _one_line_error(res: subprocess.CompletedProcess[str]) -> str:
     assert res.returncode != 0
     assert "Traceback" not in res.stderr
@@ -284,11 +293,7 @@ def test_swarm_of_bare_metal_nodes(devcloud_ironic: DevCloud, admin: Any, tmp_pa
     try:
         flotte("cluster", "create", name, "--driver", "openstack", "--node-count", "2",
                *_talk_flags(dc))  # fmt: skip
-        out = subprocess.run(
-            ["docker", "--context", f"flotte-{name}", "node", "ls", "--format", "{{json .}}"],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
-        swarm = [json.loads(line) for line in out.splitlines()]
+        swarm = _swarm_nodes(env, name)
         assert len(swarm) == 3 and all(n["Status"] == "Ready" for n in swarm), swarm
         assert sum(1 for n in swarm if n["ManagerStatus"]) == 1
         in_use = [n for n in _our_nodes(admin) if n.provision_state == "active"]
@@ -364,11 +369,7 @@ def test_vm_managers_and_a_bare_metal_node_group(
             "cluster", "nodegroup", "create", name, "metal", "--node-count", "1",
             "--openstack-server-type", "bm", "--openstack-flavor-name", dc.bm_flavor,
         )  # fmt: skip
-        out = subprocess.run(
-            ["docker", "--context", f"flotte-{name}", "node", "ls", "--format", "{{json .}}"],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
-        swarm = [json.loads(line) for line in out.splitlines()]
+        swarm = _swarm_nodes(env, name)
         assert len(swarm) == 3 and all(n["Status"] == "Ready" for n in swarm), swarm
         servers = {s["Name"]: s["ID"] for s in dc.openstack("server", "list") if name in s["Name"]}
         assert len(servers) == 3, servers
