@@ -31,6 +31,12 @@ pytest_plugins = [
 ]
 
 
+# Tests that reach devcloud through request.getfixturevalue (not in fixturenames).
+DEVCLOUD_PATHS = ("/tests/e2e/openstack/", "/tests/e2e/devcloud/", "/tests/e2e/serve/test_keystone")
+
+
+# Before the mark plugin's own hook, which selects on the marks added here (-m devcloud).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n N --dist loadgroup`` (scripts/test runs the suite so).
 
@@ -45,8 +51,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(long_skip)
         names = getattr(item, "fixturenames", ())
         path = str(item.path)
-        if any(name.startswith("devcloud") for name in names):
+        # Some reach devcloud through request.getfixturevalue: known by path or id.
+        dynamic = any(d in path for d in DEVCLOUD_PATHS) or (
+            "/tests/contract/" in path and "openstack" in item.nodeid
+        )
+        if dynamic or any(name.startswith("devcloud") for name in names):
             group = "devcloud"
+            item.add_marker(pytest.mark.devcloud)  # scripts/test runs these in a lane of their own
         elif "/tests/e2e/local/" in path:
             # These tests reuse machine names ("solo", "c"...) in their own homes; the
             # local driver's container names are per machine, not per installation.
