@@ -38,32 +38,21 @@ DEVCLOUD_PATHS = ("/tests/e2e/openstack/", "/tests/e2e/devcloud/", "/tests/e2e/s
 # Before the mark plugin's own hook, which selects on the marks added here (-m devcloud).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for ``pytest -n N --dist loadgroup`` (scripts/test runs the suite so).
+    """Marks for scripts/test's lanes, and the skip of long scenarios.
 
     devcloud is one OpenStack on fixed ports whose modes (fake or Docker-backed
-    compute, Ironic) modules switch: every test that uses it runs on one worker, in
-    file order. Other end-to-end tests stay with their module (module fixtures are made
-    once); unit tests go wherever a worker is free.
+    compute, Ironic) modules switch: every test that uses it is marked ``devcloud``,
+    and scripts/test runs those one at a time in a lane of their own.
     """
     long_skip = pytest.mark.skip(reason="a long devcloud scenario: FLOTTE_TEST_LONG=1 runs it")
     for item in items:
         if item.get_closest_marker("long") and not os.environ.get("FLOTTE_TEST_LONG"):
             item.add_marker(long_skip)
-        names = getattr(item, "fixturenames", ())
         path = str(item.path)
         # Some reach devcloud through request.getfixturevalue: known by path or id.
         dynamic = any(d in path for d in DEVCLOUD_PATHS) or (
             "/tests/contract/" in path and "openstack" in item.nodeid
         )
+        names = getattr(item, "fixturenames", ())
         if dynamic or any(name.startswith("devcloud") for name in names):
-            group = "devcloud"
-            item.add_marker(pytest.mark.devcloud)  # scripts/test runs these in a lane of their own
-        elif "/tests/e2e/local/" in path:
-            # These tests reuse machine names ("solo", "c"...) in their own homes; the
-            # local driver's container names are per machine, not per installation.
-            group = "local"
-        elif "/tests/unit/" in path:
-            continue
-        else:
-            group = str(item.path.relative_to(HERE))
-        item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.devcloud)
