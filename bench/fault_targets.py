@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flotte.models import CLUSTER_KEY, OWNER_KEY
+
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 for _path in (TESTS, TESTS / "e2e" / "ec2"):
     if str(_path) not in sys.path:
@@ -256,13 +258,12 @@ class LocalTarget(Target):
         from fixtures.local import labelled
 
         out = []
-        for item in labelled(self.docker, {"flotte.owner": installation}):
+        for item in labelled(self.docker, {OWNER_KEY: installation}):
             kind, _, name = item.partition(" ")
             tags: dict[str, str] = {}
             if kind == "container":
                 with contextlib.suppress(Exception):
-                    labels = self.docker.containers.get(name).labels
-                    tags = {k.replace(".", ":", 1): v for k, v in labels.items()}
+                    tags = dict(self.docker.containers.get(name).labels)
             out.append(Resource(kind, name, tags))
         return out
 
@@ -272,7 +273,7 @@ class LocalTarget(Target):
 
             def kill_a_dockerd() -> None:
                 nodes = self.docker.containers.list(
-                    filters={"label": f"flotte.cluster={cluster}", "status": "running"}
+                    filters={"label": f"{CLUSTER_KEY}={cluster}", "status": "running"}
                 )
                 if nodes:
                     rng.choice(nodes).exec_run(["sh", "-c", "pkill -9 dockerd || true"])

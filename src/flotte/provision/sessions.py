@@ -326,8 +326,8 @@ async def _connect_once(target: SSHTarget, client_keys: list[asyncssh.SSHKey] | 
             f"the SSH host key of {target.host}:{target.port} has changed (now {shown}); "
             "this can be an attack, or the host was reinstalled",
             hint=(
-                f"if the host was reinstalled, delete its line from {store.path} "
-                f"(ssh-keygen -R '{host_pattern(target.host, target.port)}' -f {store.path})"
+                "if the host was reinstalled, forget its old key: "
+                f"ssh-keygen -R '{host_pattern(target.host, target.port)}' -f {store.path}"
             ),
         ) from err
     except asyncssh.PermissionDenied as err:

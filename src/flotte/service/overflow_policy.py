@@ -91,7 +91,9 @@ def place(
         if price <= 0 or math.isinf(budget):
             affordable = room
         else:
-            affordable = int((budget - spent + 1e-9) // price)
+            # a price far below a cent makes the quotient infinite: then money is no limit
+            share = (budget - spent + 1e-9) // price
+            affordable = room if math.isinf(share) else int(share)
         take = min(missing, room, max(affordable, 0))
         if take:
             counts[g.name] += take

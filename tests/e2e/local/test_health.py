@@ -23,6 +23,7 @@ import docker
 import pytest
 
 from fixtures.local import Flotte, labelled
+from flotte.models import CLUSTER_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -108,7 +109,7 @@ def test_dead_worker_replaced_and_service_back(
         from flotte.service import Service, health
 
         containers = {c.name: c.id for c in docker_engine.containers.list(
-            filters={"label": f"flotte.cluster={name}"})}  # fmt: skip
+            filters={"label": f"{CLUSTER_KEY}={name}"})}  # fmt: skip
         journal = flotte.journal(f"cluster:{name}")
         svc = Service(flotte.home)
         try:
@@ -124,7 +125,7 @@ def test_dead_worker_replaced_and_service_back(
         assert {o.get("health_status") for o in out} == {"HEALTHY"}
         assert not any("decision" in o or "error" in o for o in out)
         after = {c.name: c.id for c in docker_engine.containers.list(
-            filters={"label": f"flotte.cluster={name}"})}  # fmt: skip
+            filters={"label": f"{CLUSTER_KEY}={name}"})}  # fmt: skip
         assert after == containers
         new = flotte.journal(f"cluster:{name}")[len(journal) :]
         assert new == [("health:HEALTHY", "done")]  # the first check; no heal
@@ -180,7 +181,7 @@ def test_dead_worker_replaced_and_service_back(
         print(f"worker: detected in {detected:.1f} s, healthy again in {healed:.1f} s")
     finally:
         flotte("cluster", "delete", name, check=False)
-    assert labelled(docker_engine, {"flotte.cluster": name}) == []
+    assert labelled(docker_engine, {CLUSTER_KEY: name}) == []
 
 
 def test_dead_manager_replaced_and_the_leader_never_lost(
@@ -240,4 +241,4 @@ def test_dead_manager_replaced_and_the_leader_never_lost(
     finally:
         stop.set()
         flotte("cluster", "delete", name, check=False)
-    assert labelled(docker_engine, {"flotte.cluster": name}) == []
+    assert labelled(docker_engine, {CLUSTER_KEY: name}) == []

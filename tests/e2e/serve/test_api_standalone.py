@@ -12,6 +12,7 @@ import pytest
 from api_harness import OpenStack, ServeProcess, add_user, docker_nodes, free_port, serve_env
 
 from fixtures.local import labelled, sweep
+from flotte.models import OWNER_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -38,7 +39,7 @@ def serve(
         server.stop()
         installation = _installation(home)
         if installation:
-            sweep(docker_engine, {"flotte.owner": installation})
+            sweep(docker_engine, {OWNER_KEY: installation})
 
 
 def _installation(home: Path) -> str | None:
@@ -173,4 +174,4 @@ def test_official_client_lifecycle(
         deadline_check = alice.run("coe", "cluster", "show", "web", check=False)
     assert "could not be found" in deadline_check.stderr
     installation = _installation(serve.home)
-    assert labelled(docker_engine, {"flotte.owner": str(installation)}) == []
+    assert labelled(docker_engine, {OWNER_KEY: str(installation)}) == []

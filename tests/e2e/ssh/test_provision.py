@@ -79,7 +79,7 @@ async def test_install_on_bare_host_waits_for_apt_lock_then_purge(ssh_host, targ
     before = snapshot(host)
     # Another package run holds dpkg's frontend lock for a few seconds, as cloud-init or
     # unattended-upgrades do on a fresh server.
-    host.container.exec_run(["perl", "-e", LOCK_HOLDER, "4"], detach=True)
+    host.container.exec_run(["perl", "-e", LOCK_HOLDER, "20"], detach=True)
     time.sleep(0.3)
     assert "lock-frontend" in host.sh("ls -l /proc/*/fd 2>/dev/null | grep lock-frontend || true")
 

@@ -10,6 +10,7 @@ from web_pages import PASSWORDS, installation
 
 from fixtures.browser import WebServe, chromium, screenshots, serve_environment
 from fixtures.local import sweep
+from flotte.models import OWNER_KEY
 
 __all__ = ["chromium", "screenshots"]
 
@@ -43,4 +44,4 @@ def local_web(
         web.stop()
         owner = installation(web.home)
         if owner:
-            sweep(docker_engine, {"flotte.owner": owner})
+            sweep(docker_engine, {OWNER_KEY: owner})

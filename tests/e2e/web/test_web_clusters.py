@@ -18,6 +18,7 @@ from web_pages import api_clusters, installation, log_in
 
 from fixtures.browser import WebServe, keep_screenshot
 from fixtures.local import labelled
+from flotte.models import OWNER_KEY
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 READY_WITHIN = 240_000  # ms: a 1+1 Swarm is Ready in seconds here, more on a loaded machine
@@ -157,7 +158,7 @@ def test_swarm_lifecycle_in_the_browser(
         time.sleep(1)
         page.reload()
     owner = installation(web.home)
-    assert owner and labelled(docker_engine, {"flotte.owner": owner}) == []
+    assert owner and labelled(docker_engine, {OWNER_KEY: owner}) == []
 
 
 def test_bad_input_is_refused_next_to_its_field(web: WebServe, browser_context: Any) -> None:

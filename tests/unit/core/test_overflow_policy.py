@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flotte.errors import PlanError
@@ -25,6 +25,7 @@ limits_st = st.integers(1, 4).flatmap(
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(limits_st, st.integers(0, 30), st.one_of(st.none(), st.floats(1, 500)))
+@example([GroupLimit("a", 0, None, "", 2.2e-311)], 1, 1.0)  # the budget over it is infinite
 def test_placement_adds_up_respects_caps_and_budget_or_says_why(
     limits: list[GroupLimit], total: int, budget: float | None
 ) -> None:
