@@ -54,6 +54,7 @@ def _local(request: pytest.FixtureRequest, home: Path) -> Rig:
         per_node=Counter({"container": 1, "volume": 1}),
         engines=True,
         client=client,
+        bad=({"local_privileged": "sometimes"}, "--local-privileged"),
     )
 
 
@@ -70,6 +71,7 @@ def _ssh(request: pytest.FixtureRequest, home: Path) -> Rig:
         provision=True,
         engines=True,
         start_host=lambda: start("docker"),
+        bad=({"ssh_port": "0"}, "--ssh-port"),
     )
 
 
@@ -93,6 +95,7 @@ def _openstack(request: pytest.FixtureRequest, home: Path) -> Rig:
         per_node=Counter({"server": 1, "port": 1, "floating ip": 1}),
         conn=conn,
         flavors=flavors,
+        bad=({"openstack_flavor_id": "no-such-flavor"}, "flavor"),
         env={"OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)},
     )
 
@@ -115,6 +118,7 @@ def _ec2(request: pytest.FixtureRequest, home: Path) -> Rig:
         shared=Counter({"security group": 1, "key pair": 1}),
         per_node=Counter({"instance": 1, "volume": 1}),
         client=boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint),
+        bad=({"ec2_ami": "ami-00000000"}, "ami-00000000"),
         env={**creds, "FLOTTE_EC2_POLL": "0.05"},
     )
 
@@ -128,6 +132,7 @@ def _fake(request: pytest.FixtureRequest, home: Path) -> Rig:
         shared=Counter({"network": 1}),
         per_node=Counter({"node": 1}),
         engines=True,
+        bad=({"fake_flavor": "nope"}, "flavor 'nope'"),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from flotte import drivers
 from flotte.drivers.base import Driver, DriverContext, GroupSpec
-from flotte.models import NodeSpec, Owner, Role
+from flotte.models import NODE_KEY, NodeSpec, Owner, Role
 from flotte.pki import CertificateAuthority
 
 CHILD = Path(__file__).with_name("child.py")
@@ -41,8 +41,10 @@ class Rig:
     provision: bool = False  # a node exists for the peer once provisioned (ssh)
     # A node can get its TLS engine here (clouds: the suite stays at --no-provision)
     engines: bool = False
-    installation: str = field(default_factory=lambda: f"ct-{uuid.uuid4().hex[:10]}")
+    installation: str = field(default_factory=lambda: f"ct{uuid.uuid4().hex[:10]}")
     env: dict[str, str] = field(default_factory=dict)  # for child processes
+    # Options check() must refuse, and a word of the one line that says why
+    bad: tuple[dict[str, Any], str] = ({}, "")
 
     # -- building ------------------------------------------------------------------------
     def driver(self) -> Driver:
@@ -106,6 +108,10 @@ class Rig:
         """How ``nodes`` shows the variant of node group ``group``."""
         raise NotImplementedError
 
+    def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
+        """node name -> the marks the peer shows on that node (labels, metadata, tags)."""
+        raise NotImplementedError
+
     # -- a child process, to be killed -----------------------------------------------------
     def child(self, owner: Owner, specs: list[NodeSpec]) -> list[str]:
         job = {
@@ -156,13 +162,17 @@ class LocalRig(Rig):
     def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
         found = self.client.containers.list(all=True, filters=self._filters(owner))
         return {
-            c.labels["flotte:node"]: (c.id, c.attrs["Config"]["Image"])
+            c.labels[NODE_KEY]: (c.id, c.attrs["Config"]["Image"])
             for c in found
-            if "flotte:node" in c.labels
+            if NODE_KEY in c.labels
         }
 
     def variant(self, group: str) -> str:
         return str(self.variants[group]["local_image"])
+
+    def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
+        found = self.client.containers.list(all=True, filters=self._filters(owner))
+        return {c.labels[NODE_KEY]: dict(c.labels) for c in found if NODE_KEY in c.labels}
 
 
 # -- ssh: existing hosts, counted by reading each host's owner.json from inside it -------
@@ -194,13 +204,15 @@ class SSHRig(Rig):
     def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
         by_ip = {h.ip: group for (group, _), h in self.placed.items()}
         return {
-            m["flotte:node"]: (ip, by_ip[ip])
-            for ip, m in self._marks().items()
-            if _has(m, owner.tags())
+            m[NODE_KEY]: (ip, by_ip[ip]) for ip, m in self._marks().items() if _has(m, owner.tags())
         }
 
     def variant(self, group: str) -> str:
         return group  # a node group's own host list
+
+    def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
+        mine = [m for m in self._marks().values() if _has(m, owner.tags())]
+        return {m[NODE_KEY]: m for m in mine if NODE_KEY in m}
 
 
 # -- openstack: devcloud servers, counted with openstacksdk outside flotte ---------------
@@ -231,22 +243,30 @@ class OpenStackRig(Rig):
         out["security group"] = sum(
             1 for g in net.security_groups() if self._mine(g.description, owner)
         )
-        # Key pairs have no description: flotte names them after the group.
-        assert owner.cluster
-        out["key pair"] = sum(
-            1 for k in self.conn.compute.keypairs() if k.name.endswith(f"-{owner.cluster}")
-        )
+        # Key pairs have no description: their name carries the owner (its installation
+        # and cluster hashed, as the driver spells it), then the group.
+        from flotte.drivers.openstack.marks import name_prefix
+
+        prefix = name_prefix(owner)
+        out["key pair"] = sum(1 for k in self.conn.compute.keypairs() if k.name.startswith(prefix))
         return +out
 
     def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
         out = {}
         for s in self._servers(owner):
             flavor = s.flavor.get("original_name") or self.flavors.get(s.flavor.get("id"), "")
-            out[s.metadata["flotte:node"]] = (s.id, flavor)
+            out[s.metadata[NODE_KEY]] = (s.id, flavor)
         return out
 
     def variant(self, group: str) -> str:
         return self.flavors[str(self.variants[group]["openstack_flavor_id"])]
+
+    def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
+        return {
+            s.metadata[NODE_KEY]: dict(s.metadata)
+            for s in self._servers(owner)
+            if NODE_KEY in (s.metadata or {})
+        }
 
 
 # -- ec2: moto, counted with boto3 -------------------------------------------------------
@@ -280,12 +300,20 @@ class EC2Rig(Rig):
         out = {}
         for i in self._instances(owner):
             tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
-            if "flotte:node" in tags:
-                out[tags["flotte:node"]] = (i["InstanceId"], i["InstanceType"])
+            if NODE_KEY in tags:
+                out[tags[NODE_KEY]] = (i["InstanceId"], i["InstanceType"])
         return out
 
     def variant(self, group: str) -> str:
         return str(self.variants[group]["ec2_instance_type"])
+
+    def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
+        out = {}
+        for i in self._instances(owner):
+            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+            if NODE_KEY in tags:
+                out[tags[NODE_KEY]] = tags
+        return out
 
 
 # -- fake: the lead's file-backed cloud, counted by reading its file ---------------------
@@ -314,6 +342,9 @@ class FakeRig(Rig):
 
     def variant(self, group: str) -> str:
         return str(self.variants[group]["fake_flavor"])
+
+    def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
+        return {r["name"]: dict(r["tags"]) for r in self._resources(owner) if r["kind"] == "node"}
 
 
 def _has(marks: Any, wanted: dict[str, str]) -> bool:

@@ -3,12 +3,15 @@
 Each property is checked with the peer's own client, never with the driver's answers:
 create is idempotent; a killed create resumes; a node made by a killed run and never
 recorded is adopted; delete and sweep leave nothing; two node groups of one owner, with
-other driver options each, grow and shrink independently.
+other driver options each, grow and shrink independently; a node stops and starts as
+itself; every node carries its owner marks (``Owner.tags()``) and another installation
+sees none of it; bad options are refused in one line before anything is made.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import subprocess
 import time
@@ -16,9 +19,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from rigs import Rig
 
 from flotte.drivers.base import Driver
+from flotte.errors import FlotteError
 from flotte.models import NodeRecord, NodeSpec, NodeState, Owner
 
 
@@ -173,4 +178,52 @@ async def test_node_groups_grow_and_shrink_independently(rig: Rig) -> None:
     assert rig.found(owner) == rig.expected(2)
 
     await delete(rig, driver, owner, shared, [records[0], grown])
+    assert rig.found(owner) == Counter()
+
+
+async def test_stop_start_and_state(rig: Rig) -> None:
+    owner = rig.owner("power")
+    spec = rig.spec(owner, "a", 0)
+    driver = rig.driver()
+    shared, (record,) = await make(rig, driver, owner, [spec], provision=rig.engines)
+    (made_id, _) = rig.nodes(owner)[spec.name]
+    assert await driver.state(record) == NodeState.RUNNING
+    await driver.stop(record)
+    assert await rig.driver().state(record) == NodeState.STOPPED  # as another process sees it
+    record = await driver.start(record)
+    assert await rig.driver().state(record) == NodeState.RUNNING
+    assert rig.nodes(owner)[spec.name][0] == made_id  # the same node, started again
+    await delete(rig, driver, owner, shared, [record])
+    assert await rig.driver().state(record) == NodeState.NOT_FOUND or rig.kind == "ssh"
+    assert rig.found(owner) == Counter()
+
+
+async def test_every_node_carries_its_owner_marks(rig: Rig) -> None:
+    owner = rig.owner("marks")
+    specs = [rig.spec(owner, "a", 0), rig.spec(owner, "b", 0)]
+    driver = rig.driver()
+    shared, records = await make(rig, driver, owner, specs)
+    marks = rig.marks(owner)
+    for spec in specs:  # Owner.tags() and the node's own: node, node group, role
+        assert spec.tags().items() <= marks[spec.name].items()
+    # The same cluster name in another installation owns none of it.
+    stranger = Owner(cluster=owner.cluster, installation=f"{rig.installation}x")
+    assert rig.found(stranger) == Counter()
+    assert await rig.driver().leftovers(stranger) == []
+    assert await rig.driver().sweep(stranger) == 0
+    assert rig.found(owner) == rig.expected(2)
+    await delete(rig, driver, owner, shared, records)
+    assert rig.found(owner) == Counter()
+
+
+async def test_bad_options_are_refused_before_anything_is_made(rig: Rig) -> None:
+    owner = rig.owner("bad")
+    options, word = rig.bad
+    spec = rig.spec(owner, "a", 0)
+    spec = dataclasses.replace(spec, options={**spec.options, **options})
+    group = dataclasses.replace(rig.group(owner, [spec]), options={**rig.options, **options})
+    with pytest.raises(FlotteError) as err:
+        await rig.driver().check(group)
+    line = str(err.value)
+    assert word in line and "\n" not in line, line
     assert rig.found(owner) == Counter()
