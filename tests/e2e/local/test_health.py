@@ -23,7 +23,7 @@ import docker
 import pytest
 
 from fixtures.local import Flotte, labelled
-from flotte.models import CLUSTER_KEY
+from flotte.models import CLUSTER_KEY, NODE_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -143,9 +143,9 @@ def test_dead_worker_replaced_and_service_back(
 
         with watching(flotte, name) as watch:
             time.sleep(2)  # the watch's first round has seen the cluster healthy
-            victim = f"flotte-{name}-node-1"
-            volume = f"flotte-{name}-node-1-docker"
-            docker_engine.containers.get(victim).kill()
+            victim = node_container(docker_engine, f"{name}-node-1")
+            volume = f"{victim.name}-docker"
+            victim.kill()
             killed = time.monotonic()
             detected = until(
                 "UNHEALTHY recorded", lambda: recorded(flotte, name)[0] == "UNHEALTHY", 15
@@ -175,13 +175,19 @@ def test_dead_worker_replaced_and_service_back(
         assert f"cluster {name}: HEALTHY -> UNHEALTHY" in out_text
         assert f"healed: replaced {name}-node-1 by" in out_text
         names = [c.name for c in docker_engine.containers.list(all=True)]
-        assert victim not in names
+        assert victim.name not in names
         assert volume not in [v.name for v in docker_engine.volumes.list()]
         assert recorded(flotte, name)[0] == "HEALTHY"
         print(f"worker: detected in {detected:.1f} s, healthy again in {healed:.1f} s")
     finally:
         flotte("cluster", "delete", name, check=False)
     assert labelled(docker_engine, {CLUSTER_KEY: name}) == []
+
+
+def node_container(engine: docker.DockerClient, node: str) -> Any:
+    """The container of a node (its name carries the installation's id)."""
+    (found,) = engine.containers.list(filters={"label": f"{NODE_KEY}={node}"})
+    return found
 
 
 def test_dead_manager_replaced_and_the_leader_never_lost(
@@ -212,7 +218,8 @@ def test_dead_manager_replaced_and_the_leader_never_lost(
         poller.start()
         with watching(flotte, name):
             time.sleep(2)
-            docker_engine.containers.get(f"flotte-{name}-master-2").kill()
+            victim = node_container(docker_engine, f"{name}-master-2")
+            victim.kill()
             killed = time.monotonic()
             until("UNHEALTHY recorded", lambda: recorded(flotte, name)[0] == "UNHEALTHY", 15)
 
@@ -236,7 +243,7 @@ def test_dead_manager_replaced_and_the_leader_never_lost(
         assert check["quorum"]["managers"] == 3 and check["quorum"]["reachable"] == 3
         assert check["quorum"]["can_lose"] == 1
         names = [c.name for c in docker_engine.containers.list(all=True)]
-        assert f"flotte-{name}-master-2" not in names
+        assert victim.name not in names
         print(f"manager: quorum of 3 back in {healed:.1f} s")
     finally:
         stop.set()

@@ -6,6 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,8 +36,14 @@ def tool(name: str) -> str:
     return found
 
 
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="ans-", dir="/tmp") as found:
+        yield Path(found)
+
+
 def test_ansible_ping_reaches_every_node_through_the_inventory(
-    ssh_lab: _sshd.SSHLab, ssh_host, tmp_path: Path
+    ssh_lab: _sshd.SSHLab, ssh_host, tmp_path: Path, short_dir: Path
 ) -> None:
     manager, worker = ssh_host("bare"), ssh_host("bare")
     with ThreadPoolExecutor(2) as pool:  # about 30 s each, from the Debian mirror
@@ -56,7 +64,14 @@ def test_ansible_ping_reaches_every_node_through_the_inventory(
     known = tmp_path / "known_hosts"
     inventory = tmp_path / "inventory.yml"
     inventory.write_text(ansible_inventory(hosts, "lab", known))
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ANSIBLE_HOST_KEY_CHECKING": "True"}
+    # ssh's control sockets go in a short directory: a socket path over 108 bytes is refused,
+    # and pytest's HOME here is long (a user's ~/.ansible/cp is not)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(short_dir),
+    }
     res = subprocess.run(
         [tool("ansible"), "-i", str(inventory), "lab", "-m", "ping"],
         capture_output=True, text=True, timeout=300, env=env,

@@ -73,7 +73,12 @@ def test_talk_command_through_the_cli(
         assert row["driver"] == "openstack" and row["state"] == "Running"
         inspected = flotte(home, openrc, "machine", "inspect", "mydockervm").stdout
         assert openrc["OS_PASSWORD"] not in inspected
-        servers = [s for s in cloud.osc("server", "list") if s["Name"] == "mydockervm"]
+        # ours: the one server of that name made since `before` (a failed run may leave one)
+        servers = [
+            s
+            for s in cloud.osc("server", "list")
+            if s["Name"] == "mydockervm" and s["ID"] not in before["server"]
+        ]
         assert len(servers) == 1 and servers[0]["Status"] == "ACTIVE"
 
         flotte(home, openrc, "machine", "stop", "mydockervm")

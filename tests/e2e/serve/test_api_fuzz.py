@@ -34,8 +34,10 @@ def statuses(log: Path) -> Counter[int]:
     """Status of every request the API answered, from its JSON access log."""
     found: Counter[int] = Counter()
     for line in log.read_text().splitlines():
-        if line.startswith("flotte.api.access "):
-            found[json.loads(line.split(" ", 1)[1])["status"]] += 1
+        # "<date> <time> INFO flotte.api.access {json}"
+        _, marker, record = line.partition(" flotte.api.access ")
+        if marker:
+            found[json.loads(record)["status"]] += 1
     return found
 
 
