@@ -35,6 +35,12 @@ pytest_plugins = [
 DEVCLOUD_PATHS = ("/tests/e2e/openstack/", "/tests/e2e/devcloud/", "/tests/e2e/serve/test_keystone")
 
 
+# The fixtures that switch devcloud's compute to Docker-backed servers or Ironic, and
+# the modules that switch it through getfixturevalue or a fixture of their own.
+MODE_FIXTURES = ("devcloud_docker", "devcloud_ironic", "docker_backed")
+MODE_PATHS = ("/tests/e2e/serve/test_keystone",)
+
+
 # Before the mark plugin's own hook, which selects on the marks added here (-m devcloud).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,7 +48,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     devcloud is one OpenStack on fixed ports whose modes (fake or Docker-backed
     compute, Ironic) modules switch: every test that uses it is marked ``devcloud``,
-    and scripts/test runs those one at a time in a lane of their own.
+    and those that switch its mode also ``devcloud_modes``. scripts/test runs the
+    devcloud tests in a lane of their own: first those on its fake compute, two at a
+    time, then the mode switchers one at a time.
     """
     long_skip = pytest.mark.skip(reason="a long devcloud scenario: FLOTTE_TEST_LONG=1 runs it")
     for item in items:
@@ -56,3 +64,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = getattr(item, "fixturenames", ())
         if dynamic or any(name.startswith("devcloud") for name in names):
             item.add_marker(pytest.mark.devcloud)
+        if any(name in MODE_FIXTURES for name in names) or any(p in path for p in MODE_PATHS):
+            item.add_marker(pytest.mark.devcloud_modes)

@@ -88,7 +88,8 @@ def enrol_nodes(conn: Any, count: int = NODE_COUNT) -> None:
     """Enrol ``count`` nodes (find or create) and make each one ``available``.
 
     A node that is in use (``active``), or on its way, is left alone; one left in a
-    failed state by an interrupted run is brought back through cleaning.
+    failed state by an interrupted run, or deployed for a server Nova no longer has,
+    is brought back through cleaning.
     """
     bm = conn.baremetal
     for index in range(count):
@@ -115,9 +116,30 @@ def enrol_nodes(conn: Any, count: int = NODE_COUNT) -> None:
         _make_available(conn, node)
 
 
+def _orphaned(conn: Any, node: Any) -> bool:
+    """True when the node holds a server Nova no longer has.
+
+    Nova deletes a server only in its database while its compute host is down (an
+    earlier ``up`` without Ironic); the node then stays deployed for nobody.
+    """
+    if not node.instance_id:
+        return False
+    from openstack.exceptions import NotFoundException
+
+    try:
+        conn.compute.get_server(node.instance_id)
+    except NotFoundException:
+        return True
+    return False
+
+
 def _make_available(conn: Any, node: Any) -> None:
     bm = conn.baremetal
     state = node.provision_state
+    if state in ("active", "deploy failed") and _orphaned(conn, node):
+        # undeploy: Ironic forgets the instance and cleans the node back to available
+        bm.set_node_provision_state(node, "deleted", wait=False)
+        return
     if state in ("enroll", "clean failed", "inspect failed"):
         node = bm.set_node_provision_state(node, "manage", wait=True, timeout=120)
         state = node.provision_state

@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+import docker
 import pytest
 
 from fixtures.devcloud import DevCloud
@@ -48,10 +49,17 @@ def _wait(check: Any, timeout: float, what: str) -> Any:
 
 
 def _container(client: Any, server_id: str) -> Any:
+    # sparse: one listing call; a full listing inspects each container and fails with
+    # 404 when one goes between the two calls (what a removal wait is waiting for)
     found = client.containers.list(
-        all=True, filters={"label": f"flotte.devcloud.server={server_id}"}
+        all=True, sparse=True, filters={"label": f"flotte.devcloud.server={server_id}"}
     )
-    return found[0] if found else None
+    if not found:
+        return None
+    try:
+        return client.containers.get(found[0].id)
+    except docker.errors.NotFound:
+        return None
 
 
 def _ssh_banner(host: str) -> bytes:
