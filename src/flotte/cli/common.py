@@ -123,6 +123,23 @@ def split_driver_options(kwargs: dict[str, Any], own: set[str]) -> dict[str, Any
     return found
 
 
+def given_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Only the flags the user gave (command line or environment), not click's defaults.
+
+    A node group refines its cluster: a default such as ``--openstack-ssh-user root``
+    must not override what the cluster was made with.
+    """
+    ctx = click.get_current_context()
+    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    out = {}
+    for key, value in flags.items():
+        # a --X-file flag was read into X: it counts as given when X-file was
+        sources = (ctx.get_parameter_source(key), ctx.get_parameter_source(key + FILE_SUFFIX))
+        if any(source in given for source in sources):
+            out[key] = value
+    return out
+
+
 def engine_flags(f: F) -> F:
     """docker-machine's ``--engine-*`` flags and ``--tls-san``."""
     for decl, help_ in reversed(

@@ -9,6 +9,7 @@ import click
 from flotte.cli.common import (
     DriverOptionsCommand,
     Progress,
+    given_flags,
     parse_labels,
     run,
     service,
@@ -71,7 +72,7 @@ def create(cluster: str, name: str, **kwargs: Any) -> None:
         "node_count", "role", "min_nodes", "max_nodes", "group_driver", "flavor_id", "image_id",
         "labels", "hosts", "hosts_file", "dry_run", "plan_format", "lock_wait",
     }  # fmt: skip
-    flags = split_driver_options(kwargs, own)
+    flags = given_flags(split_driver_options(kwargs, own))
     progress = Progress(f"nodegroup {name}")
     svc = service(progress, lock_wait=kwargs["lock_wait"])
     dry = kwargs["dry_run"]
