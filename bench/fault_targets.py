@@ -166,16 +166,9 @@ class Ec2Target(Target):
         return {k: v for k, v in super().secrets(token).items() if k != "AWS_SESSION_TOKEN"}
 
     def create_flags(self) -> list[str]:
-        return [
-            "--ec2-endpoint-url",
-            self.proxy.url,
-            "--ec2-region",
-            "us-east-1",
-            "--ec2-ami",
-            "ami-785db401",
-            "--ec2-allowed-cidr",
-            "203.0.113.7/32",
-        ]
+        from ec2_helpers import ec2_flags
+
+        return ec2_flags(self.proxy.url)
 
     def inventory(self, installation: str) -> list[Resource]:
         from ec2_helpers import flotte_resources

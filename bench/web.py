@@ -39,7 +39,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fixtures.browser import CHROMIUM, WebServe, serve_environment  # noqa: E402
+from fixtures.browser import CHROMIUM  # noqa: E402
+from fixtures.serve import ServeProcess, serve_env  # noqa: E402
 
 PASSWORD = "bench-pass-123"
 PAINT = """() => {
@@ -63,7 +64,7 @@ async def _token(client: httpx.AsyncClient, url: str, user: str) -> str:
     return r.headers["x-subject-token"]
 
 
-async def seed(web: WebServe, clusters: int) -> float:
+async def seed(web: ServeProcess, clusters: int) -> float:
     """``clusters`` fake clusters of user ``u`` (project lab); seconds it took."""
     web.user("admin", "ops", PASSWORD, admin=True)
     web.user("u", "lab", PASSWORD)
@@ -79,7 +80,7 @@ async def seed(web: WebServe, clusters: int) -> float:
         (
             await client.post(f"{web.url}/v1/clustertemplates", json=template, headers=h)
         ).raise_for_status()
-        lab = web.flotte("project", "list", "-f", "json")
+        lab = web.flotte("project", "list", "-f", "json").stdout
         pid = next(p["id"] for p in json.loads(lab) if p["name"] == "lab")
         quota = {"project_id": pid, "resource": "Cluster", "hard_limit": clusters + 10}
         (await client.post(f"{web.url}/v1/quotas", json=quota, headers=h)).raise_for_status()
@@ -134,7 +135,7 @@ def loads(page: Any, url: str, n: int) -> dict[str, Any]:
     }
 
 
-def progress(page: Any, web: WebServe, changes: int) -> dict[str, Any]:
+def progress(page: Any, web: ServeProcess, changes: int) -> dict[str, Any]:
     from flotte.service import Service
 
     svc = Service(web.home, lock_wait=0.0)
@@ -195,7 +196,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flotte-bench-web-") as scratch:
         tmp = args.keep or Path(scratch)
         seeded = (tmp / "home" / "flotte.db").exists()
-        web = WebServe(tmp / "home", serve_environment(tmp)).start()
+        env = serve_env(tmp, DOCKER_CONFIG=str(tmp / "docker"))
+        web = ServeProcess(tmp / "home", env).start()
         try:
             seed_s = 0.0 if seeded else asyncio.run(seed(web, args.clusters))
             launch = ["--no-sandbox"] if os.geteuid() == 0 else []

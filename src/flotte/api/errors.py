@@ -86,7 +86,8 @@ def error_response(request: Request, status: int, title: str, detail: str = "") 
     )
 
 
-def _validation_title(err: RequestValidationError) -> str:
+def validation_title(err: RequestValidationError) -> str:
+    """The one-line title of a request the models refused (also the web forms')."""
     first = err.errors()[0] if err.errors() else {}
     kind = str(first.get("type", ""))
     if kind == "json_invalid":
@@ -115,7 +116,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        return error_response(request, 400, _validation_title(err))
+        return error_response(request, 400, validation_title(err))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:

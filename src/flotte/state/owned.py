@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 
 from flotte.state.records import ClusterRecord, TemplateRecord
 from flotte.state.rows import cluster_record, template_record
@@ -60,6 +60,31 @@ class ServeTemplate:
     updated_at: dt.datetime | None = None
 
 
+def project_clusters(project: str | None) -> tuple[Any, Any]:
+    """The conditions of the clusters ``project`` sees (None: every project's, an
+    admin); a cluster of the CLI has no project and is no serve project's."""
+    return (Cluster.project.is_not(None), visible(Cluster.project, project))
+
+
+def cluster_list(project: str | None, *columns: Any) -> Select[Any]:
+    """The clusters ``project`` sees, oldest first, their template joined: name, uuid,
+    display name, project, status, health status, then ``columns``."""
+    return (
+        select(
+            Cluster.name,
+            Cluster.uuid,
+            Cluster.display_name,
+            Cluster.project,
+            Cluster.status,
+            Cluster.health_status,
+            *columns,
+        )
+        .outerjoin(Template, Template.name == Cluster.template)
+        .where(*project_clusters(project))
+        .order_by(Cluster.created_at, Cluster.name)
+    )
+
+
 class OwnedStore:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -80,26 +105,16 @@ class OwnedStore:
     def cluster_briefs(self, project: str | None) -> list[ClusterBrief]:
         # columns only, on a plain connection: no ORM objects for a list of hundreds
         with self.store.engine.connect() as s:
-            query = (
-                select(
-                    Cluster.name,
-                    Cluster.uuid,
-                    Cluster.display_name,
-                    Cluster.project,
-                    Cluster.status,
-                    Cluster.health_status,
-                    Cluster.master_count,
-                    Cluster.node_count,
-                    Template.uuid,
-                    Cluster.magnum,
-                    # two fields of the spec, extracted by the database: decoding every
-                    # spec was most of a 100-cluster list's time
-                    Cluster.spec["create_timeout"].as_float(),
-                    Cluster.spec["labels"],
-                )
-                .outerjoin(Template, Template.name == Cluster.template)
-                .where(Cluster.project.is_not(None), visible(Cluster.project, project))
-                .order_by(Cluster.created_at, Cluster.name)
+            query = cluster_list(
+                project,
+                Cluster.master_count,
+                Cluster.node_count,
+                Template.uuid,
+                Cluster.magnum,
+                # two fields of the spec, extracted by the database: decoding every
+                # spec was most of a 100-cluster list's time
+                Cluster.spec["create_timeout"].as_float(),
+                Cluster.spec["labels"],
             )
             return [
                 ClusterBrief(
@@ -122,9 +137,7 @@ class OwnedStore:
     def find_clusters(self, ident: str, project: str | None) -> list[ServeCluster]:
         """Clusters whose uuid, or else display name, is ``ident`` (visible to ``project``)."""
         with self.session() as s:
-            base = select(Cluster).where(
-                Cluster.project.is_not(None), visible(Cluster.project, project)
-            )
+            base = select(Cluster).where(*project_clusters(project))
             rows = list(s.scalars(base.where(Cluster.uuid == ident)))
             if not rows:
                 rows = list(s.scalars(base.where(Cluster.display_name == ident)))
@@ -176,7 +189,7 @@ class OwnedStore:
                 select(
                     func.count(),
                     func.coalesce(func.sum(Cluster.master_count + Cluster.node_count), 0),
-                ).where(Cluster.project.is_not(None), visible(Cluster.project, project))
+                ).where(*project_clusters(project))
             ).one()
             return int(row[0]), int(row[1])
 

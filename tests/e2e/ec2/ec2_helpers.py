@@ -22,6 +22,20 @@ def base_options(endpoint: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def ec2_flags(endpoint: str) -> list[str]:
+    """The CLI's flags of ``base_options``' cloud (without the instance type)."""
+    return [
+        "--ec2-endpoint-url",
+        endpoint,
+        "--ec2-region",
+        "us-east-1",
+        "--ec2-ami",
+        AMI,
+        "--ec2-allowed-cidr",
+        "203.0.113.7/32",
+    ]
+
+
 def flotte_resources(client: Any, installation: str = INSTALLATION) -> dict[str, list[str]]:
     """Every resource tagged flotte:owner=installation that is not gone, by kind."""
     owner = [{"Name": "tag:flotte:owner", "Values": [installation]}]

@@ -17,24 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ec2_helpers import AMI, flotte_resources, nothing_left
+from ec2_helpers import AMI, ec2_flags, flotte_resources, nothing_left
 
 from fixtures.fault_proxy import ec2_action, server_error, throttling
 
 FLOTTE = str(Path(sys.executable).with_name("flotte"))
-
-
-def ec2_flags(endpoint: str) -> list[str]:
-    return [
-        "--ec2-endpoint-url",
-        endpoint,
-        "--ec2-region",
-        "us-east-1",
-        "--ec2-ami",
-        AMI,
-        "--ec2-allowed-cidr",
-        "203.0.113.7/32",
-    ]
 
 
 @pytest.fixture

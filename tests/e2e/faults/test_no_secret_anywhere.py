@@ -23,6 +23,7 @@ from fixtures.local import ROOT, Flotte
 
 sys.path.insert(0, str(ROOT / "bench"))
 
+from ec2_helpers import ec2_flags
 from fault_checks import secret_sightings
 
 
@@ -120,18 +121,7 @@ def test_ec2_lifecycle_keeps_every_secret_out(tmp_path: Path, moto_endpoint: str
         "OS_APPLICATION_CREDENTIAL_SECRET": secrets["OS_APPLICATION_CREDENTIAL_SECRET"],
     }
     flotte = make_flotte(tmp_path, env)
-    flags = [
-        "--ec2-endpoint-url",
-        moto_endpoint,
-        "--ec2-region",
-        "us-east-1",
-        "--ec2-ami",
-        "ami-785db401",
-        "--ec2-allowed-cidr",
-        "203.0.113.7/32",
-        "--no-provision",
-    ]
-    runs = lifecycle(flotte, "ec2", flags)
+    runs = lifecycle(flotte, "ec2", [*ec2_flags(moto_endpoint), "--no-provision"])
     assert_no_secret(flotte, secrets, runs)
 
 

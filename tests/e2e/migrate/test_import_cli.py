@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,22 +26,17 @@ from fixtures.docker_machine import (
     make_tls,
     write_machine,
 )
-from fixtures.local import ROOT, Flotte
+from fixtures.local import Flotte
 
 pytestmark = pytest.mark.docker
 
 
 def make_flotte(directory: Path) -> Flotte:
-    env = dict(os.environ)
-    env.update(
-        FLOTTE_HOME=str(directory / "home"),
-        DOCKER_CONFIG=str(directory / "docker"),
-        PYTHONPATH=str(ROOT / "src"),
-        COLUMNS="200",
-    )
-    for var in ("DOCKER_HOST", "MACHINE_STORAGE_PATH", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"):
-        env.pop(var, None)
-    return Flotte(home=directory / "home", env=env)
+    """``Flotte.own``, with nothing of the caller's docker-machine set-up either."""
+    flotte = Flotte.own(directory)
+    for var in ("MACHINE_STORAGE_PATH", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"):
+        flotte.env.pop(var, None)
+    return flotte
 
 
 @pytest.fixture

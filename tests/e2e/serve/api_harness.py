@@ -1,12 +1,11 @@
 """What the API's unit and end-to-end tests share: the real embedded job queue of
-``flotte.jobs`` with a record of what was submitted, ``flotte serve`` in a subprocess,
-the official ``openstack`` client, and helpers to authenticate as standalone users."""
+``flotte.jobs`` with a record of what was submitted, the official ``openstack`` client,
+and helpers to authenticate as standalone users (``flotte serve`` in a subprocess is
+``fixtures.serve``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -89,100 +88,6 @@ class Api:
             "X-Auth-Token": self.tokens[user],
             "OpenStack-API-Version": "container-infra latest",
         }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class ServeProcess:
-    """``flotte serve`` in a subprocess, its log, and the ``flotte`` CLI on its home."""
-
-    home: Path
-    port: int
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def log(self) -> Path:
-        return self.home / "serve.log"
-
-    def start(self, *extra: str, timeout: float = 60) -> ServeProcess:
-        """``flotte serve --home H --port P *extra`` (API and worker unless told)."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flotte.cli.main", "serve", "--home", str(self.home),
-             "--port", str(self.port), *extra],
-            stdout=out, stderr=out, env=self.env, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"flotte serve exited at start:\n{self.log.read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(
-            f"flotte serve did not answer in {timeout} s:\n{self.log.read_text()[-3000:]}"
-        )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def flotte(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [sys.executable, "-m", "flotte.cli.main", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-            check=False,
-        )
-        if res.returncode != 0:
-            raise AssertionError(f"flotte {' '.join(args)}: {res.stderr.strip()}")
-        return res
-
-
-def add_user(
-    server: ServeProcess, name: str, project: str, password: str, *, admin: bool = False
-) -> None:
-    """``flotte user create`` (the project too, when it is new) against the server's home."""
-    listed = server.flotte("project", "list", "-f", "value").stdout.split()
-    if project not in listed:
-        server.flotte("project", "create", project)
-    flags = ["--admin"] if admin else []
-    server.flotte(
-        "user",
-        "create",
-        name,
-        "--project",
-        project,
-        *flags,
-        "--password-stdin",
-        stdin=password + "\n",
-    )
 
 
 def openstack_cli() -> str:
@@ -290,25 +195,3 @@ def docker_nodes(api_address: str, certs: Path) -> list[dict[str, str]]:
     )  # fmt: skip
     assert out.returncode == 0, f"docker node ls: {out.stderr.strip()}"
     return [json.loads(line) for line in out.stdout.splitlines()]
-
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def serve_env(tmp: Path, base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
-    """The environment of a test's serve process and CLI: its own installation, this
-    checkout's code, no database URL of the caller's."""
-    env = dict(base if base is not None else os.environ)
-    env.update(FLOTTE_HOME=str(tmp / "home"), PYTHONPATH=str(ROOT / "src"), **extra)
-    env.pop("FLOTTE_DATABASE_URL", None)
-    env.pop("DOCKER_HOST", None)
-    return env
-
-
-def login(url: str, user: str, password: str) -> str:
-    """A standalone token for ``user`` (Keystone v3 password method)."""
-    ident = {"name": user, "domain": {"name": "Default"}, "password": password}
-    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": ident}}}}
-    r = httpx.post(f"{url}/v3/auth/tokens", json=body, timeout=60)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]

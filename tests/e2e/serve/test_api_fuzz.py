@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_harness import ServeProcess, add_user, free_port, login, serve_env
+
+from fixtures.serve import ServeProcess, login, serve_env
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ PASSWORD = "root-pass-12"
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[ServeProcess]:
     env = serve_env(tmp_path, FLOTTE_FAKE_DIR=str(tmp_path / "fake-cloud"))
-    server = ServeProcess(tmp_path / "home", free_port(), env).start("--default-driver", "fake")
+    server = ServeProcess(tmp_path / "home", env).start("--default-driver", "fake")
     try:
         yield server
     finally:
@@ -42,7 +43,7 @@ def statuses(log: Path) -> Counter[int]:
 
 
 def test_fuzz_from_the_openapi_document(serve: ServeProcess, tmp_path: Path) -> None:
-    add_user(serve, "root", "ops", PASSWORD, admin=True)
+    serve.user("root", "ops", PASSWORD, admin=True)
     auth = login(serve.url, "root", PASSWORD)
     headers = {"X-Auth-Token": auth}
     r = httpx.post(

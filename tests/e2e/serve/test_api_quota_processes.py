@@ -10,28 +10,23 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_harness import ServeProcess, add_user, free_port, login, serve_env
+
+from fixtures.serve import ServeProcess, login, serve_env
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "quota-pass-1"
-DATABASES = ["sqlite"]
-try:  # serve-jobs' PostgreSQL fixture (tests/fixtures/postgres.py), when present
-    import fixtures.postgres  # noqa: F401
-
-    DATABASES.append("postgresql")
-except ImportError:
-    pass
 
 
-@pytest.fixture(params=DATABASES)
-def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[ServeProcess]]:
+@pytest.fixture
+def servers(serve_database: str | None, tmp_path: Path) -> Iterator[list[ServeProcess]]:
+    """On SQLite, then on PostgreSQL (``fixtures.postgres``)."""
     env = serve_env(tmp_path, FLOTTE_FAKE_DIR=str(tmp_path / "fake-cloud"))
-    if request.param == "postgresql":
-        env["FLOTTE_DATABASE_URL"] = request.getfixturevalue("pg_url")
+    if serve_database:
+        env["FLOTTE_DATABASE_URL"] = serve_database
     started: list[ServeProcess] = []
     try:
         for roles in ([], ["--api"]):  # one embedded worker an installation on SQLite
-            server = ServeProcess(tmp_path / "home", free_port(), env)
+            server = ServeProcess(tmp_path / "home", env)
             started.append(server.start("--default-driver", "fake", *roles))
         yield started
     finally:
@@ -43,8 +38,8 @@ def test_twenty_creates_on_two_processes_against_a_quota_of_five(
     servers: list[ServeProcess],
 ) -> None:
     first, second = servers
-    add_user(first, "alice", "lab", PASSWORD)
-    add_user(first, "root", "ops", PASSWORD, admin=True)
+    first.user("alice", "lab", PASSWORD)
+    first.user("root", "ops", PASSWORD, admin=True)
     alice = {"X-Auth-Token": login(first.url, "alice", PASSWORD)}
     root = {"X-Auth-Token": login(second.url, "root", PASSWORD)}
     r = httpx.post(

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import docker
 import pytest
-from api_harness import OpenStack, ServeProcess, add_user, docker_nodes, free_port, serve_env
+from api_harness import OpenStack, docker_nodes
 
 from fixtures.local import labelled, sweep
+from fixtures.serve import ServeProcess, serve_env
 from flotte.models import OWNER_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -26,31 +27,20 @@ def serve(
     tmp = tmp_path_factory.mktemp("serve")
     home = tmp / "home"
     env = serve_env(tmp, DOCKER_CONFIG=str(tmp / "docker"))
-    server = ServeProcess(home, free_port(), env).start()
+    server = ServeProcess(home, env).start()
     for user, project, admin in (
         ("alice", "lab", False),
         ("root", "ops", True),
         ("eve", "other", False),
     ):
-        add_user(server, user, project, PASSWORDS[user], admin=admin)
+        server.user(user, project, PASSWORDS[user], admin=admin)
     try:
         yield server
     finally:
         server.stop()
-        installation = _installation(home)
+        installation = server.installation()
         if installation:
             sweep(docker_engine, {OWNER_KEY: installation})
-
-
-def _installation(home: Path) -> str | None:
-    import sqlite3
-
-    db = home / "flotte.db"
-    if not db.exists():
-        return None
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key='installation'").fetchone()
-    return str(row[0]) if row else None
 
 
 def client(serve: ServeProcess, user: str, project: str) -> OpenStack:
@@ -173,5 +163,5 @@ def test_official_client_lifecycle(
         time.sleep(1)
         deadline_check = alice.run("coe", "cluster", "show", "web", check=False)
     assert "could not be found" in deadline_check.stderr
-    installation = _installation(serve.home)
+    installation = serve.installation()
     assert labelled(docker_engine, {OWNER_KEY: str(installation)}) == []

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_harness import OpenStack, ServeProcess, client_env, docker_nodes, free_port, serve_env
+from api_harness import OpenStack, client_env, docker_nodes
 
 from fixtures.devcloud import DevCloud, devcloud, devcloud_docker  # noqa: F401 (fixtures)
+from fixtures.serve import ServeProcess, serve_env
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.long]
@@ -25,7 +26,7 @@ def serve(
     dc: DevCloud = request.getfixturevalue("devcloud_docker")
     tmp = tmp_path_factory.mktemp("keystone-serve")
     env = serve_env(tmp, dc.env, DOCKER_CONFIG=str(tmp / "docker"))
-    server = ServeProcess(tmp / "home", free_port(), env)
+    server = ServeProcess(tmp / "home", env)
     server.start(
         "--identity", "keystone", "--keystone-url", dc.auth_url, "--default-driver", "openstack"
     )

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for fixtures.*
 
 import fixtures.sshd_hosts as _sshd
+from fixtures.local import Flotte
 from flotte.pki import CertificateAuthority
 from flotte.provision.sessions import SSHTarget
 
@@ -19,6 +20,13 @@ ssh_lab = _sshd.ssh_lab
 ssh_host = _sshd.ssh_host
 
 pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def flotte(tmp_path: Path) -> Flotte:
+    """A flotte installation of its own (FLOTTE_HOME), its own docker CLI config; what
+    it makes is on the SSH hosts, not the local engine (``fixtures.local``'s sweeps)."""
+    return Flotte.own(tmp_path)
 
 
 @pytest.fixture

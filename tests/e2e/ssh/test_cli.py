@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ssh_helpers import TINY, run_tiny, snapshot, started, without_containers
 
-from fixtures.local import ROOT, Flotte
+from fixtures.local import Flotte
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def flotte(tmp_path: Path) -> Iterator[Flotte]:
-    """A flotte installation of its own (FLOTTE_HOME), its own docker CLI config."""
-    env = dict(os.environ)
-    env.update(
-        FLOTTE_HOME=str(tmp_path / "home"),
-        DOCKER_CONFIG=str(tmp_path / "docker"),
-        PYTHONPATH=str(ROOT / "src"),
-        COLUMNS="200",
-    )
-    env.pop("DOCKER_HOST", None)
-    yield Flotte(home=tmp_path / "home", env=env)
 
 
 def docker_cli(flotte: Flotte, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,30 +7,14 @@ init script, then a host's machine gone altogether.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from fixtures.local import ROOT, Flotte
+from fixtures.local import Flotte
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-@pytest.fixture
-def flotte(tmp_path: Path) -> Iterator[Flotte]:
-    env = dict(os.environ)
-    env.update(
-        FLOTTE_HOME=str(tmp_path / "home"),
-        DOCKER_CONFIG=str(tmp_path / "docker"),
-        PYTHONPATH=str(ROOT / "src"),
-        COLUMNS="200",
-    )
-    env.pop("DOCKER_HOST", None)
-    yield Flotte(home=tmp_path / "home", env=env)
 
 
 def check(flotte: Flotte, name: str) -> tuple[int, dict]:  # type: ignore[type-arg]

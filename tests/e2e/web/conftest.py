@@ -6,20 +6,21 @@ from collections.abc import Iterator
 
 import docker
 import pytest
-from web_pages import PASSWORDS, installation
+from web_pages import PASSWORDS
 
-from fixtures.browser import WebServe, chromium, screenshots, serve_environment
+from fixtures.browser import chromium, screenshots
 from fixtures.local import sweep
+from fixtures.serve import ServeProcess, serve_env
 from flotte.models import OWNER_KEY
 
 __all__ = ["chromium", "screenshots"]
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServe]:
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """A serve process with three users in three projects (alice and root's admin)."""
     tmp = tmp_path_factory.mktemp("web")
-    server = WebServe(tmp / "home", serve_environment(tmp)).start()
+    server = ServeProcess(tmp / "home", serve_env(tmp, DOCKER_CONFIG=str(tmp / "docker"))).start()
     for user, project, admin in (
         ("alice", "lab", False),
         ("bob", "other", False),
@@ -34,14 +35,14 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServe]:
 
 @pytest.fixture(scope="module")
 def local_web(
-    web: WebServe, docker_engine: docker.DockerClient, node_image: str
-) -> Iterator[WebServe]:
+    web: ServeProcess, docker_engine: docker.DockerClient, node_image: str
+) -> Iterator[ServeProcess]:
     """``web`` able to make clusters with the local driver; whatever a failed test left
     of them is swept at the end."""
     try:
         yield web
     finally:
         web.stop()
-        owner = installation(web.home)
+        owner = web.installation()
         if owner:
             sweep(docker_engine, {OWNER_KEY: owner})

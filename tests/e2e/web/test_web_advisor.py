@@ -7,13 +7,16 @@ from typing import Any
 
 from web_pages import PASSWORDS
 
-from fixtures.browser import WebServe, keep_screenshot
+from fixtures.browser import keep_screenshot
+from fixtures.serve import ServeProcess
 
 # The talk (2018): 8 nodes of 2 vCPU / 7 GB, EUR per day for the whole cluster.
 TALK_2018 = {"ovh": 12, "otc": 19, "outscale": 22, "cloudwatt": 22}
 
 
-def test_advisor_reproduces_the_2018_table(web: WebServe, chromium: Any, screenshots: Path) -> None:
+def test_advisor_reproduces_the_2018_table(
+    web: ServeProcess, chromium: Any, screenshots: Path
+) -> None:
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()

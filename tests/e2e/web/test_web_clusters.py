@@ -14,10 +14,11 @@ from typing import Any
 import docker
 import pytest
 from api_harness import docker_nodes
-from web_pages import api_clusters, installation, log_in
+from web_pages import api_clusters, log_in
 
-from fixtures.browser import WebServe, keep_screenshot
+from fixtures.browser import keep_screenshot
 from fixtures.local import labelled
+from fixtures.serve import ServeProcess
 from flotte.models import OWNER_KEY
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -58,7 +59,7 @@ def wait_nodes(page: Any, count: int, status: str) -> None:
     assert not now.endswith("_FAILED"), f"{now}: {page.inner_text('#status-reason')}"
 
 
-def make_template(page: Any, web: WebServe, name: str, driver: str, labels: str = "") -> None:
+def make_template(page: Any, web: ServeProcess, name: str, driver: str, labels: str = "") -> None:
     page.goto(f"{web.url}/ui/templates")
     page.fill("#t-name", name)
     page.fill("#t-image_id", "debian")
@@ -70,7 +71,7 @@ def make_template(page: Any, web: WebServe, name: str, driver: str, labels: str 
 
 
 def test_swarm_lifecycle_in_the_browser(
-    local_web: WebServe,
+    local_web: ServeProcess,
     browser_context: Any,
     chromium: Any,
     screenshots: Path,
@@ -157,11 +158,11 @@ def test_swarm_lifecycle_in_the_browser(
         assert time.monotonic() < deadline, page.inner_text("main")
         time.sleep(1)
         page.reload()
-    owner = installation(web.home)
+    owner = web.installation()
     assert owner and labelled(docker_engine, {OWNER_KEY: owner}) == []
 
 
-def test_bad_input_is_refused_next_to_its_field(web: WebServe, browser_context: Any) -> None:
+def test_bad_input_is_refused_next_to_its_field(web: ServeProcess, browser_context: Any) -> None:
     page = browser_context.new_page()
     log_in(page, web, "bob")
     make_template(page, web, "bobs", "fake", "no_provision=true")

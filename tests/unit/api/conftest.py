@@ -15,24 +15,17 @@ from flotte.api.app import create_app
 from flotte.serve_settings import ServeSettings
 from flotte.service import Service
 
-DATABASES = ["sqlite"]
-try:  # serve-jobs' PostgreSQL fixture (tests/fixtures/postgres.py), when present
-    import fixtures.postgres  # noqa: F401
 
-    DATABASES.append("postgresql")
-except ImportError:
-    pass
-
-
-@pytest.fixture(params=DATABASES)
+@pytest.fixture
 async def api(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    serve_database: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Api]:
+    """On SQLite, then on PostgreSQL (``fixtures.postgres``)."""
     monkeypatch.setenv("FLOTTE_HOME", str(tmp_path))
     monkeypatch.setenv("FLOTTE_FAKE_DIR", str(tmp_path / "fake-cloud"))
     monkeypatch.delenv("FLOTTE_DATABASE_URL", raising=False)
-    if request.param == "postgresql":
-        monkeypatch.setenv("FLOTTE_DATABASE_URL", request.getfixturevalue("pg_url"))
+    if serve_database:
+        monkeypatch.setenv("FLOTTE_DATABASE_URL", serve_database)
     settings = ServeSettings(home=tmp_path, default_driver="fake")
     svc = Service(tmp_path)
     jobs = RecordedJobs(svc)

@@ -78,9 +78,11 @@ def driver_options(ctx: ApiContext, who: Principal, driver: str) -> dict[str, An
     return split_defaults(driver, account)[0]
 
 
-def _spec(
+def create_spec(
     ctx: ApiContext, who: Principal, body: ClusterCreate, internal: str, template: ServeTemplate
 ) -> ClusterSpec:
+    """The spec a create request makes (also the web page's plan preview): the template,
+    the project's account defaults for its driver, the body's counts, flavors and labels."""
     tpl = template.record
     check_coe(tpl.spec.coe)
     driver = tpl.spec.driver
@@ -128,7 +130,7 @@ async def create_cluster(
     magnum.update(user_id=who.user_id, project_name=who.project_name)
 
     def add(internal: str) -> ClusterRecord:
-        spec = _spec(ctx, who, body, internal, template)
+        spec = create_spec(ctx, who, body, internal, template)
         ca = cluster_ca.new_ca(internal, ctx.serving.vault)
         admit = ctx.quotas.admit(who.project_id, who.projects)
 

@@ -29,6 +29,7 @@ from flotte.api.web.listing import Filters, cluster_rows, rows_html, select_rows
 from flotte.api.web.render import html
 from flotte.api.web.session import PREFIX, Seen, Viewer
 from flotte.errors import FlotteError
+from flotte.state.owned import ServeCluster
 from flotte.state.status import IN_PROGRESS
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -128,6 +129,14 @@ async def cluster_events(
     )
 
 
+async def posted(request: Request, seen: Viewer, ident: str) -> tuple[dict[str, str], ServeCluster]:
+    """A form posted from a cluster's page: its fields, once its CSRF token is checked,
+    and the cluster (not found unless the viewer sees it)."""
+    data = await forms.form(request)
+    seen.check_csrf(data.get("csrf"))
+    return data, one_cluster(seen.ctx.serving.owned, seen.who, ident)
+
+
 def back(uuid: str, error: str = "") -> RedirectResponse:
     url = f"{PREFIX}/clusters/{uuid}"
     if error:
@@ -139,9 +148,7 @@ def back(uuid: str, error: str = "") -> RedirectResponse:
 
 @router.post("/clusters/{ident}/resize")
 async def resize(request: Request, ident: str, seen: Seen) -> Response:
-    data = await forms.form(request)
-    seen.check_csrf(data.get("csrf"))
-    found = one_cluster(seen.ctx.serving.owned, seen.who, ident)
+    data, found = await posted(request, seen, ident)
     try:
         body = forms.checked(
             Resize,
@@ -161,9 +168,7 @@ async def resize(request: Request, ident: str, seen: Seen) -> Response:
 
 @router.post("/clusters/{ident}/delete")
 async def delete(request: Request, ident: str, seen: Seen) -> Response:
-    data = await forms.form(request)
-    seen.check_csrf(data.get("csrf"))
-    found = one_cluster(seen.ctx.serving.owned, seen.who, ident)
+    data, found = await posted(request, seen, ident)
     if data.get("confirm", "").strip() != found.display_name:
         return back(
             found.record.uuid,
@@ -203,10 +208,8 @@ export DOCKER_CERT_PATH="$(cd "$(dirname "${{BASH_SOURCE[0]:-$0}}")" && pwd)"
 async def config(request: Request, ident: str, seen: Seen) -> Response:
     """A zip of what ``openstack coe cluster config --output-certs`` writes: the
     cluster's CA, a client certificate it signed for a key made now, and an env file."""
-    data = await forms.form(request)
-    seen.check_csrf(data.get("csrf"))
+    _, found = await posted(request, seen, ident)
     ctx, who = seen.ctx, seen.who
-    found = one_cluster(ctx.serving.owned, who, ident)
     try:
         shown = await magnum.show(ident, ctx, who, request)
         if not shown.get("api_address"):

@@ -18,7 +18,7 @@ from flotte import planner
 from flotte.api.context import job_queue
 from flotte.api.magnum import clusters as magnum
 from flotte.api.magnum.common import internal_name
-from flotte.api.magnum.desired import _spec
+from flotte.api.magnum.desired import create_spec
 from flotte.api.magnum.lookup import one_template
 from flotte.api.magnum.models import ClusterCreate
 from flotte.api.web import forms
@@ -81,7 +81,7 @@ def plan_of(seen: Viewer, body: ClusterCreate) -> dict[str, Any]:
     ctx, who = seen.ctx, seen.who
     template = one_template(ctx.serving.owned, who, body.cluster_template_id)
     internal = internal_name(body.name or "cluster")
-    spec = _spec(ctx, who, body, internal, template)
+    spec = create_spec(ctx, who, body, internal, template)
     made = planner.plan(planner.Recorded(name=internal), spec)
     rows = group_costs(spec, made)
     day = total(rows)

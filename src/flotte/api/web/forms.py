@@ -15,7 +15,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from flotte.api.errors import _validation_title, status_of
+from flotte.api.errors import status_of, validation_title
 from flotte.errors import FlotteError
 
 MAX_FORM = 64 * 1024
@@ -70,7 +70,7 @@ def checked(model: type[M], data: dict[str, Any]) -> M:
         for e in err.errors():
             loc = [str(p) for p in e.get("loc", ())]
             field = loc[0] if loc else ""
-            title = _validation_title(RequestValidationError([{**e, "loc": ("body", *loc)}]))
+            title = validation_title(RequestValidationError([{**e, "loc": ("body", *loc)}]))
             out.setdefault(field, title)
         raise Invalid(out) from None
 

@@ -7,10 +7,9 @@ from fastapi.responses import Response
 
 from flotte.api.context import job_queue
 from flotte.api.magnum import nodegroups as magnum
-from flotte.api.magnum.lookup import one_cluster
 from flotte.api.magnum.models import NodeGroupCreate
 from flotte.api.web import forms
-from flotte.api.web.clusters import back, latest
+from flotte.api.web.clusters import back, latest, posted
 from flotte.api.web.session import PREFIX, Seen
 from flotte.errors import FlotteError
 
@@ -19,9 +18,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 @router.post("/clusters/{ident}/nodegroups")
 async def add_group(request: Request, ident: str, seen: Seen) -> Response:
-    data = await forms.form(request)
-    seen.check_csrf(data.get("csrf"))
-    found = one_cluster(seen.ctx.serving.owned, seen.who, ident)
+    data, found = await posted(request, seen, ident)
     try:
         body = forms.checked(
             NodeGroupCreate,
@@ -43,9 +40,7 @@ async def add_group(request: Request, ident: str, seen: Seen) -> Response:
 
 @router.post("/clusters/{ident}/nodegroups/{group}/delete")
 async def remove_group(request: Request, ident: str, group: str, seen: Seen) -> Response:
-    data = await forms.form(request)
-    seen.check_csrf(data.get("csrf"))
-    found = one_cluster(seen.ctx.serving.owned, seen.who, ident)
+    _, found = await posted(request, seen, ident)
     try:
         latest(request)
         uuid = found.record.uuid

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from flotte.service import Service
 from flotte.service.pricing import group_costs, total
+from flotte.state.owned import cluster_list, project_clusters
 from flotte.state.tables import Cluster, NodeGroup, Template
-from flotte.state.tenancy import visible
 
 PRICE_CACHE = 4096
 ROWS_CACHE = 256  # projects whose rows this process keeps
@@ -69,7 +69,7 @@ def _price(svc: Service, name: str, key: tuple[Any, ...]) -> float | None:
 
 
 def _stamp(s: Session, project: str | None) -> tuple[Any, ...]:
-    mine = (Cluster.project.is_not(None), visible(Cluster.project, project))
+    mine = project_clusters(project)
     clusters = s.execute(
         select(func.count(), func.max(Cluster.updated_at)).select_from(Cluster).where(*mine)
     ).one()
@@ -93,29 +93,19 @@ def cluster_rows(svc: Service, project: str | None) -> list[ClusterRow]:
         groups = (
             select(NodeGroup.cluster, NodeGroup.name, NodeGroup.spec["node_count"].as_integer())
             .join(Cluster, Cluster.name == NodeGroup.cluster)
-            .where(Cluster.project.is_not(None), visible(Cluster.project, project))
+            .where(*project_clusters(project))
             .order_by(NodeGroup.cluster, NodeGroup.position)
         )
         for cluster, group, count in s.execute(groups):
             counts.setdefault(cluster, []).append((group, int(count or 0)))
-        query = (
-            select(
-                Cluster.name,
-                Cluster.uuid,
-                Cluster.display_name,
-                Cluster.project,
-                Cluster.status,
-                Cluster.health_status,
-                Cluster.driver,
-                Cluster.created_at,
-                Cluster.template,
-                Template.display_name,
-                Cluster.magnum["flavor_id"].as_string(),
-                Cluster.magnum["master_flavor_id"].as_string(),
-            )
-            .outerjoin(Template, Template.name == Cluster.template)
-            .where(Cluster.project.is_not(None), visible(Cluster.project, project))
-            .order_by(Cluster.created_at, Cluster.name)
+        query = cluster_list(
+            project,
+            Cluster.driver,
+            Cluster.created_at,
+            Cluster.template,
+            Template.display_name,
+            Cluster.magnum["flavor_id"].as_string(),
+            Cluster.magnum["master_flavor_id"].as_string(),
         )
         found = list(s.execute(query))
     rows = []
