@@ -123,14 +123,18 @@ def split_driver_options(kwargs: dict[str, Any], own: set[str]) -> dict[str, Any
     return found
 
 
-def given_flags(flags: dict[str, Any]) -> dict[str, Any]:
-    """Only the flags the user gave (command line or environment), not click's defaults.
+def given_flags(flags: dict[str, Any], *, from_env: bool = True) -> dict[str, Any]:
+    """Only the flags the user gave (command line, and environment unless ``from_env`` is
+    false), not click's defaults.
 
     A node group refines its cluster: a default such as ``--openstack-ssh-user root``
-    must not override what the cluster was made with.
+    must not override what the cluster was made with. A stored account takes the command
+    line only: whatever OS_* variables the operator's shell holds are not recorded.
     """
     ctx = click.get_current_context()
-    given = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    given = [click.core.ParameterSource.COMMANDLINE]
+    if from_env:
+        given.append(click.core.ParameterSource.ENVIRONMENT)
     out = {}
     for key, value in flags.items():
         # a --X-file flag was read into X: it counts as given when X-file was

@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from flotte.cli.common import FILE_SUFFIX, DriverOptionsCommand, service, split_driver_options
+from flotte.cli.common import (
+    DriverOptionsCommand,
+    given_flags,
+    service,
+    split_driver_options,
+)
 from flotte.cli.output import format_option, render_record, render_rows
 from flotte.errors import UsageError
 
@@ -203,13 +207,7 @@ def account_add(
     from flotte.identity.accounts import openstack_cloud_options
     from flotte.service import options as opts
 
-    ctx = click.get_current_context()
-    given = {
-        k: v
-        for k, v in split_driver_options(kwargs, set()).items()
-        if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
-        or ctx.get_parameter_source(k + FILE_SUFFIX) == ParameterSource.COMMANDLINE
-    }
+    given = given_flags(split_driver_options(kwargs, set()), from_env=False)
     flags = opts.only([driver_name], given)
     cloud = flags.pop("openstack_cloud", None) if driver_name == "openstack" else None
     if cloud:

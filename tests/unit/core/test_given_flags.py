@@ -22,9 +22,10 @@ from flotte.cli.common import given_flags
 @click.option("--openstack-ssh-port", type=int, default=22)
 @click.option("--openstack-password", default=None)
 @click.option("--openstack-password--file", "openstack_password__file", default=None)
-def command(**kwargs: Any) -> None:
+@click.option("--command-line-only", is_flag=True)
+def command(command_line_only: bool, **kwargs: Any) -> None:
     kwargs.pop("openstack_password__file")
-    click.echo(sorted(given_flags(kwargs).items()))
+    click.echo(sorted(given_flags(kwargs, from_env=not command_line_only).items()))
 
 
 def test_defaults_are_left_out_given_ones_kept(tmp_path: Path) -> None:
@@ -33,6 +34,9 @@ def test_defaults_are_left_out_given_ones_kept(tmp_path: Path) -> None:
     assert out.strip() == "[('openstack_flavor_name', 'bm.small')]"
     out = runner.invoke(command, ["--openstack-ssh-port", "22"], env={"OS_SSH_USER": "debian"})
     assert out.output.strip() == "[('openstack_ssh_port', 22), ('openstack_ssh_user', 'debian')]"
+    # a stored account takes the command line only, never the shell's OS_* variables
+    out = runner.invoke(command, ["--command-line-only"], env={"OS_SSH_USER": "debian"})
+    assert out.output.strip() == "[]"
     secret = tmp_path / "pw"
     secret.write_text("s3cret")
     out = runner.invoke(command, ["--openstack-password--file", str(secret)], env={})
