@@ -16,6 +16,7 @@ from flotte.service.clusters import Clusters, OnPlan, _quiet
 from flotte.service.resolve import build, check_driver
 from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec, NodeGroupSpec
 from flotte.state.records import NodeGroupRecord
+from flotte.state.status import READY
 
 DEFAULT_GROUPS = (MASTER_GROUP, WORKER_GROUP)
 
@@ -135,11 +136,12 @@ class NodeGroups:
         group's nodes are not what its spec asks. Running the same command again must
         finish it, not answer that the group exists (or is gone) and leave it so. The
         status is no guide: a kill between recording the spec and the status leaves it
-        ``*_COMPLETE``."""
+        ``*_COMPLETE``. Nor is the count alone: a node is recorded (``creating``) before
+        its server is asked for, so a kill then leaves the right count of unmade nodes."""
         spec = self.store.cluster(cluster).spec
         members = [n for n in self.store.nodes(cluster=cluster) if n.group == group]
         wanted = spec.group(group).node_count if spec.has_group(group) else 0
-        return len(members) != wanted
+        return len(members) != wanted or any(n.status != READY for n in members)
 
     async def delete(
         self, cluster: str, name: str, *, dry_run: bool = False, on_plan: OnPlan = _quiet

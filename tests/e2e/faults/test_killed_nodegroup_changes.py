@@ -18,6 +18,10 @@ import pytest
 
 from fixtures.local import Flotte
 
+# Each fake cloud call takes this long: the window in which the journal shows a step
+# begun but not done, wide enough for a loaded machine's polling to land in it.
+LATENCY = "1"
+
 
 @pytest.fixture
 def fake(tmp_path: Path) -> tuple[Flotte, Path]:
@@ -49,7 +53,7 @@ def test_killed_nodegroup_delete_is_finished_by_its_rerun(fake: tuple[Flotte, Pa
     name = f"ngd{uuid.uuid4().hex[:6]}"
     flotte(
         "cluster", "create", name, "--driver", "fake", "--node-count", "1",
-        "--no-provision", "--fake-latency", "0.4",
+        "--no-provision", "--fake-latency", LATENCY,
     )  # fmt: skip
     flotte("cluster", "nodegroup", "create", name, "extra", "--node-count", "2")
     proc = flotte.spawn("cluster", "nodegroup", "delete", name, "extra")
@@ -75,7 +79,7 @@ def test_killed_nodegroup_create_is_finished_by_its_rerun(fake: tuple[Flotte, Pa
     name = f"ngc{uuid.uuid4().hex[:6]}"
     flotte(
         "cluster", "create", name, "--driver", "fake", "--node-count", "1",
-        "--no-provision", "--fake-latency", "0.4",
+        "--no-provision", "--fake-latency", LATENCY,
     )  # fmt: skip
     add = ("cluster", "nodegroup", "create", name, "extra", "--node-count", "2")
     proc = flotte.spawn(*add)
