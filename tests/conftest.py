@@ -48,9 +48,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     devcloud is one OpenStack on fixed ports whose modes (fake or Docker-backed
     compute, Ironic) modules switch: every test that uses it is marked ``devcloud``,
-    and those that switch its mode also ``devcloud_modes``. scripts/test runs the
-    devcloud tests in a lane of their own: first those on its fake compute, two at a
-    time, then the mode switchers one at a time.
+    and those that switch its mode also ``devcloud_alone`` (as are, by hand, tests
+    that measure time). scripts/test runs the devcloud tests in a lane of their own:
+    first the others on its fake compute, two at a time (each worker in projects of
+    its own: fixtures/devcloud_tenant.py), then the ``devcloud_alone`` ones one at a
+    time.
     """
     long_skip = pytest.mark.skip(reason="a long devcloud scenario: FLOTTE_TEST_LONG=1 runs it")
     for item in items:
@@ -65,4 +67,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if dynamic or any(name.startswith("devcloud") for name in names):
             item.add_marker(pytest.mark.devcloud)
         if any(name in MODE_FIXTURES for name in names) or any(p in path for p in MODE_PATHS):
-            item.add_marker(pytest.mark.devcloud_modes)
+            item.add_marker(pytest.mark.devcloud_alone)

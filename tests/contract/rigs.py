@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fixtures import container_exec
 from flotte import drivers
 from flotte.drivers.base import Driver, DriverContext, GroupSpec
 from flotte.models import NODE_KEY, NodeSpec, Owner, Role
@@ -192,9 +193,9 @@ class SSHRig(Rig):
     def _marks(self) -> dict[str, dict[str, str]]:
         out = {}
         for h in self.placed.values():
-            result = h.container.exec_run(["cat", "/etc/docker/flotte/owner.json"])
-            if result.exit_code == 0:
-                out[h.ip] = json.loads(result.output)
+            content = container_exec.read_file(h.container, "/etc/docker/flotte/owner.json")
+            if content is not None:
+                out[h.ip] = json.loads(content)
         return out
 
     def found(self, owner: Owner) -> Counter[str]:

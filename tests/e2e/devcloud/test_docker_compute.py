@@ -15,6 +15,7 @@ from typing import Any
 import docker
 import pytest
 
+from fixtures import container_exec
 from fixtures.devcloud import DevCloud
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -166,8 +167,8 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         clone_box = _wait(lambda: _container(client, clone.id), 60, "clone container")
         assert clone_box.image.tags == [f"flotte-devcloud-snap:{snap.id}"]
         _wait(lambda: (clone_box.reload(), clone_box.status == "running")[1], 30, "clone running")
-        copied = clone_box.exec_run(["cat", "/etc/devcloud-test"])
-        assert copied.exit_code == 0 and b"written by cloud-init" in copied.output
+        copied = container_exec.read_file(clone_box, "/etc/devcloud-test")
+        assert copied is not None and b"written by cloud-init" in copied
         conn.compute.delete_server(clone)
         conn.compute.wait_for_delete(clone, wait=120)
         conn.image.delete_image(snap)

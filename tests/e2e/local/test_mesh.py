@@ -17,6 +17,7 @@ from typing import Any
 import docker
 import pytest
 
+from fixtures import container_exec
 from flotte.mesh import keys, scripts, topology
 
 pytestmark = pytest.mark.docker
@@ -43,8 +44,7 @@ def image(client: docker.DockerClient) -> str:
 
 
 def sh(container: docker.models.containers.Container, script: str) -> str:
-    code, out = container.exec_run(["sh", "-c", script])
-    text = out.decode(errors="replace")
+    code, text = container_exec.run(container, script)
     assert code == 0, text
     return text
 

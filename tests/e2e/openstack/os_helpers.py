@@ -51,6 +51,13 @@ class Cloud:
         env["OS_CLOUD"] = cloud
         return env
 
+    def project(self, cloud: str) -> str:
+        """The project a clouds.yaml entry logs in to (a test worker may have its own)."""
+        import yaml
+
+        data = yaml.safe_load(self.clouds_yaml.read_text())
+        return str(data["clouds"][cloud]["auth"]["project_name"])
+
     def osc(self, *args: str, cloud: str = DEMO, check: bool = True) -> Any:
         """Run one ``openstack`` command; JSON output parsed."""
         argv = [str(VENV_BIN / "openstack"), *args[0].split(), *args[1:]]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from os_helpers import ALT, DEMO, Cloud, cluster_group, leaked, machine_group, node_specs
+from os_helpers import ADMIN, ALT, DEMO, Cloud, cluster_group, leaked, machine_group, node_specs
 
 from flotte.errors import AuthError, FlotteError, QuotaExceeded, UsageError
 from flotte.models import NodeState
@@ -170,11 +170,12 @@ async def test_no_credentials_at_all(make_driver: Any, installation: str) -> Non
 
 @pytest.fixture
 def small_alt_quota(cloud: Cloud) -> Iterator[None]:
-    cloud.osc("quota set", "--instances", "2", "--cores", "3", ALT, cloud="devcloud")
+    project = cloud.project(ALT)
+    cloud.osc("quota set", "--instances", "2", "--cores", "3", project, cloud=ADMIN)
     try:
         yield
     finally:
-        cloud.osc("quota set", "--instances", "200", "--cores", "800", ALT, cloud="devcloud")
+        cloud.osc("quota set", "--instances", "200", "--cores", "800", project, cloud=ADMIN)
 
 
 async def test_quota_too_small_refused_before_anything_is_made(

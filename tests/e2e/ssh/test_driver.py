@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from ssh_helpers import snapshot
 
+from fixtures import container_exec
 from flotte.drivers.base import DriverContext, GroupSpec
 from flotte.drivers.ssh import SSHDriver
 from flotte.errors import AlreadyExists, AuthError, ProvisionError, UsageError
@@ -141,7 +142,7 @@ async def test_a_foreign_owner_record_is_one_line_naming_the_host(
     with pytest.raises(ProvisionError):
         await d.create(spec, {})
     # ...and the host's file is left as it was
-    assert host.container.exec_run(["cat", "/etc/docker/flotte/owner.json"]).output == content
+    assert container_exec.read_file(host.container, "/etc/docker/flotte/owner.json") == content
 
 
 def _tar(name: str, content: bytes) -> bytes:
