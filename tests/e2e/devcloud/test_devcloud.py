@@ -75,10 +75,14 @@ def test_seeded_flavors_image_networks(devcloud: DevCloud, demo: Any) -> None:
     assert ext["router:external"] is True
     net = demo.network.find_network(devcloud.network, ignore_missing=False)
     assert net.project_id == demo.current_project_id
-    subnets = list(demo.network.subnets(network_id=net.id))
-    assert [s.cidr for s in subnets] == ["10.42.1.0/24"]
-    pools = {p["Name"] for p in devcloud.openstack("subnet", "pool", "list")}
-    assert "devcloud-tenant-pool" in pools
+    pool = demo.network.find_subnet_pool("devcloud-tenant-pool", ignore_missing=False)
+    (subnet,) = demo.network.subnets(network_id=net.id)
+    assert subnet.subnet_pool_id == pool.id  # projects' subnets never overlap
+    # devcloud's own demo project (a second test worker has a project of its own)
+    admin = devcloud.connect(devcloud.admin_cloud)
+    seeded = admin.identity.find_project("devcloud-demo", domain_id="default")
+    own = admin.network.find_network(devcloud.network, project_id=seeded.id)
+    assert [s.cidr for s in admin.network.subnets(network_id=own.id)] == ["10.42.1.0/24"]
 
 
 def test_quotas_hold_30_node_clusters(devcloud: DevCloud) -> None:

@@ -211,10 +211,17 @@ def _cli(dc: DevCloud, tmp_path: Path) -> tuple[dict[str, str], Callable[..., An
 
 def _talk_flags(dc: DevCloud, cloud: str | None = None) -> list[str]:
     # The talk's command with devcloud's values, bare metal instead of a VM flavor.
+    net = ["--openstack-net-name", dc.network]
+    if cloud == dc.admin_cloud:
+        # the admin sees every project's formation-net (test workers have their own):
+        # the demo project's one, by ID
+        demo = dc.connect(dc.demo_cloud)
+        net = ["--openstack-net-id", demo.network.find_network(dc.network).id]
+        demo.close()
     return [
         "--openstack-cloud", cloud or dc.demo_cloud, "--openstack-server-type", "bm",
         "--openstack-flavor-name", dc.bm_flavor, "--openstack-image-name", dc.image,
-        "--openstack-net-name", dc.network, "--openstack-floatingip-pool", dc.floating_pool,
+        *net, "--openstack-floatingip-pool", dc.floating_pool,
         "--openstack-ssh-user", dc.ssh_user,
     ]  # fmt: skip
 

@@ -23,22 +23,34 @@ class Flavor:
     extra_specs: Mapping[str, str]
 
 
-async def _find(p: Provider, kind: str, finder: Any, lister: Any, value: str, flag: str) -> Any:
-    """Find by name or ID; not found lists close names; several with one name is an error."""
+async def _find(
+    p: Provider, kind: str, finder: Any, lister: Any, value: str, flag: str, *, own: bool = False
+) -> Any:
+    """Find by name or ID; not found lists close names; several with one name is an error.
+
+    ``own``: among several of that name, the caller's project's one is meant. An admin
+    sees every project's networks and security groups (each project has a ``default``
+    group), as Horizon's project view does not; a name is the admin's own one there.
+    """
     from openstack import exceptions as os_exc
 
     key = f"{kind}:{value}"
     if key in p.cache:
         return p.cache[key]
+    several = UsageError(
+        f"several {kind}s are named {value!r}: give its ID with {flag.replace('name', 'id')}"
+    )
     try:
         # ignore_missing=False: True is deprecated (openstacksdk warns); a miss raises.
         found = await p.read(lambda: finder(value, ignore_missing=False), f"find {kind}", raw=True)
     except os_exc.NotFoundException:
         found = None
     except os_exc.DuplicateResource as err:
-        raise UsageError(
-            f"several {kind}s are named {value!r}: give its ID with {flag.replace('name', 'id')}"
-        ) from err
+        if not own:
+            raise several from err
+        found = await p.read(lambda: _own(p, finder, value), f"find {kind}")
+        if found is None:
+            raise several from err
     except Exception as err:
         raise translate(err, f"find {kind} {value!r}", p.spec) from err
     if found is None:
@@ -46,6 +58,16 @@ async def _find(p: Provider, kind: str, finder: Any, lister: Any, value: str, fl
         raise UsageError(f"{kind} {value!r} not found{close_matches(value, names)} ({flag})")
     p.cache[key] = found
     return found
+
+
+def _own(p: Provider, finder: Any, value: str) -> Any:
+    """The one of that name in the caller's project, or None (none there, or several)."""
+    from openstack import exceptions as os_exc
+
+    try:
+        return finder(value, ignore_missing=False, project_id=p.conn.current_project_id)
+    except (os_exc.NotFoundException, os_exc.DuplicateResource):
+        return None
 
 
 async def find_flavor(p: Provider, value: str) -> Flavor:
@@ -81,7 +103,7 @@ async def find_network(p: Provider, value: str, *, external: bool = False) -> An
             return list(net.networks(is_router_external=True))
         return list(net.networks())
 
-    found = await _find(p, kind, net.find_network, lister, value, flag)
+    found = await _find(p, kind, net.find_network, lister, value, flag, own=not external)
     if external and not getattr(found, "is_router_external", False):
         pools = await p.read(lambda: [n.name for n in lister()], "list networks")
         raise UsageError(
@@ -100,6 +122,7 @@ async def find_security_group(p: Provider, value: str) -> Any:
         net.security_groups,
         value,
         "--openstack-sec-groups",
+        own=True,
     )
 
 
