@@ -25,7 +25,8 @@ from flotte.pki import CertificateAuthority
 from flotte.state.lock import locked, sweep
 from flotte.state.store import Store
 
-ROUNDS, PARALLEL = 30, 12
+# The issue saw the race in 4 of 30 rounds; bench/first_use_race.py runs 30 for the figure.
+ROUNDS, PARALLEL = 15, 12
 
 
 def _spki(obj: object) -> bytes:
