@@ -115,8 +115,12 @@ class EmbeddedJobs(Jobs):
                     self._running[task] = job.cluster
                     task.add_done_callback(self._done)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel that
+            # lands as the wait ends (a job finishing sets _wake just as stop() cancels
+            # this loop), and the loop went on for ever (a test hung 30 min in CI).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+                async with asyncio.timeout(self.poll):
+                    await self._wake.wait()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)

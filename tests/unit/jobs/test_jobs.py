@@ -109,3 +109,26 @@ def test_embedded_jobs_a_dead_process_was_running_resume_at_start(svc: Service) 
 
     assert asyncio.run(scenario()) == "succeeded"
     assert svc.clusters.get("r").status == CREATE_COMPLETE
+
+
+@pytest.mark.timeout(60)  # before the fix, it hung (asyncio.run could not end the loop)
+def test_stop_ends_the_worker_even_as_a_job_wakes_it(svc: Service) -> None:
+    """A job finishing wakes the worker loop just as a shutdown cancels it. Python 3.11's
+    ``asyncio.wait_for`` dropped a cancel that landed as its wait ended, and the loop ran
+    on: ``stop()`` (a test, ``flotte serve``'s shutdown) hung. Each interleaving in turn."""
+
+    async def scenario() -> int:
+        ended = 0
+        for i in range(24):
+            jobs = EmbeddedJobs(svc, poll=2.0)
+            await jobs.start()
+            for _ in range(i % 4):
+                await asyncio.sleep(0)
+            jobs._wake.set()  # what a finished job's callback does
+            for _ in range(i % 3):
+                await asyncio.sleep(0)
+            await asyncio.wait_for(jobs.stop(), 5)
+            ended += 1
+        return ended
+
+    assert asyncio.run(scenario()) == 24
