@@ -275,45 +275,58 @@ def seed_networks(conn: Any) -> None:
         is_shared=True,
         is_default=True,
     )
-    demo_net = net.find_network(DEMO_NET, project_id=demo.id, ignore_missing=True)
-    if demo_net is None:
-        demo_net = net.create_network(name=DEMO_NET, project_id=demo.id)
-    subnets = list(net.subnets(network_id=demo_net.id))
+    ensure_project_network(conn, demo.id, ext.id, tenant_pool.id, DEMO_CIDR)
+
+
+def ensure_project_network(
+    conn: Any, project_id: str, ext_id: str, pool_id: str, cidr: str | None = None
+) -> None:
+    """``formation-net`` in a project: a subnet of the tenant pool (``cidr``, or the pool's
+    next /24) and ``formation-router`` out to ``ext-net``. Found before made."""
+    net = conn.network
+    network = net.find_network(DEMO_NET, project_id=project_id, ignore_missing=True)
+    if network is None:
+        network = net.create_network(name=DEMO_NET, project_id=project_id)
+    subnets = list(net.subnets(network_id=network.id))
     if not subnets:
         subnets = [
             net.create_subnet(
                 name="formation-subnet",
-                network_id=demo_net.id,
+                network_id=network.id,
                 ip_version=4,
-                subnet_pool_id=tenant_pool.id,
-                cidr=DEMO_CIDR,
-                project_id=demo.id,
+                subnet_pool_id=pool_id,
+                project_id=project_id,
+                **({"cidr": cidr} if cidr else {"prefix_length": 24}),
             )
         ]
-    router = net.find_router("formation-router", project_id=demo.id, ignore_missing=True)
+    router = net.find_router("formation-router", project_id=project_id, ignore_missing=True)
     if router is None:
         router = net.create_router(
             name="formation-router",
-            project_id=demo.id,
-            external_gateway_info={"network_id": ext.id},
+            project_id=project_id,
+            external_gateway_info={"network_id": ext_id},
         )
         net.add_interface_to_router(router, subnet_id=subnets[0].id)
 
 
 def seed_quotas(conn: Any) -> None:
     for name in ("admin", DEMO_PROJECT, ALT_PROJECT):
-        project = conn.identity.find_project(name, domain_id="default")
-        conn.set_compute_quotas(project.id, **COMPUTE_QUOTAS)
-        conn.set_network_quotas(
-            project.id,
-            network=NETWORK_QUOTAS["networks"],
-            subnet=NETWORK_QUOTAS["subnets"],
-            port=NETWORK_QUOTAS["ports"],
-            router=NETWORK_QUOTAS["routers"],
-            floatingip=NETWORK_QUOTAS["floating_ips"],
-            security_group=NETWORK_QUOTAS["security_groups"],
-            security_group_rule=NETWORK_QUOTAS["security_group_rules"],
-        )
+        set_project_quotas(conn, conn.identity.find_project(name, domain_id="default").id)
+
+
+def set_project_quotas(conn: Any, project_id: str) -> None:
+    """devcloud's quotas (room for 30-node clusters, several at once) on one project."""
+    conn.set_compute_quotas(project_id, **COMPUTE_QUOTAS)
+    conn.set_network_quotas(
+        project_id,
+        network=NETWORK_QUOTAS["networks"],
+        subnet=NETWORK_QUOTAS["subnets"],
+        port=NETWORK_QUOTAS["ports"],
+        router=NETWORK_QUOTAS["routers"],
+        floatingip=NETWORK_QUOTAS["floating_ips"],
+        security_group=NETWORK_QUOTAS["security_groups"],
+        security_group_rule=NETWORK_QUOTAS["security_group_rules"],
+    )
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fixtures.devcloud import QUIET_VERBS
 from flotte.drivers.base import GroupSpec
 from flotte.models import NodeSpec, Owner, Role
 
@@ -62,7 +63,7 @@ class Cloud:
         """Run one ``openstack`` command; JSON output parsed."""
         argv = [str(VENV_BIN / "openstack"), *args[0].split(), *args[1:]]
         verb = args[0].split()[-1] if " " in args[0] else (args[1] if len(args) > 1 else "")
-        if "-f" not in args and verb not in ("delete", "set", "unset", "add", "remove"):
+        if "-f" not in args and verb not in QUIET_VERBS:
             argv += ["-f", "json"]
         done = subprocess.run(
             argv, env=self.env(cloud), capture_output=True, text=True, timeout=120, check=False
