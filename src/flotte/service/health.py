@@ -446,10 +446,11 @@ async def watch(
             done += 1
             if rounds is not None and done >= rounds:
                 break
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel
+            # that lands as its wait ends (see jobs/embedded.py).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    stop.wait(), max(0.0, interval - (time.monotonic() - started))
-                )
+                async with asyncio.timeout(max(0.0, interval - (time.monotonic() - started))):
+                    await stop.wait()
     finally:
         await state.notifier.drain()
 
