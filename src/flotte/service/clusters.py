@@ -18,7 +18,7 @@ from flotte.errors import AlreadyExists, NotFound, PlanFailed, UsageError
 from flotte.models import Role
 from flotte.planner import Action, Plan, Recorded, RecordedNode, plan
 from flotte.service.installation import Installation
-from flotte.service.lifecycle import Runner, errors_line
+from flotte.service.lifecycle import Runner, errors_line, swarm_hostname
 from flotte.specs import WORKER_GROUP, ClusterSpec
 from flotte.state.records import ClusterRecord
 from flotte.state.status import (
@@ -27,6 +27,7 @@ from flotte.state.status import (
     CREATE_IN_PROGRESS,
     DELETE_FAILED,
     DELETE_IN_PROGRESS,
+    HEALTHY,
     UNFINISHED,
     UPDATE_COMPLETE,
     UPDATE_FAILED,
@@ -135,7 +136,10 @@ class Clusters:
             steps, result = await runner.run(p, operation="create")
             if result.ok:
                 self._complete(
-                    spec, CREATE_COMPLETE, f"ready in {time.monotonic() - started:.1f} s"
+                    spec,
+                    CREATE_COMPLETE,
+                    f"ready in {time.monotonic() - started:.1f} s",
+                    new=existing is None,
                 )
                 return p
             if not rollback:
@@ -153,8 +157,20 @@ class Clusters:
                 f"creating cluster {spec.name} failed and was rolled back", result.errors
             )
 
-    def _complete(self, spec: ClusterSpec, status: str, reason: str) -> None:
-        self.store.set_cluster(spec.name, status=status, status_reason=reason)
+    def _complete(self, spec: ClusterSpec, status: str, reason: str, *, new: bool = False) -> None:
+        health: dict[str, Any] = {}
+        if new and not spec.no_provision and spec.coe:
+            # swarm:ready has just seen every node of the new cluster Ready: its health is
+            # known with its status, so a client that waits for CREATE_COMPLETE reads
+            # HEALTHY, not UNKNOWN until the first check.
+            nodes = self.store.nodes(cluster=spec.name)
+            health = {
+                "health_status": HEALTHY,
+                "health_status_reason": {
+                    swarm_hostname(n.record): "ready" for n in nodes if n.record
+                },
+            }
+        self.store.set_cluster(spec.name, status=status, status_reason=reason, **health)
         self.store.set_groups_status(spec.name, status)
         if not spec.no_provision and spec.coe:
             endpoint = self.endpoint(spec.name)

@@ -53,6 +53,10 @@ def test_cluster_lifecycle(
         "cluster", "create", "lab", "--driver", "local", "--master-count", "1", "--node-count", "2"
     )
     assert "CREATE_COMPLETE" in out.stdout
+    # recorded with CREATE_COMPLETE, before any health check (flotte serve's clients
+    # read this field as soon as they see the status)
+    listed = json.loads(flotte("cluster", "list", "-f", "json").stdout)
+    assert [(c["name"], c["health_status"]) for c in listed] == [("lab", "HEALTHY")]
 
     nodes = swarm_nodes(flotte, "lab")
     assert sorted(n["Hostname"] for n in nodes) == ["lab-master-0", "lab-node-0", "lab-node-1"]
