@@ -108,6 +108,12 @@ class DevCloud:
         marker = self.layout.venv / ".flotte-constraints"
         return marker.read_text() if marker.exists() else ""
 
+    @staticmethod
+    def _seed_mark(fingerprint: str) -> str:
+        # Keystone keeps the cost each password was hashed with: a new cost seeds again,
+        # which sets (so re-hashes) every seeded user's password.
+        return f"{fingerprint}|bcrypt-{render.PASSWORD_HASH_ROUNDS}"
+
     def processes(self) -> tuple[str, ...]:
         """The processes of this devcloud, in start order (bare metal's and the agent's
         when turned on)."""
@@ -276,7 +282,7 @@ class DevCloud:
             self._save_state(synced=fingerprint)
         with step("RabbitMQ"):
             services.wait_rabbitmq(layout)
-        seeded = self._state().get("seeded") == fingerprint
+        seeded = self._state().get("seeded") == self._seed_mark(fingerprint)
         with step("Keystone"):
             services.start_apis(layout)
             services.wait_api(layout, "keystone")
@@ -339,7 +345,9 @@ class DevCloud:
             raise FlotteError(f"{name} stopped during start-up: see {layout.log(name)}")
         self._register()
         self._save_state(
-            seeded=fingerprint, fingerprint=fingerprint, config=render.config_hash(configs)
+            seeded=self._seed_mark(fingerprint),
+            fingerprint=fingerprint,
+            config=render.config_hash(configs),
         )
 
     def _start_agent(self) -> None:

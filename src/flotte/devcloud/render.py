@@ -59,6 +59,9 @@ def ini(sections: Sections) -> str:
     return out.getvalue()
 
 
+PASSWORD_HASH_ROUNDS = 4
+
+
 def db_url(layout: Layout, pw: dict[str, str], name: str) -> str:
     # The unix socket avoids a TCP port (and a clash with a system MariaDB on 3306).
     return (
@@ -104,6 +107,10 @@ def keystone_conf(layout: Layout, pw: dict[str, str]) -> Sections:
     return {
         "DEFAULT": {"debug": False},
         "database": {"connection": db_url(layout, pw, "keystone")},
+        # bcrypt's cheapest cost: a test bed authenticates on every CLI run and client
+        # (0.3 s of Keystone CPU each at the default 12 rounds, 1 ms at 4), and its
+        # passwords are random and local. Seeding re-hashes the seeded users' passwords.
+        "identity": {"password_hash_rounds": PASSWORD_HASH_ROUNDS},
         # Long-lived tokens: a test session never sees one expire mid-run.
         "token": {"provider": "fernet", "expiration": 86400},
         "fernet_tokens": {"key_repository": str(keys / "fernet-keys")},

@@ -166,6 +166,11 @@ def seed_identity(conn: Any, pw: dict[str, str]) -> None:
         ident.assign_project_role_to_user(project, user, roles["member"])
     for name, (stype, suffix) in CATALOG.items():
         ensure_endpoints(conn, name, stype, render.url(name) + suffix)
+    # Last: it revokes the admin token this connection holds (keystoneauth fetches a
+    # new one on the 401), and a password set again is hashed at today's cost.
+    admin = ident.find_user("admin", domain_id=default)
+    if admin is not None:
+        ident.update_user(admin, password=pw["admin"])
 
 
 def ensure_service_user(

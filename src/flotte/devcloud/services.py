@@ -13,7 +13,7 @@ import pwd
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from flotte.devcloud import procs, render
@@ -41,9 +41,24 @@ API_PROCESS = {
 MAX_SOCKET_PATH = 100
 
 
-def run_tool(layout: Layout, logname: str, argv: Sequence[str], what: str) -> str:
-    """Run a one-shot command, appending its output to ``logs/<logname>.log``."""
-    res = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+def run_tool(
+    layout: Layout,
+    logname: str,
+    argv: Sequence[str],
+    what: str,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run a one-shot command, appending its output to ``logs/<logname>.log``.
+
+    Secrets go in ``env``, never in ``argv``: the command line is logged (and readable
+    in /proc while it runs)."""
+    res = subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env} if env else None,
+    )
     with open(layout.log(logname), "a") as log:
         log.write(f"$ {' '.join(argv)}\n{res.stdout}{res.stderr}")
     if res.returncode != 0:
@@ -165,8 +180,6 @@ def _sync_keystone(layout: Layout, pw: dict[str, str]) -> None:
             ks,
             *conf,
             "bootstrap",
-            "--bootstrap-password",
-            pw["admin"],
             "--bootstrap-admin-url",
             url,
             "--bootstrap-internal-url",
@@ -177,6 +190,7 @@ def _sync_keystone(layout: Layout, pw: dict[str, str]) -> None:
             REGION,
         ],
         "keystone bootstrap",
+        env={"OS_BOOTSTRAP_PASSWORD": pw["admin"]},
     )
 
 
