@@ -64,6 +64,7 @@ def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
     try:
         yield c
     finally:
+        c.close()
         if old is None:
             os.environ.pop("OS_CLIENT_CONFIG_FILE", None)
         else:
