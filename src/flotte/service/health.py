@@ -61,7 +61,11 @@ def _quiet(p: Plan) -> None:
 
 def auto_healing(spec: ClusterSpec) -> bool:
     """Magnum's label, on the cluster or (copied at create) its template."""
-    return str(spec.labels.get(AUTO_LABEL, "")).strip().lower() in ("true", "1", "yes")
+    return _true(spec.labels.get(AUTO_LABEL, ""))
+
+
+def _true(value: object) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 def history_of(coe_data: dict[str, Any]) -> dict[str, History]:
@@ -351,7 +355,7 @@ def watched(svc: Installation, names: Iterable[str] = ()) -> list[str]:
         out.append(name)
     if wanted:
         return out
-    return [c.name for c in svc.store.clusters() if auto_healing(c.spec)]
+    return [name for name, value in svc.store.cluster_labels(AUTO_LABEL).items() if _true(value)]
 
 
 async def watch_round(
@@ -368,7 +372,7 @@ async def watch_round(
     re-reads what it acts on under the lock. Returns one summary per cluster.
     """
     state = state_for(svc, notify)
-    clusters = watched(svc, names)
+    clusters = await asyncio.to_thread(watched, svc, names)
 
     async def one(name: str) -> dict[str, Any]:
         out: dict[str, Any] = {"cluster": name}
@@ -436,7 +440,7 @@ async def watch(
     try:
         while (rounds is None or done < rounds) and not stop.is_set():
             started = time.monotonic()
-            covered = watched(svc, names)
+            covered = await asyncio.to_thread(watched, svc, names)
             if covered != seen:
                 what = ", ".join(covered) or f"none yet (label {AUTO_LABEL}=true)"
                 log.info("watching every %g s: %s", interval, what)

@@ -110,3 +110,23 @@ def test_lock_says_busy(tmp_path: Path) -> None:
         pass
     with locked(tmp_path, "cluster", "x"):
         pass  # released when the holder left
+
+
+def test_cluster_labels_reads_only_the_labelled(database_url: str) -> None:
+    """What a health watch asks every few seconds: the clusters carrying a label, found
+    by the database (spec text), not by parsing every cluster's spec."""
+    from flotte.specs import ClusterSpec, NodeGroupSpec
+
+    store = Store(database_url)
+    group = (NodeGroupSpec(name="default-master", role="master", node_count=1),)
+    for name, labels in (
+        ("a", {"auto_healing_enabled": "true"}),
+        ("b", {"auto_healing_enabled": "false", "x": "1"}),
+        ("c", {"other": "auto_healing_enabled"}),  # the word as a value is not the label
+        ("d", {}),
+    ):
+        spec = ClusterSpec(name=name, driver="fake", labels=labels, nodegroups=group)
+        store.add_cluster(spec, "CREATE_COMPLETE")
+    assert store.cluster_labels("auto_healing_enabled") == {"a": "true", "b": "false"}
+    assert store.cluster_labels("nothing") == {}
+    store.close()
