@@ -56,6 +56,7 @@ class Target:
     node_kind = "node"
     horizon = 2.0  # seconds: faults land within this time after a command starts
     provision = False
+    exclusive = False  # True: one run at a time (--jobs 1)
     faults: tuple[str, ...] = (KILL, "fake_fail", "fake_quota", "fake_latency")
     preload: tuple[str, ...] = ()
 
@@ -73,9 +74,13 @@ class Target:
             "AWS_SESSION_TOKEN": f"awsSt{token}",
         }
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
-        # An openrc and an AWS environment sourced by the user, for another cloud: a
-        # command on this driver must not pick any of them up.
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
+        """The run's environment; ``rng`` (seeded by the run) picks among ways to give it.
+
+        An openrc and an AWS environment sourced by the user, for another cloud: a
+        command on this driver must not pick any of them up."""
         return {"FLOTTE_FAKE_DIR": str(self.cloud_dir), **secrets}
 
     def create_flags(self) -> list[str]:
@@ -106,6 +111,9 @@ class Target:
     def disarm(self) -> None:
         pass
 
+    def cleanup(self, installation: str) -> None:
+        """After a run's checks, delete what it left (where leaks would pile up)."""
+
     def node_count(self, installation: str, scope_key: str, scope: str) -> int:
         return sum(
             1
@@ -118,12 +126,13 @@ class Target:
 
 
 class Ec2Target(Target):
-    """EC2 on a moto server behind the fault proxy (429, 500, 503, lost answers, latency)."""
+    """EC2 on a moto server behind the fault proxy (429, 500, 503, lost answers, resets,
+    latency)."""
 
     name = "ec2"
     node_kind = "instance"
     horizon = 4.0
-    faults = (KILL, "api_429", "api_500", "api_503", "api_lost", "api_latency")
+    faults = (KILL, "api_429", "api_500", "api_503", "api_lost", "api_reset", "api_latency")
     preload = ("flotte.drivers.ec2",)
 
     def __init__(self, workdir: Path) -> None:
@@ -143,7 +152,9 @@ class Ec2Target(Target):
             aws_secret_access_key="testing",
         )
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
         # The EC2 secret key comes from a profile in an AWS credentials file; the OpenStack
         # ones are an unrelated openrc in the environment.
         creds = home.parent / "aws-credentials"
@@ -168,7 +179,7 @@ class Ec2Target(Target):
     def create_flags(self) -> list[str]:
         from ec2_helpers import ec2_flags
 
-        return ec2_flags(self.proxy.url)
+        return list(ec2_flags(self.proxy.url))
 
     def inventory(self, installation: str) -> list[Resource]:
         from ec2_helpers import flotte_resources
@@ -186,9 +197,14 @@ class Ec2Target(Target):
         return out
 
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
-        from fixtures.fault_proxy import Fault, ec2_error, server_error, throttling
+        from fixtures.fault_proxy import Fault, ec2_error, reset, server_error, throttling
 
         rate = rng.uniform(0.1, 0.4)
+        mutating = ("Run", "Terminate", "Create", "Delete", "Import", "Authorize")
+
+        def acts(req: Any) -> bool:
+            return str(req.param("Action") or "").startswith(mutating)
+
         if fault == "api_429":
             self.proxy.set_faults(
                 [Fault(429, ec2_error("Throttling", "Rate exceeded", 429), "text/xml", rate=rate)]
@@ -198,12 +214,11 @@ class Ec2Target(Target):
         elif fault == "api_503":
             self.proxy.set_faults([throttling(rate)])
         elif fault == "api_lost":
-            mutating = ("Run", "Terminate", "Create", "Delete", "Import", "Authorize")
-
-            def acts(req: Any) -> bool:
-                return str(req.param("Action") or "").startswith(mutating)
-
             self.proxy.set_faults([server_error(rate, after=True, match=acts)])
+        elif fault == "api_reset":
+            # Before forwarding on any call, or after the cloud acted on a mutating one.
+            after = rng.random() < 0.5
+            self.proxy.set_faults([reset(rate, after=after, match=acts if after else None)])
         elif fault == "api_latency":
             self.proxy.latency = rng.uniform(0.05, 0.3)
         else:
@@ -241,7 +256,9 @@ class LocalTarget(Target):
         self.docker = start_dockerd()
         ensure_node_image(self.docker)
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
         return {"DOCKER_CONFIG": str(home.parent / "docker"), **secrets}
 
     def create_flags(self) -> list[str]:
@@ -293,7 +310,9 @@ class SshTarget(LocalTarget):
         self.docker = self.lab.client
         self.hosts = [self.lab.start("docker") for _ in range(3)]
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
         return {
             "DOCKER_CONFIG": str(home.parent / "docker"),
             "FLOTTE_SSH_KEY": str(self.lab.key),
