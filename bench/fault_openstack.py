@@ -226,6 +226,9 @@ class OpenStackTarget(Target):
             proxy.set_faults([])
             proxy.latency = 0.0
 
+    def injected(self) -> int:
+        return sum(sum(p.stats.injected.values()) for p in (self.nova, self.neutron))
+
     # -- clean-up -----------------------------------------------------------------------
     def cleanup(self, installation: str) -> None:
         """After a run's checks: delete what its installation left (leaks already counted)."""

@@ -111,6 +111,10 @@ class Target:
     def disarm(self) -> None:
         pass
 
+    def injected(self) -> int:
+        """API faults injected so far (a proxy's count): did a run's fault land?"""
+        return 0
+
     def cleanup(self, installation: str) -> None:
         """After a run's checks, delete what it left (where leaks would pile up)."""
 
@@ -230,6 +234,9 @@ class Ec2Target(Target):
     def disarm(self) -> None:
         self.proxy.set_faults([])
         self.proxy.latency = 0.0
+
+    def injected(self) -> int:
+        return sum(self.proxy.stats.injected.values())
 
     def close(self) -> None:
         self.proxy.stop()

@@ -154,7 +154,9 @@ def one_run(cli: CLI, target: Target, seed: int, base: Path, token: str) -> dict
     armed = target.arm(fault, rng, op.creates, op.cluster)
     flags = armed.flags if op.creates else []
     argv = (["--debug"] if debug else []) + op.command + flags
+    injected = target.injected()
     res = faulted(cli, target, argv, env, armed)
+    injected = target.injected() - injected
     results.append((argv, res))
     first_rc = res.rc
     lap("faulted")
@@ -183,6 +185,7 @@ def one_run(cli: CLI, target: Target, seed: int, base: Path, token: str) -> dict
         "fault": armed.name,
         "debug": debug,
         "faulted_rc": first_rc,
+        "injected": injected,
         "seconds": round(time.monotonic() - started, 2),
         "phases": phases,
         **{k: v[:3] for k, v in found.items() if v},
@@ -261,6 +264,8 @@ def campaign(
         "by_op": _count(outcomes, "op"),
         "by_fault": _count(outcomes, "fault"),
         "killed_runs": sum(1 for o in outcomes if o["faulted_rc"] == -9),
+        "api_faults_injected": sum(o["injected"] for o in outcomes),
+        "runs_with_api_faults_injected": sum(1 for o in outcomes if o["injected"]),
         "seconds": round(time.monotonic() - started, 1),
         "seconds_per_run_median": _median([o["seconds"] for o in outcomes]),
         "seconds_per_run_max": max((o["seconds"] for o in outcomes), default=0.0),
