@@ -63,6 +63,7 @@ class OpenStackTarget(Target):
     name = "openstack"
     node_kind = "server"
     horizon = 15.0
+    op_horizons = {"machine_create": 10.0, "machine_rm": 10.0}
     exclusive = True  # one campaign per project: runs share the project's sweep
     faults = (
         KILL,
@@ -214,11 +215,11 @@ class OpenStackTarget(Target):
         elif fault == "api_latency":
             self.nova.latency = self.neutron.latency = rng.uniform(0.05, 0.3)
         else:
-            return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+            return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
         self.nova.set_faults(faults)
         self.neutron.set_faults(faults)
         # an API fault may also come with a kill, as a user's ^C after a slow answer
-        kill_at = rng.uniform(0.0, self.horizon * 2) if rng.random() < 0.3 else None
+        kill_at = rng.uniform(0.0, self.span() * 2) if rng.random() < 0.3 else None
         return Armed(fault, kill_at=kill_at)
 
     def disarm(self) -> None:

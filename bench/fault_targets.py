@@ -55,6 +55,8 @@ class Target:
     name = "fake"
     node_kind = "node"
     horizon = 2.0  # seconds: faults land within this time after a command starts
+    op_horizons: dict[str, float] = {}  # shorter ones, for operations that take less
+    op = ""  # the operation of the run being armed
     provision = False
     exclusive = False  # True: one run at a time (--jobs 1)
     faults: tuple[str, ...] = (KILL, "fake_fail", "fake_quota", "fake_latency")
@@ -99,6 +101,10 @@ class Target:
         ]
 
     # -- faults -------------------------------------------------------------------------
+    def span(self) -> float:
+        """How long after its start the command of this run may be hit."""
+        return self.op_horizons.get(self.op, self.horizon)
+
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
         if fault == "fake_fail" and creates:
             return Armed(fault, ["--fake-fail", f"{cluster}-*-{rng.randrange(3)}"])
@@ -106,7 +112,7 @@ class Target:
             return Armed(fault, ["--fake-quota", str(rng.randrange(1, 4))])
         if fault == "fake_latency" and creates:
             return Armed(fault, ["--fake-latency", f"{rng.uniform(0.1, 0.6):.2f}"])
-        return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+        return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
 
     def disarm(self) -> None:
         pass
@@ -226,9 +232,9 @@ class Ec2Target(Target):
         elif fault == "api_latency":
             self.proxy.latency = rng.uniform(0.05, 0.3)
         else:
-            return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+            return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
         # an API fault may also come with a kill, as a user's ^C after a slow answer
-        kill_at = rng.uniform(0.0, self.horizon * 2) if rng.random() < 0.3 else None
+        kill_at = rng.uniform(0.0, self.span() * 2) if rng.random() < 0.3 else None
         return Armed(fault, kill_at=kill_at)
 
     def disarm(self) -> None:
@@ -286,7 +292,7 @@ class LocalTarget(Target):
 
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
         if fault == "dockerd_killed":
-            at = rng.uniform(0.0, self.horizon)
+            at = rng.uniform(0.0, self.span())
 
             def kill_a_dockerd() -> None:
                 nodes = self.docker.containers.list(
@@ -296,7 +302,7 @@ class LocalTarget(Target):
                     rng.choice(nodes).exec_run(["sh", "-c", "pkill -9 dockerd || true"])
 
             return Armed(fault, during_at=at, during=kill_a_dockerd)
-        return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+        return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
 
 
 class SshTarget(LocalTarget):
@@ -305,6 +311,8 @@ class SshTarget(LocalTarget):
     name = "ssh"
     node_kind = "host"
     horizon = 20.0
+    # a machine on a host with Docker takes about 4 s here: most kills would miss it
+    op_horizons = {"machine_create": 6.0, "machine_rm": 5.0}
     faults = (KILL, "ssh_dropped")
     preload = ("flotte.drivers.ssh",)
 
@@ -342,22 +350,24 @@ class SshTarget(LocalTarget):
                 with contextlib.suppress(ValueError):
                     data = json.loads(marks)
                     if isinstance(data, dict):
+                        # flotte:cluster... today; cluster... in files of older versions
                         for key in ("cluster", "machine", "node"):
-                            if data.get(key):
-                                tags[f"flotte:{key}"] = str(data[key])
+                            value = data.get(f"flotte:{key}") or data.get(key)
+                            if value:
+                                tags[f"flotte:{key}"] = str(value)
                 out.append(Resource("host", host.ip, tags))
         return out
 
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
         if fault == "ssh_dropped":
-            at = rng.uniform(0.0, self.horizon)
+            at = rng.uniform(0.0, self.span())
 
             def drop() -> None:
                 for host in self.hosts:
                     host.sh("pkill -f 'sshd: ' || true", check=False)
 
             return Armed(fault, during_at=at, during=drop)
-        return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+        return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
 
     def close(self) -> None:
         self._lab_cm.__exit__(None, None, None)

@@ -151,6 +151,7 @@ def one_run(cli: CLI, target: Target, seed: int, base: Path, token: str) -> dict
         if res.rc != 0:
             found["not_converged"].append(f"setup {argv[:3]} failed: {res.err.strip()[-300:]}")
     lap("setup")
+    target.op = op.name
     armed = target.arm(fault, rng, op.creates, op.cluster)
     flags = armed.flags if op.creates else []
     argv = (["--debug"] if debug else []) + op.command + flags
