@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.devcloud import DevCloud
+from fixtures.devcloud import devcloud  # noqa: F401 (the fixture, by name)
 from fixtures.local import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -44,9 +44,8 @@ def test_local_sample(tmp_path: Path, node_image: str) -> None:
     check(campaign("local", 4, 3000, 0, tmp_path), 4)
 
 
-def test_openstack_sample(
-    tmp_path: Path, devcloud: DevCloud, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("devcloud")
+def test_openstack_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The devcloud fixture brings devcloud up and marks the test ``devcloud`` (its lane,
     # beside other devcloud tests: not devcloud_alone). The runs go to a project of
     # their own, not the test worker's nor the benchmark's (tenant "faults").
