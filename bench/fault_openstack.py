@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import os
 import random
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -103,6 +104,29 @@ class OpenStackTarget(Target):
         self.clouds_yaml = workdir / "clouds.yaml"
         self._write_clouds_yaml(entry)
         self.sweep(None)  # what an interrupted campaign left in the project
+        # devcloud is shared: another session may restart it in the middle of a run
+        self._outages: list[tuple[float, str]] = []
+        self._watching = threading.Event()
+        threading.Thread(target=self._watch, name="devcloud-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._watching.wait(2.0):
+            for url in SERVICES:
+                try:
+                    urllib.request.urlopen(url, timeout=10).close()
+                except urllib.error.HTTPError:
+                    pass  # it answered
+                except OSError as err:
+                    self._outages.append((time.monotonic(), f"{url}: {err}"[:200]))
+
+    def outage_since(self, since: float) -> str:
+        seen = [what for when, what in self._outages if when >= since]
+        return f"{len(seen)} failed probes, first: {seen[0]}" if seen else ""
+
+    def recover(self) -> None:
+        _wait_for_devcloud(None, wait=600.0)
+        with contextlib.suppress(Exception):
+            self.sweep(None)
 
     def _write_clouds_yaml(self, entry: dict[str, Any]) -> None:
         """``fz``: the project's entry with its password; ``fz-nopw``: without it (the
@@ -273,6 +297,7 @@ class OpenStackTarget(Target):
         net.delete_router(router_id)
 
     def close(self) -> None:
+        self._watching.set()
         with contextlib.suppress(Exception):
             self.sweep(None)
         self.nova.stop()
@@ -284,12 +309,15 @@ class OpenStackTarget(Target):
         self._lock.__exit__(None, None, None)
 
 
-def _wait_for_devcloud(clouds_yaml: Path, wait: float = 120.0) -> None:
+SERVICES = ("http://127.0.0.1:5000/v3", "http://127.0.0.1:8774/", "http://127.0.0.1:9696/")
+
+
+def _wait_for_devcloud(clouds_yaml: Path | None, wait: float = 120.0) -> None:
     """devcloud's Keystone, Nova and Neutron answer (another session may restart it)."""
-    if not clouds_yaml.exists():
+    if clouds_yaml is not None and not clouds_yaml.exists():
         raise SystemExit(f"no devcloud at {clouds_yaml.parent}: run 'flotte devcloud up'")
     deadline = time.monotonic() + wait
-    for url in ("http://127.0.0.1:5000/v3", "http://127.0.0.1:8774/", "http://127.0.0.1:9696/"):
+    for url in SERVICES:
         while True:
             try:
                 urllib.request.urlopen(url, timeout=5).close()

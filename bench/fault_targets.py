@@ -121,6 +121,13 @@ class Target:
         """API faults injected so far (a proxy's count): did a run's fault land?"""
         return 0
 
+    def recover(self) -> None:
+        """After a run the harness could not finish: make the next one possible."""
+
+    def outage_since(self, since: float) -> str:
+        """The peer was down at some time after ``since`` (monotonic): what was seen."""
+        return ""
+
     def cleanup(self, installation: str) -> None:
         """After a run's checks, delete what it left (where leaks would pile up)."""
 

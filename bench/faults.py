@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,16 @@ def campaign(
                     run_seed = next(seeds, None)
                 if run_seed is None:
                     return
-                outcome = one_run(cli, target, run_seed, workdir, token)
+                since = time.monotonic()
+                try:
+                    outcome = one_run(cli, target, run_seed, workdir, token)
+                except Exception as err:  # the harness or the peer, not flotte: go on
+                    traceback.print_exc()
+                    outcome = {"seed": run_seed, "harness_error": repr(err)[:300]}
+                    target.recover()
+                outage = target.outage_since(since)
+                if outage:
+                    outcome["peer_outage"] = outage
                 with lock:
                     outcomes.append(outcome)
         finally:
@@ -247,6 +257,10 @@ def campaign(
     for t in threads:
         t.join()
     outcomes.sort(key=lambda o: int(o["seed"]))
+    # A run the peer itself failed (devcloud restarted by another session) or the
+    # harness could not finish says nothing of flotte: listed apart, not counted.
+    excluded = [o for o in outcomes if "peer_outage" in o or "harness_error" in o]
+    outcomes = [o for o in outcomes if o not in excluded]
     failures = [o for o in outcomes if any(c in o for c in CHECKS)]
     tally = {c: sum(1 for o in outcomes if c in o) for c in CHECKS}
     return {
@@ -262,6 +276,8 @@ def campaign(
         "tracebacks": tally["tracebacks"],
         "failed_seeds": [o["seed"] for o in failures],
         "failures": failures[:20],
+        "excluded": len(excluded),
+        "excluded_runs": excluded[:20],
         "by_op": _count(outcomes, "op"),
         "by_fault": _count(outcomes, "fault"),
         "killed_runs": sum(1 for o in outcomes if o["faulted_rc"] == -9),
