@@ -55,7 +55,10 @@ class Target:
     name = "fake"
     node_kind = "node"
     horizon = 2.0  # seconds: faults land within this time after a command starts
+    op_horizons: dict[str, float] = {}  # shorter ones, for operations that take less
+    op = ""  # the operation of the run being armed
     provision = False
+    exclusive = False  # True: one run at a time (--jobs 1)
     faults: tuple[str, ...] = (KILL, "fake_fail", "fake_quota", "fake_latency")
     preload: tuple[str, ...] = ()
 
@@ -73,9 +76,13 @@ class Target:
             "AWS_SESSION_TOKEN": f"awsSt{token}",
         }
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
-        # An openrc and an AWS environment sourced by the user, for another cloud: a
-        # command on this driver must not pick any of them up.
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
+        """The run's environment; ``rng`` (seeded by the run) picks among ways to give it.
+
+        An openrc and an AWS environment sourced by the user, for another cloud: a
+        command on this driver must not pick any of them up."""
         return {"FLOTTE_FAKE_DIR": str(self.cloud_dir), **secrets}
 
     def create_flags(self) -> list[str]:
@@ -94,6 +101,10 @@ class Target:
         ]
 
     # -- faults -------------------------------------------------------------------------
+    def span(self) -> float:
+        """How long after its start the command of this run may be hit."""
+        return self.op_horizons.get(self.op, self.horizon)
+
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
         if fault == "fake_fail" and creates:
             return Armed(fault, ["--fake-fail", f"{cluster}-*-{rng.randrange(3)}"])
@@ -101,10 +112,24 @@ class Target:
             return Armed(fault, ["--fake-quota", str(rng.randrange(1, 4))])
         if fault == "fake_latency" and creates:
             return Armed(fault, ["--fake-latency", f"{rng.uniform(0.1, 0.6):.2f}"])
-        return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+        return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
 
     def disarm(self) -> None:
         pass
+
+    def injected(self) -> int:
+        """API faults injected so far (a proxy's count): did a run's fault land?"""
+        return 0
+
+    def recover(self) -> None:
+        """After a run the harness could not finish: make the next one possible."""
+
+    def outage_since(self, since: float) -> str:
+        """The peer was down at some time after ``since`` (monotonic): what was seen."""
+        return ""
+
+    def cleanup(self, installation: str) -> None:
+        """After a run's checks, delete what it left (where leaks would pile up)."""
 
     def node_count(self, installation: str, scope_key: str, scope: str) -> int:
         return sum(
@@ -118,12 +143,13 @@ class Target:
 
 
 class Ec2Target(Target):
-    """EC2 on a moto server behind the fault proxy (429, 500, 503, lost answers, latency)."""
+    """EC2 on a moto server behind the fault proxy (429, 500, 503, lost answers, resets,
+    latency)."""
 
     name = "ec2"
     node_kind = "instance"
     horizon = 4.0
-    faults = (KILL, "api_429", "api_500", "api_503", "api_lost", "api_latency")
+    faults = (KILL, "api_429", "api_500", "api_503", "api_lost", "api_reset", "api_latency")
     preload = ("flotte.drivers.ec2",)
 
     def __init__(self, workdir: Path) -> None:
@@ -143,7 +169,9 @@ class Ec2Target(Target):
             aws_secret_access_key="testing",
         )
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
         # The EC2 secret key comes from a profile in an AWS credentials file; the OpenStack
         # ones are an unrelated openrc in the environment.
         creds = home.parent / "aws-credentials"
@@ -168,7 +196,7 @@ class Ec2Target(Target):
     def create_flags(self) -> list[str]:
         from ec2_helpers import ec2_flags
 
-        return ec2_flags(self.proxy.url)
+        return list(ec2_flags(self.proxy.url))
 
     def inventory(self, installation: str) -> list[Resource]:
         from ec2_helpers import flotte_resources
@@ -186,9 +214,14 @@ class Ec2Target(Target):
         return out
 
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
-        from fixtures.fault_proxy import Fault, ec2_error, server_error, throttling
+        from fixtures.fault_proxy import Fault, ec2_error, reset, server_error, throttling
 
         rate = rng.uniform(0.1, 0.4)
+        mutating = ("Run", "Terminate", "Create", "Delete", "Import", "Authorize")
+
+        def acts(req: Any) -> bool:
+            return str(req.param("Action") or "").startswith(mutating)
+
         if fault == "api_429":
             self.proxy.set_faults(
                 [Fault(429, ec2_error("Throttling", "Rate exceeded", 429), "text/xml", rate=rate)]
@@ -198,23 +231,25 @@ class Ec2Target(Target):
         elif fault == "api_503":
             self.proxy.set_faults([throttling(rate)])
         elif fault == "api_lost":
-            mutating = ("Run", "Terminate", "Create", "Delete", "Import", "Authorize")
-
-            def acts(req: Any) -> bool:
-                return str(req.param("Action") or "").startswith(mutating)
-
             self.proxy.set_faults([server_error(rate, after=True, match=acts)])
+        elif fault == "api_reset":
+            # Before forwarding on any call, or after the cloud acted on a mutating one.
+            after = rng.random() < 0.5
+            self.proxy.set_faults([reset(rate, after=after, match=acts if after else None)])
         elif fault == "api_latency":
             self.proxy.latency = rng.uniform(0.05, 0.3)
         else:
-            return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+            return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
         # an API fault may also come with a kill, as a user's ^C after a slow answer
-        kill_at = rng.uniform(0.0, self.horizon * 2) if rng.random() < 0.3 else None
+        kill_at = rng.uniform(0.0, self.span() * 2) if rng.random() < 0.3 else None
         return Armed(fault, kill_at=kill_at)
 
     def disarm(self) -> None:
         self.proxy.set_faults([])
         self.proxy.latency = 0.0
+
+    def injected(self) -> int:
+        return sum(self.proxy.stats.injected.values())
 
     def close(self) -> None:
         self.proxy.stop()
@@ -241,7 +276,9 @@ class LocalTarget(Target):
         self.docker = start_dockerd()
         ensure_node_image(self.docker)
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
         return {"DOCKER_CONFIG": str(home.parent / "docker"), **secrets}
 
     def create_flags(self) -> list[str]:
@@ -262,7 +299,7 @@ class LocalTarget(Target):
 
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
         if fault == "dockerd_killed":
-            at = rng.uniform(0.0, self.horizon)
+            at = rng.uniform(0.0, self.span())
 
             def kill_a_dockerd() -> None:
                 nodes = self.docker.containers.list(
@@ -272,7 +309,7 @@ class LocalTarget(Target):
                     rng.choice(nodes).exec_run(["sh", "-c", "pkill -9 dockerd || true"])
 
             return Armed(fault, during_at=at, during=kill_a_dockerd)
-        return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+        return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
 
 
 class SshTarget(LocalTarget):
@@ -281,6 +318,8 @@ class SshTarget(LocalTarget):
     name = "ssh"
     node_kind = "host"
     horizon = 20.0
+    # a machine on a host with Docker takes about 4 s here: most kills would miss it
+    op_horizons = {"machine_create": 6.0, "machine_rm": 5.0}
     faults = (KILL, "ssh_dropped")
     preload = ("flotte.drivers.ssh",)
 
@@ -293,7 +332,9 @@ class SshTarget(LocalTarget):
         self.docker = self.lab.client
         self.hosts = [self.lab.start("docker") for _ in range(3)]
 
-    def env(self, home: Path, secrets: dict[str, str]) -> dict[str, str]:
+    def env(
+        self, home: Path, secrets: dict[str, str], rng: random.Random | None = None
+    ) -> dict[str, str]:
         return {
             "DOCKER_CONFIG": str(home.parent / "docker"),
             "FLOTTE_SSH_KEY": str(self.lab.key),
@@ -316,22 +357,24 @@ class SshTarget(LocalTarget):
                 with contextlib.suppress(ValueError):
                     data = json.loads(marks)
                     if isinstance(data, dict):
+                        # flotte:cluster... today; cluster... in files of older versions
                         for key in ("cluster", "machine", "node"):
-                            if data.get(key):
-                                tags[f"flotte:{key}"] = str(data[key])
+                            value = data.get(f"flotte:{key}") or data.get(key)
+                            if value:
+                                tags[f"flotte:{key}"] = str(value)
                 out.append(Resource("host", host.ip, tags))
         return out
 
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
         if fault == "ssh_dropped":
-            at = rng.uniform(0.0, self.horizon)
+            at = rng.uniform(0.0, self.span())
 
             def drop() -> None:
                 for host in self.hosts:
                     host.sh("pkill -f 'sshd: ' || true", check=False)
 
             return Armed(fault, during_at=at, during=drop)
-        return Armed(KILL, kill_at=rng.uniform(0.0, self.horizon))
+        return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
 
     def close(self) -> None:
         self._lab_cm.__exit__(None, None, None)

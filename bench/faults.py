@@ -2,11 +2,12 @@
 
 Each run (seeded: run ``i`` uses seed ``S + i``, replayed alone with ``--seed S+i
 --runs 1``) gets a new FLOTTE_HOME with secrets planted in the standard places (an
-openrc and AWS variables in the environment, an AWS credentials file for ec2), picks an
-operation (cluster create, resize up or down, node group create/update/delete, cluster
-delete, machine create/rm) and a fault of its driver (SIGKILL of the flotte process at a
-random time; for ec2 429, 500, 503, lost answers or latency from the fault proxy in
-front of moto; for the fake cloud a failing node, a quota, latency; for local a node's
+openrc and AWS variables in the environment, an AWS credentials file for ec2, the
+project's own password for openstack), picks an operation (cluster create, resize up or
+down, node group create/update/delete, cluster delete, machine create/rm) and a fault
+of its driver (SIGKILL of the flotte process at a random time; for ec2 and openstack
+429, 500, 503, lost answers, connection resets or latency from the fault proxy in front
+of moto, of devcloud's Nova and Neutron; for the fake cloud a failing node, a quota, latency; for local a node's
 dockerd killed; for ssh the SSH connections dropped). It runs what the operation needs
 first, then the operation under the fault, then, when that did not succeed, the same
 command again, and checks with clients independent of flotte:
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,11 @@ from fault_checks import (
     tracebacks,
 )
 from fault_cli import CLI, Result
+from fault_openstack import OpenStackTarget
 from fault_ops import Op, pick_op
 from fault_targets import KILL, TARGETS, Target
+
+DRIVERS: dict[str, type[Target]] = {**TARGETS, "openstack": OpenStackTarget}
 
 CHECKS = ("not_converged", "stuck", "leaks", "integrity", "secret_sightings", "tracebacks")
 
@@ -106,17 +111,17 @@ def converged(cli: CLI, target: Target, op: Op, env: dict[str, str], inst: str) 
     return problems
 
 
-def teardown(cli: CLI, target: Target, op: Op, env: dict[str, str], inst: str) -> list[str]:
-    """Delete what the run made (no fault); anything of the installation left is a leak."""
-    outputs = []
-    for argv in op.teardown:
-        res = cli.run(argv, env)
-        outputs.append(res)
+def teardown(
+    cli: CLI, target: Target, op: Op, env: dict[str, str], inst: str
+) -> tuple[list[str], list[tuple[list[str], Result]]]:
+    """Delete what the run made (no fault); anything of the installation left is a leak.
+    Also the delete commands' results (their outputs are checked like the others)."""
+    outputs = [(argv, cli.run(argv, env)) for argv in op.teardown]
     left = [f"{r.kind} {r.name}" for r in target.inventory(inst)] if inst else []
     if left:
-        errors = [r.err.strip()[-300:] for r in outputs if r.rc != 0]
-        return [f"left after delete: {left[:8]} ({'; '.join(errors)})"]
-    return []
+        errors = [r.err.strip()[-300:] for _, r in outputs if r.rc != 0]
+        return [f"left after delete: {left[:8]} ({'; '.join(errors)})"], outputs
+    return [], outputs
 
 
 def one_run(cli: CLI, target: Target, seed: int, base: Path, token: str) -> dict[str, Any]:
@@ -126,13 +131,19 @@ def one_run(cli: CLI, target: Target, seed: int, base: Path, token: str) -> dict
     secrets = target.secrets(f"{token}{seed}")
     env = {
         **{k: v for k, v in BASE_ENV.items()},
-        **target.env(home, secrets),
+        # its own generator: drawing here must not change the op and fault of a seed
+        **target.env(home, secrets, random.Random(f"env-{seed}")),
         "FLOTTE_HOME": str(home),
     }
     op = pick_op(rng, target, f"fz{token}{seed}")
     fault = rng.choice(target.faults)
     debug = rng.random() < 0.5
     started = time.monotonic()
+    phases: dict[str, float] = {}  # seconds per phase: where a run's time goes
+
+    def lap(phase: str) -> None:
+        phases[phase] = round(time.monotonic() - started - sum(phases.values()), 1)
+
     found: dict[str, list[str]] = {c: [] for c in CHECKS}
     results: list[tuple[list[str], Result]] = []
     for argv in op.setup:
@@ -140,24 +151,34 @@ def one_run(cli: CLI, target: Target, seed: int, base: Path, token: str) -> dict
         results.append((argv, res))
         if res.rc != 0:
             found["not_converged"].append(f"setup {argv[:3]} failed: {res.err.strip()[-300:]}")
+    lap("setup")
+    target.op = op.name
     armed = target.arm(fault, rng, op.creates, op.cluster)
     flags = armed.flags if op.creates else []
     argv = (["--debug"] if debug else []) + op.command + flags
+    injected = target.injected()
     res = faulted(cli, target, argv, env, armed)
+    injected = target.injected() - injected
     results.append((argv, res))
     first_rc = res.rc
+    lap("faulted")
     if res.rc != 0 and not found["not_converged"]:
         rerun = cli.run(op.command, env)
         results.append((op.command, rerun))
         if rerun.rc != 0 and not acceptable_rerun(rerun):
             found["not_converged"].append(f"re-run exited {rerun.rc}: {rerun.err.strip()[-300:]}")
+    lap("rerun")
     inst = installation_of(home)
     if not found["not_converged"]:
         found["not_converged"] += converged(cli, target, op, env, inst)
     found["stuck"] = stuck(home)
     found["integrity"] = integrity(home)
-    found["leaks"] = teardown(cli, target, op, env, inst)
+    lap("check")
+    found["leaks"], deleted = teardown(cli, target, op, env, inst)
+    results += deleted
     found["integrity"] += integrity(home)
+    target.cleanup(inst)
+    lap("teardown")
     found["secret_sightings"] = secret_sightings(home, secrets, [r for _, r in results])
     found["tracebacks"] = tracebacks(results)
     outcome = {
@@ -166,7 +187,9 @@ def one_run(cli: CLI, target: Target, seed: int, base: Path, token: str) -> dict
         "fault": armed.name,
         "debug": debug,
         "faulted_rc": first_rc,
+        "injected": injected,
         "seconds": round(time.monotonic() - started, 2),
+        "phases": phases,
         **{k: v[:3] for k, v in found.items() if v},
     }
     if not any(found.values()):
@@ -184,6 +207,8 @@ def campaign(
 ) -> dict[str, Any]:
     import os
 
+    if DRIVERS[driver].exclusive and jobs > 1:
+        raise SystemExit(f"--driver {driver} runs one run at a time: --jobs 1")
     BASE_ENV.update(
         {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "AWS_", "FLOTTE_"))}
     )
@@ -202,7 +227,7 @@ def campaign(
         # each worker has its own cloud end (a proxy of its own) and its own zygote
         workdir = base / f"w{index}"
         workdir.mkdir()
-        target = TARGETS[driver](workdir)
+        target = DRIVERS[driver](workdir)
         cli = CLI(workdir, target.preload)
         try:
             while not (budget and time.monotonic() - started > budget):
@@ -210,7 +235,16 @@ def campaign(
                     run_seed = next(seeds, None)
                 if run_seed is None:
                     return
-                outcome = one_run(cli, target, run_seed, workdir, token)
+                since = time.monotonic()
+                try:
+                    outcome = one_run(cli, target, run_seed, workdir, token)
+                except Exception as err:  # the harness or the peer, not flotte: go on
+                    traceback.print_exc()
+                    outcome = {"seed": run_seed, "harness_error": repr(err)[:300]}
+                    target.recover()
+                outage = target.outage_since(since)
+                if outage:
+                    outcome["peer_outage"] = outage
                 with lock:
                     outcomes.append(outcome)
         finally:
@@ -223,6 +257,10 @@ def campaign(
     for t in threads:
         t.join()
     outcomes.sort(key=lambda o: int(o["seed"]))
+    # A run the peer itself failed (devcloud restarted by another session) or the
+    # harness could not finish says nothing of flotte: listed apart, not counted.
+    excluded = [o for o in outcomes if "peer_outage" in o or "harness_error" in o]
+    outcomes = [o for o in outcomes if o not in excluded]
     failures = [o for o in outcomes if any(c in o for c in CHECKS)]
     tally = {c: sum(1 for o in outcomes if c in o) for c in CHECKS}
     return {
@@ -238,11 +276,20 @@ def campaign(
         "tracebacks": tally["tracebacks"],
         "failed_seeds": [o["seed"] for o in failures],
         "failures": failures[:20],
+        "excluded": len(excluded),
+        "excluded_runs": excluded[:20],
         "by_op": _count(outcomes, "op"),
         "by_fault": _count(outcomes, "fault"),
         "killed_runs": sum(1 for o in outcomes if o["faulted_rc"] == -9),
+        "api_faults_injected": sum(o["injected"] for o in outcomes),
+        "runs_with_api_faults_injected": sum(1 for o in outcomes if o["injected"]),
         "seconds": round(time.monotonic() - started, 1),
         "seconds_per_run_median": _median([o["seconds"] for o in outcomes]),
+        "seconds_per_run_max": max((o["seconds"] for o in outcomes), default=0.0),
+        "phase_seconds_median": {
+            phase: _median([o["phases"].get(phase, 0.0) for o in outcomes])
+            for phase in ("setup", "faulted", "rerun", "check", "teardown")
+        },
     }
 
 
@@ -260,7 +307,7 @@ def _median(values: list[float]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--driver", choices=sorted(TARGETS), required=True)
+    parser.add_argument("--driver", choices=sorted(DRIVERS), required=True)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--budget", type=float, default=0.0, help="seconds; 0: no limit")
