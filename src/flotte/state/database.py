@@ -112,6 +112,10 @@ def _open_sqlite(path: Path, head: str) -> Database:
         with engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # readers don't block the writer
         with engine.begin() as conn:
+            # pysqlite opens no transaction before DDL: each CREATE TABLE would commit on
+            # its own, and a command killed here left tables without a revision that
+            # broke every later command. One explicit transaction makes it all or nothing.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
             installation = _first_use(conn, head, where)
         lock.sweep(directory / "locks")
     return Database(engine, str(engine.url), False, installation)
