@@ -289,7 +289,26 @@ class Machines:
             node = self.store.set_node(name, endpoint=endpoint, record=node.record)
             if not node.cluster:
                 contexts.write(name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}")
+            elif node.role == Role.MANAGER:
+                self._follow_managers(node.cluster)
             return node
+
+    def _follow_managers(self, cluster: str) -> None:
+        """Point the cluster's Docker context at its first manager as recorded now.
+
+        A re-signed engine may restart on another address (the local driver restarts
+        its container), and two nodes restarted at once may swap theirs: the context
+        kept the old manager address, which became a worker's. Each manager's re-sign
+        writes it again, so the last one to finish leaves every manager's new address.
+        """
+        managers = [
+            n.endpoint
+            for n in self.store.nodes(cluster=cluster)
+            if n.role == Role.MANAGER and n.endpoint is not None
+        ]
+        if managers:
+            url = managers[0].docker_url
+            contexts.write(cluster, url, self.inst.ca_of(cluster), f"flotte cluster {cluster}")
 
     @contextlib.asynccontextmanager
     async def _resign_hold(self, node: Node) -> AsyncIterator[None]:
