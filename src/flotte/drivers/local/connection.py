@@ -7,6 +7,7 @@ Also what the driver learns about that engine once: the node image to run and wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -96,10 +97,11 @@ class Engine:
     def _try_privileged(self) -> bool:
         import docker.errors
 
+        sweep_probes(self.docker)
         probe = None
         try:
             probe = self.docker.containers.create(
-                self.image(), entrypoint=["true"], privileged=True, labels={"flotte:probe": "1"}
+                self.image(), entrypoint=["true"], privileged=True, labels={PROBE_LABEL: "1"}
             )
             probe.start()
             return True
@@ -108,4 +110,33 @@ class Engine:
             return False
         finally:
             if probe is not None:
-                probe.remove(force=True)
+                with contextlib.suppress(docker.errors.NotFound):
+                    probe.remove(force=True)
+
+
+PROBE_LABEL = "flotte:probe"
+
+
+def sweep_probes(client: Any, older_than: float = 120.0) -> int:
+    """Remove the probe containers of killed processes (created, never removed).
+
+    Only those older than ``older_than`` seconds: a younger one may be another
+    process's probe between its create and its remove. Returns how many went."""
+    import datetime as dt
+
+    import docker.errors
+
+    now = dt.datetime.now(dt.UTC)
+    gone = 0
+    for old in client.containers.list(all=True, filters={"label": f"{PROBE_LABEL}=1"}):
+        # Docker's RFC 3339 time has nanoseconds: the second is enough here
+        try:
+            made = dt.datetime.fromisoformat(str(old.attrs.get("Created", ""))[:19])
+        except ValueError:
+            continue
+        if (now - made.replace(tzinfo=dt.UTC)).total_seconds() < older_than:
+            continue
+        with contextlib.suppress(docker.errors.NotFound):
+            old.remove(force=True)
+            gone += 1
+    return gone
