@@ -173,13 +173,12 @@ class Clusters:
         self.store.set_cluster(spec.name, status=status, status_reason=reason, **health)
         self.store.set_groups_status(spec.name, status)
         if not spec.no_provision and spec.coe:
-            endpoint = self.endpoint(spec.name)
-            contexts.write(
-                spec.name,
-                endpoint.docker_url,
-                self.inst.ca_of(spec.name),
-                f"flotte cluster {spec.name}",
-            )
+            self.write_context(spec.name)
+
+    def write_context(self, name: str) -> None:
+        """The cluster's Docker context (``flotte-NAME``), at its first manager as recorded."""
+        endpoint = self.endpoint(name)
+        contexts.write(name, endpoint.docker_url, self.inst.ca_of(name), f"flotte cluster {name}")
 
     def _failed(self, name: str, status: str, reason: str) -> None:
         self.store.set_cluster(name, status=status, status_reason=reason)

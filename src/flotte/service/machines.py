@@ -21,7 +21,7 @@ from flotte.planner import Plan, Recorded, RecordedNode, plan
 from flotte.provision import engine_config
 from flotte.service import migration_imported as imported
 from flotte.service import options as opts
-from flotte.service.clusters import OnPlan, _quiet
+from flotte.service.clusters import Clusters, OnPlan, _quiet
 from flotte.service.installation import Installation
 from flotte.service.lifecycle import Runner, errors_line
 from flotte.service.resolve import check_driver
@@ -290,25 +290,12 @@ class Machines:
             if not node.cluster:
                 contexts.write(name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}")
             elif node.role == Role.MANAGER:
-                self._follow_managers(node.cluster)
+                # A re-signed engine may restart on another address (the local driver
+                # restarts its container), and two nodes restarted at once may swap
+                # theirs: the cluster's context follows its managers. Each manager's
+                # re-sign writes it, so the last to finish leaves their new addresses.
+                Clusters(self.inst).write_context(node.cluster)
             return node
-
-    def _follow_managers(self, cluster: str) -> None:
-        """Point the cluster's Docker context at its first manager as recorded now.
-
-        A re-signed engine may restart on another address (the local driver restarts
-        its container), and two nodes restarted at once may swap theirs: the context
-        kept the old manager address, which became a worker's. Each manager's re-sign
-        writes it again, so the last one to finish leaves every manager's new address.
-        """
-        managers = [
-            n.endpoint
-            for n in self.store.nodes(cluster=cluster)
-            if n.role == Role.MANAGER and n.endpoint is not None
-        ]
-        if managers:
-            url = managers[0].docker_url
-            contexts.write(cluster, url, self.inst.ca_of(cluster), f"flotte cluster {cluster}")
 
     @contextlib.asynccontextmanager
     async def _resign_hold(self, node: Node) -> AsyncIterator[None]:
@@ -357,8 +344,6 @@ class Machines:
         """DOCKER_* variables that point the docker CLI at a machine or a cluster."""
         node = self.store.find_node(name)
         if node is None:
-            from flotte.service.clusters import Clusters
-
             endpoint = Clusters(self.inst).endpoint(name)
         elif node.endpoint is None:
             raise UsageError(f"machine {name!r} has no Docker engine yet (status {node.status})")
