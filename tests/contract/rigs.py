@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker.errors
+
 from fixtures import container_exec
 from flotte import drivers
 from flotte.drivers.base import Driver, DriverContext, GroupSpec
@@ -155,25 +157,37 @@ class LocalRig(Rig):
     def found(self, owner: Owner) -> Counter[str]:
         f = self._filters(owner)
         out: Counter[str] = Counter()
-        out["container"] = len(self.client.containers.list(all=True, filters=f))
+        out["container"] = len(self._containers(owner))
         out["volume"] = len(self.client.volumes.list(filters=f))
         out["network"] = len(self.client.networks.list(filters=f))
         return +out
 
+    def _containers(self, owner: Owner) -> list[dict[str, Any]]:
+        # The engine's list answer as it is: the SDK's list() inspects each container
+        # after, and one being created is listed before inspect finds it (NotFound).
+        found: list[dict[str, Any]] = self.client.api.containers(
+            all=True, filters=self._filters(owner)
+        )
+        return found
+
     def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
-        found = self.client.containers.list(all=True, filters=self._filters(owner))
-        return {
-            c.labels[NODE_KEY]: (c.id, c.attrs["Config"]["Image"])
-            for c in found
-            if NODE_KEY in c.labels
-        }
+        out = {}
+        for c in self._containers(owner):
+            if NODE_KEY not in c["Labels"]:
+                continue
+            try:  # the image as the create named it (the list shows an ID once re-tagged)
+                image = self.client.api.inspect_container(c["Id"])["Config"]["Image"]
+            except docker.errors.NotFound:
+                continue  # not created yet, for the engine
+            out[c["Labels"][NODE_KEY]] = (c["Id"], image)
+        return out
 
     def variant(self, group: str) -> str:
         return str(self.variants[group]["local_image"])
 
     def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
-        found = self.client.containers.list(all=True, filters=self._filters(owner))
-        return {c.labels[NODE_KEY]: dict(c.labels) for c in found if NODE_KEY in c.labels}
+        found = self._containers(owner)
+        return {c["Labels"][NODE_KEY]: dict(c["Labels"]) for c in found if NODE_KEY in c["Labels"]}
 
 
 # -- ssh: existing hosts, counted by reading each host's owner.json from inside it -------

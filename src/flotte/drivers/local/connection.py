@@ -117,26 +117,37 @@ class Engine:
 PROBE_LABEL = "flotte:probe"
 
 
+def listed(client: Any, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Every container carrying all of ``labels``, as the engine's list answers them.
+
+    Not ``containers.list()``: it inspects each container after the list, and a
+    container another process is creating or removing is listed before inspect can find
+    it (dockerd records it in its list view first), so that call fails with NotFound."""
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    found: list[dict[str, Any]] = client.api.containers(all=True, filters=filters)
+    return found
+
+
+def remove_container(client: Any, container_id: str) -> bool:
+    """Remove a container with its anonymous volumes; False if it was already gone."""
+    import docker.errors
+
+    try:
+        client.api.remove_container(container_id, force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
 def sweep_probes(client: Any, older_than: float = 120.0) -> int:
     """Remove the probe containers of killed processes (created, never removed).
 
     Only those older than ``older_than`` seconds: a younger one may be another
     process's probe between its create and its remove. Returns how many went."""
-    import datetime as dt
+    import time
 
-    import docker.errors
-
-    now = dt.datetime.now(dt.UTC)
     gone = 0
-    for old in client.containers.list(all=True, filters={"label": f"{PROBE_LABEL}=1"}):
-        # Docker's RFC 3339 time has nanoseconds: the second is enough here
-        try:
-            made = dt.datetime.fromisoformat(str(old.attrs.get("Created", ""))[:19])
-        except ValueError:
-            continue
-        if (now - made.replace(tzinfo=dt.UTC)).total_seconds() < older_than:
-            continue
-        with contextlib.suppress(docker.errors.NotFound):
-            old.remove(force=True)
-            gone += 1
+    for probe in listed(client, {PROBE_LABEL: "1"}):
+        if time.time() - float(probe.get("Created", 0)) >= older_than:
+            gone += remove_container(client, str(probe["Id"]))
     return gone

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flotte.drivers.local.connection import Engine
+from flotte.drivers.local.connection import Engine, listed, remove_container
 from flotte.models import Owner
 
 
@@ -13,7 +13,7 @@ def owner_filters(owner: Owner) -> dict[str, list[str]]:
 def leftovers(engine: Engine, owner: Owner) -> list[str]:
     """Containers, volumes and networks labelled for ``owner`` (blocking)."""
     client, filters = engine.docker, owner_filters(owner)
-    found = [f"container {c.name}" for c in client.containers.list(all=True, filters=filters)]
+    found = [f"container {c['Names'][0].lstrip('/')}" for c in listed(client, owner.tags())]
     found += [f"volume {v.name}" for v in client.volumes.list(filters=filters)]
     found += [f"network {n.name}" for n in client.networks.list(filters=filters)]
     return found
@@ -25,9 +25,8 @@ def sweep(engine: Engine, owner: Owner) -> int:
 
     client, filters = engine.docker, owner_filters(owner)
     count = 0
-    for c in client.containers.list(all=True, filters=filters):
-        c.remove(force=True, v=True)
-        count += 1
+    for c in listed(client, owner.tags()):
+        count += remove_container(client, str(c["Id"]))
     for v in client.volumes.list(filters=filters):
         try:
             v.remove(force=True)
