@@ -20,6 +20,7 @@ __all__ = [
     "Endpoint",
     "client",
     "connected",
+    "engine_version",
     "get",
     "ping",
     "ssl_context",
@@ -122,11 +123,23 @@ async def wait_version(
                 hint=f"check that a firewall lets TCP {port} in from this machine",
             )
         await asyncio.sleep(0.1)
+    return _version(body)
+
+
+async def engine_version(endpoint: Endpoint, ca: CertificateAuthority, timeout: float = 3.0) -> str:
+    """What the engine says it is (``GET /version``), or "" when it does not answer."""
+    ctx = ssl_context(ca, endpoint.tls_dir)
+    body = await get(endpoint.host, endpoint.docker_port, ctx, "/version", timeout)
+    return _version(body) if body is not None else ""
+
+
+def _version(body: bytes) -> str:
     try:
         found = json.loads(body)
     except ValueError:
         return ""
-    return str(found.get("Version", "")) if isinstance(found, dict) else ""
+    version = found.get("Version") if isinstance(found, dict) else None
+    return version if isinstance(version, str) else ""
 
 
 async def wait_engine(

@@ -140,7 +140,11 @@ def show(name: str, fmt: str) -> None:
     """Everything about one cluster, with its node groups, nodes and health."""
     from flotte.service import views
 
-    render_record(run(views.show(service(), name, with_health=True)), fmt)
+    shown = run(views.show(service(), name, with_health=True))
+    if fmt not in ("json", "yaml"):
+        for node in shown["nodes"]:  # a table says "-" where JSON says null
+            node["engine_version"] = node["engine_version"] or "-"
+    render_record(shown, fmt)
 
 
 @cluster.command()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from flotte.service.health_rules import ClusterHealth
 
 NODE_COLUMNS = [
-    "name", "nodegroup", "role", "health", "engine", "swarm", "availability", "manager",
+    "name", "nodegroup", "role", "health", "engine", "version", "swarm", "availability", "manager",
     "provider", "disk", "memory", "reason", "action",
 ]  # fmt: skip
 
@@ -36,6 +36,7 @@ def _rows(h: ClusterHealth) -> list[dict[str, Any]]:
         row["disk"] = f"{p['disk_used_pct']:.0f}% used" if p else ""
         row["memory"] = f"{p['memory_available_pct']:.0f}% free" if p else ""
         row["reason"] = "" if n.reason == "ok" else n.reason
+        row["version"] = n.engine_version or "-"  # "-": no engine, or it did not answer
         rows.append(row)
     return rows
 

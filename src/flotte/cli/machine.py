@@ -189,6 +189,7 @@ def _public_view(svc: Service, row: Node) -> dict[str, Any]:
         "record": asdict(row.record) if row.record else {},
         "endpoint": asdict(row.endpoint) if row.endpoint else {},
         "url": row.url,
+        "engine_version": row.engine_version or None,  # as its engine last said
         "tls": dict(zip(("ca", "cert", "key"), map(str, tls), strict=True)),
         "created_at": row.created_at.isoformat() if row.created_at else None,
     }

@@ -54,6 +54,8 @@ def node_view(attrs: Any) -> dict[str, Any]:
         "state": _text(attrs, "Status", "State"),
         "addr": _text(attrs, "Status", "Addr"),
         "leader": dig(attrs, "ManagerStatus", "Leader") is True,
+        # filled in by the node's own engine once it has joined: "" until then
+        "engine_version": _text(attrs, "Description", "Engine", "EngineVersion"),
     }
 
 
@@ -150,8 +152,11 @@ class Swarm:
         nodes: list[dict[str, Any]] = await self._run(run)
         return nodes
 
-    async def wait_ready(self, manager: Endpoint, hostnames: set[str], timeout: float) -> None:
-        """Wait until every hostname is a Ready node of the swarm."""
+    async def wait_ready(
+        self, manager: Endpoint, hostnames: set[str], timeout: float
+    ) -> list[dict[str, Any]]:
+        """Wait until every hostname is a Ready node of the swarm; the last listing
+        (``node_view``s, each Ready node's engine version with it)."""
         deadline = time.monotonic() + timeout
         delay = 0.1
         while True:
@@ -160,7 +165,7 @@ class Swarm:
             ready = {n["hostname"] for n in nodes if n["state"] == "ready" and n["hostname"]}
             missing = hostnames - ready
             if not missing:
-                return
+                return nodes
             if time.monotonic() > deadline:
                 raise TimeoutError_(
                     f"swarm nodes not Ready after {timeout:.0f} s: {', '.join(sorted(missing))}"

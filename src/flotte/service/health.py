@@ -107,6 +107,12 @@ async def check(
             )
         except NotFound:
             return health  # deleted while we looked
+        # the engines answered GET /info anyway: an upgraded engine shows at the next
+        # round, and a steady cluster costs no write
+        known = {n.name: n.engine_version for n in nodes}
+        svc.store.set_engine_versions(
+            {h.name: h.engine_version for h in health.nodes if h.engine_version != known[h.name]}
+        )
         _announce_changes(svc, health, notifier or Notifier())
     return health
 

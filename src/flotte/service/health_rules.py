@@ -57,6 +57,7 @@ class NodeHealth:
     reason: str = OK
     action: str = ""  # restart | replace | wait | operator | resume | ""
     engine: str = ""  # "ok", why not, or "" (no engine)
+    engine_version: str = ""  # what the engine said it is this round ("" if it did not)
     swarm: str = ""  # the swarm's word: ready, down, unknown...
     availability: str = ""
     manager: str = ""  # leader | reachable | unreachable | unknown
@@ -75,6 +76,7 @@ class NodeHealth:
             "reason": self.reason,
             "action": self.action,
             "engine": self.engine,
+            "engine_version": self.engine_version or None,
             "swarm": self.swarm,
             "availability": self.availability,
             "manager": self.manager,
@@ -202,6 +204,7 @@ def _judge(node: Node, f: NodeFacts, swarm: SwarmFacts, adopt: bool, swarm_id: s
         return h
     h.engine = OK
     e = f.engine
+    h.engine_version = e.version
     fix = OPERATOR if adopt else REPLACE
     if e.swarm_state == "locked":
         _unhealthy(h, "swarm locked (autolock): unlock it with 'docker swarm unlock'", OPERATOR)

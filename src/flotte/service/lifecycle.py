@@ -46,6 +46,13 @@ def swarm_hostname(record: NodeRecord) -> str:
     return str(record.data.get("hostname") or record.name)
 
 
+def provisioned_version(record: NodeRecord) -> str:
+    """The engine version the SSH provisioner read when it made the node a Docker host."""
+    done = record.data.get("provision")
+    version = done.get("docker_version") if isinstance(done, dict) else None
+    return version if isinstance(version, str) else ""
+
+
 class Runner:
     """Runs the plans of one cluster or lone machine."""
 
@@ -279,7 +286,13 @@ class Runner:
             )
             self.endpoints[spec.name] = endpoint
             status = READY if self.machine else None
-            self.store.set_node(spec.name, record=record, endpoint=endpoint, status=status)
+            version = provisioned_version(record)
+            if not version and self.machine:
+                # a cluster's nodes get theirs free from the swarm listing at "ready"
+                version = await dockerapi.engine_version(endpoint, self.ca)
+            self.store.set_node(
+                spec.name, record=record, endpoint=endpoint, status=status, engine_version=version
+            )
             if self.machine:
                 contexts.write(
                     spec.name, endpoint.docker_url, self.inst.ca, f"flotte machine {spec.name}"
@@ -380,10 +393,13 @@ class Runner:
             manager = await self._live_manager()
             hostnames = {swarm_hostname(self.records[n]) for n in names}
             timeout = self.spec.create_timeout * 60
-            await self.swarm.wait_ready(self.endpoints[manager], hostnames, timeout)
+            listed = await self.swarm.wait_ready(self.endpoints[manager], hostnames, timeout)
             await self.swarm.prune(self.endpoints[manager], hostnames)
+            # each Ready entry carries what its engine says it is: no call per node
+            versions = {v["hostname"]: v["engine_version"] for v in listed if v["state"] == "ready"}
             for n in names:
-                self.store.set_node(n, status=READY, status_reason="")
+                version = versions.get(swarm_hostname(self.records[n]), "")
+                self.store.set_node(n, status=READY, status_reason="", engine_version=version)
 
         return self._step(s, run)
 

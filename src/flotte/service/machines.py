@@ -374,7 +374,16 @@ class Machines:
             except Exception:  # an unreachable engine shows as Unknown
                 return node.name, "Unknown"
 
-        return dict(await asyncio.gather(*(one(n) for n in nodes)))
+        found = dict(await asyncio.gather(*(one(n) for n in nodes)))
+        # asked anyway: keep the recorded version (inspect, cluster pages) current
+        self.inst.store.set_engine_versions(
+            {
+                n.name: found[n.name]
+                for n in nodes
+                if found[n.name] not in ("", "Unknown", n.engine_version)
+            }
+        )
+        return found
 
     async def errors(self, nodes: list[Node], timeout: float = 3.0) -> dict[str, str]:
         """``ls``'s ERRORS column: a node's status reason, then certificates that expire

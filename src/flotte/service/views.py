@@ -73,6 +73,9 @@ def cluster_view(
                 "address": n.address,
                 "host": n.host,
                 "status": n.status,
+                # recorded at provisioning and join, refreshed by health checks; None:
+                # no engine (--no-provision) or it never answered
+                "engine_version": n.engine_version or None,
             }
             for n in nodes
         ],

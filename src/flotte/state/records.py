@@ -56,6 +56,7 @@ class Node:
     engine: EngineOptions = field(default_factory=EngineOptions)
     record: NodeRecord | None = None
     endpoint: Endpoint | None = None
+    engine_version: str = ""  # the Docker version its engine last reported; "" unknown
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
 

@@ -79,6 +79,7 @@ def node_record(row: Machine) -> Node:
         engine=EngineOptions.from_dict(spec.get("engine")),
         record=NodeRecord(**row.record) if row.record else None,
         endpoint=Endpoint(**row.endpoint) if row.endpoint else None,
+        engine_version=row.engine_version or "",
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

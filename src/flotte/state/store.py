@@ -9,7 +9,7 @@ never leave this module: readers get the frozen values of ``records``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -34,7 +34,7 @@ from flotte.state.rows import (
 )
 from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup, Template
 
-HEAD = "0004"  # newest migration; checked cheaply so start-up skips Alembic when current
+HEAD = "0005"  # newest migration; checked cheaply so start-up skips Alembic when current
 
 
 class Store:
@@ -406,6 +406,7 @@ class Store:
         status_reason: str | None = None,
         record: NodeRecord | None = None,
         endpoint: Endpoint | None = None,
+        engine_version: str | None = None,
     ) -> Node:
         with self.session() as s:
             row = s.get(Machine, name)
@@ -419,7 +420,22 @@ class Store:
                 row.record = asdict(record)
             if endpoint is not None:
                 row.endpoint = asdict(endpoint)
+            if engine_version:  # an engine that did not say keeps what it said before
+                row.engine_version = engine_version[:64]
             return node_record(row)
+
+    def set_engine_versions(self, versions: Mapping[str, str]) -> None:
+        """Record what each named node's engine said it is ("" is ignored), in one
+        transaction; only this column is written, so a health check never overwrites
+        what a command running at the same time records of the node. Nodes gone
+        meanwhile are skipped."""
+        wanted = {name: v[:64] for name, v in versions.items() if v}
+        if not wanted or self.read_only:
+            return  # a cache of what engines said: never worth failing a reading command
+        with self.session() as s:
+            for row in s.scalars(select(Machine).where(Machine.name.in_(wanted))):
+                if row.engine_version != wanted[row.name]:
+                    row.engine_version = wanted[row.name]
 
     def delete_node(self, name: str) -> None:
         with self.session() as s:

@@ -103,6 +103,8 @@ class Machine(Base):
     record: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # NodeRecord
     endpoint: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     shared: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # lone machines only
+    # what the engine last said it is ("" until it answered): read by pages, not asked
+    engine_version: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -12,6 +13,7 @@ import docker
 import pytest
 
 from fixtures.local import Flotte
+from flotte.models import NODE_KEY, OWNER_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.docker
@@ -32,6 +34,17 @@ def swarm_nodes(flotte: Flotte, cluster: str) -> list[dict[str, str]]:
 def hello_image(docker_engine: docker.DockerClient, node_image: str) -> str:
     docker_engine.images.build(path=str(ROOT / "examples" / "hello"), tag="flotte-hello:1", rm=True)
     return "flotte-hello:1"
+
+
+def engine_says(flotte: Flotte, client: docker.DockerClient, node: str) -> str:
+    """The Docker version a node's engine reports to the docker CLI inside that node."""
+    labels = [f"{OWNER_KEY}={flotte.installation}", f"{NODE_KEY}={node}"]
+    (found,) = client.api.containers(filters={"label": labels})
+    out = client.containers.get(found["Id"]).exec_run(
+        ["docker", "version", "--format", "{{.Server.Version}}"]
+    )
+    assert out.exit_code == 0, out.output
+    return str(out.output.decode().strip())
 
 
 def http_get(url: str, timeout: float = 20) -> str:
@@ -65,6 +78,10 @@ def test_cluster_lifecycle(
     assert show["status"] == "CREATE_COMPLETE"
     assert show["health_status"] == "HEALTHY"
     assert len(show["node_addresses"]) == 2
+    # each node's engine version as shown is what that engine tells its own docker CLI
+    versions = {n["name"]: n["engine_version"] for n in show["nodes"]}
+    assert versions == {n: engine_says(flotte, docker_engine, n) for n in versions}
+    assert all(re.fullmatch(r"\d+\.\d+\S*", v) for v in versions.values()), versions
 
     # A service of 3 replicas, published on each node's own port (no IPVS here).
     flotte("cluster", "load-image", "lab", hello_image)
@@ -100,6 +117,9 @@ def test_cluster_lifecycle(
     flotte("cluster", "resize", "lab", "--node-count", "5")
     nodes = swarm_nodes(flotte, "lab")
     assert len(nodes) == 6 and all(n["Status"] == "Ready" for n in nodes)
+    # the joined nodes' versions came with the swarm's listing when they were Ready
+    grown = json.loads(flotte("cluster", "show", "lab", "-f", "json").stdout)
+    assert {n["engine_version"] for n in grown["nodes"]} == set(versions.values())
     assert (
         len([c for c in flotte.owned(docker_engine, cluster="lab") if c.startswith("container")])
         == 6

@@ -104,6 +104,9 @@ def test_machine_lifecycle(
     cfg = flotte("machine", "config", "box").stdout.strip()
     assert docker_cli(flotte, *cfg.replace('"', "").split(), "version").returncode == 0
 
+    # recorded when its engine was provisioned (ls has not asked it yet)
+    inspected = json.loads(flotte("machine", "inspect", "box").stdout)
+    assert inspected["engine_version"] == data["ServerVersion"]
     ls = json.loads(flotte("machine", "ls", "-f", "json").stdout)
     assert [(m["name"], m["state"], m["driver"]) for m in ls] == [("box", "Running", "local")]
     assert ls[0]["docker"] == data["ServerVersion"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import re
 import ssl
 import subprocess
 import threading
@@ -126,8 +127,12 @@ def test_readiness_waits_through_nodes_without_hostname(
         return data
 
     proxy.mangle = just_joined
-    asyncio.run(Swarm(ca).wait_ready(proxy.endpoint, {"part-master-0", "part-node-0"}, 60))
+    listed = asyncio.run(Swarm(ca).wait_ready(proxy.endpoint, {"part-master-0", "part-node-0"}, 60))
     assert left["n"] == 0
+    # the listing that ended the wait carries each Ready node's engine version
+    ready = {v["hostname"]: v["engine_version"] for v in listed if v["state"] == "ready"}
+    assert set(ready) == {"part-master-0", "part-node-0"}
+    assert all(re.match(r"\d+\.\d+", v) for v in ready.values()), ready
     views = asyncio.run(Swarm(ca).nodes(proxy.endpoint))
     assert {v["hostname"] for v in views} == {"part-master-0", "part-node-0"}
 

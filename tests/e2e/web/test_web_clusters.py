@@ -5,6 +5,7 @@ next to its field with the API's message, and nothing is made."""
 
 from __future__ import annotations
 
+import re
 import time
 import zipfile
 from collections.abc import Iterator
@@ -104,6 +105,9 @@ def test_swarm_lifecycle_in_the_browser(
     keep_screenshot(page, screenshots, "cluster-creating")
     wait_nodes(page, 2, "CREATE_COMPLETE")
     assert page.evaluate("window.__notReloaded === true"), "the page reloaded"
+    # each node's engine version, shown live from the swarm's listing at "ready"
+    engines = [c.inner_text() for c in page.query_selector_all("#nodes tbody .engine")]
+    assert len(engines) == 2 and all(re.match(r"\d+\.\d+", e) for e in engines), engines
     assert "done" in page.inner_text("#journal")
     cluster_url = page.url
 
@@ -113,7 +117,9 @@ def test_swarm_lifecycle_in_the_browser(
     keep_screenshot(page, screenshots, "cluster-list")
 
     # resize to 2 workers: the page follows the update live
-    page.goto(cluster_url)
+    page.goto(cluster_url)  # as the server renders it, without the script's help
+    assert page.query_selector_all("#nodes thead th")[4].inner_text() == "Engine"
+    assert [c.inner_text() for c in page.query_selector_all("#nodes tbody .engine")] == engines
     page.fill("#resize-count", "2")
     page.click("#resize-form button")
     page.wait_for_url(cluster_url)

@@ -133,6 +133,8 @@ def test_check_records_health_and_reasons(svc: Service) -> None:
     shown = asyncio.run(views.show(svc, "hc", with_health=False))
     assert shown["health_status"] == UNHEALTHY
     assert shown["health_status_reason"]["hc-node-1"] == "node gone"
+    # --no-provision: no engine, so no version (JSON null, "-" in a table)
+    assert [n["engine_version"] for n in shown["nodes"]] == [None, None, None]
     assert nodes_by_health(svc.store) == {"healthy": 1, "unhealthy": 2, "unknown": 0}
     entries = [(e.step, e.detail) for e in svc.store.journal_entries("cluster:hc")]
     assert ("health:UNHEALTHY", "hc-node-0: node stopped; hc-node-1: node gone") in entries

@@ -125,6 +125,11 @@ def test_engine_down_on_a_running_node_is_restarted_a_third_of_a_group_per_round
         h.reason["r-node-0"]
         == "engine: connection refused; container running: the engine needs a restart"
     )
+    # what each engine said it is this round; one that did not answer said nothing
+    down, up = h.node("r-node-0"), h.node("r-node-4")
+    assert down is not None and up is not None
+    assert (down.engine_version, down.view()["engine_version"]) == ("", None)
+    assert (up.engine_version, up.view()["engine_version"]) == ("20.10", "20.10")
     d = decide(h, {}, NOW, auto=True, group_sizes={"default-worker": 9})
     assert d.restart == ["r-node-0", "r-node-1", "r-node-2"] and d.replace == []
     assert d.deferred == {

@@ -108,6 +108,7 @@ def snapshot(svc: Service, found: ServeCluster, entries: list[JournalEntry]) -> 
                 "role": "manager" if n.role == Role.MANAGER else "worker",
                 "address": n.address,
                 "state": n.status,
+                "engine": n.engine_version,  # "" until its engine has answered
                 "phase": doing.get(n.name, ""),
                 "swarm": str(health.get(n.name, "")),
                 "reason": n.status_reason,

@@ -46,7 +46,8 @@ function render(state) {
     const row = nodes.insertRow();
     row.dataset.node = n.name;
     cell(row, n.name); cell(row, n.role); cell(row, n.address || "—", "mono");
-    cell(row, n.state, "state"); cell(row, n.phase, "phase"); cell(row, n.swarm, "wide");
+    cell(row, n.state, "state"); cell(row, n.engine || "—", "engine wide");
+    cell(row, n.phase, "phase"); cell(row, n.swarm, "wide");
   }
   const journal = document.getElementById("journal");
   for (const e of state.journal || []) {
