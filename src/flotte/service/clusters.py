@@ -19,6 +19,7 @@ from flotte.models import Role
 from flotte.planner import Action, Plan, Recorded, RecordedNode, plan
 from flotte.service.installation import Installation
 from flotte.service.lifecycle import Runner, errors_line, swarm_hostname
+from flotte.service.stopped import stopped_nodes
 from flotte.specs import WORKER_GROUP, ClusterSpec
 from flotte.state.database import StateError
 from flotte.state.records import ClusterRecord
@@ -249,6 +250,12 @@ class Clusters:
                 )
             old = cluster.spec
             new = edit(old)
+            remove, replace = tuple(remove), tuple(replace)
+            if not old.no_provision:
+                # a stopped node comes back first, so running the change again converges
+                skip = {*remove, *replace}
+                nodes = self.store.nodes(cluster=name)
+                restart = {*restart, *await stopped_nodes(self.runner(cluster, old), nodes, skip)}
             p = plan(self.recorded(name), new, remove=remove, replace=replace, restart=restart)
             on_plan(p)
             if dry_run:
@@ -281,6 +288,8 @@ class Clusters:
                 self.store.set_status(
                     name, status=UPDATE_COMPLETE, status_reason=reason, groups=groups
                 )
+                if p.of(Action.RESTART) and not new.no_provision and new.coe:
+                    self.write_context(name)  # a restarted manager may have a new address
                 return p
             removed = any(s.startswith("remove:") for s in result.results)
             error = errors_line(result)
