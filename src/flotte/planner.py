@@ -212,6 +212,7 @@ class _Planner:
         self.r, self.d = recorded, desired
         self.remove, self.replace, self.restart = remove, replace, restart
         self.steps: list[PlanStep] = []
+        self._restarts: tuple[str, ...] = ()  # what swarm steps and removals wait for
         self.swarm = desired.kind == "cluster" and desired.coe is not None
         self.provision = not desired.no_provision
         known = {n.name for n in recorded.nodes}
@@ -343,6 +344,25 @@ class _Planner:
                 or (self.swarm and self.provision and not n.joined)
             ):
                 todo.append((g, n, "resume"))
+        # Stopped nodes come back first (not those this plan removes): joins and removals
+        # need engines, and a new local node would take a stopped one's address. One at
+        # a time, managers first: a local node takes the lowest free address, its own.
+        going = {n.name for n, _ in doomed}
+        last: tuple[str, ...] = ()
+        for node in sorted(self.r.nodes, key=lambda n: (n.role != Role.MANAGER, n.name)):
+            if node.name in self.restart and node.name not in going:
+                step = PlanStep(
+                    f"restart:{node.name}",
+                    Action.RESTART,
+                    node=node.name,
+                    group=node.group,
+                    driver=node.driver,
+                    role=node.role,
+                    requires=last,
+                    note="engine down",
+                )
+                last = (self._add(step),)
+        self._restarts = last
         drivers = sorted({d.driver_of(g) for g, n, _ in todo if not n.created})
         prepare = {
             drv: self._add(PlanStep(f"prepare:{drv}", Action.PREPARE, driver=drv, note="shared"))
@@ -354,6 +374,7 @@ class _Planner:
             after: tuple[str, ...] = ()
             if not n.created:
                 req: tuple[str, ...] = (prepare[n.driver],) if n.driver in prepare else ()
+                req += self._restarts
                 req += tuple(f"remove:{x.name}" for x, _ in doomed if n.host and x.host == n.host)
                 after = (
                     self._add(
@@ -388,19 +409,6 @@ class _Planner:
                 )
             provisioned[n.name] = after[0] if after else ""
         joins = self._swarm(kept, todo, provisioned) if self.swarm and self.provision else []
-        for name in sorted(self.restart):
-            node = next(n for n in self.r.nodes if n.name == name)
-            self._add(
-                PlanStep(
-                    f"restart:{name}",
-                    Action.RESTART,
-                    node=name,
-                    group=node.group,
-                    driver=node.driver,
-                    role=node.role,
-                    note="engine down",
-                )
-            )
         reused = {r for s in self.steps if s.action == Action.CREATE for r in s.requires}
         self._removals(doomed, joins, reused)
         operation = "create" if not self.r.exists else "update"
@@ -424,7 +432,7 @@ class _Planner:
             if not masters:
                 raise PlanError(f"{self.d.name} has no manager to start its swarm on")
             first = masters[0].name
-            req = (provisioned[first],) if provisioned.get(first) else ()
+            req = self._restarts + ((provisioned[first],) if provisioned.get(first) else ())
             init = (
                 self._add(
                     PlanStep(
@@ -452,7 +460,7 @@ class _Planner:
                         group=g.name,
                         driver=n.driver,
                         role=n.role,
-                        requires=init + after,
+                        requires=init + self._restarts + after,
                         note=note,
                     )
                 )
@@ -470,9 +478,9 @@ class _Planner:
         previous: tuple[str, ...] = tuple(ready)
         for node, note in sorted(doomed, key=lambda x: (x[0].role != Role.MANAGER, x[0].name)):
             sid = f"remove:{node.name}"
-            requires: tuple[str, ...] = ()
+            requires: tuple[str, ...] = self._restarts
             if node.role == Role.MANAGER:
-                requires = tuple(r for r in previous if sid not in reused or r not in ready)
+                requires += tuple(r for r in previous if sid not in reused or r not in ready)
             self._add(
                 PlanStep(
                     f"remove:{node.name}",

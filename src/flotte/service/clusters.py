@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flotte import contexts
-from flotte.errors import AlreadyExists, NotFound, PlanFailed, UsageError
+from flotte.errors import AlreadyExists, Busy, NotFound, PlanFailed, UsageError
 from flotte.models import Role
 from flotte.planner import Action, Plan, Recorded, RecordedNode, plan
 from flotte.service.installation import Installation
 from flotte.service.lifecycle import Runner, errors_line, swarm_hostname
+from flotte.service.stopped import stopped_nodes
 from flotte.specs import WORKER_GROUP, ClusterSpec
+from flotte.state.database import StateError
 from flotte.state.records import ClusterRecord
 from flotte.state.status import (
     CREATE_COMPLETE,
@@ -28,6 +30,7 @@ from flotte.state.status import (
     DELETE_FAILED,
     DELETE_IN_PROGRESS,
     HEALTHY,
+    IN_PROGRESS,
     UNFINISHED,
     UPDATE_COMPLETE,
     UPDATE_FAILED,
@@ -130,8 +133,7 @@ class Clusters:
                 self.inst.options.save("clusters", spec.name, secrets or {})
                 self.store.add_cluster(spec, CREATE_IN_PROGRESS)
             else:
-                self.store.set_cluster(spec.name, status=CREATE_IN_PROGRESS, status_reason="")
-                self.store.set_groups_status(spec.name, CREATE_IN_PROGRESS)
+                self.store.set_status(spec.name, status=CREATE_IN_PROGRESS, status_reason="")
             started = time.monotonic()
             steps, result = await runner.run(p, operation="create")
             if result.ok:
@@ -170,8 +172,8 @@ class Clusters:
                     swarm_hostname(n.record): "ready" for n in nodes if n.record
                 },
             }
-        self.store.set_cluster(spec.name, status=status, status_reason=reason, **health)
-        self.store.set_groups_status(spec.name, status)
+        # One transaction: a kill cannot leave the cluster done and a node group not.
+        self.store.set_status(spec.name, status=status, status_reason=reason, **health)
         if not spec.no_provision and spec.coe:
             self.write_context(spec.name)
 
@@ -181,8 +183,7 @@ class Clusters:
         contexts.write(name, endpoint.docker_url, self.inst.ca_of(name), f"flotte cluster {name}")
 
     def _failed(self, name: str, status: str, reason: str) -> None:
-        self.store.set_cluster(name, status=status, status_reason=reason)
-        self.store.set_groups_status(name, status, reason)
+        self.store.set_status(name, status=status, status_reason=reason, group_reason=reason)
 
     async def _sweep(self, runner: Runner, p: Plan) -> None:
         """After a rollback: anything made and never recorded goes, by its owner marks."""
@@ -249,6 +250,12 @@ class Clusters:
                 )
             old = cluster.spec
             new = edit(old)
+            remove, replace = tuple(remove), tuple(replace)
+            if not old.no_provision:
+                # a stopped node comes back first, so running the change again converges
+                skip = {*remove, *replace}
+                nodes = self.store.nodes(cluster=name)
+                restart = {*restart, *await stopped_nodes(self.runner(cluster, old), nodes, skip)}
             p = plan(self.recorded(name), new, remove=remove, replace=replace, restart=restart)
             on_plan(p)
             if dry_run:
@@ -256,10 +263,9 @@ class Clusters:
             if p.empty:
                 if new != old:
                     self.store.set_desired(new)  # e.g. a max_node_count: nothing to run
-                if cluster.status == UPDATE_IN_PROGRESS:
-                    # A change killed after its last step and before its status: what
-                    # is recorded is what is wanted, so the re-run finishes it.
-                    self._finish_update(cluster)
+                # A change killed after its last step, before its status: what is
+                # recorded is what is wanted, so its re-run (or any change) finishes it.
+                self.store.settle(name)
                 return p
             self._check_names(name, p)
             if secrets:
@@ -273,29 +279,46 @@ class Clusters:
                 else {s.group for s in p.steps if s.group}
                 | {g.name for g in new.nodegroups if not old.has_group(g.name)}
             )
-            self.store.set_desired(new)
-            self.store.set_cluster(name, status=UPDATE_IN_PROGRESS, status_reason="")
-            self.store.set_groups_status(name, UPDATE_IN_PROGRESS, groups=groups)
+            # The new spec and its status in one transaction, and each status below in
+            # one: wherever a kill lands, the statuses say whether a change is under way.
+            self.store.set_desired(new, status=UPDATE_IN_PROGRESS, groups=groups)
             steps, result = await runner.run(p, operation=operation)
             if result.ok:
                 reason = "; ".join(f"{k} {v}" for k, v in p.summary().items() if v)
-                self.store.set_cluster(name, status=UPDATE_COMPLETE, status_reason=reason)
-                self.store.set_groups_status(name, UPDATE_COMPLETE, groups=groups)
+                self.store.set_status(
+                    name, status=UPDATE_COMPLETE, status_reason=reason, groups=groups
+                )
+                if p.of(Action.RESTART) and not new.no_provision and new.coe:
+                    self.write_context(name)  # a restarted manager may have a new address
                 return p
             removed = any(s.startswith("remove:") for s in result.results)
+            error = errors_line(result)
             if rollback:
                 await runner.rollback(steps, result)
-                if not removed:
-                    self.store.set_desired(old)  # nothing changed for good: back to before
-            self._failed(name, UPDATE_FAILED, errors_line(result))
-            self.store.set_groups_status(name, UPDATE_FAILED, errors_line(result), groups=groups)
+            if rollback and not removed:  # nothing changed for good: back to before
+                self.store.set_desired(old, status=UPDATE_FAILED, reason=error, group_reason=error)
+            else:
+                self.store.set_status(
+                    name, status=UPDATE_FAILED, status_reason=error, group_reason=error
+                )
             what = "and was rolled back" if rollback else "(re-run to converge)"
             raise PlanFailed(f"changing cluster {name} failed {what}", result.errors)
 
-    def _finish_update(self, cluster: ClusterRecord) -> None:
-        unfinished = [g.name for g in cluster.nodegroups if g.status == UPDATE_IN_PROGRESS]
-        self.store.set_cluster(cluster.name, status=UPDATE_COMPLETE, status_reason="")
-        self.store.set_groups_status(cluster.name, UPDATE_COMPLETE, groups=unfinished)
+    def settle(self, name: str) -> None:
+        """Record ``*_COMPLETE`` over a change of cluster ``name`` killed after its last
+        step, when nothing is left to do; for a command about to answer that its work is
+        done already ("already exists"), so it leaves no status saying otherwise. Does
+        nothing while another command holds the cluster: its change is under way."""
+        cluster = self.store.find_cluster(name)
+        statuses = [g.status for g in cluster.nodegroups] if cluster else []
+        if cluster is None or not any(s in IN_PROGRESS for s in [cluster.status, *statuses]):
+            return
+        with contextlib.suppress(Busy, StateError), self.inst.lock("cluster", name):
+            again = self.store.find_cluster(name)
+            if again is None or again.status in UNFINISHED:
+                return  # deleted meanwhile, or a create or delete to re-run
+            if plan(self.recorded(name), again.spec).empty:
+                self.store.settle(name)
 
     async def resize(
         self,

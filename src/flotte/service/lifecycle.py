@@ -411,6 +411,8 @@ class Runner:
             record = await driver.restart(self.records[spec.name])
             endpoint = driver.endpoint(record)
             self.store.set_node(spec.name, record=record, endpoint=endpoint)
+            # the steps after it (joins, removals) reach it where it is now
+            self.records[spec.name], self.endpoints[spec.name] = record, endpoint
 
         return self._step(s, run)
 

@@ -61,6 +61,7 @@ class NodeGroups:
         record = self.store.cluster(cluster)
         current = record.spec
         if current.has_group(name) and not self._unfinished(cluster, name):
+            self.clusters.settle(cluster)  # this create, killed before its status?
             raise AlreadyExists(f"node group {name!r} already exists in cluster {cluster!r}")
         if driver:
             check_driver(driver)
@@ -152,6 +153,8 @@ class NodeGroups:
             return await self.clusters.change(
                 cluster, lambda spec: spec, dry_run=dry_run, on_plan=on_plan, touched=[]
             )
+        if not record.spec.has_group(name) and not any(g.uuid == name for g in record.nodegroups):
+            self.clusters.settle(cluster)  # this delete, killed before its status?
         group = self.get(cluster, name)
         if group.name in DEFAULT_GROUPS:
             raise UsageError(

@@ -9,7 +9,7 @@ never leave this module: readers get the frozen values of ``records``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -19,25 +19,28 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from flotte.errors import AlreadyExists, FlotteError, NotFound
+from flotte.errors import AlreadyExists, NotFound
 from flotte.models import Endpoint, EngineOptions, NodeRecord, Role
-from flotte.specs import ClusterSpec, TemplateSpec
+from flotte.specs import ClusterSpec
+from flotte.state import status as st
 from flotte.state.database import open_database
 from flotte.state.journal import StoreJournal
-from flotte.state.records import ClusterRecord, Node, TemplateRecord
+from flotte.state.records import ClusterRecord, Node
 from flotte.state.rows import (
     cluster_json,
     cluster_record,
     node_names,
     node_record,
-    template_record,
 )
-from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup, Template
+from flotte.state.store_templates import TemplateRows
+from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup
 
 HEAD = "0005"  # newest migration; checked cheaply so start-up skips Alembic when current
+# What set_cluster may write (node groups' rows hold their own status).
+_CLUSTER_FIELDS = {"status", "status_reason", "coe_data", "health_status", "health_status_reason"}
 
 
-class Store:
+class Store(TemplateRows):
     def __init__(self, url: str) -> None:
         # first use (0600 file, schema, installation id) and broken state: database.py
         db = open_database(url, head=HEAD)
@@ -56,56 +59,6 @@ class Store:
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as s:
             yield s
-
-    # -- templates ------------------------------------------------------------------
-    def add_template(
-        self,
-        name: str,
-        spec: TemplateSpec,
-        project: str | None = None,
-        *,
-        display_name: str | None = None,
-        magnum: dict[str, Any] | None = None,
-    ) -> TemplateRecord:
-        """Record a template; ``project``, ``display_name``, ``magnum``: flotte serve's."""
-        row = Template(
-            name=name,
-            uuid=str(uuid.uuid4()),
-            spec=spec.model_dump(mode="json"),
-            project=project,
-            display_name=display_name,
-            magnum=magnum,
-        )
-        try:
-            with self.session() as s:
-                if s.get(Template, name) is not None:
-                    raise AlreadyExists(f"template {name!r} already exists")
-                s.add(row)
-        except IntegrityError as err:  # another command made it between our read and write
-            raise AlreadyExists(f"template {name!r} already exists") from err
-        return template_record(row)
-
-    def template(self, name: str) -> TemplateRecord:
-        with self.session() as s:
-            row = s.get(Template, name)
-            if row is None:
-                raise NotFound(f"template {name!r} not found", hint="see 'flotte template list'")
-            return template_record(row)
-
-    def templates(self) -> list[TemplateRecord]:
-        with self.session() as s:
-            return [template_record(r) for r in s.scalars(select(Template).order_by(Template.name))]
-
-    def delete_template(self, name: str) -> None:
-        with self.session() as s:
-            if s.get(Template, name) is None:
-                raise NotFound(f"template {name!r} not found")
-            used = s.scalars(select(Cluster.name).where(Cluster.template == name)).first()
-            if used:
-                raise FlotteError(
-                    f"template {name!r} is used by cluster {used!r}: delete the cluster first"
-                )
-            s.delete(s.get(Template, name))
 
     # -- clusters -------------------------------------------------------------------
     def add_cluster(
@@ -236,21 +189,54 @@ class Store:
                     found[name] = str(labels[key])
             return found
 
-    def set_desired(self, spec: ClusterSpec, group_status: str | None = None) -> ClusterRecord:
-        """Record a new desired spec for an existing cluster (groups added or removed)."""
+    def set_desired(
+        self,
+        spec: ClusterSpec,
+        *,
+        status: str | None = None,
+        reason: str = "",
+        groups: Iterable[str] | None = None,
+        group_reason: str = "",
+    ) -> ClusterRecord:
+        """Record a new desired spec for an existing cluster (groups added or removed).
+
+        With ``status``: the cluster's status and that of its node groups (only
+        ``groups`` if named) in the same transaction, so a kill cannot leave a changed
+        spec under a status that says nothing is under way (or the other way round)."""
         with self.session() as s:
             row = s.get(Cluster, spec.name)
             if row is None:
                 raise NotFound(f"cluster {spec.name!r} not found")
             row.spec = cluster_json(spec)
             row.master_count, row.node_count = spec.master_count, spec.node_count
-            self._write_groups(s, spec, group_status)
+            self._write_groups(s, spec, None)
+            if status is not None:
+                s.flush()
+                row.status, row.status_reason = status, reason
+                _groups_status(s, spec.name, status, group_reason, groups)
         return self.cluster(spec.name)
 
     def set_cluster(self, name: str, **fields: Any) -> None:
         """Update status, status_reason, coe_data, health_status, health_status_reason."""
-        allowed = {"status", "status_reason", "coe_data", "health_status", "health_status_reason"}
-        unknown = set(fields) - allowed
+        self.set_status(name, groups=(), **fields)
+
+    def set_groups_status(
+        self, name: str, status: str, reason: str = "", groups: list[str] | None = None
+    ) -> None:
+        with self.session() as s:
+            _groups_status(s, name, status, reason, groups)
+
+    def set_status(
+        self,
+        name: str,
+        *,
+        groups: Iterable[str] | None = None,
+        group_reason: str = "",
+        **fields: Any,
+    ) -> None:
+        """``set_cluster``, and its ``status`` for its node groups (only ``groups`` if
+        named) in the same transaction."""
+        unknown = set(fields) - _CLUSTER_FIELDS
         if unknown:
             raise ValueError(f"not cluster fields: {sorted(unknown)}")
         with self.session() as s:
@@ -259,16 +245,25 @@ class Store:
                 raise NotFound(f"cluster {name!r} no longer exists")
             for key, value in fields.items():
                 setattr(row, key, value)
+            if "status" in fields:
+                _groups_status(s, name, fields["status"], group_reason, groups)
 
-    def set_groups_status(
-        self, name: str, status: str, reason: str = "", groups: list[str] | None = None
-    ) -> None:
+    def settle(self, name: str) -> bool:
+        """Every ``*_IN_PROGRESS`` status of cluster ``name`` and its node groups becomes
+        ``*_COMPLETE``, in one transaction; whether any did. For a caller that holds the
+        cluster's lock and knows what is recorded is what is wanted (an empty plan): the
+        change that said "in progress" was killed after its work was done."""
+        done = {
+            st.CREATE_IN_PROGRESS: st.CREATE_COMPLETE,
+            st.UPDATE_IN_PROGRESS: st.UPDATE_COMPLETE,
+        }
         with self.session() as s:
-            query = select(NodeGroup).where(NodeGroup.cluster == name)
-            if groups is not None:
-                query = query.where(NodeGroup.name.in_(groups))
-            for row in s.scalars(query):
-                row.status, row.status_reason = status, reason
+            groups = s.scalars(select(NodeGroup).where(NodeGroup.cluster == name))
+            rows: list[Cluster | NodeGroup | None] = [s.get(Cluster, name), *groups]
+            unsettled = [r for r in rows if r is not None and r.status in done]
+            for row in unsettled:
+                row.status, row.status_reason = done[row.status], ""
+            return bool(unsettled)
 
     def set_shared(self, name: str, driver: str, data: dict[str, Any] | None) -> None:
         """What ``driver.prepare`` made for a cluster or a lone machine (None: released)."""
@@ -454,3 +449,16 @@ class Store:
                 query = query.order_by(JournalEntry.id.desc()).limit(limit)
                 return list(reversed(list(s.scalars(query))))
             return list(s.scalars(query.order_by(JournalEntry.id)))
+
+
+def _groups_status(
+    s: Session, cluster: str, status: str, reason: str, groups: Iterable[str] | None
+) -> None:
+    query = select(NodeGroup).where(NodeGroup.cluster == cluster)
+    if groups is not None:
+        names = list(groups)
+        if not names:
+            return
+        query = query.where(NodeGroup.name.in_(names))
+    for row in s.scalars(query):
+        row.status, row.status_reason = status, reason

@@ -131,3 +131,40 @@ def test_local_lifecycle_keeps_every_secret_out(tmp_path: Path, node_image: str)
     flotte = make_flotte(tmp_path, secrets)
     runs = lifecycle(flotte, "local", [], verbs=False)
     assert_no_secret(flotte, secrets, runs)
+
+
+@pytest.mark.docker
+def test_ssh_lifecycle_keeps_every_secret_out(
+    tmp_path: Path,
+    ssh_lab: Any,
+    ssh_host: Any,
+) -> None:
+    """Existing hosts over SSH (the sshd test hosts). The ssh driver takes no key
+    passphrase nor sudo password (a key without one, passwordless sudo): the planted
+    secrets are the OS_ and AWS_ variables of the other tests."""
+    secrets = planted(uuid.uuid4().hex[:8])
+    flotte = make_flotte(tmp_path, secrets)
+    hosts = [ssh_host("docker").ip for _ in range(3)]
+    name = f"sec{uuid.uuid4().hex[:6]}"
+    key = ["--ssh-key", str(ssh_lab.key)]
+    d = ["--debug"]
+    runs = [
+        flotte(
+            *d, "cluster", "create", name, "--driver", "ssh", "--hosts", ",".join(hosts[:2]),
+            "--master-count", "1", "--node-count", "1", *key,
+        ),
+        flotte(*d, "cluster", "resize", name, "2", "--hosts", hosts[2]),
+        flotte(*d, "cluster", "show", name, "-f", "json"),
+        flotte(*d, "cluster", "show", name, "-f", "yaml"),
+        flotte(*d, "cluster", "export", name),
+        flotte(*d, "cluster", "list", "-f", "json"),
+        flotte(*d, "machine", "inspect", f"{name}-node-0"),
+        flotte(*d, "machine", "ls", "-f", "json"),
+        flotte(*d, "cluster", "resize", name, "1", "--nodes-to-remove", f"{name}-node-1"),
+        flotte(*d, "machine", "create", "-d", "ssh", "--ssh-host", hosts[2], *key, f"{name}m"),
+        flotte(*d, "machine", "inspect", f"{name}m"),
+        flotte(*d, "machine", "rm", "-y", f"{name}m"),
+        flotte(*d, "cluster", "delete", name),
+        flotte(*d, "cluster", "show", name, check=False),
+    ]  # fmt: skip
+    assert_no_secret(flotte, secrets, runs)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 import docker
 import pytest
@@ -120,3 +122,35 @@ def test_failing_cluster_rolls_back_or_is_kept(
     assert [(c["name"], c["status"]) for c in listed] == [("kept", "CREATE_FAILED")]
     flotte("cluster", "delete", "kept")
     assert flotte.owned(docker_engine, cluster="kept") == []
+
+
+def test_resize_brings_back_nodes_whose_dockerd_died(
+    flotte: Flotte, docker_engine: docker.DockerClient
+) -> None:
+    """The fault campaign's local runs (seeds 3008, 3014, 3024): a node's dockerd killed
+    stops its container; re-running a change used to fail the same way, or to join new
+    nodes through whatever engine answered at the dead manager's address."""
+    flotte("cluster", "create", "dead", "--driver", "local", "--node-count", "1")
+    for node in containers(docker_engine, "dead"):  # the manager's and the worker's
+        docker_engine.containers.get(node).exec_run(["sh", "-c", "pkill -9 dockerd"])
+    for node in containers(docker_engine, "dead"):
+        container = docker_engine.containers.get(node)
+        container.wait(timeout=30)  # stopped with its dockerd, as in the campaign
+
+    out = flotte("cluster", "resize", "dead", "2")
+    assert "2 to restart" in out.stdout and "UPDATE_COMPLETE" in out.stdout
+    running = docker_engine.containers.list(filters={"label": f"{CLUSTER_KEY}=dead"})
+    assert len(running) == 3
+    deadline = time.monotonic() + 60
+    while True:  # the restarted worker rejoins on its own, within seconds
+        listed = subprocess.run(
+            ["docker", "--context", "flotte-dead", "node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            capture_output=True, text=True, env=flotte.env, timeout=60, check=False,
+        )  # fmt: skip
+        nodes = sorted(line for line in listed.stdout.split("\n") if line) or [listed.stderr]
+        if nodes == ["dead-master-0 Ready", "dead-node-0 Ready", "dead-node-1 Ready"]:
+            break
+        assert time.monotonic() < deadline, nodes
+        time.sleep(1)
+    flotte("cluster", "delete", "dead")
+    assert flotte.owned(docker_engine, cluster="dead") == []

@@ -175,6 +175,33 @@ def test_node_group_removed_and_restart() -> None:
     assert p.nodes(Action.RESTART) == ["c-node-0"]
 
 
+def test_stopped_nodes_restart_first_one_at_a_time_managers_first() -> None:
+    # A change over stopped nodes (their dockerd died): they come back before anything
+    # that needs an engine or could take their address, one at a time, the manager
+    # first; a node the change removes is not restarted.
+    done = apply(Recorded("c"), plan(Recorded("c"), spec(1, 2)))
+    p = plan(done, spec(1, 2), restart={"c-node-0", "c-master-0", "c-node-1"})
+    restarts = [s.id for s in p.of(Action.RESTART)]
+    assert restarts == ["restart:c-master-0", "restart:c-node-0", "restart:c-node-1"]
+    steps = {s.id: s for s in p.steps}
+    assert steps["restart:c-node-0"].requires == ("restart:c-master-0",)
+    grown = plan(done, spec(1, 3), restart={"c-master-0", "c-node-1"})
+    shrunk = plan(
+        done,
+        spec(
+            1,
+            1,
+        ),
+        remove={"c-node-0"},
+        restart={"c-master-0", "c-node-0"},
+    )
+    assert [s.node for s in shrunk.of(Action.RESTART)] == ["c-master-0"]
+    for q in (grown, shrunk):
+        for s in q.steps:
+            if s.action in (Action.CREATE, Action.JOIN, Action.REMOVE):
+                assert q.of(Action.RESTART)[-1].id in s.requires, s
+
+
 def test_no_provision_has_no_swarm_steps() -> None:
     s = spec(1, 2, no_provision=True)
     p = plan(Recorded("c"), s)
