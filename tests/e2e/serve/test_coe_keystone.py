@@ -270,4 +270,8 @@ def test_unregistered_project_has_no_account(dc: DevCloud, serve: ServeProcess) 
     res = alt.run("coe", "cluster", "create", "nope", "--cluster-template", "alt-ks", check=False)
     assert res.returncode != 0 and "account" in res.stderr, res.stderr
     assert alt.json("coe", "cluster", "list") == []
-    assert nova_servers(dc, "nope-") == []
+    nova = dc.connect(dc.admin_cloud)
+    try:
+        assert nova_count(nova, "nope-") == 0
+    finally:
+        nova.close()

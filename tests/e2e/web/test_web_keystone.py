@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class Account:
     """A Keystone user and the project it logs in to (devcloud's clouds.yaml entry)."""
 
     user: str
-    password: str
+    password: str = field(repr=False)  # never in a failed test's report
     project: str
 
 
