@@ -1,18 +1,18 @@
-"""Log in and out. Standalone mode checks the user's password with the service's own
-identity; Keystone mode asks the Keystone the service validates tokens against, so the
-session holds exactly the token the API would take."""
+"""Log in, switch project, log out. Standalone mode checks the user's password with the
+service's own identity; Keystone mode asks the Keystone the service validates tokens
+against, so the session holds exactly the token the API would take. In Keystone mode a
+user with roles in several projects switches between them from the page's header: the
+session's token is re-scoped by Keystone and replaces the old one."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
-import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from flotte.api.context import ApiContext, context
-from flotte.api.web import forms
+from flotte.api.context import context
+from flotte.api.web import forms, scopes
 from flotte.api.web.render import html
 from flotte.api.web.session import (
     PREFIX,
@@ -22,35 +22,10 @@ from flotte.api.web.session import (
     same_origin,
     start_session,
 )
+from flotte.errors import UsageError
 from flotte.identity.principal import Unauthorized
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-
-async def _keystone_token(ctx: ApiContext, user: str, password: str, project: str) -> str:
-    url = f"{ctx.settings.keystone_url}/auth/tokens"
-    scope: dict[str, Any] = {"project": {"name": project, "domain": {"id": "default"}}}
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "domain": {"id": "default"}, "password": password}
-                },
-            },
-            "scope": scope,
-        }
-    }
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            answer = await client.post(url, json=body)
-    except httpx.HTTPError as err:
-        raise Unauthorized(
-            f"Keystone at {ctx.settings.keystone_url} did not answer: {err}"
-        ) from None
-    if answer.status_code != 201 or "X-Subject-Token" not in answer.headers:
-        raise Unauthorized("the user name, password or project is wrong")
-    return answer.headers["X-Subject-Token"]
 
 
 @router.get("/login")
@@ -88,7 +63,7 @@ async def login(request: Request) -> Response:
         else:
             if not project:
                 raise Unauthorized("give the Keystone project to work in")
-            token = await _keystone_token(ctx, user, password, project)
+            token = await scopes.password_token(ctx, user, password, project)
             who = await ctx.principal(token)
     except Unauthorized as err:
         return html(
@@ -113,4 +88,28 @@ async def logout(request: Request, seen: Seen) -> Response:
     seen.check_csrf(data.get("csrf"))
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     end_session(response)
+    return response
+
+
+@router.post("/project")
+async def switch_project(request: Request, seen: Seen) -> Response:
+    data = await forms.form(request)
+    seen.check_csrf(data.get("csrf"))
+    ctx = seen.ctx
+    if ctx.keystone is None:
+        # Standalone users belong to one project each: there is nothing to switch to.
+        raise UsageError("switching project needs Keystone mode: log in as another user")
+    wanted = data.get("project", "").strip()
+    if wanted not in {c.id for c in seen.choices}:
+        message = "choose one of the projects listed in the header; nothing was changed"
+        return html(request, "error.html", seen, status=400, message=message)
+    try:
+        token = await scopes.rescoped(ctx, seen.token, wanted)
+        who = await ctx.principal(token)
+    except Unauthorized as err:  # a role taken away since the list was read
+        return html(request, "error.html", seen, status=403, message=err.message)
+    # The page now shown may be a cluster of the old project: start from the list.
+    response = RedirectResponse(f"{PREFIX}/clusters", status_code=303)
+    ttl = max(60, int(who.expires_at.timestamp() - time.time()))
+    start_session(response, request, token, ttl)
     return response

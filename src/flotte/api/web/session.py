@@ -20,6 +20,7 @@ from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from flotte.api.context import ApiContext, context
+from flotte.api.web.scopes import Choice, choices
 from flotte.identity.principal import Principal, Unauthorized
 
 COOKIE = "flotte_ui"
@@ -54,6 +55,9 @@ class Viewer:
     who: Principal
     token: str
     ctx: ApiContext
+    # Keystone mode: the projects the user may switch to (the header's control, shown
+    # when there is a choice); standalone users have one project each, so none.
+    choices: tuple[Choice, ...] = ()
 
     @property
     def csrf(self) -> str:
@@ -79,7 +83,8 @@ async def viewer(request: Request) -> Viewer:
     except Unauthorized as err:
         raise LoginRequired(here, err.message) from None
     request.scope.setdefault("state", {})["project_id"] = who.project_id
-    return Viewer(who, token, ctx)
+    listed = await choices(ctx, token) if ctx.keystone is not None else ()
+    return Viewer(who, token, ctx, listed if len(listed) > 1 else ())
 
 
 Seen = Annotated[Viewer, Depends(viewer)]
