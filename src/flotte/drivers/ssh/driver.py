@@ -49,10 +49,12 @@ class SSHDriver(Driver):
         self.hosts = Hosts(ctx, self.targets, self.name)
 
     def _group_targets(self, group: GroupSpec) -> list[SSHTarget]:
-        """The hosts the plan will use: its nodes' hosts, or the lone machine's."""
-        if group.nodes:
-            return [self.targets.of_spec(n) for n in group.nodes]
-        return [self.targets.of(None, group.options)]
+        """The hosts the plan will take: those of the nodes it creates.
+
+        None when it creates nothing: a killed create run again finds its node made and
+        only provisions it, on the host recorded (a lone machine's host is a typed field
+        of its spec, never an option, so there is no option to fall back on)."""
+        return [self.targets.of_spec(n) for n in group.nodes]
 
     async def check(self, group: GroupSpec) -> None:
         """Reach every host, as it will be used, before anything is recorded or changed."""

@@ -164,7 +164,12 @@ class Hosts:
         An engine that was there before flotte is never removed.
         """
         marks = normal_marks(node.data.get("owner") or {})
-        if node.data.get("ssh_host"):
+        # The key's copy goes only once the host is given back (below): an earlier
+        # remove, killed before its end was recorded, left nothing on the host to undo,
+        # and without the key there would be no way in (the re-run failed on it).
+        copy = self.ctx.home / node.name / KEY_FILE
+        done = node.data.get("ssh_key") == str(copy) and not copy.exists()
+        if node.data.get("ssh_host") and not done:
             await unprovision(
                 self.targets.of_node(node),
                 purge=purge or not provisioned(node),
