@@ -49,12 +49,17 @@ class SSHDriver(Driver):
         self.hosts = Hosts(ctx, self.targets, self.name)
 
     def _group_targets(self, group: GroupSpec) -> list[SSHTarget]:
-        """The hosts the plan will take: those of the nodes it creates.
+        """The hosts the plan will take: those of the nodes it creates, or the
+        ``--ssh-host`` option of a group given without nodes.
 
-        None when it creates nothing: a killed create run again finds its node made and
-        only provisions it, on the host recorded (a lone machine's host is a typed field
-        of its spec, never an option, so there is no option to fall back on)."""
-        return [self.targets.of_spec(n) for n in group.nodes]
+        None when it creates nothing and names no host: a killed create run again finds
+        its node made and only provisions it, on the host recorded (a lone machine's
+        host is a typed field of its spec, never one of its options)."""
+        if group.nodes:
+            return [self.targets.of_spec(n) for n in group.nodes]
+        if group.options.get("ssh_host") or self.ctx.options.get("ssh_host"):
+            return [self.targets.of(None, group.options)]
+        return []
 
     async def check(self, group: GroupSpec) -> None:
         """Reach every host, as it will be used, before anything is recorded or changed."""
