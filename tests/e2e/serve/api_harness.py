@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,3 +197,39 @@ def docker_nodes(api_address: str, certs: Path) -> list[dict[str, str]]:
     )  # fmt: skip
     assert out.returncode == 0, f"docker node ls: {out.stderr.strip()}"
     return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+@contextmanager
+def keystone_serve(dc: Any, tmp: Path, project: str, **env: str) -> Iterator[Any]:
+    """flotte serve in Keystone mode against devcloud ``dc``, registered in its catalog as
+    container-infra (unregistered after), with ``project``'s sealed OpenStack account for
+    devcloud's demo cloud. devcloud's catalog has one container-infra entry: one
+    registered serve at a time on this machine."""
+    from fixtures.machine_lock import machine_wide
+    from fixtures.serve import ServeProcess, serve_env
+    from flotte.devcloud.serve_catalog import unregister_serve
+
+    server = ServeProcess(tmp / "home", serve_env(tmp, dc.env, **env))
+    with machine_wide("devcloud-serve-catalog"):
+        server.start(
+            "--identity", "keystone", "--keystone-url", dc.auth_url,
+            "--default-driver", "openstack",
+        )  # fmt: skip
+        try:
+            server.flotte("devcloud", "register-serve", f"{server.url}/v1", "--dir", str(dc.root))
+            server.flotte(
+                "account", "add", "--project", project,
+                "--driver", "openstack", "--openstack-cloud", dc.demo_cloud,
+                "--clouds-yaml", str(dc.clouds_yaml),
+                "--openstack-ssh-user", dc.ssh_user,
+            )  # fmt: skip
+            yield server
+        finally:
+            server.stop()
+            unregister_serve(dc.root)
+
+
+def keystone_cloud(dc: Any, serve: Any, name: str) -> OpenStack:
+    """The official client as devcloud's cloud ``name``, against ``serve``."""
+    env = {**client_env(serve.env), "OS_CLIENT_CONFIG_FILE": str(dc.clouds_yaml)}
+    return OpenStack(["--os-cloud", name], env)

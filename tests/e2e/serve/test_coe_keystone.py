@@ -19,11 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api_harness import OpenStack, client_env
+from api_harness import OpenStack, keystone_cloud, keystone_serve
 
 from fixtures.devcloud import DevCloud, devcloud  # noqa: F401 (the fixture, by name)
-from fixtures.machine_lock import machine_wide
-from fixtures.serve import ServeProcess, serve_env
+from fixtures.serve import ServeProcess
 
 pytestmark = [pytest.mark.slow]
 
@@ -44,32 +43,12 @@ def project_of(dc: DevCloud, cloud: str) -> str:
 @pytest.fixture(scope="module")
 def serve(dc: DevCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     tmp = tmp_path_factory.mktemp("keystone-ci")
-    server = ServeProcess(tmp / "home", serve_env(tmp, dc.env))
-    # devcloud's catalog has one container-infra entry: one registered serve at a time
-    with machine_wide("devcloud-serve-catalog"):
-        server.start(
-            "--identity", "keystone", "--keystone-url", dc.auth_url,
-            "--default-driver", "openstack",
-        )  # fmt: skip
-        try:
-            server.flotte("devcloud", "register-serve", f"{server.url}/v1", "--dir", str(dc.root))
-            server.flotte(
-                "account", "add", "--project", project_of(dc, dc.demo_cloud),
-                "--driver", "openstack", "--openstack-cloud", dc.demo_cloud,
-                "--clouds-yaml", str(dc.clouds_yaml),
-                "--openstack-ssh-user", dc.ssh_user,
-            )  # fmt: skip
-            yield server
-        finally:
-            server.stop()
-            from flotte.devcloud.serve_catalog import unregister_serve
-
-            unregister_serve(dc.root)
+    with keystone_serve(dc, tmp, project_of(dc, dc.demo_cloud)) as server:
+        yield server
 
 
 def cloud(dc: DevCloud, serve: ServeProcess, name: str) -> OpenStack:
-    env = {**client_env(serve.env), "OS_CLIENT_CONFIG_FILE": str(dc.clouds_yaml)}
-    return OpenStack(["--os-cloud", name], env)
+    return keystone_cloud(dc, serve, name)
 
 
 def nova_servers(dc: DevCloud, prefix: str) -> list[dict[str, Any]]:

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_harness import OpenStack, client_env, docker_nodes
+from api_harness import OpenStack, docker_nodes, keystone_cloud, keystone_serve
 
 from fixtures.devcloud import DevCloud, devcloud, devcloud_docker  # noqa: F401 (fixtures)
-from fixtures.serve import ServeProcess, serve_env
+from fixtures.serve import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.long]
@@ -25,29 +25,12 @@ def serve(
 ) -> Iterator[ServeProcess]:
     dc: DevCloud = request.getfixturevalue("devcloud_docker")
     tmp = tmp_path_factory.mktemp("keystone-serve")
-    env = serve_env(tmp, dc.env, DOCKER_CONFIG=str(tmp / "docker"))
-    server = ServeProcess(tmp / "home", env)
-    server.start(
-        "--identity", "keystone", "--keystone-url", dc.auth_url, "--default-driver", "openstack"
-    )
-    try:
-        server.flotte("devcloud", "register-serve", f"{server.url}/v1", "--dir", str(dc.root))
-        server.flotte(
-            "account", "add", "--project", "devcloud-demo", "--driver", "openstack",
-            "--openstack-cloud", dc.demo_cloud, "--clouds-yaml", str(dc.clouds_yaml),
-            "--openstack-ssh-user", dc.ssh_user,
-        )  # fmt: skip
+    with keystone_serve(dc, tmp, dc.demo_cloud, DOCKER_CONFIG=str(tmp / "docker")) as server:
         yield server
-    finally:
-        server.stop()
-        from flotte.devcloud.serve_catalog import unregister_serve
-
-        unregister_serve(dc.root)
 
 
 def cloud(dc: DevCloud, serve: ServeProcess, name: str) -> OpenStack:
-    env = {**client_env(serve.env), "OS_CLIENT_CONFIG_FILE": str(dc.clouds_yaml)}
-    return OpenStack(["--os-cloud", name], env)
+    return keystone_cloud(dc, serve, name)
 
 
 def wait_gone(client: OpenStack, cluster: str, timeout: float = 600) -> None:
