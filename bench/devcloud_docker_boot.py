@@ -85,7 +85,9 @@ def main() -> None:
     def containers() -> list[Any]:
         return [
             c
-            for c in client.containers.list(filters={"label": "flotte.devcloud.server"})
+            for c in client.containers.list(
+                ignore_removed=True, filters={"label": "flotte.devcloud.server"}
+            )
             if c.labels.get("flotte.devcloud.server") in ids
         ]
 

@@ -119,6 +119,14 @@ class OpenStackTarget(Target):
                 except OSError as err:
                     self._outages.append((time.monotonic(), f"{url}: {err}"[:200]))
 
+    def run_guard(self) -> contextlib.AbstractContextManager[object]:
+        # Test modules switch devcloud to Docker-backed servers or Ironic for a while
+        # (fixtures.devcloud.MODE_LOCK, held exclusively): runs wait for fake compute.
+        from fixtures.devcloud import MODE_LOCK
+        from fixtures.machine_lock import machine_wide
+
+        return machine_wide(MODE_LOCK, shared=True)
+
     def outage_since(self, since: float) -> str:
         seen = [what for when, what in self._outages if when >= since]
         return f"{len(seen)} failed probes, first: {seen[0]}" if seen else ""

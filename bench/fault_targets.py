@@ -124,6 +124,10 @@ class Target:
     def recover(self) -> None:
         """After a run the harness could not finish: make the next one possible."""
 
+    def run_guard(self) -> contextlib.AbstractContextManager[object]:
+        """Held around each run: what the peer must not change meanwhile."""
+        return contextlib.nullcontext()
+
     def outage_since(self, since: float) -> str:
         """The peer was down at some time after ``since`` (monotonic): what was seen."""
         return ""
@@ -303,7 +307,8 @@ class LocalTarget(Target):
 
             def kill_a_dockerd() -> None:
                 nodes = self.docker.containers.list(
-                    filters={"label": f"{CLUSTER_KEY}={cluster}", "status": "running"}
+                    ignore_removed=True,
+                    filters={"label": f"{CLUSTER_KEY}={cluster}", "status": "running"},
                 )
                 if nodes:
                     rng.choice(nodes).exec_run(["sh", "-c", "pkill -9 dockerd || true"])

@@ -237,7 +237,8 @@ def campaign(
                     return
                 since = time.monotonic()
                 try:
-                    outcome = one_run(cli, target, run_seed, workdir, token)
+                    with target.run_guard():
+                        outcome = one_run(cli, target, run_seed, workdir, token)
                 except Exception as err:  # the harness or the peer, not flotte: go on
                     traceback.print_exc()
                     outcome = {"seed": run_seed, "harness_error": repr(err)[:300]}

@@ -116,7 +116,7 @@ async def heal_figures(svc: Any) -> dict[str, Any]:
             for e in svc.store.journal_entries(f"cluster:{name}")
             if e.step == "heal:auto" and e.phase == "done"
         )
-        left = [c.name for c in client.containers.list(all=True) if c.name in (
+        left = [c.name for c in client.containers.list(ignore_removed=True, all=True) if c.name in (
             f"flotte-{name}-node-1", f"flotte-{name}-master-2")]  # fmt: skip
         out["dead_containers_left"] = left
         client.close()

@@ -110,7 +110,7 @@ class Agent:
         containers = {
             c.labels.get(SERVER_LABEL): c
             for c in self.docker.containers.list(
-                all=True, filters={"label": f"{LABEL}={self.label}"}
+                ignore_removed=True, all=True, filters={"label": f"{LABEL}={self.label}"}
             )
         }
         nodes = self.bare_metal.nodes() if self.bare_metal else []
@@ -394,7 +394,7 @@ def cleanup(root: Path) -> list[str]:
         return []
     removed = []
     flt = {"label": f"{LABEL}={label_value(root)}"}
-    for c in client.containers.list(all=True, filters=flt):
+    for c in client.containers.list(ignore_removed=True, all=True, filters=flt):
         c.remove(force=True, v=True)
         removed.append(c.name)
     for n in client.networks.list(filters=flt):

@@ -113,7 +113,7 @@ class DockerNetworks:
         # container still needs its networks, so ask the containers instead.
         used: set[str] = set()
         flt = {"label": f"{LABEL}={self.label}"}
-        for container in self.docker.containers.list(all=True, filters=flt):
+        for container in self.docker.containers.list(ignore_removed=True, all=True, filters=flt):
             used.update(container.attrs["NetworkSettings"]["Networks"])
         for net in self.docker.networks.list(filters=flt):
             if net.name not in used and net.name != EXT_NETWORK:

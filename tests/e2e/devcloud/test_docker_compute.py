@@ -53,7 +53,10 @@ def _container(client: Any, server_id: str) -> Any:
     # sparse: one listing call; a full listing inspects each container and fails with
     # 404 when one goes between the two calls (what a removal wait is waiting for)
     found = client.containers.list(
-        all=True, sparse=True, filters={"label": f"flotte.devcloud.server={server_id}"}
+        ignore_removed=True,
+        all=True,
+        sparse=True,
+        filters={"label": f"flotte.devcloud.server={server_id}"},
     )
     if not found:
         return None
@@ -247,7 +250,9 @@ def test_talk_command_makes_a_docker_host(devcloud_docker: DevCloud, tmp_path: A
     assert gone.returncode == 0, gone.stderr
     assert name not in {s["Name"] for s in dc.openstack("server", "list")}
     assert not [
-        c for c in client.containers.list(all=True) if c.labels.get("flotte.devcloud.name") == name
+        c
+        for c in client.containers.list(ignore_removed=True, all=True)
+        if c.labels.get("flotte.devcloud.name") == name
     ]
     assert os.path.exists(key)
     client.close()

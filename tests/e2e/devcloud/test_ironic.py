@@ -72,7 +72,9 @@ def _containers(node_id: str) -> list[Any]:
     client = docker.from_env()
     try:
         return list(
-            client.containers.list(all=True, filters={"label": f"flotte.devcloud.node={node_id}"})
+            client.containers.list(
+                ignore_removed=True, all=True, filters={"label": f"flotte.devcloud.node={node_id}"}
+            )
         )
     finally:
         client.close()

@@ -19,7 +19,9 @@ def snapshot(flotte: Flotte, client: docker.DockerClient) -> tuple[object, ...]:
     clusters = json.loads(flotte("cluster", "list", "-f", "json").stdout)
     # this installation's only: other tests may share the engine
     mine = {"label": f"{OWNER_KEY}={flotte.installation}"}
-    names = sorted(c.name for c in client.containers.list(all=True, filters=mine))
+    names = sorted(
+        c.name for c in client.containers.list(ignore_removed=True, all=True, filters=mine)
+    )
     nets = sorted(n.name for n in client.networks.list(filters=mine))
     return (machines, [(c["name"], c["status"], c["node_count"]) for c in clusters], names, nets)
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.docker
 def containers(client: docker.DockerClient, cluster: str) -> list[str]:
     return sorted(
         c.name
-        for c in client.containers.list(all=True, filters={"label": f"{CLUSTER_KEY}={cluster}"})
+        for c in client.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"{CLUSTER_KEY}={cluster}"}
+        )
     )
 
 
@@ -139,7 +141,9 @@ def test_resize_brings_back_nodes_whose_dockerd_died(
 
     out = flotte("cluster", "resize", "dead", "2")
     assert "2 to restart" in out.stdout and "UPDATE_COMPLETE" in out.stdout
-    running = docker_engine.containers.list(filters={"label": f"{CLUSTER_KEY}=dead"})
+    running = docker_engine.containers.list(
+        ignore_removed=True, filters={"label": f"{CLUSTER_KEY}=dead"}
+    )
     assert len(running) == 3
     deadline = time.monotonic() + 60
     while True:  # the restarted worker rejoins on its own, within seconds

@@ -109,7 +109,7 @@ def test_dead_worker_replaced_and_service_back(
         from flotte.service import Service, health
 
         containers = {c.name: c.id for c in docker_engine.containers.list(
-            filters={"label": f"{CLUSTER_KEY}={name}"})}  # fmt: skip
+            ignore_removed=True, filters={"label": f"{CLUSTER_KEY}={name}"})}  # fmt: skip
         journal = flotte.journal(f"cluster:{name}")
         svc = Service(flotte.home)
         try:
@@ -125,7 +125,7 @@ def test_dead_worker_replaced_and_service_back(
         assert {o.get("health_status") for o in out} == {"HEALTHY"}
         assert not any("decision" in o or "error" in o for o in out)
         after = {c.name: c.id for c in docker_engine.containers.list(
-            filters={"label": f"{CLUSTER_KEY}={name}"})}  # fmt: skip
+            ignore_removed=True, filters={"label": f"{CLUSTER_KEY}={name}"})}  # fmt: skip
         assert after == containers
         new = flotte.journal(f"cluster:{name}")[len(journal) :]
         assert new == [("health:HEALTHY", "done")]  # the first check; no heal
@@ -174,7 +174,7 @@ def test_dead_worker_replaced_and_service_back(
             out_text = watch.communicate(timeout=60)[0]
         assert f"cluster {name}: HEALTHY -> UNHEALTHY" in out_text
         assert f"healed: replaced {name}-node-1 by" in out_text
-        names = [c.name for c in docker_engine.containers.list(all=True)]
+        names = [c.name for c in docker_engine.containers.list(ignore_removed=True, all=True)]
         assert victim.name not in names
         assert volume not in [v.name for v in docker_engine.volumes.list()]
         assert recorded(flotte, name)[0] == "HEALTHY"
@@ -186,7 +186,7 @@ def test_dead_worker_replaced_and_service_back(
 
 def node_container(engine: docker.DockerClient, node: str) -> Any:
     """The container of a node (its name carries the installation's id)."""
-    (found,) = engine.containers.list(filters={"label": f"{NODE_KEY}={node}"})
+    (found,) = engine.containers.list(ignore_removed=True, filters={"label": f"{NODE_KEY}={node}"})
     return found
 
 
@@ -242,7 +242,7 @@ def test_dead_manager_replaced_and_the_leader_never_lost(
         check = json.loads(flotte("cluster", "check", name, "-f", "json").stdout)
         assert check["quorum"]["managers"] == 3 and check["quorum"]["reachable"] == 3
         assert check["quorum"]["can_lose"] == 1
-        names = [c.name for c in docker_engine.containers.list(all=True)]
+        names = [c.name for c in docker_engine.containers.list(ignore_removed=True, all=True)]
         assert victim.name not in names
         print(f"manager: quorum of 3 back in {healed:.1f} s")
     finally:

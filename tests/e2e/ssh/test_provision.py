@@ -53,7 +53,7 @@ async def test_adopt_running_engine_with_sudo_user(ssh_host, target, ca) -> None
         info["LoggingDriver"]
         and host.sh("docker info -f '{{.LiveRestoreEnabled}}'").strip() == "false"
     )
-    assert "keepme" in [c.name for c in client.containers.list()]
+    assert "keepme" in [c.name for c in client.containers.list(ignore_removed=True)]
     assert refused_without_cert(host.ip, ca)
     pem = host.sh("cat /etc/docker/flotte/server.pem").encode()
     assert {host.ip, "m1.example.org", "m1"} <= cert_sans(pem)
