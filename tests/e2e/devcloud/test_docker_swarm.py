@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.cli_zygote import run_cli
 from fixtures.devcloud import DevCloud
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -29,13 +30,7 @@ def test_swarm_cluster_on_devcloud(devcloud_docker: DevCloud, tmp_path: Path) ->
     env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker"))
 
     def flotte(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [sys.executable, "-m", "flotte.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        res = run_cli([sys.executable, "-m", "flotte.cli.main", *args], env, timeout)
         assert res.returncode == 0, f"flotte {' '.join(args)}:\n{res.stderr[-3000:]}"
         return res
 

@@ -9,18 +9,13 @@ from pathlib import Path
 
 from os_helpers import DEMO, Cloud
 
+from fixtures.cli_zygote import run_cli
+
 
 def flotte(cloud: Cloud, *args: str) -> subprocess.CompletedProcess[str]:
     env = cloud.env(DEMO)
     env.pop("OS_CLOUD")  # the flag below says which cloud; OS_CLOUD would too
-    return subprocess.run(
-        [sys.executable, "-m", "flotte.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli([sys.executable, "-m", "flotte.cli.main", *args], env, 120)
 
 
 def test_upload_list_and_reupload(cloud: Cloud, tmp_path: Path, installation: str) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.cli_zygote import run_cli
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -19,10 +21,7 @@ def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
     env.pop("FLOTTE_DATABASE_URL", None)
 
     def run(*args: str, stdin: str = "", code: int = 0) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [sys.executable, "-m", "flotte.cli.main", *args],
-            input=stdin, capture_output=True, text=True, env=env, timeout=120, check=False,
-        )  # fmt: skip
+        res = run_cli([sys.executable, "-m", "flotte.cli.main", *args], env, 120, stdin)
         assert res.returncode == code, (args, res.stdout, res.stderr)
         if code:
             assert res.stderr.startswith("Error: ") and "Traceback" not in res.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.cli_zygote import run_cli
 from flotte.service import Service
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,13 +35,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def flotte(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, FLOTTE_HOME=str(home), PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run(
-        [sys.executable, "-m", "flotte.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_cli([sys.executable, "-m", "flotte.cli.main", *args], env, 120)
 
 
 def tool(name: str) -> str:

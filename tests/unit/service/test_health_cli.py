@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from fixtures.cli_zygote import run_cli
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -39,14 +41,7 @@ class Cli:
         return [sys.executable, "-m", "flotte.cli.main", *args]
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            self.command(*args),
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_cli(self.command(*args), self.env, timeout)
 
     def kill_node(self, name: str) -> None:
         """Delete a node's resource from the fake cloud, as an outage would."""
