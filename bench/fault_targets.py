@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker.errors
+
 from flotte.models import CLUSTER_KEY, OWNER_KEY
 
 TESTS = Path(__file__).resolve().parents[1] / "tests"
@@ -311,7 +313,10 @@ class LocalTarget(Target):
                     filters={"label": f"{CLUSTER_KEY}={cluster}", "status": "running"},
                 )
                 if nodes:
-                    rng.choice(nodes).exec_run(["sh", "-c", "pkill -9 dockerd || true"])
+                    # the command under test may remove the node meanwhile (a rollback):
+                    # then there is no dockerd left to kill, which is no harness error
+                    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                        rng.choice(nodes).exec_run(["sh", "-c", "pkill -9 dockerd || true"])
 
             return Armed(fault, during_at=at, during=kill_a_dockerd)
         return Armed(KILL, kill_at=rng.uniform(0.0, self.span()))
