@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +32,7 @@ from flotte.state.rows import (
     node_names,
     node_record,
 )
+from flotte.state.spec_rows import groups_status, write_desired, write_groups
 from flotte.state.store_templates import TemplateRows
 from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup
 
@@ -112,39 +113,13 @@ class Store(TemplateRows):
                     )
                 )
                 s.flush()
-                self._write_groups(s, spec, status)
+                write_groups(s, spec, status)
                 if admit is not None:
                     s.flush()
                     admit(s)
         except IntegrityError as err:
             raise AlreadyExists(f"cluster {spec.name!r} already exists") from err
         return self.cluster(spec.name)
-
-    def _write_groups(self, s: Session, spec: ClusterSpec, status: str | None) -> None:
-        have = {
-            g.name: g for g in s.scalars(select(NodeGroup).where(NodeGroup.cluster == spec.name))
-        }
-        for position, group in enumerate(spec.nodegroups):
-            row = have.pop(group.name, None)
-            data = group.model_dump(mode="json")
-            if row is None:
-                s.add(
-                    NodeGroup(
-                        uuid=str(uuid.uuid4()),
-                        cluster=spec.name,
-                        name=group.name,
-                        position=position,
-                        spec=data,
-                        status=status or "",
-                        status_reason="",
-                    )
-                )
-            else:
-                row.spec, row.position = data, position
-                if status is not None:
-                    row.status = status
-        for row in have.values():
-            s.delete(row)
 
     def cluster(self, name: str) -> ClusterRecord:
         found = self.find_cluster(name)
@@ -207,14 +182,43 @@ class Store(TemplateRows):
             row = s.get(Cluster, spec.name)
             if row is None:
                 raise NotFound(f"cluster {spec.name!r} not found")
-            row.spec = cluster_json(spec)
-            row.master_count, row.node_count = spec.master_count, spec.node_count
-            self._write_groups(s, spec, None)
-            if status is not None:
-                s.flush()
-                row.status, row.status_reason = status, reason
-                _groups_status(s, spec.name, status, group_reason, groups)
+            write_desired(s, row, spec, status, reason, groups, group_reason)
         return self.cluster(spec.name)
+
+    def claim_desired(
+        self,
+        name: str,
+        allowed: Iterable[str],
+        edit: Callable[[ClusterSpec], ClusterSpec],
+        *,
+        status: str,
+        groups: Iterable[str] | None = None,
+        group_status: str | None = None,
+    ) -> ClusterRecord | None:
+        """``set_desired(edit(recorded spec), status=...)`` if the cluster's status is one
+        of ``allowed``, else None; one transaction either way.
+
+        The move to ``status`` is a conditional UPDATE, so of two concurrent changes one
+        wins, and the spec edited is the one read after it: a change that was settled
+        meanwhile is never overwritten. ``groups`` take ``group_status`` (default
+        ``status``: a new node group may say CREATE_IN_PROGRESS). An exception from
+        ``edit`` writes nothing."""
+        with self.session() as s:
+            claimed = s.execute(
+                update(Cluster)
+                .where(Cluster.name == name, Cluster.status.in_(list(allowed)))
+                .values(status=status, status_reason="")
+            )
+            if not getattr(claimed, "rowcount", 0):
+                return None
+            row = s.get(Cluster, name, populate_existing=True)
+            assert row is not None  # the UPDATE just matched it
+            rows = s.scalars(
+                select(NodeGroup).where(NodeGroup.cluster == name).order_by(NodeGroup.position)
+            ).all()
+            spec = edit(cluster_record(row, list(rows)).spec)
+            write_desired(s, row, spec, status, "", groups, "", group_status)
+        return self.cluster(name)
 
     def set_cluster(self, name: str, **fields: Any) -> None:
         """Update status, status_reason, coe_data, health_status, health_status_reason."""
@@ -224,7 +228,7 @@ class Store(TemplateRows):
         self, name: str, status: str, reason: str = "", groups: list[str] | None = None
     ) -> None:
         with self.session() as s:
-            _groups_status(s, name, status, reason, groups)
+            groups_status(s, name, status, reason, groups)
 
     def set_status(
         self,
@@ -246,7 +250,7 @@ class Store(TemplateRows):
             for key, value in fields.items():
                 setattr(row, key, value)
             if "status" in fields:
-                _groups_status(s, name, fields["status"], group_reason, groups)
+                groups_status(s, name, fields["status"], group_reason, groups)
 
     def settle(self, name: str) -> bool:
         """Every ``*_IN_PROGRESS`` status of cluster ``name`` and its node groups becomes
@@ -449,16 +453,3 @@ class Store(TemplateRows):
                 query = query.order_by(JournalEntry.id.desc()).limit(limit)
                 return list(reversed(list(s.scalars(query))))
             return list(s.scalars(query.order_by(JournalEntry.id)))
-
-
-def _groups_status(
-    s: Session, cluster: str, status: str, reason: str, groups: Iterable[str] | None
-) -> None:
-    query = select(NodeGroup).where(NodeGroup.cluster == cluster)
-    if groups is not None:
-        names = list(groups)
-        if not names:
-            return
-        query = query.where(NodeGroup.name.in_(names))
-    for row in s.scalars(query):
-        row.status, row.status_reason = status, reason

@@ -4,7 +4,9 @@ worker runs (``service.requests``).
 
 A cluster changes only from a settled status (CREATE_COMPLETE, UPDATE_COMPLETE,
 UPDATE_FAILED): the move to UPDATE_IN_PROGRESS is one conditional UPDATE, so two
-concurrent changes cannot both be accepted; the loser gets a 409.
+concurrent changes cannot both be accepted; the loser gets a 409. That UPDATE, the new
+spec and the node groups' statuses are one transaction (``Store.claim_desired``), as a
+create's rows are (``Store.add_cluster``).
 """
 
 from __future__ import annotations
@@ -161,9 +163,15 @@ async def submit(
             kind, {"cluster": record.name, **extra}, project=record.project, cluster=record.name
         )
     except Exception as err:
-        status = CREATE_FAILED if kind == "cluster.create" else UPDATE_FAILED
-        ctx.svc.store.set_cluster(
-            record.name, status=status, status_reason=f"the request could not be queued: {err}"
+        create = kind == "cluster.create"
+        status, reason = (
+            CREATE_FAILED if create else UPDATE_FAILED,
+            f"the request could not be queued: {err}",
+        )
+        # the node groups marked in progress say so too, in the same transaction
+        groups = None if create else [str(g) for g in extra.get("groups") or ()]
+        ctx.svc.store.set_status(
+            record.name, status=status, status_reason=reason, groups=groups, group_reason=reason
         )
         raise ApiError(503, f"the request could not be queued ({err}): retry later") from err
 
@@ -189,23 +197,24 @@ async def change_cluster(
     nodes_to_remove: list[str] | None = None,
     new_group_status: str | None = None,
 ) -> ClusterRecord:
-    """Record ``edit(desired spec)`` and submit ``kind`` to converge to it."""
+    """Record ``edit(desired spec)`` and submit ``kind`` to converge to it.
+
+    The move to UPDATE_IN_PROGRESS, the new spec and the statuses of ``groups`` (or
+    ``new_group_status``) are one transaction: a kill or an error leaves the cluster
+    either as it was or changed and saying so, never a changed spec under statuses that
+    say nothing is under way."""
     settled(cluster)
     edit(cluster.record.spec)  # a bad change is a 400 before anything moves
-    name = cluster.record.name
-    store = ctx.svc.store
-    if not ctx.serving.owned.claim_cluster(name, SETTLED, UPDATE_IN_PROGRESS):
+    record = ctx.svc.store.claim_desired(
+        cluster.record.name,
+        SETTLED,
+        edit,
+        status=UPDATE_IN_PROGRESS,
+        groups=groups,
+        group_status=new_group_status,
+    )
+    if record is None:
         raise Conflict(f"Cluster {cluster.display_name} is being changed: retry when it is done")
-    try:
-        current = store.cluster(name)
-        store.set_desired(edit(current.spec))
-        store.set_groups_status(name, UPDATE_IN_PROGRESS, groups=groups)
-        if new_group_status:
-            store.set_groups_status(name, new_group_status, groups=groups)
-    except Exception:
-        store.set_cluster(name, status=cluster.record.status)
-        raise
-    record = store.cluster(name)
     await submit(
         ctx, jobs, kind, record, {"groups": groups, "nodes_to_remove": nodes_to_remove or []}
     )
