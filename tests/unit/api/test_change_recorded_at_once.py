@@ -14,13 +14,21 @@ after that commit would leave, and each must be the state before or the state af
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from api_harness import Api
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
+
+from flotte.api.errors import ApiError
+from flotte.api.magnum.desired import SETTLED, resized
+from flotte.specs import WORKER_GROUP, ClusterSpec
+from flotte.state.records import ClusterRecord
+from flotte.state.status import UPDATE_IN_PROGRESS
 
 # cluster -> (status, master_count, node_count, {group: (status, node_count)})
 State = dict[str, tuple[str, int, int, dict[str, tuple[str, int]]]]
@@ -123,3 +131,44 @@ async def test_a_kill_after_any_write_of_a_request_leaves_it_recorded_whole_or_n
     status, _, _, groups = read_state(api)[name]
     assert status.endswith("_COMPLETE")
     assert all(s.endswith("_COMPLETE") for s, _ in groups.values()), groups
+
+
+async def test_of_two_concurrent_changes_one_is_recorded_and_a_failed_edit_writes_nothing(
+    api: Api,
+) -> None:
+    api.user("alice", "lab")
+    await api.template("alice")
+    uuid = await api.cluster("alice", "web", node_count=1)
+    name = (await api.show("alice", uuid))["stack_id"]
+    store = api.svc.store
+    before = read_state(api)
+
+    def refused(spec: ClusterSpec) -> ClusterSpec:
+        raise ApiError(404, "NodeGroup nope could not be found")
+
+    with pytest.raises(ApiError):
+        store.claim_desired(name, SETTLED, refused, status=UPDATE_IN_PROGRESS)
+    assert read_state(api) == before  # not even the move to UPDATE_IN_PROGRESS
+
+    # Two changes at once, each in its own thread (as two API processes would be):
+    # the conditional UPDATE lets exactly one through.
+    start = threading.Barrier(2)
+
+    def change(count: int) -> ClusterRecord | None:
+        start.wait()
+        return store.claim_desired(
+            name,
+            SETTLED,
+            resized(WORKER_GROUP, count),
+            status=UPDATE_IN_PROGRESS,
+            groups=[WORKER_GROUP],
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(change, (2, 3)))
+    (won,) = [r for r in results if r is not None]
+    assert won.status == UPDATE_IN_PROGRESS
+    status, _, workers, groups = read_state(api)[name]
+    assert (status, groups[WORKER_GROUP][0]) == (UPDATE_IN_PROGRESS, UPDATE_IN_PROGRESS)
+    assert workers == won.spec.group(WORKER_GROUP).node_count
+    store.settle(name)  # nothing was submitted: the fixture's drain has nothing to wait for
