@@ -171,8 +171,8 @@ def _failed(svc: Service, name: str, err: BaseException) -> None:
         return
     reason = str(err) if isinstance(err, FlotteError) else f"{type(err).__name__}: {err}"
     status = FAILED[cluster.status]
-    svc.store.set_cluster(name, status=status, status_reason=reason)
-    svc.store.set_groups_status(name, status, reason)
+    # one transaction: a kill between two would leave groups in progress under a failure
+    svc.store.set_status(name, status=status, status_reason=reason, group_reason=reason)
 
 
 async def run(svc: Service, kind: str, payload: dict[str, Any]) -> None:
@@ -219,5 +219,6 @@ async def _converge(svc: Service, name: str, payload: Mapping[str, Any]) -> None
     await svc.clusters.change(name, lambda spec: spec, remove=remove, touched=touched)
     cluster = svc.store.cluster(name)
     if cluster.status == UPDATE_IN_PROGRESS:  # nothing had to run
-        svc.store.set_cluster(name, status=UPDATE_COMPLETE, status_reason="up to date")
-        svc.store.set_groups_status(name, UPDATE_COMPLETE, groups=touched)
+        svc.store.set_status(
+            name, status=UPDATE_COMPLETE, status_reason="up to date", groups=touched
+        )
