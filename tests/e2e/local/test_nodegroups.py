@@ -10,8 +10,7 @@ import docker
 import pytest
 import yaml
 
-from fixtures.local import Flotte, labelled
-from flotte.models import CLUSTER_KEY
+from fixtures.local import Flotte
 
 pytestmark = pytest.mark.docker
 
@@ -109,9 +108,9 @@ def test_node_groups_grow_shrink_and_go(flotte: Flotte, docker_engine: docker.Do
     )
     flotte("cluster", "nodegroup", "delete", "ng", "extra")
     assert sorted(swarm(flotte, "ng")) == ["ng-master-0", "ng-node-0"]
-    assert not [c for c in labelled(docker_engine, {CLUSTER_KEY: "ng"}) if "extra" in c]
+    assert not [c for c in flotte.owned(docker_engine, cluster="ng") if "extra" in c]
     flotte("cluster", "delete", "ng")
-    assert labelled(docker_engine, {CLUSTER_KEY: "ng"}) == []
+    assert flotte.owned(docker_engine, cluster="ng") == []
 
 
 def test_apply_twice_changes_nothing_and_export_recreates(
@@ -150,7 +149,7 @@ def test_apply_twice_changes_nothing_and_export_recreates(
     assert "app-batch-1" in grown.stdout and "UPDATE_COMPLETE" in grown.stdout
     assert swarm(flotte, "app")["app-batch-1"]["state"] == "ready"
     flotte("cluster", "delete", "app")
-    assert labelled(docker_engine, {CLUSTER_KEY: "app"}) == []
+    assert flotte.owned(docker_engine, cluster="app") == []
 
 
 def test_plan_and_spec_file_errors(flotte: Flotte, tmp_path: Path) -> None:
