@@ -70,7 +70,8 @@ def check_reachable(members: Sequence[Member]) -> None:
         raise PlanError(
             f"sites {closed[0]} and {closed[1]} cannot reach each other: neither reports a "
             "public address for its nodes",
-            hint="give one of them floating IPs (--openstack-floating-ip-pool) or public hosts",
+            hint="give one of them public addresses (floating IPs, public hosts, "
+            "--local-public-network)",
         )
 
 

@@ -199,9 +199,9 @@ class Runner:
             Action.RELEASE: self._release,
         }
         steps = [makers[s.action](plan, s) for s in plan.steps]
-        return self.mesh.steps(steps, plan, self._members) if self._meshed and self.mesh else steps
+        return self.mesh.steps(steps, plan, self.members) if self._meshed and self.mesh else steps
 
-    def _members(self) -> dict[str, Live]:
+    def members(self) -> dict[str, Live]:
         """The nodes that stay and have an engine: the mesh's members."""
         return {
             n: Live(node, self.records[n])
@@ -217,9 +217,7 @@ class Runner:
 
     async def run(self, plan: Plan, *, operation: str) -> tuple[list[Step], RunResult]:
         self.reload()
-        self._meshed = bool(self.mesh and self.mesh.active)
-        if self._meshed and self.mesh:
-            self.mesh.check(self.nodes.values(), set(plan.nodes(Action.REMOVE)))
+        self._meshed = bool(self.mesh and self.mesh.wanted(self.nodes.values(), plan))
         steps = self.steps(plan)
         max_parallel = min(
             (self.driver(d).capabilities.max_parallel for d in self._drivers(plan)), default=16
@@ -466,7 +464,7 @@ class Runner:
             self.records.pop(node, None)
             self.endpoints.pop(node, None)
             if self._meshed and self.mesh:
-                await self.mesh.forget(node, self._members())
+                await self.mesh.forget(node, self.members())
 
         return self._step(s, run)
 

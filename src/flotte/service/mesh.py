@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 COE_KEY = "mesh"  # coe_data["mesh"] = {node: index}
 STEP = "mesh"  # the executor step that sets the mesh up
+_LOCKS: dict[tuple[object, str, int], asyncio.Lock] = {}
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,13 @@ class Mesh:
         self.spec = spec
         self.driver = driver
         self.keys = keys.KeyStore(inst.paths.secrets / "mesh" / spec.name)
-        self._lock = asyncio.Lock()
+
+    @property
+    def _lock(self) -> asyncio.Lock:
+        """One per cluster and event loop: runners of one process (a CA rotation
+        re-signs nodes side by side) never write a node's configuration at once."""
+        key = (self.inst.paths.secrets, self.spec.name, id(asyncio.get_running_loop()))
+        return _LOCKS.setdefault(key, asyncio.Lock())
 
     # -- whether, and where ----------------------------------------------------------------
     def sites(self) -> dict[str, str]:
@@ -72,35 +79,39 @@ class Mesh:
         found = (cluster.coe_data if cluster else {}).get(COE_KEY)
         return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
-    @property
-    def active(self) -> bool:
-        """The cluster's groups span several sites, or its nodes are already meshed
-        (a cluster keeps its mesh when its last far group empties)."""
+    def wanted(self, nodes: Iterable[Node], plan: Plan) -> bool:
+        """Whether ``plan`` runs with the mesh: the cluster is meshed already, or its
+        groups span several sites and it has no node in the swarm yet (a new
+        cluster). A cluster whose nodes joined on their private addresses stays off the
+        mesh while it grows on its own site(s); nodes on another site are refused (one
+        line, before anything changes): Swarm fixes a node's address when it joins."""
         if self.spec.kind != "cluster":
             return False
-        return bool(self.indices()) or topology.needed(self.sites().values())
+        if self.indices():
+            return True
+        sites = self.sites()
+        if not topology.needed(sites.values()):
+            return False
+        doomed = set(plan.nodes(Action.REMOVE))
+        joined = [n for n in nodes if n.status == READY and n.name not in doomed]
+        if not joined:
+            return True
+        have = {sites.get(n.group, "") for n in joined}
+        new = {sites.get(s.group or "", "") for s in plan.of(Action.CREATE)} - have
+        if not new:
+            return False
+        raise ClusterError(
+            f"cluster {self.spec.name!r} would span several sites ({', '.join(sorted(new))} "
+            f"is new), but its node(s) {', '.join(sorted(n.name for n in joined))} joined "
+            "the swarm on their private addresses",
+            hint="declare the groups of every site when the cluster is created (a spec file "
+            "with node_count 0 for the overflow groups): its nodes are then on the mesh",
+        )
 
     def address(self, node: str) -> str | None:
         """The node's mesh address, None when it has none (no mesh)."""
         index = self.indices().get(node)
         return None if index is None else str(topology.MESH_NETWORK[index + 1])
-
-    def check(self, nodes: Iterable[Node], doomed: set[str]) -> None:
-        """Before a run: nodes already in the swarm on their private addresses cannot
-        be moved onto the mesh (Swarm fixes a node's address when it joins)."""
-        meshed = self.indices()
-        stranded = sorted(
-            n.name
-            for n in nodes
-            if n.status == READY and n.name not in doomed and n.name not in meshed
-        )
-        if stranded:
-            raise ClusterError(
-                f"cluster {self.spec.name!r} now spans several sites, but its node(s) "
-                f"{', '.join(stranded)} joined the swarm on their private addresses",
-                hint="declare the groups of every site when the cluster is created (a spec "
-                "file with node_count 0 for the overflow groups): its nodes are then on the mesh",
-            )
 
     # -- a run -----------------------------------------------------------------------------
     def steps(
@@ -119,7 +130,11 @@ class Mesh:
         made = plan.nodes(Action.CREATE)
 
         async def run() -> None:
-            await self.setup(list(live().values()))
+            try:
+                await self.setup(list(live().values()))
+            except BaseException:
+                self.undo(made)  # a failed step is not rolled back: its new keys go now
+                raise
 
         async def undo() -> None:
             self.undo(made)
@@ -134,26 +149,40 @@ class Mesh:
         """Give every live node its key, configuration and interface (run after the
         nodes are provisioned, before the swarm steps)."""
         async with self._lock:
-            indices = topology.assign(self.indices(), [m.node.name for m in live])
-            self._save(indices)
             sites = self.sites()
-            members = []
+            found = []
             for m in live:
                 d = self.driver(m.node.driver, m.node.group)
-                members.append(
-                    topology.Member(
-                        name=m.node.name,
-                        site=sites.get(m.node.group) or d.site(),
-                        public_address=d.public_address(m.record),
-                        public_key=await asyncio.to_thread(self.keys.public, m.node.name),
-                        index=indices[m.node.name],
-                        private_address=m.record.cluster_address or None,
-                    )
+                site = sites.get(m.node.group) or d.site()
+                found.append((m, site, d.public_address(m.record)))
+            indices = topology.assign(self.indices(), [m.node.name for m in live])
+            # sites that cannot reach each other: said before any key is made
+            topology.check_reachable(
+                [topology.Member(m.node.name, s, p, "", indices[m.node.name]) for m, s, p in found]
+            )
+            self._save(indices)
+            members = [
+                topology.Member(
+                    name=m.node.name,
+                    site=site,
+                    public_address=public,
+                    public_key=await asyncio.to_thread(self.keys.public, m.node.name),
+                    index=indices[m.node.name],
+                    private_address=m.record.cluster_address or None,
                 )
-            topology.check_reachable(members)
-        await asyncio.gather(
-            *(self._configure(m, me, members) for m, me in zip(live, members, strict=True))
-        )
+                for m, site, public in found
+            ]
+            await asyncio.gather(
+                *(self._configure(m, me, members) for m, me in zip(live, members, strict=True))
+            )
+
+    async def refresh(self, live: list[Live], rotate: Iterable[str] = ()) -> None:
+        """Set every member up again (a node restarted: its interface is gone, its
+        address may have changed), after giving the nodes of ``rotate`` new keys
+        (``regenerate-certs``)."""
+        for name in rotate:
+            await asyncio.to_thread(self.keys.rotate, name)
+        await self.setup(live)
 
     async def _configure(
         self, m: Live, me: topology.Member, members: list[topology.Member]

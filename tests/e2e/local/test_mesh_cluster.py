@@ -185,6 +185,31 @@ def test_two_sites_one_swarm_over_the_mesh(
             peers = set(sh(containers[n], f"wg show {topology.INTERFACE} peers").split())
             assert gone_key not in peers and len(peers) == 2, (n, peers)
 
+    # regenerate-certs rotates the node's mesh key too: every peer gets the new one and
+    # the node (its container restarted with new certificates) is back in the swarm.
+    old_key = store.public("mc-far-0")
+    flotte("machine", "regenerate-certs", "mc-far-0", "-f", timeout=300)
+    new_key = store.public("mc-far-0")
+    assert new_key != old_key
+    assert new_key in sh(master, f"wg show {topology.INTERFACE} peers").split()
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            back = advertised(flotte, "mc")
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                far0 = node(flotte, docker_engine, "mc-far-0")
+                seen = [
+                    docker_cli(flotte, "mc", "node", "ls"),
+                    sh(master, f"wg show {topology.INTERFACE}", ok=False),
+                    sh(far0, f"wg show {topology.INTERFACE}; ip -o a", ok=False),
+                    sh(far0, "docker info 2>&1 | grep -A8 Swarm", ok=False),
+                ]
+                raise AssertionError("mc-far-0 not back Ready:\n" + "\n".join(seen)) from None
+            time.sleep(1)
+    assert back["mc-far-0"] == addrs["mc-far-0"]
+
     # Delete: nothing left, the networks flotte made included; no key file.
     flotte("cluster", "delete", "mc", timeout=300)
     assert flotte.owned(docker_engine, cluster="mc") == []
@@ -201,3 +226,47 @@ def hello_image(client: docker.DockerClient) -> str:
     with machine_wide("hello-image"):
         client.images.build(path=str(root / "examples" / "hello"), tag="flotte-hello:1", rm=True)
     return "flotte-hello:1"
+
+
+def test_sites_that_cannot_reach_each_other_are_refused_and_rolled_back(
+    flotte: Flotte, docker_engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    """Two sites and no public address on either: one line, nothing left."""
+    far = f"flotte-test-far-{uuid.uuid4().hex[:6]}"
+    spec = {
+        "apiVersion": "flotte/v1",
+        "kind": "Cluster",
+        "name": "closed",
+        "driver": "local",
+        "nodegroups": [
+            {"name": "default-master", "role": "master", "node_count": 1},
+            {"name": "far", "role": "worker", "node_count": 1, "options": {"local_network": far}},
+        ],
+    }
+    path = tmp_path / "closed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    res = flotte("apply", "-f", str(path), check=False, timeout=300)
+    assert res.returncode != 0
+    assert "cannot reach each other" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert flotte.owned(docker_engine, cluster="closed") == []
+    assert not (paths(flotte.home).secrets / "mesh" / "closed").exists()
+
+
+def test_a_cluster_made_on_one_site_is_not_moved_onto_the_mesh(
+    flotte: Flotte, docker_engine: docker.DockerClient
+) -> None:
+    """Its nodes joined on their private addresses: a group on another site is refused
+    (one line, nothing changed), growing on its own site works as before."""
+    far = f"flotte-test-far-{uuid.uuid4().hex[:6]}"
+    flotte("cluster", "create", "one", "--driver", "local", "--node-count", "0")
+    before = json.loads(flotte("cluster", "show", "one", "-f", "json").stdout)
+    res = flotte(
+        "cluster", "nodegroup", "create", "one", "far", "--node-count", "1",
+        "--local-network", far, check=False,
+    )  # fmt: skip
+    assert res.returncode != 0 and "joined the swarm on their private addresses" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    after = json.loads(flotte("cluster", "show", "one", "-f", "json").stdout)
+    assert after["nodegroups"] == before["nodegroups"] and after["status"] == before["status"]
+    assert not docker_engine.networks.list(names=[far])
+    flotte("cluster", "delete", "one")

@@ -106,6 +106,7 @@ class LocalDriver(Driver):
             # (what docker-machine's regenerate-certs does too).
             restarted = await self.restart(node)
             node.addresses = restarted.addresses
+            node.data.update(restarted.data)  # its public address may have changed too
             return self.endpoint(node)
         return await self.nodes.deliver(spec.name, node, engine)
 
