@@ -187,6 +187,7 @@ def test_two_sites_one_swarm_over_the_mesh(
 
     # regenerate-certs rotates the node's mesh key too: every peer gets the new one and
     # the node (its container restarted with new certificates) is back in the swarm.
+    far0 = node(flotte, docker_engine, "mc-far-0")
     old_key = store.public("mc-far-0")
     flotte("machine", "regenerate-certs", "mc-far-0", "-f", timeout=300)
     new_key = store.public("mc-far-0")
@@ -199,7 +200,6 @@ def test_two_sites_one_swarm_over_the_mesh(
             break
         except AssertionError:
             if time.monotonic() > deadline:
-                far0 = node(flotte, docker_engine, "mc-far-0")
                 seen = [
                     docker_cli(flotte, "mc", "node", "ls"),
                     sh(master, f"wg show {topology.INTERFACE}", ok=False),
@@ -209,6 +209,18 @@ def test_two_sites_one_swarm_over_the_mesh(
                 raise AssertionError("mc-far-0 not back Ready:\n" + "\n".join(seen)) from None
             time.sleep(1)
     assert back["mc-far-0"] == addrs["mc-far-0"]
+
+    # Heal: a far node that died is replaced; the replacement is on the mesh, the dead
+    # one's peer and key are gone.
+    far0.remove(force=True, v=True)
+    healed = flotte("cluster", "heal", "mc", timeout=300).stdout
+    assert "Replaced mc-far-0" in healed, healed
+    now = advertised(flotte, "mc")
+    (new_far,) = set(now) - {"mc-master-0", "mc-node-0"}
+    assert now[new_far] == mesh_address(node(flotte, docker_engine, new_far))
+    assert store.nodes() == sorted(["mc-master-0", "mc-node-0", new_far])
+    peers = set(sh(master, f"wg show {topology.INTERFACE} peers").split())
+    assert peers == {store.public("mc-node-0"), store.public(new_far)}
 
     # Delete: nothing left, the networks flotte made included; no key file.
     flotte("cluster", "delete", "mc", timeout=300)
