@@ -7,8 +7,12 @@
 - ``mesh``: two containers on two sites joined by flotte's WireGuard mesh (Debian's
   wireguard-go, no kernel module here): round-trip time and TCP throughput (iperf3)
   over the mesh versus directly between their public addresses, on this machine.
+- ``clusters`` (``--clusters``, a few minutes): time to a Ready 4-node Swarm on the
+  local driver, all on one site versus over two sites (``--local-network``, no route
+  between them) joined by the mesh flotte builds (wireguard installed on each node
+  from the Debian mirror, then the swarm on the mesh addresses).
 
-Run: ``.venv/bin/python bench/overflow.py [--runs N] [--skip-mesh]``.
+Run: ``.venv/bin/python bench/overflow.py [--runs N] [--skip-mesh] [--clusters]``.
 """
 
 from __future__ import annotations
@@ -114,14 +118,74 @@ def mesh_figures() -> dict[str, Any]:
         return out
 
 
+def cluster_spec(name: str, tag: str, two_sites: bool) -> dict[str, Any]:
+    far: dict[str, Any] = {"name": "far", "role": "worker", "node_count": 2 if two_sites else 0}
+    if two_sites:
+        far["options"] = {"local_network": f"{tag}-far", "local_public_network": f"{tag}-pub"}
+    return {
+        "apiVersion": "flotte/v1",
+        "kind": "Cluster",
+        "name": name,
+        "driver": "local",
+        "options": {"local_public_network": f"{tag}-pub"} if two_sites else {},
+        "nodegroups": [
+            {"name": "default-master", "role": "master", "node_count": 1},
+            {"name": "default-worker", "role": "worker", "node_count": 1 if two_sites else 3},
+            far,
+        ],
+    }
+
+
+def cluster_figures(runs: int) -> dict[str, Any]:
+    import uuid
+
+    import docker
+    import yaml
+
+    from fixtures.local import Flotte, sweep
+    from flotte.drivers.local.image import ensure_node_image
+    from flotte.models import OWNER_KEY
+
+    client = docker.from_env(timeout=300)
+    ensure_node_image(client)
+    times: dict[str, list[float]] = {"one": [], "two": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        flotte = Flotte.own(Path(tmp))
+        try:
+            for i in range(runs):
+                for kind in ("one", "two"):
+                    name = f"b{kind}{i}"
+                    path = Path(tmp) / f"{name}.yaml"
+                    tag = f"flotte-bench-{uuid.uuid4().hex[:6]}"
+                    path.write_text(yaml.safe_dump(cluster_spec(name, tag, kind == "two")))
+                    started = time.monotonic()
+                    flotte("apply", "-f", str(path), timeout=900)
+                    times[kind].append(round(time.monotonic() - started, 1))
+                    flotte("cluster", "delete", name, timeout=300)
+        finally:
+            if flotte.installation:
+                sweep(client, {OWNER_KEY: flotte.installation})
+    return {
+        "what": "time to a Ready 4-node Swarm (1 manager + 3 workers), local driver, CLI",
+        "one_site_s": times["one"],
+        "two_sites_mesh_s": times["two"],
+        "two_sites": "2 nodes per site; each node installs wireguard-tools + wireguard-go "
+        "from the Debian mirror, then joins on its mesh address",
+        "runs": runs,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-mesh", action="store_true")
+    parser.add_argument("--clusters", action="store_true", help="local clusters, minutes")
     args = parser.parse_args()
     result: dict[str, Any] = {"overflow": overflow_figures(args.runs)}
     if not args.skip_mesh:
         result["mesh"] = mesh_figures()
+    if args.clusters:
+        result["clusters"] = cluster_figures(args.runs)
     print(json.dumps(result, indent=2))
 
 

@@ -80,7 +80,10 @@ class Swarm:
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
 
-    async def init(self, manager: Endpoint, advertise: str) -> Tokens:
+    async def init(self, manager: Endpoint, advertise: str, data_path: str | None = None) -> Tokens:
+        """Start the swarm on ``manager`` advertising ``advertise``; its data path
+        (VXLAN) on ``data_path`` when given (a mesh address), else on the same."""
+
         def run() -> Tokens:
             import docker.errors
 
@@ -89,7 +92,9 @@ class Swarm:
                 if state != "active":
                     try:
                         cli.swarm.init(
-                            advertise_addr=advertise, listen_addr=f"0.0.0.0:{SWARM_PORT}"
+                            advertise_addr=advertise,
+                            listen_addr=f"0.0.0.0:{SWARM_PORT}",
+                            data_path_addr=data_path,
                         )
                     except docker.errors.APIError as err:
                         raise ClusterError(
@@ -112,7 +117,13 @@ class Swarm:
         return tokens
 
     async def join(
-        self, node: Endpoint, advertise: str, managers: list[str], token: str, cluster_id: str
+        self,
+        node: Endpoint,
+        advertise: str,
+        managers: list[str],
+        token: str,
+        cluster_id: str,
+        data_path: str | None = None,
     ) -> None:
         def run() -> None:
             import docker.errors
@@ -135,6 +146,7 @@ class Swarm:
                         join_token=token,
                         advertise_addr=advertise,
                         listen_addr=f"0.0.0.0:{SWARM_PORT}",
+                        data_path_addr=data_path,
                     )
                 except docker.errors.APIError as err:
                     raise ClusterError(

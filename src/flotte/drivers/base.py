@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -166,9 +166,49 @@ class Driver(abc.ABC):
     description: ClassVar[str] = ""
     capabilities: ClassVar[Capabilities] = Capabilities()
     options: ClassVar[tuple[DriverOption, ...]] = ()
+    # Options whose values tell one site (a private network) from another: nodes of
+    # groups that differ in one of them share no private network, so a cluster over
+    # them needs the WireGuard mesh (flotte.mesh). Default: one site per driver.
+    site_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
+
+    def site(self) -> str:
+        """Which site this instance's nodes sit on: nodes of one site share a network."""
+        values = [str(self.ctx.options.get(k) or "") for k in self.site_options]
+        return ":".join([self.name, *values])
+
+    def public_address(self, node: NodeRecord) -> str | None:
+        """The address other sites reach ``node`` on, as the provider reports it (a
+        floating IP, a server's own address); None when it has none."""
+        return str(node.data.get("public_address") or node.address) or None
+
+    async def run_script(
+        self,
+        node: NodeRecord,
+        script: str,
+        files: Sequence[tuple[str, bytes, int]] = (),
+        *,
+        what: str = "script",
+    ) -> str:
+        """Write ``files`` (path, content, mode) on the node, then run ``script`` as root
+        there; its output. Over SSH by default (file contents on stdin, never on a
+        command line); drivers that reach their nodes another way override it. A failure
+        raises ProvisionError naming ``what``."""
+        from flotte.provision.sessions import SSHTarget, session
+
+        ep = self.endpoint(node)
+        target = SSHTarget(
+            host=ep.host,
+            port=ep.ssh_port,
+            user=ep.ssh_user,
+            key=Path(ep.ssh_key) if ep.ssh_key else None,
+            known_hosts=self.ctx.known_hosts,
+        )
+        async with session(target) as sess:
+            await sess.put_many(list(files))
+            return (await sess.run(script, what=what)).stdout
 
     def option(self, key: str, default: Any = None) -> Any:
         value = self.ctx.options.get(key)

@@ -9,4 +9,7 @@ gets a mesh address and Swarm advertises and carries its data path on it.
   WireGuard UDP port between members' public addresses.
 - ``scripts``: the shell a node runs: the kernel module where present, Debian's
   ``wireguard-go`` otherwise, ``wireguard-tools`` for ``wg``.
+
+``flotte.service.mesh`` wires it into the lifecycle (a "mesh" step before the swarm's
+init and joins, peer removal when a node goes, key rotation with regenerate-certs).
 """

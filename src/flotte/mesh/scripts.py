@@ -19,15 +19,20 @@ PIDFILE = f"/run/flotte-wireguard-{INTERFACE}.pid"
 
 
 def install() -> str:
-    """wireguard-tools always; wireguard-go only where the kernel has no WireGuard."""
+    """wireguard-tools always; wireguard-go only where the kernel has no WireGuard
+    (one apt run, only for what is missing; Debian and Ubuntu nodes)."""
     return (
         "set -e\n"
-        "command -v wg >/dev/null || { apt-get update -qq && "
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wireguard-tools iproute2; }\n"
-        "if ! ip link add flotte-probe type wireguard 2>/dev/null; then\n"
-        "  command -v wireguard-go >/dev/null || "
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wireguard-go\n"
-        "else ip link del flotte-probe; fi\n"
+        'pkgs=""\n'
+        'command -v wg >/dev/null || pkgs="wireguard-tools"\n'
+        'command -v ip >/dev/null || pkgs="$pkgs iproute2"\n'
+        "if ip link add flotte-probe type wireguard 2>/dev/null; then ip link del flotte-probe\n"
+        'else command -v wireguard-go >/dev/null || pkgs="$pkgs wireguard-go"\n'
+        # a container node may have the device allowed but not made (no --privileged)
+        "  [ -c /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }\n"
+        "fi\n"
+        '[ -z "$pkgs" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive '
+        "apt-get install -y -qq --no-install-recommends $pkgs >/dev/null; }\n"
     )
 
 
@@ -44,7 +49,8 @@ def up(mesh_address: str, prefix: int) -> str:
         f"for i in $(seq 100); do [ -S /var/run/wireguard/{INTERFACE}.sock ] && break; "
         "sleep 0.1; done; }\n"
         "fi\n"
-        f"wg setconf {INTERFACE} {q(CONF)}\n"
+        # syncconf: peers that stay keep their sessions when members come and go
+        f"wg syncconf {INTERFACE} {q(CONF)}\n"
         f"ip address replace {q(mesh_address)}/{prefix} dev {INTERFACE}\n"
         f"ip link set {INTERFACE} up\n"
     )

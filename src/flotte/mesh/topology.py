@@ -29,6 +29,7 @@ class Member:
     public_address: str | None  # what other sites reach it on (None: none reported)
     public_key: str
     index: int  # stable: its mesh address is MESH_NETWORK[index + 1]
+    private_address: str | None = None  # where members of its own site reach it
 
     @property
     def mesh_address(self) -> str:
@@ -69,13 +70,16 @@ def check_reachable(members: Sequence[Member]) -> None:
         raise PlanError(
             f"sites {closed[0]} and {closed[1]} cannot reach each other: neither reports a "
             "public address for its nodes",
-            hint="give one of them floating IPs (--openstack-floating-ip-pool) or public hosts",
+            hint="give one of them public addresses (floating IPs, public hosts, "
+            "--local-public-network)",
         )
 
 
 def wg_config(me: Member, private_key: str, members: Sequence[Member]) -> str:
-    """``wg setconf`` text for ``me``: a peer for each member of another site (members
-    of its own site talk over their private network)."""
+    """``wg setconf`` text for ``me``: a peer for every other member. Swarm advertises
+    mesh addresses, so members of ``me``'s own site are peers too, reached on their
+    private address (their traffic never leaves that network); members of another site
+    on their public address."""
     lines = ["[Interface]", f"PrivateKey = {private_key}", f"ListenPort = {WG_PORT}", ""]
     for peer in members:
         if peer.name == me.name:
@@ -85,9 +89,11 @@ def wg_config(me: Member, private_key: str, members: Sequence[Member]) -> str:
             f"PublicKey = {peer.public_key}",
             f"AllowedIPs = {peer.mesh_address}/32",
         ]
-        if peer.public_address:
-            lines.append(f"Endpoint = {_endpoint(peer.public_address)}")
-        if not me.public_address or not peer.public_address:
+        local = peer.site == me.site and peer.private_address
+        endpoint = peer.private_address if local else peer.public_address
+        if endpoint:
+            lines.append(f"Endpoint = {_endpoint(endpoint)}")
+        if not local and (not me.public_address or not peer.public_address):
             lines.append(f"PersistentKeepalive = {KEEPALIVE}")
         lines.append("")
     return "\n".join(lines)
@@ -99,11 +105,16 @@ def _endpoint(address: str) -> str:
 
 
 def allowed_sources(me: Member, members: Sequence[Member]) -> list[str]:
-    """The public addresses that may send to ``me``'s WireGuard port: the other
-    members', as /32 (or /128). Nothing else is opened; Swarm's ports stay closed."""
+    """The addresses that may send to ``me``'s WireGuard port: the other members'
+    public addresses (and private ones of ``me``'s own site), as /32 (or /128).
+    Nothing else is opened; Swarm's ports stay closed."""
     out = []
     for m in members:
-        if m.name != me.name and m.public_address:
-            ip = ipaddress.ip_address(m.public_address)
-            out.append(f"{ip}/{32 if ip.version == 4 else 128}")
+        if m.name == me.name:
+            continue
+        own = m.private_address if m.site == me.site else None
+        for address in (m.public_address, own):
+            if address:
+                ip = ipaddress.ip_address(address)
+                out.append(f"{ip}/{32 if ip.version == 4 else 128}")
     return sorted(set(out))

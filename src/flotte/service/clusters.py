@@ -216,6 +216,8 @@ class Clusters:
             await runner.driver(driver, groups[0] or None).check(
                 runner.group_spec(driver, p, tuple(g for g in groups if g))
             )
+        if runner.mesh:  # nodes joined off the mesh cannot move onto it: said here
+            runner.mesh.wanted(self.store.nodes(cluster=runner.spec.name), p)
 
     # -- change -------------------------------------------------------------------------
     async def change(

@@ -23,6 +23,7 @@ from flotte.errors import ClusterError, FlotteError
 from flotte.models import Endpoint, NodeRecord, NodeSpec, Owner, Role
 from flotte.planner import Action, Plan, PlanStep
 from flotte.service.installation import Installation
+from flotte.service.mesh import Live, Mesh
 from flotte.service.options import field_keys
 from flotte.specs import ClusterSpec, NodeGroupSpec, node_options
 from flotte.state.records import Node
@@ -85,6 +86,9 @@ class Runner:
         self._live: str | None = None  # the manager that answered, for this run
         self._holder: str | None = (coe_data or {}).get("manager")  # where the swarm began
         self.purge = False  # REMOVE: also undo what flotte installed on adopted hosts
+        # the cross-site WireGuard mesh, for clusters over several sites (service/mesh.py)
+        self.mesh = None if self.machine else Mesh(inst, spec, self.driver)
+        self._meshed = False
 
     # -- what exists ----------------------------------------------------------------------
     def reload(self) -> None:
@@ -194,10 +198,26 @@ class Runner:
             Action.REMOVE: self._remove,
             Action.RELEASE: self._release,
         }
-        return [makers[s.action](plan, s) for s in plan.steps]
+        steps = [makers[s.action](plan, s) for s in plan.steps]
+        return self.mesh.steps(steps, plan, self.members) if self._meshed and self.mesh else steps
+
+    def members(self) -> dict[str, Live]:
+        """The nodes that stay and have an engine: the mesh's members."""
+        return {
+            n: Live(node, self.records[n])
+            for n, node in self.nodes.items()
+            if n not in self._doomed and n in self.records and n in self.endpoints
+        }
+
+    def _addresses(self, node: str) -> tuple[str, str | None]:
+        """Where ``node`` advertises itself to the swarm, and its data path: its mesh
+        address on a meshed cluster, its cluster address otherwise."""
+        mesh = self.mesh.address(node) if self._meshed and self.mesh else None
+        return mesh or self.records[node].cluster_address, mesh
 
     async def run(self, plan: Plan, *, operation: str) -> tuple[list[Step], RunResult]:
         self.reload()
+        self._meshed = bool(self.mesh and self.mesh.wanted(self.nodes.values(), plan))
         steps = self.steps(plan)
         max_parallel = min(
             (self.driver(d).capabilities.max_parallel for d in self._drivers(plan)), default=16
@@ -303,9 +323,8 @@ class Runner:
     async def _tokens_from(self, manager: str) -> Tokens:
         async with self._token_lock:
             if self._tokens is None:
-                record = self.records[manager]
                 self._tokens = await self.swarm.init(
-                    self.endpoints[manager], record.cluster_address
+                    self.endpoints[manager], *self._addresses(manager)
                 )
                 self._holder = manager
                 recorded = self.store.find_cluster(self.spec.name)
@@ -369,12 +388,14 @@ class Runner:
                 return  # the swarm was started here
             tokens = await self._tokens_from(manager)
             token = tokens.manager if s.role == Role.MANAGER else tokens.worker
+            advertise, data_path = self._addresses(node)
             await self.swarm.join(
                 self.endpoints[node],
-                self.records[node].cluster_address,
-                [self.records[manager].cluster_address],
+                advertise,
+                [self._addresses(manager)[0]],
                 token,
                 tokens.cluster_id,
+                data_path,
             )
 
         async def undo() -> None:
@@ -442,6 +463,8 @@ class Runner:
                 self.store.delete_node(node)
             self.records.pop(node, None)
             self.endpoints.pop(node, None)
+            if self._meshed and self.mesh:
+                await self.mesh.forget(node, self.members())
 
         return self._step(s, run)
 
@@ -458,6 +481,8 @@ class Runner:
             self.shared.pop(name, None)
             if self.store.find_cluster(self.spec.name) or self.store.find_node(self.spec.name):
                 self.store.set_shared(self.spec.name, name, None)
+            if self.mesh and not self.store.nodes(cluster=self.spec.name):
+                self.mesh.purge()  # the cluster is gone: no mesh key file left
 
         return self._step(s, run)
 

@@ -259,6 +259,7 @@ class Machines:
                 record = await method(record)
                 endpoint = imported.keep_tls(node.endpoint, driver.endpoint(record))
                 node = self.store.set_node(name, record=record, endpoint=endpoint)
+                await self._remesh(node)
                 if not node.cluster:
                     imported.write_context(self.inst, name, endpoint)
             return node
@@ -287,6 +288,7 @@ class Machines:
             )
             endpoint = await driver.provision(spec, node.record, spec.engine)
             node = self.store.set_node(name, endpoint=endpoint, record=node.record)
+            await self._remesh(node, runner, rotate=True)
             if not node.cluster:
                 contexts.write(name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}")
             elif node.role == Role.MANAGER:
@@ -296,6 +298,19 @@ class Machines:
                 # re-sign writes it, so the last to finish leaves their new addresses.
                 Clusters(self.inst).write_context(node.cluster)
             return node
+
+    async def _remesh(
+        self, node: Node, runner: Runner | None = None, *, rotate: bool = False
+    ) -> None:
+        """A node of a meshed cluster that restarted (or gets a new mesh key with its
+        certificates) is set up again, and every other member with it."""
+        if not node.cluster:
+            return
+        runner = runner or self.runner(node)
+        if runner.mesh and runner.mesh.indices():
+            runner.reload()
+            live = list(runner.members().values())
+            await runner.mesh.refresh(live, [node.name] if rotate else [])
 
     @contextlib.asynccontextmanager
     async def _resign_hold(self, node: Node) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ is detected once per engine (:mod:`.connection`), never assumed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec
@@ -34,6 +34,7 @@ class LocalDriver(Driver):
         start_stop=True, kill=True, max_parallel=16, catalog_provider="local"
     )
     options = OPTIONS
+    site_options = ("local_network",)
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
@@ -77,9 +78,26 @@ class LocalDriver(Driver):
     # -- nodes --------------------------------------------------------------------------
     async def create(self, spec: NodeSpec, shared: Mapping[str, Any]) -> NodeRecord:
         record: NodeRecord = await self.engine.call(
-            self.nodes.create, spec, str(shared["network"]), spec.tags()
+            self.nodes.create, spec, str(shared["network"]), spec.tags(), spec.owner.tags()
         )
         return record
+
+    def public_address(self, node: NodeRecord) -> str | None:
+        # The bridge address is reached from this machine only: a node has a public
+        # address when its group has --local-public-network.
+        return str(node.data.get("public_address") or "") or None
+
+    async def run_script(
+        self,
+        node: NodeRecord,
+        script: str,
+        files: Sequence[tuple[str, bytes, int]] = (),
+        *,
+        what: str = "script",
+    ) -> str:
+        # The node is a container of this engine: files by archive, the script by exec.
+        out: str = await self.engine.call(self.nodes.run, node.name, script, list(files), what)
+        return out
 
     async def provision(self, spec: NodeSpec, node: NodeRecord, engine: EngineOptions) -> Endpoint:
         node.data["engine"] = engine.to_dict()
@@ -88,6 +106,7 @@ class LocalDriver(Driver):
             # (what docker-machine's regenerate-certs does too).
             restarted = await self.restart(node)
             node.addresses = restarted.addresses
+            node.data.update(restarted.data)  # its public address may have changed too
             return self.endpoint(node)
         return await self.nodes.deliver(spec.name, node, engine)
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import io
 import re
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flotte import dockerapi
 from flotte.drivers.base import DriverContext
-from flotte.drivers.local import names
+from flotte.drivers.local import names, resources
 from flotte.drivers.local.connection import Engine
 from flotte.errors import AlreadyExists, DriverError, ProvisionError
 from flotte.models import Endpoint, EngineOptions, NodeRecord, NodeSpec, NodeState
@@ -44,6 +45,7 @@ STATES = {
     "removing": NodeState.STOPPING,
     "dead": NodeState.ERROR,
 }
+_NETWORKS = threading.Lock()
 _TELLING = re.compile(r"error|unknown|failed|invalid|denied", re.IGNORECASE)
 
 
@@ -83,21 +85,41 @@ class Nodes:
         found = nets.get(network) or next(iter(nets.values()), {})
         return str(found.get("IPAddress", ""))
 
-    def record(self, spec_name: str, container: Container, network: str) -> NodeRecord:
+    def record(
+        self, spec_name: str, container: Container, network: str, public: str = ""
+    ) -> NodeRecord:
+        data: dict[str, Any] = {
+            "container": container.name,
+            "volume": self.volume_name(spec_name),
+            "network": network,
+        }
+        if public:
+            nets: dict[str, dict[str, Any]] = container.attrs["NetworkSettings"]["Networks"]
+            data["public_network"] = public
+            data["public_address"] = str(nets.get(public, {}).get("IPAddress", ""))
         return NodeRecord(
             name=spec_name,
             driver=self.driver,
             provider_id=str(container.id),
             addresses=[self._address(container, network)],
-            data={
-                "container": container.name,
-                "volume": self.volume_name(spec_name),
-                "network": network,
-            },
+            data=data,
         )
 
-    def create(self, spec: NodeSpec, network: str, labels: dict[str, str]) -> NodeRecord:
-        """Make the node's volume and container and start it, or adopt them (blocking)."""
+    def create(
+        self, spec: NodeSpec, network: str, labels: dict[str, str], owner: dict[str, str]
+    ) -> NodeRecord:
+        """Make the node's volume and container and start it, or adopt them (blocking).
+
+        ``--local-network`` puts the node on a network of its group's own (another site)
+        and ``--local-public-network`` adds a second one whose address is the node's
+        public address; either is made with the ``owner`` marks when missing.
+        """
+        network = str(spec.options.get("local_network") or network)
+        public = str(spec.options.get("local_public_network") or "")
+        for name in (network, public):
+            if name:
+                with _NETWORKS:  # parallel creates must not make two of one name
+                    resources.ensure_network(self.engine, name, owner)
         existing = self.find(spec.name)
         if existing is not None:
             if not names.owned_by(existing.labels, self.ctx.installation):
@@ -108,15 +130,17 @@ class Nodes:
             if existing.status != "running":
                 existing.start()
             existing.reload()
-            return self.record(spec.name, existing, network)
+            return self.record(spec.name, existing, network, public)
         volume = self.volume_name(spec.name)
         self.engine.docker.volumes.create(volume, labels=labels)
         container = self.engine.docker.containers.get(
             self._create_container(spec, labels, volume, network)
         )
+        if public:
+            self.engine.docker.networks.get(public).connect(container)
         container.start()
         container.reload()
-        return self.record(spec.name, container, network)
+        return self.record(spec.name, container, network, public)
 
     def _create_container(
         self, spec: NodeSpec, labels: dict[str, str], volume: str, network: str
@@ -204,6 +228,20 @@ class Nodes:
 
         await self.engine.call(check)
 
+    def run(self, name: str, script: str, files: list[tuple[str, bytes, int]], what: str) -> str:
+        """Copy ``files`` into the node, then run ``script`` there (blocking)."""
+        container = self.find(name)
+        if container is None or container.status != "running":
+            raise ProvisionError(f"{name}: {what}: its container is not running")
+        if files and not container.put_archive("/", tar(files)):
+            raise ProvisionError(f"{name}: {what}: could not copy its files in")
+        code, out = container.exec_run(["sh", "-c", script])
+        text = out.decode(errors="replace") if isinstance(out, bytes) else ""
+        if code != 0:
+            last = (text.strip().splitlines() or ["no output"])[-1]
+            raise ProvisionError(f"{name}: {what} failed (exit {code}): {last[:300]}")
+        return text
+
     def endpoint(self, node: NodeRecord) -> Endpoint:
         key = self.ctx.home / node.name / "id_ed25519"
         return Endpoint(host=node.address, ssh_key=str(key))
@@ -222,7 +260,12 @@ class Nodes:
         if container.status != "running":
             container.start()
         container.reload()
-        record = self.record(node.name, container, str(node.data.get("network", "")))
+        record = self.record(
+            node.name,
+            container,
+            str(node.data.get("network", "")),
+            str(node.data.get("public_network", "")),
+        )
         record.data["engine"] = node.data.get("engine", {})
         return record
 

@@ -20,6 +20,17 @@ OPTIONS: tuple[DriverOption, ...] = (
         "auto, yes or no: run nodes with --privileged (auto detects what the engine allows)",
         default="auto",
     ),
+    DriverOption(
+        "local-network",
+        "Bridge network of the node group's nodes instead of the cluster's own (made, and"
+        " removed with the cluster, when missing); a group on another network is another"
+        " site: the cluster gets the WireGuard mesh",
+    ),
+    DriverOption(
+        "local-public-network",
+        "A second network each node joins; its address there is the node's public address"
+        " (what other sites reach it on, like a floating IP)",
+    ),
 )
 
 
