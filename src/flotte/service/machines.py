@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from flotte import certificates, contexts
@@ -18,16 +18,21 @@ from flotte.drivers.base import Driver
 from flotte.errors import AlreadyExists, FlotteError, PlanFailed, UsageError
 from flotte.models import EngineOptions, NodeSpec, NodeState, Role
 from flotte.planner import Plan, Recorded, RecordedNode, plan
-from flotte.provision import engine_config
 from flotte.service import migration_imported as imported
 from flotte.service import options as opts
-from flotte.service.clusters import Clusters, OnPlan, _quiet
 from flotte.service.installation import Installation
 from flotte.service.lifecycle import Runner, errors_line
-from flotte.service.resolve import check_driver
 from flotte.specs import ClusterSpec, machine_spec
 from flotte.state.records import Node
 from flotte.state.status import CREATING, FAILED, REMOVING
+
+# Clusters, spec resolution and engine checks are imported where used: ``machine ls``
+# loads this module and needs none of them.
+OnPlan = Callable[[Plan], None]
+
+
+def _quiet(p: Plan) -> None:
+    return None
 
 
 class Machines:
@@ -121,7 +126,8 @@ class Machines:
     ) -> tuple[ClusterSpec, dict[str, Any]]:
         """The machine's spec and secret options; only ``driver``'s flags are kept."""
         from flotte.models import check_name
-        from flotte.service.resolve import build
+        from flotte.provision import engine_config
+        from flotte.service.resolve import build, check_driver
 
         check_name("machine", name)
         check_driver(driver)
@@ -305,6 +311,8 @@ class Machines:
                 # restarts its container), and two nodes restarted at once may swap
                 # theirs: the cluster's context follows its managers. Each manager's
                 # re-sign writes it, so the last to finish leaves their new addresses.
+                from flotte.service.clusters import Clusters
+
                 Clusters(self.inst).write_context(node.cluster)
             return node
 
@@ -355,6 +363,8 @@ class Machines:
         """DOCKER_* variables that point the docker CLI at a machine or a cluster."""
         node = self.store.find_node(name)
         if node is None:
+            from flotte.service.clusters import Clusters
+
             endpoint = Clusters(self.inst).endpoint(name)
         elif node.endpoint is None:
             raise UsageError(f"machine {name!r} has no Docker engine yet (status {node.status})")
