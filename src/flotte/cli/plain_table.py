@@ -4,8 +4,8 @@ Listings read by scripts and pagers are printed by rich as a borderless table
 (``Table(box=None, pad_edge=False)``) on a wide colourless console, each line
 right-stripped. That layout is only padding: every cell left-justified to its column's
 widest line, columns two spaces apart, a multi-line cell making its row as tall. Doing
-it here skips importing rich (~0.1-0.2 s) and its layout (rich took ~1 s of CPU for
-``machine ls`` over 2,000 nodes). Where rich would do more than pad (wide or control
+it here skips importing rich (~0.1 s of CPU) and its layout (about half of ``machine
+ls``'s profile over 2,000 nodes). Where rich would do more than pad (wide or control
 characters, a table wider than the console, which it would wrap), ``lines`` returns
 None and the caller asks rich.
 """
