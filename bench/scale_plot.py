@@ -23,6 +23,12 @@ def _series(runs: list[dict[str, Any]], pick: Any) -> tuple[list[int], list[floa
     return xs, ys
 
 
+def _create(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's create figures; the CLI runs since 2026-12-01 seed in bulk and have none."""
+    found: dict[str, Any] = run.get("create") or {}
+    return found
+
+
 def draw(results: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
     """Write the PNGs; returns their paths."""
     import matplotlib
@@ -34,13 +40,13 @@ def draw(results: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
     drivers = [d for d in ("local", "openstack", "ec2", "cli") if results.get(d)]
     written = []
     panels = [
-        ("scale_wall.png", "create wall time (s)", lambda r: r["create"]["wall_s"],
+        ("scale_wall.png", "create wall time (s)", lambda r: _create(r).get("wall_s"),
          lambda r: (r.get("floor") or {}).get("create_s")),
         ("scale_calls.png", "provider API calls per node",
-         lambda r: r["create"].get("calls_per_node"),
+         lambda r: _create(r).get("calls_per_node"),
          lambda r: (r["floor"]["api_calls"] / r["nodes"]) if r.get("floor") else None),
         ("scale_cpu.png", "flotte CPU per node created (ms)",
-         lambda r: r["create"]["cpu_ms_per_node"], lambda r: None),
+         lambda r: _create(r).get("cpu_ms_per_node"), lambda r: None),
     ]  # fmt: skip
     for filename, label, pick, floor in panels:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)

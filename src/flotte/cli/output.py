@@ -37,21 +37,50 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _print_table(table: Any) -> None:
+PIPED_WIDTH = 4000  # piped output: a virtual terminal this wide, so no cell is cut short
+
+
+def _print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], fold_last: bool = False
+) -> None:
     import sys
 
+    if not sys.stdout.isatty():
+        # Piped output is read by scripts and pagers: never cut a cell short, and drop
+        # the padding a very wide virtual terminal would add. The same lines as rich's,
+        # made without it where they are only padding (plain_table).
+        from flotte.cli import plain_table
+
+        found = plain_table.lines(headers, rows, PIPED_WIDTH)
+        if found is not None:
+            click.echo("\n".join(found))
+            return
+    table = _rich_table(headers, rows, fold_last)
     from rich.console import Console
 
     if sys.stdout.isatty():
         Console().print(table)
         return
-    # Piped output is read by scripts and pagers: never cut a cell short, and drop the
-    # padding a very wide virtual terminal would add.
-    console = Console(width=4000, file=io.StringIO(), color_system=None)
+    console = Console(width=PIPED_WIDTH, file=io.StringIO(), color_system=None)
     with console.capture() as capture:
         console.print(table)
     for line in capture.get().splitlines():
         click.echo(line.rstrip())
+
+
+def _rich_table(headers: Sequence[str], rows: Sequence[Sequence[str]], fold_last: bool) -> Any:
+    from rich.table import Table
+    from rich.text import Text  # cells are text, never markup: "[x]" must survive
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for i, header in enumerate(headers):
+        if fold_last and i == len(headers) - 1:
+            table.add_column(header, overflow="fold")  # a long value wraps, never cut
+        else:
+            table.add_column(header)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return table
 
 
 def _cell(value: Any) -> str:
@@ -79,15 +108,8 @@ def render_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str
         for row in rows:
             click.echo(" ".join(_cell(row.get(c)) for c in columns))
         return
-    from rich.table import Table
-    from rich.text import Text  # cells are text, never markup: "[x]" must survive
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in columns:
-        table.add_column(col.upper().replace("_", " "))
-    for row in rows:
-        table.add_row(*(Text(_cell(row.get(c))) for c in columns))
-    _print_table(table)
+    headers = [col.upper().replace("_", " ") for col in columns]
+    _print_table(headers, [[_cell(row.get(c)) for c in columns] for row in rows])
 
 
 def render_record(record: dict[str, Any], fmt: str) -> None:
@@ -104,12 +126,5 @@ def render_record(record: dict[str, Any], fmt: str) -> None:
         for value in record.values():
             click.echo(_cell(value))
         return
-    from rich.table import Table
-    from rich.text import Text  # cells are text, never markup: "[x]" must survive
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("FIELD")
-    table.add_column("VALUE", overflow="fold")
-    for key, value in record.items():
-        table.add_row(Text(key), Text(_cell(value)))
-    _print_table(table)
+    rows = [[key, _cell(value)] for key, value in record.items()]
+    _print_table(["FIELD", "VALUE"], rows, fold_last=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from flotte import certificates, contexts
@@ -18,16 +18,21 @@ from flotte.drivers.base import Driver
 from flotte.errors import AlreadyExists, FlotteError, PlanFailed, UsageError
 from flotte.models import EngineOptions, NodeSpec, NodeState, Role
 from flotte.planner import Plan, Recorded, RecordedNode, plan
-from flotte.provision import engine_config
 from flotte.service import migration_imported as imported
 from flotte.service import options as opts
-from flotte.service.clusters import Clusters, OnPlan, _quiet
 from flotte.service.installation import Installation
 from flotte.service.lifecycle import Runner, errors_line
-from flotte.service.resolve import check_driver
 from flotte.specs import ClusterSpec, machine_spec
 from flotte.state.records import Node
 from flotte.state.status import CREATING, FAILED, REMOVING
+
+# Clusters, spec resolution and engine checks are imported where used: ``machine ls``
+# loads this module and needs none of them.
+OnPlan = Callable[[Plan], None]
+
+
+def _quiet(p: Plan) -> None:
+    return None
 
 
 class Machines:
@@ -82,8 +87,13 @@ class Machines:
             prepared=frozenset(self.store.machine_shared(name)),
         )
 
-    def runner(self, node: Node) -> Runner:
-        """A runner for the owner of ``node`` (its cluster, or itself), with its secrets."""
+    def runner(
+        self,
+        node: Node,
+        recorded: tuple[ClusterSpec, dict[str, dict[str, Any]]] | None = None,
+    ) -> Runner:
+        """A runner for the owner of ``node`` (its cluster, or itself), with its secrets;
+        a lone machine's spec and shared resources ``recorded`` if already read."""
         if node.cluster:
             cluster = self.store.cluster(node.cluster)
             secrets = self.inst.options.load("clusters", node.cluster)
@@ -94,9 +104,12 @@ class Machines:
                 shared=cluster.shared,
                 coe_data=cluster.coe_data,
             )
-        spec = self.store.machine_spec(node.name)
+        spec, shared = recorded or (
+            self.store.machine_spec(node.name),
+            self.store.machine_shared(node.name),
+        )
         secrets = self.inst.options.load("machines", node.name)
-        return Runner(self.inst, spec, secrets=secrets, shared=self.store.machine_shared(node.name))
+        return Runner(self.inst, spec, secrets=secrets, shared=shared)
 
     def driver(self, node: Node) -> Driver:
         return self.runner(node).driver(node.driver)
@@ -113,7 +126,8 @@ class Machines:
     ) -> tuple[ClusterSpec, dict[str, Any]]:
         """The machine's spec and secret options; only ``driver``'s flags are kept."""
         from flotte.models import check_name
-        from flotte.service.resolve import build
+        from flotte.provision import engine_config
+        from flotte.service.resolve import build, check_driver
 
         check_name("machine", name)
         check_driver(driver)
@@ -224,12 +238,15 @@ class Machines:
         """Every node's state, with one driver per owner (``ls``): building a driver loads
         its cluster's record, so one per node made listing N cluster nodes cost N^2."""
         drivers: dict[tuple[str, str, str], Driver] = {}
+        # lone machines' specs in one query: two queries per machine cost 2,000 for 1,000
+        lone = self.store.machine_specs() if any(not n.cluster for n in nodes) else {}
 
         async def one(node: Node) -> NodeState:
             key = (*node.scope, node.driver)
             if key not in drivers and node.status != CREATING and node.record is not None:
                 try:
-                    drivers[key] = self.driver(node)
+                    runner = self.runner(node, None if node.cluster else lone.get(node.name))
+                    drivers[key] = runner.driver(node.driver)
                 except FlotteError:
                     return NodeState.ERROR
             return await self.state(node, drivers.get(key))
@@ -296,6 +313,8 @@ class Machines:
                 # restarts its container), and two nodes restarted at once may swap
                 # theirs: the cluster's context follows its managers. Each manager's
                 # re-sign writes it, so the last to finish leaves their new addresses.
+                from flotte.service.clusters import Clusters
+
                 Clusters(self.inst).write_context(node.cluster)
             return node
 
@@ -359,6 +378,8 @@ class Machines:
         """DOCKER_* variables that point the docker CLI at a machine or a cluster."""
         node = self.store.find_node(name)
         if node is None:
+            from flotte.service.clusters import Clusters
+
             endpoint = Clusters(self.inst).endpoint(name)
         elif node.endpoint is None:
             raise UsageError(f"machine {name!r} has no Docker engine yet (status {node.status})")

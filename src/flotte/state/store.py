@@ -330,6 +330,18 @@ class Store(TemplateRows):
                 raise NotFound(f"machine {name!r} not found")
             return ClusterSpec.model_validate(row.spec)
 
+    def machine_specs(self) -> dict[str, tuple[ClusterSpec, dict[str, dict[str, Any]]]]:
+        """Every lone machine's desired spec and shared resources, in one query: what
+        ``machine ls`` needs to make their drivers (one query per machine was 2 x N)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(Machine.name, Machine.spec, Machine.shared).where(Machine.cluster.is_(None))
+            )
+            return {
+                name: (ClusterSpec.model_validate(spec), dict(shared or {}))
+                for name, spec, shared in rows
+            }
+
     def machine_shared(self, name: str) -> dict[str, dict[str, Any]]:
         with self.session() as s:
             row = s.get(Machine, name)
