@@ -39,7 +39,7 @@ DEVCLOUD_PATHS = ("/tests/e2e/openstack/", "/tests/e2e/devcloud/", "/tests/e2e/s
 
 # The fixtures that switch devcloud's compute to Docker-backed servers or Ironic, and
 # the modules that switch it through getfixturevalue or a fixture of their own.
-MODE_FIXTURES = ("devcloud_docker", "devcloud_ironic", "docker_backed")
+MODE_FIXTURES = ("devcloud_docker", "devcloud_ironic")
 MODE_PATHS = ("/tests/e2e/serve/test_keystone",)
 
 
