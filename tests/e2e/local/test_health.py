@@ -22,7 +22,7 @@ from typing import Any
 import docker
 import pytest
 
-from fixtures.local import Flotte, labelled
+from fixtures.local import Flotte, docker_cli, labelled
 from flotte.models import CLUSTER_KEY, NODE_KEY
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,17 +36,6 @@ def recorded(flotte: Flotte, cluster: str) -> tuple[str, dict[str, str]]:
             "SELECT health_status, health_status_reason FROM clusters WHERE name = ?", (cluster,)
         ).fetchone()
     return (str(row[0]), json.loads(row[1] or "{}")) if row else ("", {})
-
-
-def docker_cli(flotte: Flotte, cluster: str, *args: str) -> str:
-    return subprocess.run(
-        ["docker", "--context", f"flotte-{cluster}", *args],
-        capture_output=True,
-        text=True,
-        env=flotte.env,
-        check=True,
-        timeout=60,
-    ).stdout
 
 
 def swarm_nodes(flotte: Flotte, cluster: str) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from fixtures import container_exec
-from fixtures.local import Flotte
+from fixtures.local import Flotte, docker_cli
 from flotte.config import paths
 from flotte.mesh import keys, topology
 from flotte.models import NODE_KEY, OWNER_KEY
@@ -42,17 +42,6 @@ def sh(container: Any, script: str, ok: bool = True) -> str:
     if ok:
         assert code == 0, text
     return text
-
-
-def docker_cli(flotte: Flotte, cluster: str, *args: str) -> str:
-    return subprocess.run(
-        ["docker", "--context", f"flotte-{cluster}", *args],
-        capture_output=True,
-        text=True,
-        env=flotte.env,
-        check=True,
-        timeout=120,
-    ).stdout
 
 
 def advertised(flotte: Flotte, cluster: str) -> dict[str, str]:
