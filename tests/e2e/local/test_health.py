@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -25,7 +24,6 @@ import pytest
 from fixtures.local import Flotte, docker_cli, labelled
 from flotte.models import CLUSTER_KEY, NODE_KEY
 
-ROOT = Path(__file__).resolve().parents[3]
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
@@ -77,12 +75,6 @@ def watching(flotte: Flotte, *names: str) -> Iterator[subprocess.Popen[str]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-@pytest.fixture(scope="module")
-def hello_image(docker_engine: docker.DockerClient, node_image: str) -> str:
-    docker_engine.images.build(path=str(ROOT / "examples" / "hello"), tag="flotte-hello:1", rm=True)
-    return "flotte-hello:1"
 
 
 def test_dead_worker_replaced_and_service_back(

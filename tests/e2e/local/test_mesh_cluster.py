@@ -62,7 +62,7 @@ def mesh_address(container: Any) -> str:
 
 
 def test_two_sites_one_swarm_over_the_mesh(
-    flotte: Flotte, docker_engine: docker.DockerClient, tmp_path: Path
+    flotte: Flotte, docker_engine: docker.DockerClient, tmp_path: Path, hello_image: str
 ) -> None:
     started = time.monotonic()
     tag = uuid.uuid4().hex[:6]
@@ -119,13 +119,12 @@ def test_two_sites_one_swarm_over_the_mesh(
 
     # A service over both sites: a client on the overlay network, on the master's
     # site, reaches by service name every replica, those on the far site included.
-    hello = hello_image(docker_engine)
-    flotte("cluster", "load-image", "mc", hello, timeout=600)
+    flotte("cluster", "load-image", "mc", hello_image, timeout=600)
     docker_cli(flotte, "mc", "network", "create", "-d", "overlay", "--attachable", "app")
     docker_cli(
         flotte, "mc", "service", "create", "--detach", "--name", "hello", "--replicas", "4",
         "--network", "app", "--endpoint-mode", "dnsrr", "--no-resolve-image",
-        "--hostname", "{{.Node.Hostname}}", hello,
+        "--hostname", "{{.Node.Hostname}}", hello_image,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while True:
@@ -218,15 +217,6 @@ def test_two_sites_one_swarm_over_the_mesh(
     assert not store.directory.exists()
     took = time.monotonic() - started
     print(f"two-site cluster of 4 Ready in {created:.1f} s; whole test {took:.1f} s")
-
-
-def hello_image(client: docker.DockerClient) -> str:
-    from fixtures.machine_lock import machine_wide
-
-    root = Path(__file__).resolve().parents[3]
-    with machine_wide("hello-image"):
-        client.images.build(path=str(root / "examples" / "hello"), tag="flotte-hello:1", rm=True)
-    return "flotte-hello:1"
 
 
 def test_sites_that_cannot_reach_each_other_are_refused_and_rolled_back(
