@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     import docker
 
 SWARM_PORT = 2377
+# How long a join already under way on a node is given to finish before it is
+# started over; on a loaded machine the engine's own 20 s join timeout passes while
+# the join goes on in the background.
+PENDING_WAIT = 60.0
 
 
 def dig(data: Any, *keys: str) -> Any:
@@ -42,6 +46,19 @@ def dig(data: Any, *keys: str) -> Any:
 def _text(data: Any, *keys: str) -> str:
     value = dig(data, *keys)
     return value if isinstance(value, str) else ""
+
+
+def _member_of(swarm: Any, cluster_id: str, managers: list[str]) -> bool:
+    """Whether an engine's ``Swarm`` info says it is in this swarm. A manager names the
+    cluster; a worker's engine does not (no ``Cluster`` in its info), only the managers
+    it talks to."""
+    if dig(swarm, "Cluster", "ID") == cluster_id:
+        return True
+    remote = dig(swarm, "RemoteManagers")
+    known = {f"{m}:{SWARM_PORT}" for m in managers}
+    return isinstance(remote, list) and any(
+        isinstance(r, dict) and r.get("Addr") in known for r in remote
+    )
 
 
 def node_view(attrs: Any) -> dict[str, Any]:
@@ -124,22 +141,28 @@ class Swarm:
         token: str,
         cluster_id: str,
         data_path: str | None = None,
+        pending_wait: float = PENDING_WAIT,
     ) -> None:
         def run() -> None:
             import docker.errors
 
             with self.connected(node) as cli:
                 swarm = dig(cli.info(), "Swarm")
-                deadline = time.monotonic() + 30
-                # A join a killed run started may still be under way: let it finish
-                # rather than join a second time (which leaves a Down twin behind).
+                deadline = time.monotonic() + pending_wait
+                # A join a killed run (or a join the engine timed out on) started may
+                # still be under way: let it finish rather than join a second time
+                # (which leaves a Down twin behind).
                 while dig(swarm, "LocalNodeState") == "pending" and time.monotonic() < deadline:
                     time.sleep(0.5)
                     swarm = dig(cli.info(), "Swarm")
-                if dig(swarm, "LocalNodeState") == "active":
-                    if dig(swarm, "Cluster", "ID") == cluster_id:
-                        return
-                    cli.swarm.leave(force=True)  # a stale swarm from an earlier attempt
+                state = dig(swarm, "LocalNodeState")
+                if state == "active" and _member_of(swarm, cluster_id, managers):
+                    return
+                if state not in (None, "", "inactive"):
+                    # another swarm from an earlier attempt, or a join stuck pending or
+                    # in error: the engine refuses a new join until it leaves
+                    with contextlib.suppress(docker.errors.APIError):
+                        cli.swarm.leave(force=True)
                 try:
                     cli.swarm.join(
                         remote_addrs=[f"{m}:{SWARM_PORT}" for m in managers],
@@ -149,6 +172,12 @@ class Swarm:
                         data_path_addr=data_path,
                     )
                 except docker.errors.APIError as err:
+                    # the earlier join may have completed in between: that is success
+                    swarm = dig(cli.info(), "Swarm")
+                    if dig(swarm, "LocalNodeState") == "active" and _member_of(
+                        swarm, cluster_id, managers
+                    ):
+                        return
                     raise ClusterError(
                         f"{node.host} could not join the swarm: {err.explanation}"
                     ) from err
