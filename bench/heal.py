@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -139,6 +140,9 @@ async def round_figures(svc: Any, nodes: int) -> dict[str, Any]:
         # flotte cluster check: every node's disk and memory read over SSH
         full = await health.check(svc, name)
         out["status"] = full.status
+        out["load_at_check"] = os.getloadavg()[0]
+        # what made it not HEALTHY, counted by reason (node names left out)
+        out["reasons"] = dict(collections.Counter(str(r) for r in (full.reason or {}).values()))
         out["cluster_check"] = {
             "round_s": round(full.seconds, 3),
             "calls": full.calls,
@@ -155,11 +159,14 @@ async def round_figures(svc: Any, nodes: int) -> dict[str, Any]:
             "calls_per_node_max": round(max(h.calls["total"] for h in rounds) / nodes, 2),
             "calls_first_round": rounds[0].calls,
             "pressure_per_round": cache.budget,
+            "statuses": [h.status for h in rounds],
+            "load_after": os.getloadavg()[0],
         }
         bare = [await health.check(svc, name, pressure=False) for _ in range(5)]
         out["without_pressure"] = {
             "round_s_median": round(statistics.median(h.seconds for h in bare), 3),
             "calls_per_node": round(bare[-1].calls["total"] / nodes, 2),
+            "statuses": [h.status for h in bare],
         }
     finally:
         await svc.clusters.delete(name)

@@ -317,6 +317,11 @@ def api_args(layout: Layout, service: str) -> list[str]:
         "300",
         "--graceful-timeout",
         "5",
+        # Nova asks Neutron for the ports of a whole page of servers in one GET whose
+        # query names every server: past ~100 servers it outgrows gunicorn's default
+        # 4094-byte request line and every server listing fails (seen at 101).
+        "--limit-request-line",
+        "0",
         "--name",
         f"devcloud-{service}",
         # gunicorn >= 27 otherwise writes a control socket under ~/.gunicorn.
