@@ -27,13 +27,18 @@ RABBIT_DIST_PORT = 25672
 EPMD_PORT = 4369
 
 # gunicorn workers per API: two where requests pile up during parallel boots.
+# Keystone is one process with threads: its in-process cache (render.keystone_conf)
+# must be one cache, or a change made through one worker stays stale in the other.
 API_WORKERS: dict[str, int] = {
-    "keystone": 2,
+    "keystone": 1,
     "glance": 1,
     "placement": 1,
     "nova": 2,
     "neutron": 2,
 }
+
+# gunicorn threads per worker (gthread), for the APIs that have more than one.
+API_THREADS: dict[str, int] = {"keystone": 4}
 
 # Keystone catalog: service name -> (type, path after host:port).
 CATALOG: dict[str, tuple[str, str]] = {

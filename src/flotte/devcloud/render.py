@@ -17,6 +17,7 @@ from pathlib import Path
 from flotte.config import write_public, write_secret
 from flotte.devcloud.layout import (
     API_PORTS,
+    API_THREADS,
     API_WORKERS,
     EPMD_PORT,
     HOST,
@@ -116,6 +117,11 @@ def keystone_conf(layout: Layout, pw: dict[str, str]) -> Sections:
         "fernet_tokens": {"key_repository": str(keys / "fernet-keys")},
         "fernet_receipts": {"key_repository": str(keys / "fernet-keys")},
         "credential": {"key_repository": str(keys / "credential-keys")},
+        # Every CLI run and client gets a new token, which each API then validates:
+        # without a cache Keystone rebuilds user, project, roles and catalog from the
+        # database each time (measured: 0.12 s of CPU to issue, 0.11 s to validate;
+        # with it 0.03 s and 0.016 s). In-process, hence one Keystone process.
+        "cache": {"enabled": True, "backend": "dogpile.cache.memory"},
         **common_sections(layout, "keystone"),
     }
 
@@ -313,6 +319,7 @@ def api_args(layout: Layout, service: str) -> list[str]:
         f"{HOST}:{API_PORTS[service]}",
         "--workers",
         str(API_WORKERS[service]),
+        *(["--threads", str(API_THREADS[service])] if service in API_THREADS else []),
         "--timeout",
         "300",
         "--graceful-timeout",
