@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from flotte.cli.common import (
     DriverOptionsCommand,
     Progress,
     for_each,
+    listing_reader,
     parse_labels,
     run,
     service,
@@ -128,6 +130,13 @@ def create(name: str, **kwargs: Any) -> None:
 @format_option()
 def list_(health: bool, fmt: str) -> None:
     """List clusters."""
+    reader = None if health else listing_reader()
+    if reader is not None:  # the records read without the ORM: see state/reader.py
+        from flotte.state.cluster_view import cluster_views
+
+        with closing(reader):
+            render_rows(cluster_views(reader.clusters(), reader.nodes()), LIST_COLUMNS, fmt)
+        return
     from flotte.service import views
 
     render_rows(run(views.listing(service(), with_health=health)), LIST_COLUMNS, fmt)

@@ -16,6 +16,7 @@ from flotte.models import EngineOptions
 
 if TYPE_CHECKING:
     from flotte.service import Service
+    from flotte.state.reader import Reader
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -270,6 +271,15 @@ def service(progress: Progress | None = None, **kwargs: Any) -> Service:
     from flotte.service import Service
 
     return Service(events=progress, **kwargs)
+
+
+def listing_reader() -> Reader | None:
+    """The state read without the ORM when it exists at this flotte's schema; None:
+    read it through ``service()`` (first use, migrations, PostgreSQL)."""
+    from flotte.config import paths
+    from flotte.state.reader import open_reader
+
+    return open_reader(paths().database)
 
 
 def run(coro: Any) -> Any:
