@@ -1,6 +1,7 @@
 """What keeps the listing commands quick (issue 17), checked without timing them.
 
-``machine ls`` and ``cluster list`` load neither rich (piped tables are padded by
+``machine ls`` and ``cluster list`` load neither SQLAlchemy nor the service when the
+state database is current (they read it with sqlite3), nor rich (piped tables are padded by
 ``cli/plain_table``), nor the docker SDK, SSH, cloud SDKs, nor the use cases that change
 clusters (``flotte.service`` loads them on first use). The fake driver parses its cloud
 file once for a listing's N states, and still sees what another process wrote.
@@ -35,6 +36,8 @@ NOT_LOADED = [
     "flotte.service.resolve",
     "flotte.service.health",
 ]
+# Read with sqlite3 (state/reader.py) when the database is current: no ORM, no use case.
+READ_WITHOUT_ORM = ["sqlalchemy", "flotte.service", "flotte.state.store"]
 
 PROBE = """
 import json, sys
@@ -81,6 +84,7 @@ def test_listings_leave_heavy_modules_unloaded(
     loaded = loaded_by(argv, *recorded)
     assert ("flotte.drivers.fake" in loaded) == (argv[0] == "machine")  # ls asks states
     assert sorted(loaded & set(NOT_LOADED)) == []
+    assert sorted(loaded & set(READ_WITHOUT_ORM)) == []
 
 
 def test_fake_states_parse_the_cloud_once_and_see_later_writes(
