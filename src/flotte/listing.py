@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -139,17 +140,22 @@ class RecordedDrivers:
         self.specs = specs  # ("cluster" | "machine", name) -> its recorded spec
         self.clients = ClientPool()
         self._made: dict[tuple[str, str, str], Driver] = {}
+        # made once: a thousand lone machines are a thousand owners, and pathlib's
+        # joins were a tenth of ``machine ls``'s profile
+        self._secrets_root = str(paths.secrets)
+        self._home, self._known_hosts = paths.machines, paths.known_hosts
 
     def close(self) -> None:
         self.clients.close()
 
     def _secrets(self, kind: str, name: str) -> dict[str, Any]:
         """The owner's secret options (the file ``OptionStore`` writes), masked in logs."""
-        path = self.paths.secrets / f"{kind}s" / name / "options.json"
-        if not path.exists():
-            return {}
+        path = os.path.join(self._secrets_root, f"{kind}s", name, "options.json")
         try:
-            data = json.loads(path.read_text())
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
         except (OSError, ValueError) as err:
             raise ConfigError(
                 f"cannot read the secret options of {kind} {name!r} ({path}): {err}",
@@ -184,11 +190,11 @@ class RecordedDrivers:
         key = (node.driver, json.dumps(options, sort_keys=True, default=str), str(ca.directory))
         if key not in self._made:
             context = DriverContext(
-                home=self.paths.machines,
+                home=self._home,
                 ca=ca,
                 installation=self.installation,
                 options=options,
-                known_hosts=self.paths.known_hosts,
+                known_hosts=self._known_hosts,
                 clients=self.clients,
             )
             self._made[key] = drivers.get(node.driver)(context)

@@ -19,7 +19,10 @@ GAP = "  "  # rich's padding (0, 1): one space each side of a column boundary
 
 def _plain_text(value: str) -> bool:
     """Characters one cell wide each, so ``len`` is rich's width (control ones aside)."""
-    return value.isascii() and all(c >= " " or c == "\n" for c in value)
+    if not value.isascii():
+        return False
+    # isprintable(): every character in " ".."~", the common case, checked in C
+    return value.isprintable() or all(c >= " " or c == "\n" for c in value)
 
 
 def lines(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> list[str] | None:
