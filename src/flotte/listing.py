@@ -17,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from flotte import certificates, drivers, logs
+from flotte import certificates, drivers, option_files
 from flotte.config import Paths
 from flotte.drivers.base import ClientPool, Driver, DriverContext
 from flotte.errors import ConfigError, FlotteError
@@ -149,23 +149,9 @@ class RecordedDrivers:
         self.clients.close()
 
     def _secrets(self, kind: str, name: str) -> dict[str, Any]:
-        """The owner's secret options (the file ``OptionStore`` writes), masked in logs."""
+        """The owner's secret options (the file ``OptionStore`` writes)."""
         path = os.path.join(self._secrets_root, f"{kind}s", name, "options.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as err:
-            raise ConfigError(
-                f"cannot read the secret options of {kind} {name!r} ({path}): {err}",
-                hint="fix or delete that file and give the secrets again",
-            ) from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} is not a JSON object", hint="delete it and retry")
-        for value in data.values():
-            logs.add_secret(str(value))
-        return data
+        return option_files.load(path, f"{kind} {name!r}")
 
     def _ca(self, cluster: str | None) -> CertificateAuthority:
         if cluster:
