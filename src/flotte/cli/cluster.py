@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ from flotte.cli.common import (
     DriverOptionsCommand,
     Progress,
     for_each,
-    listing_reader,
     parse_labels,
+    read_listing,
     run,
     service,
     split_driver_options,
@@ -130,12 +129,12 @@ def create(name: str, **kwargs: Any) -> None:
 @format_option()
 def list_(health: bool, fmt: str) -> None:
     """List clusters."""
-    reader = None if health else listing_reader()
-    if reader is not None:  # the records read without the ORM: see state/reader.py
-        from flotte.state.cluster_view import cluster_views
+    from flotte.state.cluster_view import cluster_views
 
-        with closing(reader):
-            render_rows(cluster_views(reader.clusters(), reader.nodes()), LIST_COLUMNS, fmt)
+    # the records read without the ORM (state/reader.py), when health is not asked
+    rows = None if health else read_listing(lambda r: cluster_views(r.clusters(), r.nodes()))
+    if rows is not None:
+        render_rows(rows, LIST_COLUMNS, fmt)
         return
     from flotte.service import views
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import sys
-from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ from flotte.cli.common import (
     engine_flags,
     engine_from_flags,
     for_each,
-    listing_reader,
+    read_listing,
     run,
     service,
     split_driver_options,
@@ -109,15 +108,12 @@ def _parse_filters(filters: tuple[str, ...]) -> dict[str, set[str]]:
 @format_option()
 def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
     """List machines (and cluster nodes, with their cluster in SWARM)."""
-    from flotte.listing import is_imported
-
     wanted = _parse_filters(filters)
-    reader = listing_reader()
-    if reader is not None:  # read without the ORM (state/reader.py), the same records
-        with closing(reader):
-            rows = reader.nodes()
-            found = None if any(map(is_imported, rows)) else run(_ask(reader, rows, quiet, timeout))
-    if reader is None or found is None:  # first use, migrations, imported machines...
+    # read without the ORM (state/reader.py) when it can be: the same records
+    read = read_listing(lambda reader: _read(reader, quiet, timeout))
+    if read is not None:
+        rows, found = read
+    else:  # first use, migrations, imported machines...: the service's path
         svc = service()
         rows = svc.machines.all()
 
@@ -162,6 +158,17 @@ def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
 
 
 Found = tuple[list[Any], dict[str, str], dict[str, str]]  # states, versions, errors
+
+
+def _read(reader: Reader, quiet: bool, timeout: float) -> tuple[list[Node], Found] | None:
+    """The nodes and what ``ls`` asks of them, or None when one is imported (its state
+    may come from its own engine, which the service's path asks)."""
+    from flotte.listing import is_imported
+
+    rows = reader.nodes()
+    if any(map(is_imported, rows)):
+        return None
+    return rows, run(_ask(reader, rows, quiet, timeout))
 
 
 async def _ask(reader: Reader, rows: list[Node], quiet: bool, timeout: float) -> Found:

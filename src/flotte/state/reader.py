@@ -47,6 +47,10 @@ def _row(cursor: sqlite3.Cursor, raw: tuple[Any, ...]) -> SimpleNamespace:
     return SimpleNamespace(**{k: _value(k, v) for k, v in zip(names, raw, strict=True)})
 
 
+class Unreadable(Exception):
+    """A query failed (a damaged file, a lock held too long): the store's path says why."""
+
+
 class Reader:
     """Read-only queries of the SQLite state, returning the store's records."""
 
@@ -58,8 +62,11 @@ class Reader:
         self.conn.close()
 
     def _all(self, sql: str, *args: Any) -> list[SimpleNamespace]:
-        cursor = self.conn.execute(sql, args)
-        return [_row(cursor, r) for r in cursor.fetchall()]
+        try:
+            cursor = self.conn.execute(sql, args)
+            return [_row(cursor, r) for r in cursor.fetchall()]
+        except sqlite3.Error as err:
+            raise Unreadable(str(err)) from err
 
     def nodes(self, cluster: str | None = None) -> list[Node]:
         """Every node and machine, or one cluster's, by name (``Store.nodes``)."""
