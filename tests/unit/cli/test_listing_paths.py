@@ -5,13 +5,14 @@ naming the same file makes them take the store's path)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from flotte.cli.main import cli
-from flotte.models import EngineOptions
+from flotte.models import Endpoint, EngineOptions
 from flotte.service import Service
 
 COMMANDS = [
@@ -36,6 +37,13 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
             spec, secrets = svc.machines.spec(name, "fake", {}, EngineOptions(), no_provision=True)
             asyncio.run(svc.machines.create(spec, secrets))
         asyncio.run(svc.machines.action("m2", "stop"))
+        # an engine that does not answer (a loopback port nothing listens on): the
+        # DOCKER and ERRORS columns ask it on both paths
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        node = svc.store.node("m1")
+        svc.store.set_node("m1", record=node.record, endpoint=Endpoint("127.0.0.1", port))
         spec, secrets = svc.resolve("c", driver="fake", node_count=2, no_provision=True)
         asyncio.run(svc.clusters.create(spec, secrets))
         svc.store.set_node("c-node-1", status="FAILED", status_reason="it broke")
@@ -64,3 +72,4 @@ def test_both_paths_print_the_same(argv: list[str], home: Path) -> None:
         assert shown == {"m1", "m2", "c-master-0", "c-node-0", "c-node-1"}
     else:
         assert "Stopped" in fast.output and "it broke" in fast.output
+        assert "Unknown" in fast.output  # m1's engine was asked
