@@ -13,6 +13,7 @@ from flotte.cli.common import (
     Progress,
     for_each,
     parse_labels,
+    read_listing,
     run,
     service,
     split_driver_options,
@@ -128,6 +129,13 @@ def create(name: str, **kwargs: Any) -> None:
 @format_option()
 def list_(health: bool, fmt: str) -> None:
     """List clusters."""
+    from flotte.state.cluster_view import cluster_views
+
+    # the records read without the ORM (state/reader.py), when health is not asked
+    rows = None if health else read_listing(lambda r: cluster_views(r.clusters(), r.nodes()))
+    if rows is not None:
+        render_rows(rows, LIST_COLUMNS, fmt)
+        return
     from flotte.service import views
 
     render_rows(run(views.listing(service(), with_health=health)), LIST_COLUMNS, fmt)

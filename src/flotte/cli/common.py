@@ -16,8 +16,10 @@ from flotte.models import EngineOptions
 
 if TYPE_CHECKING:
     from flotte.service import Service
+    from flotte.state.reader import Reader
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class DriverOptionsCommand(click.Command):
@@ -270,6 +272,24 @@ def service(progress: Progress | None = None, **kwargs: Any) -> Service:
     from flotte.service import Service
 
     return Service(events=progress, **kwargs)
+
+
+def read_listing(read: Callable[[Reader], T]) -> T | None:
+    """``read`` on the state read without the ORM when it exists at this flotte's
+    schema (``state/reader.py``); None: read it through ``service()`` instead (first
+    use, migrations, PostgreSQL, a file sqlite3 could not read: the store says why)."""
+    from flotte.config import paths
+    from flotte.state.reader import Unreadable, open_reader
+
+    reader = open_reader(paths().database)
+    if reader is None:
+        return None
+    try:
+        return read(reader)
+    except Unreadable:
+        return None
+    finally:
+        reader.close()
 
 
 def run(coro: Any) -> Any:

@@ -17,6 +17,7 @@ from flotte.cli.common import (
     engine_flags,
     engine_from_flags,
     for_each,
+    read_listing,
     run,
     service,
     split_driver_options,
@@ -27,6 +28,7 @@ from flotte.errors import UsageError
 if TYPE_CHECKING:
     from flotte.models import Endpoint
     from flotte.service import Service
+    from flotte.state.reader import Reader
     from flotte.state.records import Node
 
 LS_COLUMNS = ["name", "active", "driver", "state", "url", "swarm", "docker", "errors"]
@@ -107,19 +109,25 @@ def _parse_filters(filters: tuple[str, ...]) -> dict[str, set[str]]:
 def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
     """List machines (and cluster nodes, with their cluster in SWARM)."""
     wanted = _parse_filters(filters)
-    svc = service()
-    rows = svc.machines.all()
+    # read without the ORM (state/reader.py) when it can be: the same records
+    read = read_listing(lambda reader: _read(reader, quiet, timeout))
+    if read is not None:
+        rows, found = read
+    else:  # first use, migrations, imported machines...: the service's path
+        svc = service()
+        rows = svc.machines.all()
 
-    async def gather() -> tuple[list[Any], dict[str, str], dict[str, str]]:
-        states = svc.machines.states(rows)
-        if quiet:
-            return list(await states), {}, {}
-        versions = svc.machines.engine_versions(rows, timeout)
-        errors = svc.machines.errors(rows, timeout)
-        found = await asyncio.gather(states, versions, errors)
-        return list(found[0]), found[1], found[2]
+        async def gather() -> Found:
+            states = svc.machines.states(rows)
+            if quiet:
+                return list(await states), {}, {}
+            versions = svc.machines.engine_versions(rows, timeout)
+            errors = svc.machines.errors(rows, timeout)
+            found = await asyncio.gather(states, versions, errors)
+            return list(found[0]), found[1], found[2]
 
-    states, versions, errors = run(gather())
+        found = run(gather())
+    states, versions, errors = found
     out = []
     active = _active_url()
     for row, state in zip(rows, states, strict=True):
@@ -147,6 +155,53 @@ def ls(quiet: bool, filters: tuple[str, ...], timeout: float, fmt: str) -> None:
             click.echo(r["name"])
         return
     render_rows(out, LS_COLUMNS, fmt)
+
+
+Found = tuple[list[Any], dict[str, str], dict[str, str]]  # states, versions, errors
+
+
+def _read(reader: Reader, quiet: bool, timeout: float) -> tuple[list[Node], Found] | None:
+    """The nodes and what ``ls`` asks of them, or None when one is imported (its state
+    may come from its own engine, which the service's path asks)."""
+    from flotte.listing import is_imported
+
+    rows = reader.nodes()
+    if any(map(is_imported, rows)):
+        return None
+    return rows, run(_ask(reader, rows, quiet, timeout))
+
+
+async def _ask(reader: Reader, rows: list[Node], quiet: bool, timeout: float) -> Found:
+    """What ``ls`` asks of drivers and engines, for records read without the ORM: the
+    same answers as ``Machines`` gives (``flotte/listing.py`` is the one code of both)."""
+    from flotte import listing
+    from flotte.config import paths
+    from flotte.pki import CertificateAuthority
+
+    where = paths()
+    ca = CertificateAuthority(where.certs).ensure()
+    specs = {("cluster", c.name): c.spec for c in reader.clusters()}
+    specs.update({("machine", n): s for n, (s, _) in reader.machine_specs().items()})
+    made = listing.RecordedDrivers(where, ca, reader.installation, specs)
+    try:
+        states = listing.states(rows, made.driver_of)
+        if quiet:
+            return list(await states), {}, {}
+        found = await asyncio.gather(
+            states,
+            listing.engine_versions(rows, ca, timeout),
+            listing.errors(rows, ca, timeout),
+        )
+    finally:
+        made.close()
+    changed = listing.changed_versions(rows, found[1])
+    if changed:  # kept current as the service's path does: only then is the ORM loaded
+        svc = service()
+        try:
+            svc.store.set_engine_versions(changed)
+        finally:
+            svc.close()
+    return list(found[0]), found[1], found[2]
 
 
 def _matches(

@@ -51,7 +51,7 @@ def _print_table(
         # made without it where they are only padding (plain_table).
         from flotte.cli import plain_table
 
-        found = plain_table.lines(headers, rows, PIPED_WIDTH)
+        found = plain_table.lines(headers, rows, PIPED_WIDTH, fold_last)
         if found is not None:
             click.echo("\n".join(found))
             return

@@ -8,14 +8,13 @@ under the lock of whatever owns it, with the driver options of that owner.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from flotte import certificates, contexts
+from flotte import certificates, contexts, listing
 from flotte.drivers.base import Driver
-from flotte.errors import AlreadyExists, FlotteError, PlanFailed, UsageError
+from flotte.errors import AlreadyExists, PlanFailed, UsageError
 from flotte.models import EngineOptions, NodeSpec, NodeState, Role
 from flotte.planner import Plan, Recorded, RecordedNode, plan
 from flotte.service import migration_imported as imported
@@ -218,40 +217,26 @@ class Machines:
         kind, owner = node.scope
         return self.inst.lock(kind, owner)
 
-    async def state(self, node: Node, driver: Driver | None = None) -> NodeState:
-        if node.status == CREATING:
-            return NodeState.STARTING
-        if node.record is None:
-            return NodeState.ERROR
-        if imported.forgets(node) and node.endpoint is not None:
+    async def state(self, node: Node, driver: Callable[[], Driver] | None = None) -> NodeState:
+        """``driver``: makes the node's driver when asked (default: its owner's)."""
+        if imported.forgets(node) and node.endpoint is not None and node.status != CREATING:
             from flotte import dockerapi  # a host flotte does not drive: ask its engine
 
             ctx = dockerapi.ssl_context(self.inst.ca, node.endpoint.tls_dir)
             if await dockerapi.ping(node.endpoint, ctx, timeout=3.0):
                 return NodeState.RUNNING
-        try:
-            return await (driver or self.driver(node)).state(node.record)
-        except FlotteError:
-            return NodeState.ERROR
+        return await listing.node_state(node, driver or (lambda: self.driver(node)))
 
     async def states(self, nodes: list[Node]) -> list[NodeState]:
-        """Every node's state, with one driver per owner (``ls``): building a driver loads
-        its cluster's record, so one per node made listing N cluster nodes cost N^2."""
-        drivers: dict[tuple[str, str, str], Driver] = {}
+        """Every node's state, with one driver per owner (``ls``)."""
         # lone machines' specs in one query: two queries per machine cost 2,000 for 1,000
         lone = self.store.machine_specs() if any(not n.cluster for n in nodes) else {}
 
-        async def one(node: Node) -> NodeState:
-            key = (*node.scope, node.driver)
-            if key not in drivers and node.status != CREATING and node.record is not None:
-                try:
-                    runner = self.runner(node, None if node.cluster else lone.get(node.name))
-                    drivers[key] = runner.driver(node.driver)
-                except FlotteError:
-                    return NodeState.ERROR
-            return await self.state(node, drivers.get(key))
+        def driver_of(node: Node) -> Driver:
+            runner = self.runner(node, None if node.cluster else lone.get(node.name))
+            return runner.driver(node.driver)
 
-        return list(await asyncio.gather(*(one(n) for n in nodes)))
+        return await listing.states(nodes, driver_of, self.state)
 
     async def action(self, name: str, action: str) -> Node:
         """start, stop, restart or kill a machine or a cluster's node."""
@@ -394,46 +379,11 @@ class Machines:
 
     async def engine_versions(self, nodes: list[Node], timeout: float = 3.0) -> dict[str, str]:
         """Docker version of each engine, asked in parallel (for ``ls``)."""
-        from flotte import dockerapi
-
-        async def one(node: Node) -> tuple[str, str]:
-            endpoint = node.endpoint
-            if endpoint is None:
-                return node.name, ""
-
-            def ask() -> str:
-                with dockerapi.connected(endpoint, self.inst.ca, timeout=int(timeout)) as cli:
-                    return str(cli.version().get("Version", ""))
-
-            try:
-                return node.name, await asyncio.wait_for(asyncio.to_thread(ask), timeout + 1)
-            except Exception:  # an unreachable engine shows as Unknown
-                return node.name, "Unknown"
-
-        found = dict(await asyncio.gather(*(one(n) for n in nodes)))
+        found = await listing.engine_versions(nodes, self.inst.ca, timeout)
         # asked anyway: keep the recorded version (inspect, cluster pages) current
-        self.inst.store.set_engine_versions(
-            {
-                n.name: found[n.name]
-                for n in nodes
-                if found[n.name] not in ("", "Unknown", n.engine_version)
-            }
-        )
+        self.inst.store.set_engine_versions(listing.changed_versions(nodes, found))
         return found
 
     async def errors(self, nodes: list[Node], timeout: float = 3.0) -> dict[str, str]:
-        """``ls``'s ERRORS column: a node's status reason, then certificates that expire
-        within 30 days (the CA and client certificate, the engine's own)."""
-        shared = self.inst.ca.expiry_warnings()
-
-        async def one(node: Node) -> tuple[str, str]:
-            found = [node.status_reason] if node.status_reason else []
-            if node.endpoint is not None and not node.endpoint.tls_dir:
-                served = await certificates.engine_expiry(
-                    node.endpoint, self.inst.ca, timeout=timeout
-                )
-                if served:
-                    found.append(served)
-            return node.name, "; ".join([*found, *shared])
-
-        return dict(await asyncio.gather(*(one(n) for n in nodes)))
+        """``ls``'s ERRORS column (``listing.errors``)."""
+        return await listing.errors(nodes, self.inst.ca, timeout)

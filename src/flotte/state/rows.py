@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flotte.models import Endpoint, EngineOptions, NodeRecord, Role
 from flotte.specs import ClusterSpec, NodeGroupSpec, TemplateSpec, node_name
 from flotte.state.records import ClusterRecord, Node, NodeGroupRecord, TemplateRecord
-from flotte.state.tables import Cluster, Machine, NodeGroup, Template
+
+if TYPE_CHECKING:  # rows may also come from sqlite3 (reader.py): no ORM import here
+    from flotte.state.tables import Cluster, Machine, NodeGroup, Template
 
 
 def node_names(spec: ClusterSpec, group: NodeGroupSpec) -> list[str]:

@@ -32,11 +32,11 @@ from flotte.state.rows import (
     node_names,
     node_record,
 )
+from flotte.state.schema import HEAD
 from flotte.state.spec_rows import groups_status, write_desired, write_groups
 from flotte.state.store_templates import TemplateRows
 from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup
 
-HEAD = "0005"  # newest migration; checked cheaply so start-up skips Alembic when current
 # What set_cluster may write (node groups' rows hold their own status).
 _CLUSTER_FIELDS = {"status", "status_reason", "coe_data", "health_status", "health_status_reason"}
 

@@ -1,6 +1,7 @@
 """What keeps the listing commands quick (issue 17), checked without timing them.
 
-``machine ls`` and ``cluster list`` load neither rich (piped tables are padded by
+``machine ls`` and ``cluster list`` load neither SQLAlchemy nor the service when the
+state database is current (they read it with sqlite3), nor rich (piped tables are padded by
 ``cli/plain_table``), nor the docker SDK, SSH, cloud SDKs, nor the use cases that change
 clusters (``flotte.service`` loads them on first use). The fake driver parses its cloud
 file once for a listing's N states, and still sees what another process wrote.
@@ -35,6 +36,8 @@ NOT_LOADED = [
     "flotte.service.resolve",
     "flotte.service.health",
 ]
+# Read with sqlite3 (state/reader.py) when the database is current: no ORM, no use case.
+READ_WITHOUT_ORM = ["sqlalchemy", "flotte.service", "flotte.state.store"]
 
 PROBE = """
 import json, sys
@@ -43,7 +46,10 @@ try:
     main(sys.argv[1:])
 except SystemExit as exit:
     assert not exit.code, exit.code
+specs = sys.modules.get("flotte.specs")
+built = [m for m in ("TemplateSpec", "ClusterSpec") if specs and getattr(specs, m).__pydantic_complete__]
 print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+print(json.dumps(built), file=sys.stderr)
 """
 
 
@@ -53,7 +59,8 @@ def loaded_by(argv: list[str], home: Path, fake_dir: Path) -> set[str]:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv], env=env, capture_output=True, text=True, check=True
     )
-    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+    lines = done.stderr.strip().splitlines()
+    return set(json.loads(lines[-2])) | {f"built:{m}" for m in json.loads(lines[-1])}
 
 
 @pytest.fixture
@@ -81,6 +88,11 @@ def test_listings_leave_heavy_modules_unloaded(
     loaded = loaded_by(argv, *recorded)
     assert ("flotte.drivers.fake" in loaded) == (argv[0] == "machine")  # ls asks states
     assert sorted(loaded & set(NOT_LOADED)) == []
+    assert sorted(loaded & set(READ_WITHOUT_ORM)) == []
+    # pydantic models are built on first validation: records hold ClusterSpecs, and no
+    # listing validates a TemplateSpec
+    assert "built:TemplateSpec" not in loaded
+    assert "built:ClusterSpec" in loaded
 
 
 def test_fake_states_parse_the_cloud_once_and_see_later_writes(
