@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flotte import drivers, logs
+from flotte import drivers, logs, option_files
 from flotte.config import write_secret
-from flotte.errors import ConfigError, UsageError
+from flotte.errors import UsageError
 
 # Options every driver understands, beside its own.
 COMMON = frozenset({"engine_install_url"})
@@ -91,21 +91,7 @@ class OptionStore:
             path.unlink()
 
     def load(self, scope: str, name: str) -> dict[str, Any]:
-        path = self._file(scope, name)
-        if not path.exists():
-            return {}
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise ConfigError(
-                f"cannot read the secret options of {scope[:-1]} {name!r} ({path}): {err}",
-                hint="fix or delete that file and give the secrets again",
-            ) from err
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} is not a JSON object", hint="delete it and retry")
-        for value in data.values():
-            logs.add_secret(str(value))
-        return data
+        return option_files.load(str(self._file(scope, name)), f"{scope[:-1]} {name!r}")
 
     def forget(self, scope: str, name: str) -> None:
         path = self._file(scope, name)
