@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec
-from flotte.drivers.local import resources, sweep
-from flotte.drivers.local.connection import Engine
+from flotte.drivers.local import neighbours, resources, sweep
+from flotte.drivers.local.connection import Engine, listed
 from flotte.drivers.local.nodes import Nodes
 from flotte.drivers.local.options import OPTIONS, privileged_choice
 from flotte.models import (
@@ -57,6 +57,11 @@ class LocalDriver(Driver):
         for node in group.nodes:
             privileged_choice(node.options.get("local_privileged") or "auto")
         await self.engine.call(lambda: self.engine.docker)
+        if {"manager", "worker"} & set(group.roles):
+            # a Swarm's nodes each learn every other: the nodes it has and those to come
+            tags = group.owner.tags()
+            has = await self.engine.call(lambda: len(listed(self.engine.docker, tags)))
+            neighbours.check(has + group.size)
 
     async def prepare(self, group: GroupSpec) -> dict[str, Any]:
         name = resources.network_name(group, self.ctx.installation)
