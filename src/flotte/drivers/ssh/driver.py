@@ -42,6 +42,9 @@ class SSHDriver(Driver):
         adopt_existing=True,
     )
     options: ClassVar[tuple[DriverOption, ...]] = OPTIONS
+    # Whether two lists of hosts share a private network cannot be seen from their
+    # addresses: one site for every SSH host unless the user names them apart.
+    site_options: ClassVar[tuple[str, ...]] = ("ssh_site",)
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
