@@ -17,7 +17,7 @@ from flotte.models import NodeRecord
 
 
 def udp_rules(cloud: Cloud, sg: str) -> dict[str, dict[str, Any]]:
-    rules = cloud.osc("security group rule list", sg, "--long")
+    rules = cloud.osc("security group rule list", sg)
     return {
         str(r["IP Range"]): r
         for r in rules
@@ -54,5 +54,4 @@ async def test_mesh_rules_follow_members(
         assert [r["ID"] for r in cloud.osc("security group rule list", sg)] == before
     finally:
         await driver.release(group, shared)
-    assert cloud.osc("security group list", "--format", "json") is not None
     assert not [g for g in cloud.osc("security group list") if g["ID"] == sg]
