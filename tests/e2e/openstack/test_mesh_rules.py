@@ -8,6 +8,7 @@ other rules stay as they were. Checked with python-openstackclient.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from os_helpers import Cloud, cluster_group
@@ -55,3 +56,43 @@ async def test_mesh_rules_follow_members(
     finally:
         await driver.release(group, shared)
     assert not [g for g in cloud.osc("security group list") if g["ID"] == sg]
+
+
+def test_sites_that_cannot_reach_each_other_refused_before_anything(
+    cloud: Cloud, tmp_path: Path, image_id: str
+) -> None:
+    """Two groups on two clouds (devcloud's demo and alt projects), neither with a
+    floating IP pool: their nodes would have no address the other site reaches. One
+    line, non-zero exit, nothing made in either project."""
+    import yaml
+    from os_helpers import ALT, DEMO, leaked
+    from test_os_cli import flotte
+
+    common = {
+        "openstack_image_id": image_id,
+        "openstack_flavor_id": "2",
+        "openstack_net_name": "formation-net",
+    }
+    spec = {
+        "apiVersion": "flotte/v1",
+        "kind": "Cluster",
+        "name": "walled",
+        "driver": "openstack",
+        "options": {"openstack_cloud": DEMO, **common},
+        "nodegroups": [
+            {"name": "default-master", "role": "master", "node_count": 1},
+            {"name": "default-worker", "role": "worker", "node_count": 1},
+            {"name": "partner", "role": "worker", "node_count": 1,
+             "options": {"openstack_cloud": ALT}},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "walled.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {"OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}
+    before = {p: cloud.inventory(p) for p in (DEMO, ALT)}
+    res = flotte(tmp_path / "home", env, "apply", "-f", str(path), ok=False)
+    assert res.returncode != 0
+    assert "cannot reach each other" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert len([line for line in res.stderr.splitlines() if line.startswith("Error")]) <= 1
+    assert {p: leaked(cloud, before[p], p) for p in (DEMO, ALT)} == {DEMO: {}, ALT: {}}

@@ -28,25 +28,19 @@ def make(cls: type[Driver], tmp_path: Path, **options: Any) -> Driver:
 
 
 def test_openstack_site_is_cloud_and_network(tmp_path: Path) -> None:
-    lab = make(OpenStackDriver, tmp_path, openstack_cloud="lab", openstack_net_name="n1")
-    same = make(
-        OpenStackDriver,
-        tmp_path,
-        openstack_cloud="lab",
-        openstack_net_name="n1",
-        openstack_flavor_name="m1.large",  # another flavor: still the same network
-    )
-    other_net = make(OpenStackDriver, tmp_path, openstack_cloud="lab", openstack_net_name="n2")
-    partner = make(OpenStackDriver, tmp_path, openstack_cloud="partner", openstack_net_name="n1")
-    region = make(
-        OpenStackDriver,
-        tmp_path,
-        openstack_cloud="lab",
-        openstack_net_name="n1",
-        openstack_region="RegionTwo",
-    )
-    assert lab.site() == same.site()
-    assert len({lab.site(), other_net.site(), partner.site(), region.site()}) == 4
+    def site(**options: Any) -> str:
+        base = {"openstack_cloud": "lab", "openstack_net_name": "n1"}
+        return make(OpenStackDriver, tmp_path, **{**base, **options}).site()
+
+    lab = site()
+    assert site(openstack_flavor_name="m1.large") == lab  # another flavor: same network
+    others = {
+        site(openstack_net_name="n2"),
+        site(openstack_cloud="partner"),
+        site(openstack_region="RegionTwo"),
+        site(openstack_auth_url="https://192.0.2.10:5000/v3"),
+    }
+    assert len(others) == 4 and lab not in others
 
 
 def test_ssh_hosts_are_one_site_unless_named_apart(tmp_path: Path) -> None:
