@@ -82,8 +82,10 @@ def test_sites_that_cannot_reach_each_other_refused_before_anything(
         "nodegroups": [
             {"name": "default-master", "role": "master", "node_count": 1},
             {"name": "default-worker", "role": "worker", "node_count": 1},
+            # the alt project has no network of its own: its servers would sit on
+            # ext-net, with no floating IP either
             {"name": "partner", "role": "worker", "node_count": 1,
-             "options": {"openstack_cloud": ALT}},
+             "options": {"openstack_cloud": ALT, "openstack_net_name": "ext-net"}},
         ],
     }  # fmt: skip
     path = tmp_path / "walled.yaml"
