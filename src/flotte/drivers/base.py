@@ -170,6 +170,11 @@ class Driver(abc.ABC):
     # groups that differ in one of them share no private network, so a cluster over
     # them needs the WireGuard mesh (flotte.mesh). Default: one site per driver.
     site_options: ClassVar[tuple[str, ...]] = ()
+    # Whether nodes get an address other sites reach, from the options alone (before
+    # anything is made): only when one of ``public_options`` is set (a floating IP
+    # pool), never when one of ``private_options`` is (private addresses only).
+    public_options: ClassVar[tuple[str, ...]] = ()
+    private_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: DriverContext) -> None:
         self.ctx = ctx
@@ -179,10 +184,27 @@ class Driver(abc.ABC):
         values = [str(self.ctx.options.get(k) or "") for k in self.site_options]
         return ":".join([self.name, *values])
 
+    def will_be_public(self) -> bool:
+        """Whether this instance's nodes will have an address other sites reach: the
+        mesh refuses sites that cannot reach each other before anything is made."""
+        if any(self.option(k) for k in self.private_options):
+            return False
+        return not self.public_options or any(self.option(k) for k in self.public_options)
+
     def public_address(self, node: NodeRecord) -> str | None:
         """The address other sites reach ``node`` on, as the provider reports it (a
         floating IP, a server's own address); None when it has none."""
         return str(node.data.get("public_address") or node.address) or None
+
+    async def open_mesh(  # noqa: B027 - optional hook
+        self, nodes: Sequence[NodeRecord], sources: Sequence[str], port: int
+    ) -> None:
+        """Let exactly ``sources`` (addresses as /32 or /128: the other mesh members')
+        send UDP ``port`` to ``nodes`` through the provider's own firewall (a security
+        group), and nothing else there. Called again with the whole list whenever
+        members come or go, with [] when the last peer leaves. Nothing by default:
+        hosts with no provider firewall rely on the FLOTTE-MESH chain the mesh script
+        installs on every node (flotte.mesh.scripts.firewall)."""
 
     async def run_script(
         self,

@@ -62,10 +62,16 @@ def check_reachable(members: Sequence[Member]) -> None:
 
     Two sites connect when at least one side has public addresses (WireGuard's
     keepalive lets a node without one dial out to one with one)."""
-    sites: dict[str, list[Member]] = {}
+    public: dict[str, bool] = {}
     for m in members:
-        sites.setdefault(m.site, []).append(m)
-    closed = sorted(s for s, ms in sites.items() if any(m.public_address is None for m in ms))
+        public[m.site] = public.get(m.site, True) and m.public_address is not None
+    check_sites(public)
+
+
+def check_sites(public: Mapping[str, bool]) -> None:
+    """The same check from what each site's driver says of its nodes to come (``site:
+    whether they will have public addresses``), before anything is made."""
+    closed = sorted(s for s, has in public.items() if not has)
     if len(closed) > 1:
         raise PlanError(
             f"sites {closed[0]} and {closed[1]} cannot reach each other: neither reports a "

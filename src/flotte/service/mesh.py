@@ -93,6 +93,9 @@ class Mesh:
         if not topology.needed(sites.values()):
             return False
         doomed = set(plan.nodes(Action.REMOVE))
+        nodes = list(nodes)
+        used = {n.group for n in nodes if n.name not in doomed}
+        self.check_reach(used | {s.group or "" for s in plan.of(Action.CREATE)})
         joined = [n for n in nodes if n.status == READY and n.name not in doomed]
         if not joined:
             return True
@@ -107,6 +110,18 @@ class Mesh:
             hint="declare the groups of every site when the cluster is created (a spec file "
             "with node_count 0 for the overflow groups): its nodes are then on the mesh",
         )
+
+    def check_reach(self, groups: Iterable[str]) -> None:
+        """Sites of ``groups`` (those with nodes, or to have some) that cannot reach
+        each other, from what their drivers say of the nodes to come: one line,
+        before anything is made."""
+        public: dict[str, bool] = {}
+        wanted = set(groups)
+        for g in self.spec.nodegroups:
+            if g.name in wanted:
+                d = self.driver(self.spec.driver_of(g), g.name)
+                public[d.site()] = public.get(d.site(), True) and d.will_be_public()
+        topology.check_sites(public)
 
     def address(self, node: str) -> str | None:
         """The node's mesh address, None when it has none (no mesh)."""
@@ -149,12 +164,7 @@ class Mesh:
         """Give every live node its key, configuration and interface (run after the
         nodes are provisioned, before the swarm steps)."""
         async with self._lock:
-            sites = self.sites()
-            found = []
-            for m in live:
-                d = self.driver(m.node.driver, m.node.group)
-                site = sites.get(m.node.group) or d.site()
-                found.append((m, site, d.public_address(m.record)))
+            found = self._located(live)
             indices = topology.assign(self.indices(), [m.node.name for m in live])
             # sites that cannot reach each other: said before any key is made
             topology.check_reachable(
@@ -172,6 +182,8 @@ class Mesh:
                 )
                 for m, site, public in found
             ]
+            # the provider's firewall first: the first handshakes then pass
+            await self._open(live, members)
             await asyncio.gather(
                 *(self._configure(m, me, members) for m, me in zip(live, members, strict=True))
             )
@@ -183,6 +195,33 @@ class Mesh:
         for name in rotate:
             await asyncio.to_thread(self.keys.rotate, name)
         await self.setup(live)
+
+    async def _open(self, live: list[Live], members: list[topology.Member]) -> None:
+        """The nodes get exactly their peers' addresses on the mesh port in their
+        provider's firewall (security groups; nothing for SSH hosts, whose FLOTTE-MESH
+        chain the mesh script writes). Sources are gathered per driver, not per
+        instance: two instances of one cloud may share the cluster's security group."""
+        sources: dict[str, set[str]] = {}
+        instances: dict[int, tuple[Driver, str, list[NodeRecord]]] = {}
+        for m, me in zip(live, members, strict=True):
+            sources.setdefault(m.node.driver, set()).update(topology.allowed_sources(me, members))
+            d = self.driver(m.node.driver, m.node.group)
+            instances.setdefault(id(d), (d, m.node.driver, []))[2].append(m.record)
+        await asyncio.gather(
+            *(
+                d.open_mesh(records, sorted(sources[name]), topology.WG_PORT)
+                for d, name, records in instances.values()
+            )
+        )
+
+    def _located(self, live: Iterable[Live]) -> list[tuple[Live, str, str | None]]:
+        """Each member with its site and public address, as its provider reports them."""
+        sites = self.sites()
+        out = []
+        for m in live:
+            d = self.driver(m.node.driver, m.node.group)
+            out.append((m, sites.get(m.node.group) or d.site(), d.public_address(m.record)))
+        return out
 
     async def _configure(
         self, m: Live, me: topology.Member, members: list[topology.Member]
@@ -205,12 +244,27 @@ class Mesh:
             public = self.keys.public(name) if self.keys.path(name).exists() else None
             indices.pop(name, None)
             self._save(indices)
+        rest = [m for n, m in others.items() if n != name and n in indices]
         if public:
             script = f"wg set {topology.INTERFACE} peer {public} remove\n"
-            await asyncio.gather(
-                *(self._quietly(m, script) for n, m in others.items() if n != name)
-            )
+            await asyncio.gather(*(self._quietly(m, script) for m in rest))
         self.keys.forget(name)
+        if rest:  # its address leaves the providers' firewalls
+            members = [
+                topology.Member(
+                    m.node.name,
+                    site,
+                    pub,
+                    "",
+                    indices[m.node.name],
+                    m.record.cluster_address or None,
+                )
+                for m, site, pub in self._located(rest)
+            ]
+            try:
+                await self._open(rest, members)
+            except FlotteError as err:  # the next setup of the mesh closes it again
+                log.warning("mesh port of %s not closed: %s", name, err)
 
     async def _quietly(self, m: Live, script: str) -> None:
         driver = self.driver(m.node.driver, m.node.group)

@@ -127,15 +127,28 @@ class Overflow:
         group: str,
         removing: Iterable[str],
     ) -> QuotaExceeded | None:
-        """The driver of ``group`` checks the nodes ``spec`` would add to it."""
+        """The driver of ``group`` checks the nodes ``spec`` would add to it, with those
+        it adds to other groups of the same driver instance (one project's quota: a new
+        cluster's managers count too)."""
         p = plan(recorded, spec, remove=removing)
         steps = [s for s in p.of(Action.CREATE) if s.group == group and s.driver]
         if not steps:
             return None
         runner.spec = spec
         driver = str(steps[0].driver)
+        instance = runner.driver(driver, group)
+        others = sorted(
+            {
+                s.group
+                for s in p.of(Action.CREATE)
+                if s.driver == driver
+                and s.group
+                and s.group != group
+                and runner.driver(driver, s.group) is instance
+            }
+        )
         try:
-            await runner.driver(driver, group).check(runner.group_spec(driver, p, (group,)))
+            await instance.check(runner.group_spec(driver, p, (group, *others)))
         except QuotaExceeded as err:
             return err
         return None

@@ -300,3 +300,60 @@ async def ensure_elastic_ip(api: Ec2Api, tags: dict[str, str], instance_id: str)
             InstanceId=instance_id,
         )
     return address
+
+
+# -- the WireGuard mesh's port ---------------------------------------------------------
+MESH_DESCRIPTION = "flotte mesh"  # marks the rules this function owns
+
+
+async def sync_mesh_ingress(api: Ec2Api, group_id: str, sources: list[str], port: int) -> None:
+    """Make the group's mesh rules exactly UDP ``port`` from each of ``sources`` (the other
+    mesh members' addresses, /32 or /128): missing ones authorized, those of members
+    that left revoked. Only rules described ``flotte mesh`` are ever revoked."""
+    found = await api.call("describe_security_groups", GroupIds=[group_id])
+    have: set[str] = set()
+    for perm in found["SecurityGroups"][0].get("IpPermissions", []):
+        if perm.get("IpProtocol") != "udp" or perm.get("FromPort") != port:
+            continue
+        have |= {
+            r["CidrIp"]
+            for r in perm.get("IpRanges", [])
+            if r.get("Description") == MESH_DESCRIPTION
+        }
+        have |= {
+            r["CidrIpv6"]
+            for r in perm.get("Ipv6Ranges", [])
+            if r.get("Description") == MESH_DESCRIPTION
+        }
+    wanted = {str(ipaddress.ip_network(s, strict=False)) for s in sources}
+
+    def perms(cidrs: set[str], *, described: bool) -> list[dict[str, Any]]:
+        # revoke matches rules by address alone
+        extra = {"Description": MESH_DESCRIPTION} if described else {}
+        v4 = [{"CidrIp": c, **extra} for c in sorted(cidrs) if ":" not in c]
+        v6 = [{"CidrIpv6": c, **extra} for c in sorted(cidrs) if ":" in c]
+        return [
+            {
+                "IpProtocol": "udp",
+                "FromPort": port,
+                "ToPort": port,
+                "IpRanges": v4,
+                "Ipv6Ranges": v6,
+            }
+        ]
+
+    if wanted - have:
+        await api.call(
+            "authorize_security_group_ingress",
+            eventual=True,
+            ignore=("InvalidPermission.Duplicate",),
+            GroupId=group_id,
+            IpPermissions=perms(wanted - have, described=True),
+        )
+    if have - wanted:
+        await api.call(
+            "revoke_security_group_ingress",
+            ignore=("InvalidPermission.NotFound",),
+            GroupId=group_id,
+            IpPermissions=perms(have - wanted, described=False),
+        )

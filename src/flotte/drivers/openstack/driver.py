@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec, SSHAccess
-from flotte.drivers.openstack import baremetal, lookups, quotas
+from flotte.drivers.openstack import baremetal, lookups, meshrules, quotas
 from flotte.drivers.openstack import nodes as node_ops
 from flotte.drivers.openstack import resources as shared_ops
 from flotte.drivers.openstack import sweep as sweeping
@@ -56,6 +56,17 @@ class OpenStackDriver(Driver):
     description: ClassVar[str] = "Servers on an OpenStack cloud (docker-machine -d openstack)"
     capabilities: ClassVar[Capabilities] = Capabilities(snapshot=True, max_parallel=16)
     options: ClassVar[tuple[DriverOption, ...]] = OPTIONS
+    # A site is a cloud (clouds.yaml entry, or Keystone URL and region) and a network:
+    # two groups differing in one of these share no private network.
+    site_options: ClassVar[tuple[str, ...]] = (
+        "openstack_cloud",
+        "openstack_auth_url",
+        "openstack_region",
+        "openstack_net_id",
+        "openstack_net_name",
+    )
+    # Other sites reach a server at its floating IP: only with a pool to take it from.
+    public_options: ClassVar[tuple[str, ...]] = ("openstack_floatingip_pool",)
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -353,6 +364,22 @@ class OpenStackDriver(Driver):
             ssh_user=str(node.data.get("ssh_user") or "root"),
             ssh_key=node.data.get("private_key"),
         )
+
+    async def open_mesh(
+        self, nodes: Sequence[NodeRecord], sources: Sequence[str], port: int
+    ) -> None:
+        """The mesh port in the security group of the nodes' cluster (one per owner)."""
+        groups: dict[str, tuple[Owner, NodeRecord]] = {}
+        for node in nodes:
+            owner = self._record_owner(node)
+            groups.setdefault(marker(owner), (owner, node))
+        for owner, node in groups.values():
+            p = await self._node_provider(node)
+            name = owner.cluster or owner.machine or ""
+            sg = await shared_ops.find_security_group(p, owner, name)
+            if sg is None:
+                raise DriverError(f"the security group of {name} is gone: cannot open the mesh")
+            await meshrules.sync_mesh_rules(p, str(sg.id), sources, port)
 
     # -- leaks -----------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ from flotte.drivers.ssh.connection import Targets
 from flotte.drivers.ssh.nodes import Hosts
 from flotte.drivers.ssh.options import OPTIONS, install_choice
 from flotte.errors import FlotteError, UsageError
+from flotte.mesh import scripts as mesh_scripts
 from flotte.models import Endpoint, NodeRecord, NodeSpec, NodeState, Owner
+from flotte.provision.access import provisioned
 from flotte.provision.sessions import SSHTarget, load_client_key
 
 
@@ -42,6 +44,9 @@ class SSHDriver(Driver):
         adopt_existing=True,
     )
     options: ClassVar[tuple[DriverOption, ...]] = OPTIONS
+    # Whether two lists of hosts share a private network cannot be seen from their
+    # addresses: one site for every SSH host unless the user names them apart.
+    site_options: ClassVar[tuple[str, ...]] = ("ssh_site",)
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
@@ -119,6 +124,12 @@ class SSHDriver(Driver):
         await self.hosts.service(node, "kill")
 
     async def remove(self, node: NodeRecord, *, purge: bool = False) -> None:
+        if node.data.get("ssh_host") and provisioned(node):
+            # The host outlives its node: a meshed cluster's interface, its key file and
+            # firewall chain go with the node (a no-op on a host never meshed). A host
+            # that does not answer fails the unprovisioning below, which says so.
+            with contextlib.suppress(FlotteError):
+                await self.run_script(node, mesh_scripts.down(), what="mesh down")
         await self.hosts.remove(node, purge=purge)
 
     def _candidates(self, owner: Owner) -> list[SSHTarget]:

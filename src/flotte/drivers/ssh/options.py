@@ -38,6 +38,12 @@ OPTIONS: tuple[DriverOption, ...] = (
         aliases=("generic-ssh-key",),
     ),
     DriverOption(
+        "ssh-site",
+        "Name of the hosts' network: groups with another site name share no private "
+        "network with these hosts and reach them over the WireGuard mesh (default: one "
+        "site for every SSH host)",
+    ),
+    DriverOption(
         "engine-install",
         "When Docker is missing: auto (per distribution), distro, upstream or skip",
         default="auto",
