@@ -35,6 +35,8 @@ class LocalDriver(Driver):
     )
     options = OPTIONS
     site_options = ("local_network",)
+    # other sites reach a local node only through --local-public-network
+    public_options = ("local_public_network",)
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
