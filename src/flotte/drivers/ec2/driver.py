@@ -213,6 +213,7 @@ class EC2Driver(Driver):
         owner = self.conn.owner(group.owner)
         await sw.sweep(api, owner, self.ctx.home, poll=self.poll_interval)
         self.conn.forget_keys(owner)
+        self.nodes.journal.forget(owner)
 
     async def leftovers(self, owner: Owner) -> list[str]:
         api = self.conn.api(self.conn.target(self.conn.settings()))
@@ -220,6 +221,8 @@ class EC2Driver(Driver):
 
     async def sweep(self, owner: Owner) -> int:
         api = self.conn.api(self.conn.target(self.conn.settings()))
-        count = await sw.sweep(api, self.conn.owner(owner), self.ctx.home, poll=self.poll_interval)
+        owner = self.conn.owner(owner)
+        count = await sw.sweep(api, owner, self.ctx.home, poll=self.poll_interval)
         self.conn.forget_keys(owner)
+        self.nodes.journal.forget(owner)
         return count
