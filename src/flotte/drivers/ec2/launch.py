@@ -36,6 +36,8 @@ from flotte.drivers.ec2.nodes import Nodes, node_marks
 from flotte.drivers.ec2.userdata import user_data
 from flotte.models import NODE_KEY, NodeRecord, NodeSpec, Owner
 
+LAUNCH_CHUNK = 250  # nodes per RunInstances at most
+
 
 @dataclass
 class Launch:
@@ -154,10 +156,22 @@ class Launcher:
                 pool = sorted(unnamed.pop(launch.digest, []), key=lambda i: i["InstanceId"])
                 adopted += list(zip(missing, pool, strict=False))
                 runs.append((launch, missing, pool))
+
+        async def launch_all(launch: Launch, specs: list[NodeSpec]) -> list[dict[str, Any]]:
+            # At most LAUNCH_CHUNK nodes per RunInstances, one call after the other: a
+            # call's time grows with its nodes (moto takes a minute for 1,000 on a busy
+            # machine, past the client's read timeout, and a retried launch is launched
+            # twice there), and a launch too big for the zone's capacity fails whole.
+            out: list[dict[str, Any]] = []
+            for i in range(0, len(specs), LAUNCH_CHUNK):
+                part = specs[i : i + LAUNCH_CHUNK]
+                out += await self._run(api, launch, owner, part, len(part))
+            return out
+
         # The launch configurations' RunInstances go at once (node groups of a cluster).
         launched = await gather_all(
             *(
-                self._run(api, launch, owner, missing[len(pool) :], len(missing) - len(pool))
+                launch_all(launch, missing[len(pool) :])
                 for launch, missing, pool in runs
                 if len(missing) > len(pool)
             )
