@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 INSTALLATION = "inst-ec2-test"
@@ -62,3 +63,36 @@ def flotte_resources(client: Any, installation: str = INSTALLATION) -> dict[str,
 
 def nothing_left(client: Any, installation: str = INSTALLATION) -> bool:
     return not any(flotte_resources(client, installation).values())
+
+
+def node_instances(
+    client: Any,
+    cluster: str,
+    home: Path,
+    states: tuple[str, ...] = ("pending", "running", "stopped"),
+) -> list[tuple[str, str]]:
+    """(node name, instance ID) of each of ``cluster``'s instances in ``states``.
+
+    A node is named by its ``flotte:node`` tag, else (launched with others) by the
+    driver's launch journal under ``home``: its launch's ClientToken and its
+    AmiLaunchIndex there. An instance neither names is listed as ``?ID``.
+    """
+    from flotte.drivers.ec2.journal import Journal, node_of
+    from flotte.models import Owner
+
+    found = [
+        i
+        for r in client.describe_instances(
+            Filters=[
+                {"Name": "tag:flotte:cluster", "Values": [cluster]},
+                {"Name": "instance-state-name", "Values": list(states)},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+    installations = {t["Value"] for i in found for t in i["Tags"] if t["Key"] == "flotte:owner"}
+    entries = {}
+    for installation in installations:
+        owner = Owner(cluster=cluster, installation=installation)
+        entries.update(Journal(home).entries(owner))
+    return sorted((node_of(i, entries) or "?" + i["InstanceId"], i["InstanceId"]) for i in found)

@@ -156,8 +156,9 @@ def test_cluster_create_delete_counts(
         *ec2_flags(proxy.url),
         "lab",
     )
-    # One manager and five workers, all from one RunInstances.
-    assert proxy.stats.calls["RunInstances"] == 1
+    # One manager and five workers: one RunInstances per node group, no CreateTags.
+    assert proxy.stats.calls["RunInstances"] == 2
+    assert proxy.stats.calls["CreateTags"] == 0
     assert owned(ec2) == {
         **ZERO,
         "instances": 6,
@@ -188,6 +189,12 @@ def test_cluster_resize_no_provision(home: Path, ec2: Any, moto_endpoint: str) -
     assert owned(ec2) == ZERO
 
 
+def _waiting(req: Any) -> bool:
+    """The wait after launch (DescribeInstances by ID, not by tag): held, a kill lands
+    after the instances exist and before the nodes are recorded."""
+    return bool(ec2_action("DescribeInstances")(req) and req.param("InstanceId.1"))
+
+
 def _kill_when(proc: subprocess.Popen[str], predicate: Any, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     try:
@@ -203,8 +210,9 @@ def _kill_when(proc: subprocess.Popen[str], predicate: Any, timeout: float = 60)
 def test_killed_cluster_create_resumes(
     home: Path, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any
 ) -> None:
-    """SIGKILL between launch and naming; the same command again converges to 6 nodes."""
-    held = fault_proxy_factory(moto_endpoint, slow=[(ec2_action("CreateTags"), 60.0)])
+    """SIGKILL after launch, before the nodes were recorded; the same command again
+    converges to 6 nodes."""
+    held = fault_proxy_factory(moto_endpoint, slow=[(_waiting, 60.0)])
     args = ["cluster", "create", "--driver", "ec2", "--node-count", "5", "--no-provision"]
     proc = subprocess.Popen(
         [FLOTTE, *args, *ec2_flags(held.url), "res"],
@@ -214,7 +222,7 @@ def test_killed_cluster_create_resumes(
         text=True,
     )
     _kill_when(proc, lambda: owned(ec2)["instances"] == 6)
-    assert held.stats.calls["RunInstances"] == 1
+    assert held.stats.calls["RunInstances"] == 2  # the manager's and the workers'
 
     # The re-run resumes with the options the cluster was created with (this proxy's URL).
     held.slow = []
@@ -235,7 +243,7 @@ def test_killed_cluster_create_resumes(
 def test_killed_cluster_create_then_delete(
     home: Path, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any
 ) -> None:
-    held = fault_proxy_factory(moto_endpoint, slow=[(ec2_action("CreateTags"), 60.0)])
+    held = fault_proxy_factory(moto_endpoint, slow=[(_waiting, 60.0)])
     proc = subprocess.Popen(
         [FLOTTE, "cluster", "create", "--driver", "ec2", "--node-count", "3", "--no-provision",
          *ec2_flags(held.url), "doomed"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ec2_helpers import INSTALLATION, flotte_resources, nothing_left
+from ec2_helpers import INSTALLATION, flotte_resources, node_instances, nothing_left
 
 from fixtures.fault_proxy import ec2_action
 from flotte.drivers.base import GroupSpec
-from flotte.models import NodeSpec, Owner, Role
+from flotte.models import NodeRecord, NodeSpec, Owner, Role
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,23 +39,12 @@ def nodes(owner: Owner, count: int, start: int = 0, **options: Any) -> list[Node
     return out[start:]
 
 
-def named(ec2: Any, cluster: str) -> dict[str, str]:
-    """node name -> instance ID of the live instances tagged for ``cluster``."""
-    res = ec2.describe_instances(
-        Filters=[
-            {"Name": "tag:flotte:cluster", "Values": [cluster]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopped"]},
-        ]
-    )["Reservations"]
-    out = {}
-    for r in res:
-        for i in r["Instances"]:
-            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
-            out[tags.get("flotte:node", "?" + i["InstanceId"])] = i["InstanceId"]
-    return out
+def named(ec2: Any, cluster: str, home: Path) -> dict[str, str]:
+    """node name -> instance ID of the live instances of ``cluster`` (``?ID``: unknown)."""
+    return dict(node_instances(ec2, cluster, home))
 
 
-async def test_five_nodes_one_run_instances_resize_delete(make_driver: Any, ec2: Any) -> None:
+async def test_one_run_instances_per_node_group_resize_delete(make_driver: Any, ec2: Any) -> None:
     assert nothing_left(ec2)
     driver = make_driver()
     group, owner = cluster()
@@ -64,11 +54,27 @@ async def test_five_nodes_one_run_instances_resize_delete(make_driver: Any, ec2:
     records = await driver.create_many(specs, shared)
 
     calls = driver.api_calls()
-    assert calls["RunInstances"] == 1
+    # One per node group (the manager's, the workers'): node group and role are tags
+    # given at launch; the nodes are told apart by the launch journal, not by a
+    # CreateTags each.
+    assert calls["RunInstances"] == 2
+    assert calls["CreateTags"] == 0, calls
     per_node = (sum(calls.values()) - shared_calls) / len(specs)
     assert per_node <= 4, calls
+    tags = {
+        i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}
+        for r in ec2.describe_instances(InstanceIds=[r.provider_id for r in records])[
+            "Reservations"
+        ]
+        for i in r["Instances"]
+    }
+    assert {(t["flotte:nodegroup"], t["flotte:role"]) for t in tags.values()} == {
+        ("manager", "manager"),
+        ("worker", "worker"),
+    }
+    assert tags[records[0].provider_id]["flotte:node"] == "lab-m0"  # launched alone: named
     assert [r.name for r in records] == [s.name for s in specs]
-    assert set(named(ec2, "lab")) == {s.name for s in specs}
+    assert set(named(ec2, "lab", driver.ctx.home)) == {s.name for s in specs}
     counts = {k: len(v) for k, v in flotte_resources(ec2).items()}
     assert counts == {
         "instances": 5,
@@ -94,14 +100,14 @@ async def test_five_nodes_one_run_instances_resize_delete(make_driver: Any, ec2:
 
     # Grow to 7: the 5 are adopted, the 2 new ones come from one more RunInstances.
     grown = await driver.create_many(nodes(owner, 7), shared)
-    assert driver.api_calls()["RunInstances"] == 2
+    assert driver.api_calls()["RunInstances"] == 3
     assert {r.provider_id for r in grown} >= {r.provider_id for r in records}
-    assert len(named(ec2, "lab")) == 7
+    assert len(named(ec2, "lab", driver.ctx.home)) == 7
 
     # Shrink to 4: remove three workers.
     for record in grown[4:]:
         await driver.remove(record)
-    assert set(named(ec2, "lab")) == {r.name for r in grown[:4]}
+    assert set(named(ec2, "lab", driver.ctx.home)) == {r.name for r in grown[:4]}
 
     # Delete: nodes, then the group's shared resources.
     for record in grown[:4]:
@@ -117,13 +123,13 @@ async def test_parallel_creates_and_removes_are_batched(make_driver: Any, ec2: A
     shared = await driver.prepare(group)
     specs = nodes(owner, 6)
     records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
-    assert driver.api_calls()["RunInstances"] == 1
+    assert driver.api_calls()["RunInstances"] == 2  # one per node group
     assert len({r.provider_id for r in records}) == 6
-    assert set(named(ec2, "par")) == {s.name for s in specs}
+    assert set(named(ec2, "par", driver.ctx.home)) == {s.name for s in specs}
     # And removed in parallel: one TerminateInstances.
     await asyncio.gather(*(driver.remove(r) for r in records))
     assert driver.api_calls()["TerminateInstances"] == 1
-    assert named(ec2, "par") == {}
+    assert named(ec2, "par", driver.ctx.home) == {}
     await driver.release(group, shared)
     assert nothing_left(ec2)
 
@@ -175,31 +181,85 @@ def _wait_for(predicate: Any, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-async def test_killed_create_is_resumed(
-    make_driver: Any, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any, tmp_path: Path
-) -> None:
-    """SIGKILL after RunInstances, before the instances got their names: a re-run adopts
-    the unnamed instances instead of launching more."""
-    # Hold CreateTags open so the kill lands between launch and naming.
-    proxy = fault_proxy_factory(moto_endpoint, slow=[(ec2_action("CreateTags"), 30.0)])
-    child = _child(proxy.url, tmp_path, "kill", 5)
+def _waiting(req: Any) -> bool:
+    """The wait after launch (DescribeInstances by ID, not by tag)."""
+    return bool(ec2_action("DescribeInstances")(req) and req.param("InstanceId.1"))
+
+
+def _killed_after_launch(
+    ec2: Any, endpoint: str, fault_proxy_factory: Any, home: Path, name: str, count: int
+) -> dict[str, str]:
+    """Run the child until its instances exist, SIGKILL it before it returns them;
+    node name -> instance ID as the journal under ``home`` tells."""
+    proxy = fault_proxy_factory(endpoint, slow=[(_waiting, 30.0)])
+    child = _child(proxy.url, home, name, count)
     try:
-        _wait_for(lambda: len(named(ec2, "kill")) == 5)
+        _wait_for(lambda: len(named(ec2, name, home / "machines")) == count)
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=30)
-    unnamed = named(ec2, "kill")
-    assert all(name.startswith("?") for name in unnamed), unnamed
+    return named(ec2, name, home / "machines")
+
+
+def _child_specs(owner: Owner, count: int) -> list[NodeSpec]:
+    """The nodes child_create.py makes: a re-run asks for the same ones."""
+    return [NodeSpec(f"{owner.cluster}-n{i}", Role.WORKER, owner, "ec2") for i in range(count)]
+
+
+async def test_killed_create_is_resumed(
+    make_driver: Any, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any, tmp_path: Path
+) -> None:
+    """SIGKILL after RunInstances, before the nodes were returned (so never recorded):
+    a re-run adopts each instance as the node its launch journal says, launches
+    nothing, and names the adopted instances with a tag then."""
+    before = _killed_after_launch(ec2, moto_endpoint, fault_proxy_factory, tmp_path, "kill", 5)
+    assert sorted(before) == [f"kill-n{i}" for i in range(5)], before
+    untagged = [n for n, _ in node_instances(ec2, "kill", tmp_path / "nowhere")]
+    assert all(n.startswith("?") for n in untagged), untagged  # one tag set for the launch
 
     driver = make_driver()  # same home and installation as the killed process
     group, owner = cluster("kill")
     shared = await driver.prepare(group)
-    records = await driver.create_many(nodes(owner, 5), shared)
+    records = await driver.create_many(_child_specs(owner, 5), shared)
     assert driver.api_calls()["RunInstances"] == 0
-    assert {r.provider_id for r in records} == set(unnamed.values())
-    assert set(named(ec2, "kill")) == {r.name for r in records}
+    assert {r.name: r.provider_id for r in records} == before
+    # Adopted: now named by tag too, so any later lookup needs no journal.
+    assert named(ec2, "kill", tmp_path / "nowhere") == before
     assert len(flotte_resources(ec2)["key_pairs"]) == 1
     await driver.release(group, shared)
+    assert nothing_left(ec2)
+    assert not (tmp_path / "machines" / "launches").exists()  # the journal goes with the group
+
+
+async def test_killed_create_without_journal_adopts_unnamed(
+    make_driver: Any, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any, tmp_path: Path
+) -> None:
+    """The journal lost too: the instances of the launch are still handed to the nodes
+    missing (one each, by launch configuration), not launched again."""
+    before = _killed_after_launch(ec2, moto_endpoint, fault_proxy_factory, tmp_path, "lost", 3)
+    shutil.rmtree(tmp_path / "machines" / "launches")
+    driver = make_driver()
+    group, owner = cluster("lost")
+    shared = await driver.prepare(group)
+    records = await driver.create_many(_child_specs(owner, 3), shared)
+    assert driver.api_calls()["RunInstances"] == 0
+    assert {r.provider_id for r in records} == set(before.values())
+    assert set(named(ec2, "lost", tmp_path / "nowhere")) == {r.name for r in records}
+    await driver.release(group, shared)
+    assert nothing_left(ec2)
+
+
+async def test_killed_create_then_remove_by_name(
+    make_driver: Any, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any, tmp_path: Path
+) -> None:
+    """A node whose create was killed has no record: removing it by name finds its
+    instance through the journal, and only that one."""
+    before = _killed_after_launch(ec2, moto_endpoint, fault_proxy_factory, tmp_path, "byname", 3)
+    driver = make_driver()
+    await driver.remove(NodeRecord(name="byname-n1", driver="ec2"))
+    after = named(ec2, "byname", tmp_path / "machines")
+    assert after == {k: v for k, v in before.items() if k != "byname-n1"}
+    assert await driver.sweep(Owner(cluster="byname", installation=INSTALLATION)) >= 4
     assert nothing_left(ec2)
 
 
@@ -207,20 +267,11 @@ async def test_killed_create_then_delete_leaves_nothing(
     make_driver: Any, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any, tmp_path: Path
 ) -> None:
     """Killed while waiting for the instances to run: delete finds everything by tag."""
-
-    def waiting(req: Any) -> bool:  # the wait after launch asks by ID, not by tag
-        return bool(ec2_action("DescribeInstances")(req) and req.param("InstanceId.1"))
-
-    proxy = fault_proxy_factory(moto_endpoint, slow=[(waiting, 30.0)])
-    child = _child(proxy.url, tmp_path, "gone", 4)
-    try:
-        _wait_for(lambda: len(named(ec2, "gone")) == 4)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
+    _killed_after_launch(ec2, moto_endpoint, fault_proxy_factory, tmp_path, "gone", 4)
     assert flotte_resources(ec2)["security_groups"]
     driver = make_driver()
     _, owner = cluster("gone")
     assert await driver.sweep(owner) >= 6  # 4 instances, a key pair, a security group
     assert nothing_left(ec2)
     assert not list((tmp_path / "machines" / "keys").glob("gone-*/id_ed25519"))
+    assert not (tmp_path / "machines" / "launches").exists()

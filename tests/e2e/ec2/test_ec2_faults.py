@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
-from ec2_helpers import INSTALLATION, flotte_resources, nothing_left
+from ec2_helpers import INSTALLATION, flotte_resources, node_instances, nothing_left
 
 from fixtures.fault_proxy import Fault, ec2_action, ec2_error, server_error, throttling
 from flotte.drivers.base import GroupSpec
@@ -21,18 +22,9 @@ def cluster(name: str) -> tuple[GroupSpec, Owner, list[NodeSpec]]:
     return group, owner, specs
 
 
-def live_names(ec2: Any, name: str) -> list[str]:
-    res = ec2.describe_instances(
-        Filters=[
-            {"Name": "tag:flotte:cluster", "Values": [name]},
-            {"Name": "instance-state-name", "Values": ["pending", "running"]},
-        ]
-    )["Reservations"]
-    return sorted(
-        {t["Key"]: t["Value"] for t in i.get("Tags", [])}.get("flotte:node", "<unnamed>")
-        for r in res
-        for i in r["Instances"]
-    )
+def live_names(ec2: Any, name: str, home: Path) -> list[str]:
+    """Node names of the cluster's live instances, one per instance (doubles show)."""
+    return [node for node, _ in node_instances(ec2, name, home, ("pending", "running"))]
 
 
 async def test_throttling_and_500s_converge(
@@ -45,7 +37,7 @@ async def test_throttling_and_500s_converge(
     records = await driver.create_many(specs, shared)
     assert proxy.stats.injected["RequestLimitExceeded"] > 0
     assert proxy.stats.injected["InternalError"] > 0
-    assert live_names(ec2, "flaky") == sorted(s.name for s in specs)
+    assert live_names(ec2, "flaky", driver.ctx.home) == sorted(s.name for s in specs)
     assert len({r.provider_id for r in records}) == 5
     for record in records:
         await driver.remove(record)
@@ -64,7 +56,7 @@ async def test_lost_run_instances_answer_leaves_no_duplicate(
     shared = await driver.prepare(group)
     await driver.create_many(specs, shared)
     assert proxy.stats.injected["InternalError"] == 1
-    assert live_names(ec2, "lost") == sorted(s.name for s in specs)
+    assert live_names(ec2, "lost", driver.ctx.home) == sorted(s.name for s in specs)
     await driver.release(group, shared)
     assert nothing_left(ec2)
 
@@ -72,13 +64,15 @@ async def test_lost_run_instances_answer_leaves_no_duplicate(
 async def test_lost_answers_everywhere_converge(
     make_driver: Any, ec2: Any, moto_endpoint: str, fault_proxy_factory: Any
 ) -> None:
-    """Every mutating call may act and lose its answer once: prepare, create, delete."""
+    """Every mutating call may act and lose its answer once: prepare, create, delete.
+
+    (A create names no instance with CreateTags any more: its nodes are named at launch.)
+    """
     actions = (
         "CreateSecurityGroup",
         "AuthorizeSecurityGroupIngress",
         "ImportKeyPair",
         "RunInstances",
-        "CreateTags",
         "TerminateInstances",
         "DeleteKeyPair",
         "DeleteSecurityGroup",
@@ -90,7 +84,7 @@ async def test_lost_answers_everywhere_converge(
     shared = await driver.prepare(group)
     assert len(flotte_resources(ec2)["security_groups"]) == 1
     records = await driver.create_many(specs, shared)
-    assert live_names(ec2, "lossy") == sorted(s.name for s in specs)
+    assert live_names(ec2, "lossy", driver.ctx.home) == sorted(s.name for s in specs)
     for record in records:
         await driver.remove(record)
     await driver.release(group, shared)
@@ -161,7 +155,7 @@ async def test_instance_not_yet_visible_is_waited_for(
     shared = await driver.prepare(group)
     records = await driver.create_many(specs, shared)
     assert proxy.stats.injected["NotFound"] == 4
-    assert live_names(ec2, "eventual") == sorted(r.name for r in records)
+    assert live_names(ec2, "eventual", driver.ctx.home) == sorted(r.name for r in records)
     await driver.release(group, shared)
     assert nothing_left(ec2)
 

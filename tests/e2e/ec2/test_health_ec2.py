@@ -14,7 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ec2_helpers import AMI
+from ec2_helpers import AMI, node_instances
+
+from flotte.config import paths
 
 FLOTTE = str(Path(sys.executable).with_name("flotte"))
 
@@ -26,21 +28,24 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def instances(ec2: Any, cluster: str) -> dict[str, tuple[str, str]]:
+def instances(ec2: Any, cluster: str, home: Path) -> dict[str, tuple[str, str]]:
     """instance ID -> (node name, state) of every instance tagged for ``cluster``."""
-    found = ec2.describe_instances(Filters=[{"Name": "tag:flotte:cluster", "Values": [cluster]}])
-    out = {}
-    for r in found["Reservations"]:
-        for i in r["Instances"]:
-            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
-            out[i["InstanceId"]] = (tags.get("flotte:node", "?"), i["State"]["Name"])
-    return out
+    states = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+    # Nodes launched together are named by the driver's launch journal, in its home
+    named = node_instances(ec2, cluster, paths(home).machines, states)
+    found = ec2.describe_instances(InstanceIds=[iid for _, iid in named]) if named else {}
+    state = {
+        i["InstanceId"]: i["State"]["Name"]
+        for r in found.get("Reservations", [])
+        for i in r["Instances"]
+    }
+    return {iid: (node, state[iid]) for node, iid in named}
 
 
-def live(ec2: Any, cluster: str) -> dict[str, str]:
+def live(ec2: Any, cluster: str, home: Path) -> dict[str, str]:
     return {
         node: iid
-        for iid, (node, state) in instances(ec2, cluster).items()
+        for iid, (node, state) in instances(ec2, cluster, home).items()
         if state not in ("terminated", "shutting-down")
     }
 
@@ -57,7 +62,7 @@ def test_terminated_instance_gets_a_successor(tmp_path: Path, ec2: Any, moto_end
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     try:
-        before = live(ec2, name)
+        before = live(ec2, name, home)
         assert sorted(before) == [f"{name}-master-0", f"{name}-node-0", f"{name}-node-1"]
         victim = before[f"{name}-node-0"]
         ec2.terminate_instances(InstanceIds=[victim])  # out of band, as a spot reclaim would
@@ -73,7 +78,7 @@ def test_terminated_instance_gets_a_successor(tmp_path: Path, ec2: Any, moto_end
         assert watched.returncode == 0, watched.stderr
         assert f"healed: replaced {name}-node-0 by {name}-node-2" in watched.stdout
 
-        after = live(ec2, name)
+        after = live(ec2, name, home)
         assert sorted(after) == [f"{name}-master-0", f"{name}-node-1", f"{name}-node-2"]
         assert victim not in after.values()
         groups = ec2.describe_tags(
@@ -87,7 +92,7 @@ def test_terminated_instance_gets_a_successor(tmp_path: Path, ec2: Any, moto_end
         assert final.returncode == 0 and json.loads(final.stdout)["health_status"] == "HEALTHY"
     finally:
         run(home, "cluster", "delete", name)
-    assert live(ec2, name) == {}
+    assert live(ec2, name, home) == {}
     owner = [{"Name": "tag:flotte:cluster", "Values": [name]}]
     assert ec2.describe_security_groups(Filters=owner)["SecurityGroups"] == []
     assert ec2.describe_volumes(Filters=owner)["Volumes"] == []

@@ -20,6 +20,7 @@ from typing import Any
 
 from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec, SSHAccess
 from flotte.drivers.ec2 import options as cfg
+from flotte.drivers.ec2 import quota
 from flotte.drivers.ec2 import resources as sh
 from flotte.drivers.ec2 import sweep as sw
 from flotte.drivers.ec2.batch import Batcher, gather_all
@@ -96,6 +97,11 @@ class EC2Driver(Driver):
             self.lookups.network(api, tgt, settings),
             self.lookups.cidrs(settings),
         )
+        # What does not fit the account is refused now, before anything is made.
+        wanting = [
+            n.name for n, s in zip(group.nodes, per_node, strict=True) if s.get("ec2_elastic_ip")
+        ]
+        await quota.check_elastic_ips(api, self.ctx.installation, wanting)
 
     async def prepare(self, group: GroupSpec) -> dict[str, Any]:
         """Security group, key pair and network of the group (found again on a re-run)."""
@@ -213,6 +219,7 @@ class EC2Driver(Driver):
         owner = self.conn.owner(group.owner)
         await sw.sweep(api, owner, self.ctx.home, poll=self.poll_interval)
         self.conn.forget_keys(owner)
+        self.nodes.journal.forget(owner)
 
     async def leftovers(self, owner: Owner) -> list[str]:
         api = self.conn.api(self.conn.target(self.conn.settings()))
@@ -220,6 +227,8 @@ class EC2Driver(Driver):
 
     async def sweep(self, owner: Owner) -> int:
         api = self.conn.api(self.conn.target(self.conn.settings()))
-        count = await sw.sweep(api, self.conn.owner(owner), self.ctx.home, poll=self.poll_interval)
+        owner = self.conn.owner(owner)
+        count = await sw.sweep(api, owner, self.ctx.home, poll=self.poll_interval)
         self.conn.forget_keys(owner)
+        self.nodes.journal.forget(owner)
         return count

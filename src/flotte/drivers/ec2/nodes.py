@@ -17,6 +17,7 @@ from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2 import resources as sh
 from flotte.drivers.ec2 import sweep as sw
 from flotte.drivers.ec2.connection import Clients, Ec2Api
+from flotte.drivers.ec2.journal import LAUNCH_TAG, Journal
 from flotte.errors import DriverError, NotFound, TimeoutError_, UsageError
 from flotte.models import NODE_KEY, OWNER_KEY, NodeRecord, NodeSpec, NodeState
 
@@ -46,6 +47,7 @@ class Nodes:
         self.ctx = conn.ctx
         self.driver = driver
         self.claimed: set[str] = set()  # instance IDs handed to a node in this process
+        self.journal = Journal(conn.ctx.home)  # which node each instance of a launch is
         self.poll_interval = float(os.environ.get("FLOTTE_EC2_POLL", "2"))
 
     async def describe(self, api: Ec2Api, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -131,7 +133,20 @@ class Nodes:
         if node.provider_id:
             return [node.provider_id]
         owner = {OWNER_KEY: self.ctx.installation, NODE_KEY: node.name}
-        return [i["InstanceId"] for i in await self.instances(api, owner)]
+        tagged = [i["InstanceId"] for i in await self.instances(api, owner)]
+        if tagged:
+            return tagged
+        # Launched with others, not named yet: its launch's journal entry says which.
+        hit = await asyncio.to_thread(self.journal.find, node.name)
+        if hit is None:
+            return []
+        entry, index = hit
+        launched = {OWNER_KEY: self.ctx.installation, LAUNCH_TAG: entry.digest}
+        return [
+            i["InstanceId"]
+            for i in await self.instances(api, launched)
+            if i.get("ClientToken") == entry.token and i.get("AmiLaunchIndex") == index
+        ]
 
     async def state(self, node: NodeRecord) -> NodeState:
         api = self.conn.api_for(node.data)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec
-from flotte.drivers.local import neighbours, resources, sweep
+from flotte.drivers.local import memory, neighbours, resources, sweep
 from flotte.drivers.local.connection import Engine, listed
 from flotte.drivers.local.nodes import Nodes
 from flotte.drivers.local.options import OPTIONS, privileged_choice
@@ -58,6 +58,10 @@ class LocalDriver(Driver):
         privileged_choice(self.option("local_privileged", "auto"))
         for node in group.nodes:
             privileged_choice(node.options.get("local_privileged") or "auto")
+        # Before anything is made: nodes that do not fit in memory are refused whole,
+        # not found out when the host starts swapping half-way through.
+        if memory.engine_is_here():
+            memory.check_fits(len(group.nodes), memory.available_mib())
         await self.engine.call(lambda: self.engine.docker)
         if {"manager", "worker"} & set(group.roles):
             # a Swarm's nodes each learn every other: the nodes it has and those to come
