@@ -38,6 +38,7 @@ class Resource:
     kind: str
     name: str
     tags: dict[str, str]
+    launch: tuple[Any, Any] | None = None  # EC2: (ClientToken, AmiLaunchIndex)
 
 
 @dataclass
@@ -56,6 +57,10 @@ class Target:
 
     name = "fake"
     node_kind = "node"
+
+    def node_name(self, r: Resource, home: Path) -> str:
+        """The node a resource is: its node mark, else its name."""
+        return r.tags.get("flotte:node", r.name)
     horizon = 2.0  # seconds: faults land within this time after a command starts
     op_horizons: dict[str, float] = {}  # shorter ones, for operations that take less
     op = ""  # the operation of the run being armed
@@ -217,7 +222,21 @@ class Ec2Target(Target):
                     for item in out:
                         if item.name == i["InstanceId"]:
                             item.tags = tags
+                            item.launch = (i.get("ClientToken"), i.get("AmiLaunchIndex"))
         return out
+
+    def node_name(self, r: Resource, home: Path) -> str:
+        """Nodes launched together carry no name tag: the launch journal names them."""
+        from flotte.config import paths
+        from flotte.drivers.ec2.journal import Journal, node_of
+        from flotte.models import Owner
+
+        if "flotte:node" in r.tags or r.launch is None:
+            return super().node_name(r, home)
+        owner = Owner.from_tags(r.tags)
+        entries = Journal(paths(home).machines).entries(owner)
+        token, index = r.launch
+        return node_of({"ClientToken": token, "AmiLaunchIndex": index}, entries) or r.name
 
     def arm(self, fault: str, rng: random.Random, creates: bool, cluster: str) -> Armed:
         from fixtures.fault_proxy import Fault, ec2_error, reset, server_error, throttling

@@ -87,7 +87,7 @@ def converged(cli: CLI, target: Target, op: Op, env: dict[str, str], inst: str) 
     """What differs from the op's desired state, seen by flotte and by the cloud."""
     key = "flotte:cluster" if op.kind == "cluster" else "flotte:machine"
     cloud = {
-        r.tags.get("flotte:node", r.name)
+        target.node_name(r, Path(env["FLOTTE_HOME"]))
         for r in target.inventory(inst)
         if r.kind == target.node_kind and r.tags.get(key) == op.scope
     }

@@ -104,6 +104,8 @@ class Capabilities:
     # Concurrent create() calls are gathered into one cloud call (EC2 RunInstances): the
     # executor lets every create of a plan reach the driver at once.
     batch_create: bool = False
+    # Concurrent remove() calls are gathered the same way (EC2 TerminateInstances).
+    batch_remove: bool = False
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ class Runner:
         self.nodes: dict[str, Node] = {}
         self._tokens: Tokens | None = None
         self._token_lock = asyncio.Lock()
+        self._leaves = asyncio.Semaphore(16)
         self._doomed: set[str] = set()
         self._live: str | None = None  # the manager that answered, for this run
         self._holder: str | None = (coe_data or {}).get("manager")  # where the swarm began
@@ -450,9 +451,9 @@ class Runner:
                 except ClusterError:
                     manager = ""
                 if manager:
-                    await self.swarm.remove(
-                        self.endpoints[manager], self.endpoints.get(node), swarm_hostname(record)
-                    )
+                    ends, host = self.endpoints, swarm_hostname(record)
+                    async with self._leaves:  # swarm leaves stay bounded, removes may not
+                        await self.swarm.remove(ends[manager], ends.get(node), host)
             if record is not None:
                 await driver.remove(record, purge=self.purge)
             elif not driver.capabilities.adopt_existing:
@@ -466,7 +467,8 @@ class Runner:
             if self._meshed and self.mesh:
                 await self.mesh.forget(node, self.members())
 
-        return self._step(s, run)
+        # A batching driver gathers every removal into one call: let them all reach it.
+        return self._step(s, run, unbounded=self.driver(driver_name).capabilities.batch_remove)
 
     def _release(self, plan: Plan, s: PlanStep) -> Step:
         assert s.driver is not None

@@ -13,7 +13,7 @@ from ec2_helpers import INSTALLATION, nothing_left
 
 from flotte.drivers.base import GroupSpec
 from flotte.drivers.ec2 import resources
-from flotte.models import Owner
+from flotte.models import NodeRecord, Owner
 
 
 def mesh_ranges(ec2: Any, group_id: str) -> set[str]:
@@ -54,6 +54,26 @@ async def test_mesh_ingress_follows_members(make_driver: Any, ec2: Any) -> None:
         await resources.sync_mesh_ingress(api, sg, [], 51820)
         assert mesh_ranges(ec2, sg) == set()
         assert other_rules(ec2, sg) == before  # SSH, Docker and Swarm's member rules
+    finally:
+        await driver.release(group, shared)
+    assert nothing_left(ec2)
+
+
+async def test_the_driver_opens_the_mesh_port_in_its_nodes_group(
+    make_driver: Any, ec2: Any
+) -> None:
+    driver = make_driver()
+    owner = Owner(cluster="meshdrv", installation=INSTALLATION)
+    group = GroupSpec(name="meshdrv", owner=owner, roles=("cluster", "manager", "worker"))
+    shared = await driver.prepare(group)
+    sg = shared["security_group_id"]
+    # a node as the driver records it: where it was made (region, endpoint) and its group
+    node = NodeRecord(name="meshdrv-node-0", driver="ec2", data=dict(shared))
+    try:
+        await driver.open_mesh([node], ["198.51.100.7/32"], 51820)
+        assert mesh_ranges(ec2, sg) == {"198.51.100.7/32"}
+        await driver.open_mesh([node], [], 51820)
+        assert mesh_ranges(ec2, sg) == set()
     finally:
         await driver.release(group, shared)
     assert nothing_left(ec2)

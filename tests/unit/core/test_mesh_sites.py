@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flotte.drivers.base import Driver, DriverContext
+from flotte.drivers.ec2 import EC2Driver
 from flotte.drivers.local import LocalDriver
 from flotte.drivers.openstack import OpenStackDriver
 from flotte.drivers.ssh import SSHDriver
@@ -64,3 +65,24 @@ def test_sites_that_cannot_reach_each_other_are_one_line() -> None:
         topology.check_sites({"openstack:lab": False, "openstack:partner": False, "ssh:": True})
     assert "openstack:lab and openstack:partner cannot reach each other" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_ec2_site_is_cloud_region_and_vpc(tmp_path: Path) -> None:
+    def site(**options: Any) -> str:
+        return make(EC2Driver, tmp_path, **{"ec2_region": "eu-west-3", **options}).site()
+
+    paris = site()
+    assert site(ec2_instance_type="t3.large") == paris
+    others = {
+        site(ec2_region="eu-central-1"),
+        site(ec2_vpc_id="vpc-0abc"),
+        site(ec2_cloud="outscale"),
+    }
+    assert len(others) == 3 and paris not in others
+    assert make(EC2Driver, tmp_path).will_be_public()
+    assert not make(EC2Driver, tmp_path, ec2_private_address_only=True).will_be_public()
+
+
+def test_local_nodes_are_reached_only_through_a_public_network(tmp_path: Path) -> None:
+    assert not make(LocalDriver, tmp_path).will_be_public()
+    assert make(LocalDriver, tmp_path, local_public_network="pub").will_be_public()

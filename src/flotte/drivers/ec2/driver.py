@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,14 @@ class EC2Driver(Driver):
 
     name = "ec2"
     description = "EC2-API clouds: AWS, 3DS Outscale (boto3)"
-    capabilities = Capabilities(snapshot=True, max_parallel=16, batch_create=True)
+    capabilities = Capabilities(
+        snapshot=True, max_parallel=16, batch_create=True, batch_remove=True
+    )
     options = cfg.OPTIONS
+    # A site is a cloud, region and VPC: groups differing in one share no private network.
+    site_options = ("ec2_cloud", "ec2_endpoint_url", "ec2_region", "ec2_vpc_id")
+    # Other sites reach an instance at its public address, which this option turns off.
+    private_options = ("ec2_private_address_only",)
 
     def __init__(self, ctx: DriverContext) -> None:
         super().__init__(ctx)
@@ -200,6 +206,17 @@ class EC2Driver(Driver):
     async def _remove_batch(self, key: Hashable, nodes: list[NodeRecord]) -> list[None]:
         await self.nodes.remove_many(nodes)
         return [None] * len(nodes)
+
+    async def open_mesh(
+        self, nodes: Sequence[NodeRecord], sources: Sequence[str], port: int
+    ) -> None:
+        """The mesh port in the security group of the nodes (one per cluster and site)."""
+        groups = {
+            str(n.data["security_group_id"]): n for n in nodes if n.data.get("security_group_id")
+        }
+        for group_id, node in groups.items():
+            api = self.conn.api_for(node.data)
+            await sh.sync_mesh_ingress(api, group_id, list(sources), port)
 
     # -- release, leftovers, sweep ---------------------------------------------------
 
