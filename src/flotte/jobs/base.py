@@ -26,7 +26,9 @@ from flotte.state.jobqueue import DOING, FAILED, FINISHED, SUCCEEDED, TODO
 
 log = logging.getLogger("flotte.jobs")
 
-__all__ = ["DOING", "FAILED", "SUCCEEDED", "TODO", "JobState", "Jobs", "Runner", "execute"]
+__all__ = [
+    "DOING", "FAILED", "SUCCEEDED", "TODO", "JobState", "Jobs", "NewJob", "Runner", "execute",
+]  # fmt: skip
 
 Runner = Callable[[Service, str, dict[str, Any]], Awaitable[None]]
 
@@ -34,6 +36,16 @@ Runner = Callable[[Service, str, dict[str, Any]], Awaitable[None]]
 async def run_request(svc: Service, kind: str, payload: dict[str, Any]) -> None:
     """The service's own catalogue of requests (``flotte.service.requests``)."""
     await requests.run(svc, kind, payload)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A request to queue: its kind, JSON-safe payload (never a secret), project, cluster."""
+
+    kind: str
+    payload: dict[str, Any]
+    project: str | None
+    cluster: str | None
 
 
 @dataclass(frozen=True)
@@ -69,15 +81,7 @@ class Jobs(ABC):
         """Queue a request in a transaction of its own; returns its job id at once."""
 
     @abstractmethod
-    def enqueue(
-        self,
-        s: Session,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        project: str | None,
-        cluster: str | None,
-    ) -> str:
+    def enqueue(self, s: Session, job: NewJob) -> str:
         """Queue a request inside ``s``, an open transaction on the state database; the
         job exists if and only if that transaction commits. The API records a change
         and the job that carries it out so: a process killed between two transactions

@@ -23,6 +23,7 @@ from flotte.jobs.base import (
     TODO,
     Jobs,
     JobState,
+    NewJob,
     Retry,
     Runner,
     execute,
@@ -100,16 +101,8 @@ class EmbeddedJobs(Jobs):
         self._wake.set()
         return str(job_id)
 
-    def enqueue(
-        self,
-        s: Session,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        project: str | None,
-        cluster: str | None,
-    ) -> str:
-        return str(add_job(s, kind, payload, project, cluster))
+    def enqueue(self, s: Session, job: NewJob) -> str:
+        return str(add_job(s, job.kind, job.payload, job.project, job.cluster))
 
     def queued(self, job_id: str) -> None:
         self._wake.set()

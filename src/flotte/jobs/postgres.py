@@ -29,7 +29,8 @@ from procrastinate import exceptions as pexc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from flotte.jobs.base import FAILED, Jobs, JobState, Retry, Runner, execute, run_request
+from flotte.jobs import base
+from flotte.jobs.base import FAILED, Jobs, JobState, NewJob, Retry, Runner, execute
 from flotte.service import Service
 
 log = logging.getLogger("flotte.jobs")
@@ -61,7 +62,7 @@ class PostgresJobs(Jobs):
         url: str,
         svc: Service | None = None,
         *,
-        runner: Runner = run_request,
+        runner: Runner = base.run_request,
         worker: bool = True,
         concurrency: int = 8,
         heartbeat: float = 2.0,
@@ -182,23 +183,18 @@ class PostgresJobs(Jobs):
         )
         return str(job_id)
 
-    def enqueue(
-        self,
-        s: Session,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        project: str | None,
-        cluster: str | None,
-    ) -> str:
+    def enqueue(self, s: Session, job: NewJob) -> str:
         """procrastinate's job row, written on ``s``'s own PostgreSQL connection (the
         state database holds procrastinate's tables): committed with the change, or not
         at all; workers hear of it (NOTIFY) at the commit."""
         conn = s.connection().connection.driver_connection
+        lock = f"cluster:{job.cluster}" if job.cluster else None
         deferrer = self._in_transaction.configure_task(
-            TASK, queue=QUEUE, lock=f"cluster:{cluster}" if cluster else None, connection=conn
+            TASK, queue=QUEUE, lock=lock, connection=conn
         )
-        job_id = deferrer.defer(kind=kind, payload=payload, project=project, cluster=cluster)
+        job_id = deferrer.defer(
+            kind=job.kind, payload=job.payload, project=job.project, cluster=job.cluster
+        )
         return str(job_id)
 
     def queued(self, job_id: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from flotte.identity.standalone import Standalone
 from flotte.jobs import EmbeddedJobs
+from flotte.jobs.base import NewJob
 from flotte.service import Service
 
 
@@ -34,17 +35,9 @@ class RecordedJobs(EmbeddedJobs):
         self.errors: list[str] = []  # the failed jobs' errors, once drained
         self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    def enqueue(
-        self,
-        s: Session,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        project: str | None,
-        cluster: str | None,
-    ) -> str:
-        job_id = super().enqueue(s, kind, payload, project=project, cluster=cluster)
-        self._pending[job_id] = (kind, payload)  # counted once its transaction commits
+    def enqueue(self, s: Session, job: NewJob) -> str:
+        job_id = super().enqueue(s, job)
+        self._pending[job_id] = (job.kind, job.payload)  # counted once its transaction commits
         return job_id
 
     def queued(self, job_id: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from flotte.api.magnum.templates import FLOTTE_LABELS, check_coe
 from flotte.identity import cluster_ca
 from flotte.identity.accounts import split_defaults
 from flotte.identity.principal import Forbidden, Principal
+from flotte.jobs.base import Jobs, NewJob
 from flotte.service import options as opts
 from flotte.service.resolve import build
 from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec, NodeGroupSpec
@@ -162,28 +163,11 @@ async def create_cluster(
     return record
 
 
-@runtime_checkable
-class Transactional(Protocol):
-    """A job queue that writes a job in the caller's transaction (``flotte.jobs.Jobs``)."""
-
-    def enqueue(
-        self,
-        s: Session,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        project: str | None,
-        cluster: str | None,
-    ) -> str: ...
-
-    def queued(self, job_id: str) -> None: ...
-
-
 class JobWith:
     """The job of a change, written in the transaction that records the change."""
 
     def __init__(self, jobs: JobQueue) -> None:
-        if not isinstance(jobs, Transactional):
+        if not isinstance(jobs, Jobs):
             raise ApiError(503, "this server's job queue cannot take a change: restart it")
         self.jobs, self.job_id = jobs, ""
 
@@ -197,7 +181,7 @@ class JobWith:
     ) -> None:
         payload = {"cluster": cluster, **(extra or {})}
         try:
-            self.job_id = self.jobs.enqueue(s, kind, payload, project=project, cluster=cluster)
+            self.job_id = self.jobs.enqueue(s, NewJob(kind, payload, project, cluster))
         except Exception as err:  # the transaction, and so the change, is rolled back
             raise ApiError(503, f"the request could not be queued ({err}): retry later") from err
 
