@@ -20,7 +20,11 @@ This measures the window on devcloud with openstacksdk alone (no flotte): boot a
 in the campaign's project, delete it, then poll its GET and the project's listing every
 50 ms until the GET answers 404. Prints one JSON object: per server, how long after the
 DELETE the GET first said DELETED, how long it said so, and whether the listing still
-held the server then.
+held the server then. Measured on 1 Dec at load 15-50: 5 servers of 5 answered DELETED,
+for 3.0 to 6.3 s, and were listed meanwhile. (Three `cluster resize 1 -> 0` runs on
+devcloud then found the removed server gone when the command returned: flotte's steps
+after the wait usually outlast the window, so this is a rare outcome, as in the
+campaign.)
 
 Usage: ``.venv/bin/python bench/fault_nova_delete.py --servers 5``
 """
