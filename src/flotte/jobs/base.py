@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from flotte import metrics
 from flotte.errors import Busy, FlotteError
 from flotte.service import Service, requests
@@ -24,7 +26,9 @@ from flotte.state.jobqueue import DOING, FAILED, FINISHED, SUCCEEDED, TODO
 
 log = logging.getLogger("flotte.jobs")
 
-__all__ = ["DOING", "FAILED", "SUCCEEDED", "TODO", "JobState", "Jobs", "Runner", "execute"]
+__all__ = [
+    "DOING", "FAILED", "SUCCEEDED", "TODO", "JobState", "Jobs", "NewJob", "Runner", "execute",
+]  # fmt: skip
 
 Runner = Callable[[Service, str, dict[str, Any]], Awaitable[None]]
 
@@ -32,6 +36,16 @@ Runner = Callable[[Service, str, dict[str, Any]], Awaitable[None]]
 async def run_request(svc: Service, kind: str, payload: dict[str, Any]) -> None:
     """The service's own catalogue of requests (``flotte.service.requests``)."""
     await requests.run(svc, kind, payload)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A request to queue: its kind, JSON-safe payload (never a secret), project, cluster."""
+
+    kind: str
+    payload: dict[str, Any]
+    project: str | None
+    cluster: str | None
 
 
 @dataclass(frozen=True)
@@ -64,7 +78,19 @@ class Jobs(ABC):
     async def submit(
         self, kind: str, payload: dict[str, Any], *, project: str | None, cluster: str | None
     ) -> str:
-        """Queue a request; returns its job id at once."""
+        """Queue a request in a transaction of its own; returns its job id at once."""
+
+    @abstractmethod
+    def enqueue(self, s: Session, job: NewJob) -> str:
+        """Queue a request inside ``s``, an open transaction on the state database; the
+        job exists if and only if that transaction commits. The API records a change
+        and the job that carries it out so: a process killed between two transactions
+        left a cluster ``*_IN_PROGRESS`` with no job to finish it, for ever. Call
+        ``queued`` once the transaction committed."""
+
+    @abstractmethod
+    def queued(self, job_id: str) -> None:
+        """The transaction that enqueued ``job_id`` committed (a worker may take it now)."""
 
     @abstractmethod
     async def get(self, job_id: str) -> JobState:

@@ -14,6 +14,8 @@ import logging
 from contextlib import ExitStack
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from flotte.errors import Busy
 from flotte.jobs.base import (
     FAILED,
@@ -21,13 +23,14 @@ from flotte.jobs.base import (
     TODO,
     Jobs,
     JobState,
+    NewJob,
     Retry,
     Runner,
     execute,
     run_request,
 )
 from flotte.service import Service
-from flotte.state.jobqueue import JobQueue, QueuedJob
+from flotte.state.jobqueue import JobQueue, QueuedJob, add_job
 from flotte.state.lock import locked
 
 log = logging.getLogger("flotte.jobs")
@@ -97,6 +100,12 @@ class EmbeddedJobs(Jobs):
         job_id = await asyncio.to_thread(self.queue.add, kind, payload, project, cluster)
         self._wake.set()
         return str(job_id)
+
+    def enqueue(self, s: Session, job: NewJob) -> str:
+        return str(add_job(s, job.kind, job.payload, job.project, job.cluster))
+
+    def queued(self, job_id: str) -> None:
+        self._wake.set()
 
     async def get(self, job_id: str) -> JobState:
         job = await asyncio.to_thread(self.queue.get, int(job_id))

@@ -27,8 +27,10 @@ from typing import Any
 import procrastinate
 from procrastinate import exceptions as pexc
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from flotte.jobs.base import FAILED, Jobs, JobState, Retry, Runner, execute, run_request
+from flotte.jobs import base
+from flotte.jobs.base import FAILED, Jobs, JobState, NewJob, Retry, Runner, execute
 from flotte.service import Service
 
 log = logging.getLogger("flotte.jobs")
@@ -60,7 +62,7 @@ class PostgresJobs(Jobs):
         url: str,
         svc: Service | None = None,
         *,
-        runner: Runner = run_request,
+        runner: Runner = base.run_request,
         worker: bool = True,
         concurrency: int = 8,
         heartbeat: float = 2.0,
@@ -97,6 +99,10 @@ class PostgresJobs(Jobs):
                 raise JobFailed(error)
 
         self._task = run
+        # Deferring on the caller's own connection (procrastinate's ``connection=``
+        # option) needs a synchronous connector; this one is never opened: it only runs
+        # the INSERT on the connection it is given.
+        self._in_transaction = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> None:
@@ -176,6 +182,23 @@ class PostgresJobs(Jobs):
             kind=kind, payload=payload, project=project, cluster=cluster
         )
         return str(job_id)
+
+    def enqueue(self, s: Session, job: NewJob) -> str:
+        """procrastinate's job row, written on ``s``'s own PostgreSQL connection (the
+        state database holds procrastinate's tables): committed with the change, or not
+        at all; workers hear of it (NOTIFY) at the commit."""
+        conn = s.connection().connection.driver_connection
+        lock = f"cluster:{job.cluster}" if job.cluster else None
+        deferrer = self._in_transaction.configure_task(
+            TASK, queue=QUEUE, lock=lock, connection=conn
+        )
+        job_id = deferrer.defer(
+            kind=job.kind, payload=job.payload, project=job.project, cluster=job.cluster
+        )
+        return str(job_id)
+
+    def queued(self, job_id: str) -> None:
+        pass  # workers hear of it from PostgreSQL (procrastinate's NOTIFY at the commit)
 
     async def get(self, job_id: str) -> JobState:
         jobs = list(await self.app.job_manager.list_jobs_async(id=int(job_id)))

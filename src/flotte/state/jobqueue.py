@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, delete, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from flotte.state.store import Store
 from flotte.state.tables import Base, utcnow
@@ -56,6 +56,20 @@ def _job(row: JobRow) -> QueuedJob:
     )  # fmt: skip
 
 
+def add_job(
+    s: Session, kind: str, payload: dict[str, Any], project: str | None, cluster: str | None
+) -> int:
+    """A waiting job, written in the caller's transaction: with the change it carries
+    out, it is committed, or neither is."""
+    row = JobRow(
+        kind=kind, payload=payload, project=project, cluster=cluster, status=TODO,
+        error="", attempts=0, created_at=utcnow(),
+    )  # fmt: skip
+    s.add(row)
+    s.flush()
+    return row.id
+
+
 class JobQueue:
     """Add, claim and finish jobs; one process claims (the embedded service's)."""
 
@@ -66,13 +80,7 @@ class JobQueue:
         self, kind: str, payload: dict[str, Any], project: str | None, cluster: str | None
     ) -> int:
         with self.store.session() as s:
-            row = JobRow(
-                kind=kind, payload=payload, project=project, cluster=cluster, status=TODO,
-                error="", attempts=0, created_at=utcnow(),
-            )  # fmt: skip
-            s.add(row)
-            s.flush()
-            return row.id
+            return add_job(s, kind, payload, project, cluster)
 
     def get(self, job_id: int) -> QueuedJob | None:
         with self.store.session() as s:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from flotte.specs import ClusterSpec
 from flotte.state.rows import cluster_json
-from flotte.state.tables import Cluster, NodeGroup
+from flotte.state.tables import Cluster, NodeGroup, utcnow
 
 
 def write_desired(
@@ -77,3 +77,14 @@ def groups_status(
         query = query.where(NodeGroup.name.in_(names))
     for row in s.scalars(query):
         row.status, row.status_reason = status, reason
+
+
+def claim_status(s: Session, name: str, allowed: Iterable[str], status: str) -> bool:
+    """Move cluster ``name`` to ``status`` if its status is one of ``allowed`` (one
+    conditional UPDATE: of two concurrent claims one wins); whether it did."""
+    result = s.execute(
+        update(Cluster)
+        .where(Cluster.name == name, Cluster.status.in_(list(allowed)))
+        .values(status=status, status_reason="", updated_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0))

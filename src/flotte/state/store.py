@@ -194,9 +194,11 @@ class Store(TemplateRows):
         status: str,
         groups: Iterable[str] | None = None,
         group_status: str | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> ClusterRecord | None:
         """``set_desired(edit(recorded spec), status=...)`` if the cluster's status is one
-        of ``allowed``, else None; one transaction either way.
+        of ``allowed``, else None; one transaction either way (``also`` adds its own
+        rows to it: the API's job that carries the change out).
 
         The move to ``status`` is a conditional UPDATE, so of two concurrent changes one
         wins, and the spec edited is the one read after it: a change that was settled
@@ -218,6 +220,8 @@ class Store(TemplateRows):
             ).all()
             spec = edit(cluster_record(row, list(rows)).spec)
             write_desired(s, row, spec, status, "", groups, "", group_status)
+            if also is not None:
+                also(s)
         return self.cluster(name)
 
     def set_cluster(self, name: str, **fields: Any) -> None:

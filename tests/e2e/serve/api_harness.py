@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session
 
 from flotte.identity.standalone import Standalone
 from flotte.jobs import EmbeddedJobs
+from flotte.jobs.base import NewJob
 from flotte.service import Service
 
 
@@ -31,14 +33,17 @@ class RecordedJobs(EmbeddedJobs):
         self.submitted: list[tuple[str, dict[str, Any]]] = []
         self.ids: list[str] = []
         self.errors: list[str] = []  # the failed jobs' errors, once drained
+        self._pending: dict[str, tuple[str, dict[str, Any]]] = {}
 
-    async def submit(
-        self, kind: str, payload: dict[str, Any], *, project: str | None, cluster: str | None
-    ) -> str:
-        job_id = await super().submit(kind, payload, project=project, cluster=cluster)
-        self.submitted.append((kind, payload))
-        self.ids.append(job_id)
+    def enqueue(self, s: Session, job: NewJob) -> str:
+        job_id = super().enqueue(s, job)
+        self._pending[job_id] = (job.kind, job.payload)  # counted once its transaction commits
         return job_id
+
+    def queued(self, job_id: str) -> None:
+        super().queued(job_id)
+        self.submitted.append(self._pending.pop(job_id))
+        self.ids.append(job_id)
 
     async def drain(self, timeout: float = 300) -> None:
         """Wait until every job submitted so far has finished."""

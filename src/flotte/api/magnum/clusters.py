@@ -9,24 +9,21 @@ from fastapi import APIRouter, Query, Request, Response
 
 from flotte.api import versions
 from flotte.api.context import Caller, Ctx, Jobs
-from flotte.api.errors import ApiError, Conflict
+from flotte.api.errors import ApiError
 from flotte.api.magnum import views
 from flotte.api.magnum.common import Page, apply_patch, base_url, next_link, page
-from flotte.api.magnum.desired import change_cluster, create_cluster, node_names, resized, submit
+from flotte.api.magnum.desired import (
+    change_cluster,
+    create_cluster,
+    delete_cluster,
+    node_names,
+    resized,
+)
 from flotte.api.magnum.lookup import one_cluster
 from flotte.api.magnum.models import MAX_NODES, ClusterCreate, PatchOp, Resize, Upgrade
 from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec
-from flotte.state.status import (
-    CREATE_COMPLETE,
-    CREATE_FAILED,
-    DELETE_FAILED,
-    DELETE_IN_PROGRESS,
-    UPDATE_COMPLETE,
-    UPDATE_FAILED,
-)
 
 router = APIRouter(tags=["clusters"])
-DELETABLE = (CREATE_COMPLETE, CREATE_FAILED, UPDATE_COMPLETE, UPDATE_FAILED, DELETE_FAILED)
 
 
 @router.post("/v1/clusters", status_code=202)
@@ -153,12 +150,5 @@ async def upgrade(
 @router.delete("/v1/clusters/{ident}", status_code=204)
 async def delete(ident: str, ctx: Ctx, who: Caller, jobs: Jobs) -> Response:
     found = one_cluster(ctx.serving.owned, who, ident)
-    record = found.record
-    if record.status == DELETE_IN_PROGRESS:
-        return Response(status_code=204)  # already on its way
-    claimed = ctx.serving.owned.claim_cluster(record.name, DELETABLE, DELETE_IN_PROGRESS)
-    if record.status in DELETABLE and not claimed:
-        raise Conflict(f"Cluster {found.display_name} is being changed: retry when it is done")
-    # A cluster still being created or updated is deleted once that request is done.
-    await submit(ctx, jobs, "cluster.delete", record, {})
+    delete_cluster(ctx, jobs, found)
     return Response(status_code=204)

@@ -1,12 +1,14 @@
 """What the API records before it answers: a new cluster (spec, project, CA, quota
-admission, in one transaction), or a cluster's new desired spec, then the request a
-worker runs (``service.requests``).
+admission, in one transaction), a cluster's new desired spec, or its move to
+DELETE_IN_PROGRESS, each with the job a worker runs to carry it out
+(``service.requests``) in the same transaction.
 
 A cluster changes only from a settled status (CREATE_COMPLETE, UPDATE_COMPLETE,
 UPDATE_FAILED): the move to UPDATE_IN_PROGRESS is one conditional UPDATE, so two
 concurrent changes cannot both be accepted; the loser gets a 409. That UPDATE, the new
-spec and the node groups' statuses are one transaction (``Store.claim_desired``), as a
-create's rows are (``Store.add_cluster``).
+spec, the node groups' statuses and the job are one transaction (``Store.claim_desired``),
+as a create's rows are (``Store.add_cluster``). Recorded apart, a process killed between
+the change and its job left the cluster ``*_IN_PROGRESS`` with nothing to finish it.
 """
 
 from __future__ import annotations
@@ -26,21 +28,26 @@ from flotte.api.magnum.templates import FLOTTE_LABELS, check_coe
 from flotte.identity import cluster_ca
 from flotte.identity.accounts import split_defaults
 from flotte.identity.principal import Forbidden, Principal
+from flotte.jobs.base import Jobs, NewJob
 from flotte.service import options as opts
 from flotte.service.resolve import build
 from flotte.specs import MASTER_GROUP, WORKER_GROUP, ClusterSpec, NodeGroupSpec
 from flotte.state.owned import ServeCluster, ServeTemplate
 from flotte.state.records import ClusterRecord
+from flotte.state.spec_rows import claim_status
 from flotte.state.status import (
     CREATE_COMPLETE,
     CREATE_FAILED,
     CREATE_IN_PROGRESS,
+    DELETE_FAILED,
+    DELETE_IN_PROGRESS,
     UPDATE_COMPLETE,
     UPDATE_FAILED,
     UPDATE_IN_PROGRESS,
 )
 
 SETTLED = (CREATE_COMPLETE, UPDATE_COMPLETE, UPDATE_FAILED)
+DELETABLE = (CREATE_COMPLETE, CREATE_FAILED, UPDATE_COMPLETE, UPDATE_FAILED, DELETE_FAILED)
 # Magnum fields of a cluster that override the template's, as driver options
 CLUSTER_FIELDS = {
     "keypair": "keypair_id",
@@ -139,6 +146,7 @@ async def create_cluster(
         def hook(s: Session) -> None:
             admit(s)
             ctx.serving.tenancy.put_ca(s, ca)
+            job.enqueue(s, "cluster.create", internal, who.project_id)
 
         return ctx.svc.store.add_cluster(
             spec,
@@ -149,31 +157,38 @@ async def create_cluster(
             admit=hook,
         )
 
+    job = JobWith(jobs)
     record = with_unique_name(display, add)
-    await submit(ctx, jobs, "cluster.create", record, {})
+    job.queued()
     return record
 
 
-async def submit(
-    ctx: ApiContext, jobs: JobQueue, kind: str, record: ClusterRecord, extra: dict[str, Any]
-) -> None:
-    """Queue a request; when the queue refuses, the cluster says so."""
-    try:
-        await jobs.submit(
-            kind, {"cluster": record.name, **extra}, project=record.project, cluster=record.name
-        )
-    except Exception as err:
-        create = kind == "cluster.create"
-        status, reason = (
-            CREATE_FAILED if create else UPDATE_FAILED,
-            f"the request could not be queued: {err}",
-        )
-        # the node groups marked in progress say so too, in the same transaction
-        groups = None if create else [str(g) for g in extra.get("groups") or ()]
-        ctx.svc.store.set_status(
-            record.name, status=status, status_reason=reason, groups=groups, group_reason=reason
-        )
-        raise ApiError(503, f"the request could not be queued ({err}): retry later") from err
+class JobWith:
+    """The job of a change, written in the transaction that records the change."""
+
+    def __init__(self, jobs: JobQueue) -> None:
+        if not isinstance(jobs, Jobs):
+            raise ApiError(503, "this server's job queue cannot take a change: restart it")
+        self.jobs, self.job_id = jobs, ""
+
+    def enqueue(
+        self,
+        s: Session,
+        kind: str,
+        cluster: str,
+        project: str | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        payload = {"cluster": cluster, **(extra or {})}
+        try:
+            self.job_id = self.jobs.enqueue(s, NewJob(kind, payload, project, cluster))
+        except Exception as err:  # the transaction, and so the change, is rolled back
+            raise ApiError(503, f"the request could not be queued ({err}): retry later") from err
+
+    def queued(self) -> None:
+        """Once the transaction committed: wake a worker."""
+        if self.job_id:
+            self.jobs.queued(self.job_id)
 
 
 def settled(cluster: ServeCluster) -> None:
@@ -205,20 +220,42 @@ async def change_cluster(
     say nothing is under way."""
     settled(cluster)
     edit(cluster.record.spec)  # a bad change is a 400 before anything moves
+    job = JobWith(jobs)
+    name, project = cluster.record.name, cluster.record.project
+    extra = {"groups": groups, "nodes_to_remove": nodes_to_remove or []}
     record = ctx.svc.store.claim_desired(
-        cluster.record.name,
+        name,
         SETTLED,
         edit,
         status=UPDATE_IN_PROGRESS,
         groups=groups,
         group_status=new_group_status,
+        also=lambda s: job.enqueue(s, kind, name, project, extra),
     )
     if record is None:
         raise Conflict(f"Cluster {cluster.display_name} is being changed: retry when it is done")
-    await submit(
-        ctx, jobs, kind, record, {"groups": groups, "nodes_to_remove": nodes_to_remove or []}
-    )
+    job.queued()
     return record
+
+
+def delete_cluster(ctx: ApiContext, jobs: JobQueue, cluster: ServeCluster) -> None:
+    """Move the cluster to DELETE_IN_PROGRESS and queue its delete, in one transaction.
+
+    A cluster still being created or updated keeps its status: its delete is queued
+    behind that request (a cluster's jobs run in order). One already being deleted has
+    its job (written with that status), so nothing is queued twice."""
+    record = cluster.record
+    if record.status == DELETE_IN_PROGRESS:
+        return
+    job = JobWith(jobs)
+    with ctx.svc.store.session() as s:
+        claimed = claim_status(s, record.name, DELETABLE, DELETE_IN_PROGRESS)
+        if record.status in DELETABLE and not claimed:
+            raise Conflict(
+                f"Cluster {cluster.display_name} is being changed: retry when it is done"
+            )
+        job.enqueue(s, "cluster.delete", record.name, record.project)
+    job.queued()
 
 
 def resized(group: str, count: int) -> Callable[[ClusterSpec], ClusterSpec]:
