@@ -61,6 +61,7 @@ class Target:
     def node_name(self, r: Resource, home: Path) -> str:
         """The node a resource is: its node mark, else its name."""
         return r.tags.get("flotte:node", r.name)
+
     horizon = 2.0  # seconds: faults land within this time after a command starts
     op_horizons: dict[str, float] = {}  # shorter ones, for operations that take less
     op = ""  # the operation of the run being armed
