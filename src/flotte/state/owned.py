@@ -9,7 +9,6 @@ the Magnum fields flotte's specs do not carry.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +17,8 @@ from sqlalchemy import Select, func, or_, select, update
 from flotte.state.records import ClusterRecord, TemplateRecord
 from flotte.state.rows import cluster_record, template_record
 from flotte.state.store import Store
-from flotte.state.tables import Cluster, NodeGroup, Template, utcnow
-from flotte.state.tenancy import changed, visible
+from flotte.state.tables import Cluster, NodeGroup, Template
+from flotte.state.tenancy import visible
 from flotte.state.tenancy_tables import ClusterRevision
 
 
@@ -171,16 +170,6 @@ class OwnedStore:
     def set_cluster_magnum(self, name: str, magnum: dict[str, Any]) -> None:
         with self.session() as s:
             s.execute(update(Cluster).where(Cluster.name == name).values(magnum=magnum))
-
-    def claim_cluster(self, name: str, allowed: Iterable[str], status: str) -> bool:
-        """Move a cluster to ``status`` if its status is one of ``allowed`` (atomic)."""
-        with self.session() as s:
-            result = s.execute(
-                update(Cluster)
-                .where(Cluster.name == name, Cluster.status.in_(list(allowed)))
-                .values(status=status, status_reason="", updated_at=utcnow())
-            )
-            return changed(result)
 
     def count_clusters(self, project: str | None) -> tuple[int, int]:
         """(clusters, nodes) of ``project`` (None: every project)."""
