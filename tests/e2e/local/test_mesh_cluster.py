@@ -249,15 +249,18 @@ def test_a_cluster_made_on_one_site_is_not_moved_onto_the_mesh(
     """Its nodes joined on their private addresses: a group on another site is refused
     (one line, nothing changed), growing on its own site works as before."""
     far = f"flotte-test-far-{uuid.uuid4().hex[:6]}"
+    pub = f"{far}-pub"
     flotte("cluster", "create", "one", "--driver", "local", "--node-count", "0")
     before = json.loads(flotte("cluster", "show", "one", "-f", "json").stdout)
+    # the far site has public addresses: the sites could reach each other (else that
+    # is what is refused first), but the cluster's nodes are not on the mesh
     res = flotte(
         "cluster", "nodegroup", "create", "one", "far", "--node-count", "1",
-        "--local-network", far, check=False,
+        "--local-network", far, "--local-public-network", pub, check=False,
     )  # fmt: skip
     assert res.returncode != 0 and "joined the swarm on their private addresses" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     after = json.loads(flotte("cluster", "show", "one", "-f", "json").stdout)
     assert after["nodegroups"] == before["nodegroups"] and after["status"] == before["status"]
-    assert not docker_engine.networks.list(names=[far])
+    assert not docker_engine.networks.list(names=[far]) + docker_engine.networks.list(names=[pub])
     flotte("cluster", "delete", "one")
