@@ -311,24 +311,26 @@ class EC2Rig(Rig):
         out["security group"] = len(c.describe_security_groups(Filters=f)["SecurityGroups"])
         return +out
 
+    def _named(self, owner: Owner) -> list[tuple[str, dict[str, Any]]]:
+        """(node name, instance): its node tag, else (nodes launched together carry one
+        tag set) its launch's journal entry, by ClientToken and AmiLaunchIndex."""
+        from flotte.drivers.ec2.journal import Journal, node_of
+
+        entries = Journal(self.home / "machines").entries(owner)
+        named = ((node_of(i, entries), i) for i in self._instances(owner))
+        return [(name, i) for name, i in named if name]
+
     def nodes(self, owner: Owner) -> dict[str, tuple[str, str]]:
-        out = {}
-        for i in self._instances(owner):
-            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
-            if NODE_KEY in tags:
-                out[tags[NODE_KEY]] = (i["InstanceId"], i["InstanceType"])
-        return out
+        return {name: (i["InstanceId"], i["InstanceType"]) for name, i in self._named(owner)}
 
     def variant(self, group: str) -> str:
         return str(self.variants[group]["ec2_instance_type"])
 
     def marks(self, owner: Owner) -> dict[str, dict[str, str]]:
-        out = {}
-        for i in self._instances(owner):
-            tags = {t["Key"]: t["Value"] for t in i.get("Tags", [])}
-            if NODE_KEY in tags:
-                out[tags[NODE_KEY]] = tags
-        return out
+        return {
+            name: {t["Key"]: t["Value"] for t in i.get("Tags", [])}
+            for name, i in self._named(owner)
+        }
 
 
 # -- fake: the lead's file-backed cloud, counted by reading its file ---------------------
