@@ -118,6 +118,19 @@ def is_imported(node: Node) -> bool:
     return node.record is not None and isinstance(node.record.data.get("imported"), dict)
 
 
+def cluster_ca(
+    paths: Paths, cluster: str | None, default: CertificateAuthority
+) -> CertificateAuthority:
+    """The CA a cluster's engines trust: its own when flotte serve gave it one (written
+    under ``secrets/cluster-ca/NAME`` by the worker), else ``default`` (the
+    installation's)."""
+    if cluster:
+        own = CertificateAuthority(paths.cluster_ca(cluster) / "certs")
+        if own.ca_path.exists():
+            return own
+    return default
+
+
 def group_of(spec: ClusterSpec, driver: str) -> NodeGroupSpec | None:
     """The node group whose options a driver of ``spec`` takes beside the owner's: none
     for the owner's own driver, else the first group on that driver (``Runner``)."""
@@ -153,13 +166,6 @@ class RecordedDrivers:
         path = os.path.join(self._secrets_root, f"{kind}s", name, "options.json")
         return option_files.load(path, f"{kind} {name!r}")
 
-    def _ca(self, cluster: str | None) -> CertificateAuthority:
-        if cluster:
-            own = CertificateAuthority(self.paths.cluster_ca(cluster) / "certs")
-            if own.ca_path.exists():
-                return own
-        return self.ca
-
     def driver_of(self, node: Node) -> Driver:
         kind, owner = node.scope
         spec = self.specs.get((kind, owner))
@@ -172,7 +178,7 @@ class RecordedDrivers:
         if group is not None:
             options.update(group.options)
         options.update(self._secrets(kind, owner))
-        ca = self._ca(node.cluster)
+        ca = cluster_ca(self.paths, node.cluster, self.ca)
         key = (node.driver, json.dumps(options, sort_keys=True, default=str), str(ca.directory))
         if key not in self._made:
             context = DriverContext(

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from flotte import drivers
+from flotte import drivers, listing
 from flotte.config import Paths, paths
 from flotte.drivers.base import ClientPool, Driver, DriverContext
 from flotte.engine.executor import Events, Executor, Step
@@ -68,11 +68,7 @@ class Installation:
     def ca_of(self, cluster: str | None) -> CertificateAuthority:
         """The CA a cluster's engines trust: its own when flotte serve gave it one
         (written under ``secrets/cluster-ca/NAME`` by the worker), else the installation's."""
-        if cluster:
-            own = CertificateAuthority(self.paths.cluster_ca(cluster) / "certs")
-            if own.ca_path.exists():
-                return own
-        return self.ca
+        return listing.cluster_ca(self.paths, cluster, self.ca)
 
     def driver(
         self,

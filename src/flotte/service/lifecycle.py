@@ -20,6 +20,7 @@ from flotte.coe.swarm import Swarm, Tokens
 from flotte.drivers.base import Driver, GroupSpec
 from flotte.engine.executor import RunResult, Step
 from flotte.errors import ClusterError, FlotteError
+from flotte.listing import group_of
 from flotte.models import Endpoint, NodeRecord, NodeSpec, Owner, Role
 from flotte.planner import Action, Plan, PlanStep
 from flotte.service.installation import Installation
@@ -136,9 +137,7 @@ class Runner:
             found = self.spec.group(group)
             if self.spec.driver_of(found) == driver:
                 return found
-        if driver == self.spec.driver:
-            return None  # the cluster's own driver: its options
-        return next((g for g in self.spec.nodegroups if g.driver == driver), None)
+        return group_of(self.spec, driver)  # none for the cluster's own driver
 
     def group_spec(
         self, driver: str, plan: Plan | None = None, groups: tuple[str, ...] = ()
