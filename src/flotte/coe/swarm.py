@@ -48,10 +48,12 @@ def _text(data: Any, *keys: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _member_of(swarm: Any, cluster_id: str, managers: list[str]) -> bool:
-    """Whether an engine's ``Swarm`` info says it is in this swarm. A manager names the
-    cluster; a worker's engine does not (no ``Cluster`` in its info), only the managers
-    it talks to."""
+def _joined(swarm: Any, cluster_id: str, managers: list[str]) -> bool:
+    """Whether an engine's ``Swarm`` info says it is an active member of this swarm. A
+    manager names the cluster; a worker's engine does not (no ``Cluster`` in its info),
+    only the managers it talks to."""
+    if dig(swarm, "LocalNodeState") != "active":
+        return False
     if dig(swarm, "Cluster", "ID") == cluster_id:
         return True
     remote = dig(swarm, "RemoteManagers")
@@ -155,10 +157,9 @@ class Swarm:
                 while dig(swarm, "LocalNodeState") == "pending" and time.monotonic() < deadline:
                     time.sleep(0.5)
                     swarm = dig(cli.info(), "Swarm")
-                state = dig(swarm, "LocalNodeState")
-                if state == "active" and _member_of(swarm, cluster_id, managers):
+                if _joined(swarm, cluster_id, managers):
                     return
-                if state not in (None, "", "inactive"):
+                if dig(swarm, "LocalNodeState") not in (None, "", "inactive"):
                     # another swarm from an earlier attempt, or a join stuck pending or
                     # in error: the engine refuses a new join until it leaves
                     with contextlib.suppress(docker.errors.APIError):
@@ -173,10 +174,7 @@ class Swarm:
                     )
                 except docker.errors.APIError as err:
                     # the earlier join may have completed in between: that is success
-                    swarm = dig(cli.info(), "Swarm")
-                    if dig(swarm, "LocalNodeState") == "active" and _member_of(
-                        swarm, cluster_id, managers
-                    ):
+                    if _joined(dig(cli.info(), "Swarm"), cluster_id, managers):
                         return
                     raise ClusterError(
                         f"{node.host} could not join the swarm: {err.explanation}"
