@@ -102,11 +102,13 @@ async def check(
     count("flotte_health_checks_total", status=health.status)
     if record:
         try:
-            svc.store.set_cluster(
-                name, health_status=health.status, health_status_reason=health.reason
+            recorded = svc.store.record_health(
+                name, health.status, health.reason, seen_status=cluster.status
             )
         except NotFound:
             return health  # deleted while we looked
+        if not recorded:
+            return health  # a change finished while we looked: its verdict is newer
         # the engines answered GET /info anyway: an upgraded engine shows at the next
         # round, and a steady cluster costs no write
         known = {n.name: n.engine_version for n in nodes}

@@ -228,6 +228,21 @@ class Store(TemplateRows):
         """Update status, status_reason, coe_data, health_status, health_status_reason."""
         self.set_status(name, groups=(), **fields)
 
+    def record_health(
+        self, name: str, status: str, reason: dict[str, Any], *, seen_status: str
+    ) -> bool:
+        """Record a health verdict unless the cluster's status changed since the check read
+        it (a create or resize finished meanwhile and recorded the health it saw, which is
+        newer); whether it was recorded."""
+        with self.session() as s:
+            row = s.get(Cluster, name)
+            if row is None:
+                raise NotFound(f"cluster {name!r} no longer exists")
+            if row.status != seen_status:
+                return False
+            row.health_status, row.health_status_reason = status, reason
+            return True
+
     def set_groups_status(
         self, name: str, status: str, reason: str = "", groups: list[str] | None = None
     ) -> None:

@@ -126,6 +126,15 @@ def test_failing_cluster_rolls_back_or_is_kept(
     assert flotte.owned(docker_engine, cluster="kept") == []
 
 
+def addresses(docker_engine: docker.DockerClient, cluster: str) -> dict[str, str]:
+    """Each node container's address on its cluster's network."""
+    out = {}
+    for name in containers(docker_engine, cluster):
+        nets = docker_engine.containers.get(name).attrs["NetworkSettings"]["Networks"]
+        out[name] = next(v["IPAddress"] for n, v in nets.items() if n.startswith("flotte-"))
+    return out
+
+
 def test_resize_brings_back_nodes_whose_dockerd_died(
     flotte: Flotte, docker_engine: docker.DockerClient
 ) -> None:
@@ -133,6 +142,7 @@ def test_resize_brings_back_nodes_whose_dockerd_died(
     stops its container; re-running a change used to fail the same way, or to join new
     nodes through whatever engine answered at the dead manager's address."""
     flotte("cluster", "create", "dead", "--driver", "local", "--node-count", "1")
+    before = addresses(docker_engine, "dead")
     for node in containers(docker_engine, "dead"):  # the manager's and the worker's
         docker_engine.containers.get(node).exec_run(["sh", "-c", "pkill -9 dockerd"])
     for node in containers(docker_engine, "dead"):
@@ -145,6 +155,10 @@ def test_resize_brings_back_nodes_whose_dockerd_died(
         ignore_removed=True, filters={"label": f"{CLUSTER_KEY}=dead"}
     )
     assert len(running) == 3
+    # Docker hands a restarted container the first free address: restarted together,
+    # the two used to swap theirs (CI stop 22) and the worker called itself its manager.
+    after = addresses(docker_engine, "dead")
+    assert {n: after[n] for n in before} == before
     deadline = time.monotonic() + 60
     while True:  # the restarted worker rejoins on its own, within seconds
         listed = subprocess.run(

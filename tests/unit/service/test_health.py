@@ -238,3 +238,31 @@ def test_watch_covers_only_labelled_clusters(svc: Service) -> None:
     assert svc.clusters.get("no").health_status == "UNKNOWN"  # never checked by the watch
     assert [n.name for n in svc.store.nodes(cluster="no")] == ["no-master-0", "no-node-0"]
     assert [e for e in svc.store.journal_entries("cluster:no") if e.operation == "heal"] == []
+
+
+def test_a_check_that_overlapped_a_finished_change_keeps_its_verdict(svc: Service) -> None:
+    """CI stop 22: a show (or watch round) that read the cluster while it was being made
+    recorded UNKNOWN, "no nodes", after the create had recorded HEALTHY. The change that
+    finishes while a check looks is newer: the check's verdict is not recorded."""
+    create(svc, "race", workers=1)
+    svc.store.set_status("race", status="UPDATE_IN_PROGRESS")
+
+    def a_resize_finishes_meanwhile() -> float:
+        svc.store.set_status(
+            "race",
+            status="UPDATE_COMPLETE",
+            health_status=HEALTHY,
+            health_status_reason={"race-node-1": "ready"},
+        )
+        return 1_800_000_000.0
+
+    stop("race-node-0")
+    h = asyncio.run(health.check(svc, "race", clock=a_resize_finishes_meanwhile))
+    assert h.status == UNHEALTHY  # what it saw, returned to its caller
+    record = svc.clusters.get("race")
+    assert (record.health_status, record.health_status_reason) == (
+        HEALTHY,
+        {"race-node-1": "ready"},
+    )
+    h = asyncio.run(health.check(svc, "race"))  # nothing changes under this one
+    assert svc.clusters.get("race").health_status == UNHEALTHY == h.status

@@ -128,7 +128,7 @@ class Nodes:
                     "installation did not make it"
                 )
             if existing.status != "running":
-                existing.start()
+                self._start_where_it_was(existing, None)
             existing.reload()
             return self.record(spec.name, existing, network, public)
         volume = self.volume_name(spec.name)
@@ -258,7 +258,7 @@ class Nodes:
         if container is None:
             raise DriverError(f"container of {node.name} is gone: remove the machine")
         if container.status != "running":
-            container.start()
+            self._start_where_it_was(container, node)
         container.reload()
         record = self.record(
             node.name,
@@ -268,6 +268,50 @@ class Nodes:
         )
         record.data["engine"] = node.data.get("engine", {})
         return record
+
+    def _start_where_it_was(self, container: Container, node: NodeRecord | None) -> None:
+        """Start a stopped node at the addresses its record holds (blocking).
+
+        Docker gives a started container the first free address of each network unless
+        its endpoint asks for one: two nodes restarted together then swap addresses and
+        a swarm worker keeps calling its manager at what is now its own address (CI
+        stop 22). A network made by an older flotte has no subnet of its own and cannot
+        keep an address; nor can one whose address a new node took meanwhile: the node
+        then starts wherever Docker puts it, and its certificates follow the address."""
+        import docker.errors
+
+        kept: dict[str, str] = {}
+        if node is not None:
+            pairs = [
+                (node.data.get("network"), node.address),
+                (node.data.get("public_network"), node.data.get("public_address")),
+            ]
+            kept = {str(n): str(a) for n, a in pairs if n and a}
+        for net, address in kept.items():
+            network = self.engine.docker.networks.get(net)
+            try:
+                network.disconnect(container)
+                network.connect(container, ipv4_address=address)
+            except docker.errors.APIError:
+                self._reconnect(container, net)  # no subnet of its own: cannot keep it
+        try:
+            container.start()
+        except docker.errors.APIError:
+            if not kept:
+                raise
+            for net in kept:  # taken by another container meanwhile
+                self._reconnect(container, net)
+            container.start()
+
+    def _reconnect(self, container: Container, net: str) -> None:
+        import contextlib
+
+        import docker.errors
+
+        network = self.engine.docker.networks.get(net)
+        with contextlib.suppress(docker.errors.APIError):
+            network.disconnect(container)
+        network.connect(container)
 
     def stop(self, name: str, *, kill: bool = False) -> None:
         container = self.find(name)

@@ -3,6 +3,8 @@ lone machines (so two FLOTTE_HOMEs never share, or delete, each other's)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flotte.drivers.base import GroupSpec
 from flotte.drivers.local import names
 from flotte.drivers.local.connection import Engine
@@ -21,20 +23,49 @@ def network_name(group: GroupSpec, installation: str) -> str:
 
 
 def ensure_network(engine: Engine, name: str, labels: dict[str, str]) -> str:
-    """The network's ID, made when missing (blocking: run it through ``engine.call``)."""
+    """The network's ID, made when missing (blocking: run it through ``engine.call``).
+
+    It is made with a subnet of its own, the one Docker would pick: Docker keeps a
+    container's address across a restart only on such a network (``Nodes.start``), and
+    without that two nodes restarted together can swap addresses, which leaves a swarm
+    worker calling itself its manager."""
     import docker.errors
 
     client = engine.docker
     for net in client.networks.list(names=[name]):
         if net.name == name:
             return str(net.id)
+    for _ in range(5):
+        try:
+            net = client.networks.create(
+                name, driver="bridge", labels=labels, ipam=_own_subnet(engine, name, labels)
+            )
+        except docker.errors.APIError as err:
+            if "already exists" in str(err):
+                return str(client.networks.get(name).id)
+            if "overlaps" in str(err):
+                continue  # another process took that subnet meanwhile: ask again
+            raise DriverError(f"cannot create network {name}: {err.explanation}") from err
+        return str(net.id)
+    raise DriverError(
+        f"cannot create network {name}: the subnets Docker offered were taken by other "
+        "networks made at the same time; re-run"
+    )
+
+
+def _own_subnet(engine: Engine, name: str, labels: dict[str, str]) -> Any:
+    """The subnet and gateway Docker's own pools give a new network, as a user-set IPAM
+    config. Found by making a probe network (with the owner's labels, so a kill here
+    leaves nothing a sweep does not find) and removing it."""
+    import docker.types
+
+    probe = engine.docker.networks.create(f"{name}-subnet", driver="bridge", labels=labels)
     try:
-        net = client.networks.create(name, driver="bridge", labels=labels)
-    except docker.errors.APIError as err:
-        if "already exists" in str(err):
-            return str(client.networks.get(name).id)
-        raise DriverError(f"cannot create network {name}: {err.explanation}") from err
-    return str(net.id)
+        config = probe.attrs["IPAM"]["Config"][0]
+    finally:
+        probe.remove()
+    pool = docker.types.IPAMPool(subnet=config["Subnet"], gateway=config.get("Gateway"))
+    return docker.types.IPAMConfig(pool_configs=[pool])
 
 
 def remove_network(engine: Engine, name: str) -> None:
