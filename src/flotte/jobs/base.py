@@ -28,6 +28,7 @@ log = logging.getLogger("flotte.jobs")
 
 __all__ = [
     "DOING", "FAILED", "SUCCEEDED", "TODO", "JobState", "Jobs", "NewJob", "Runner", "execute",
+    "fail_orphans",
 ]  # fmt: skip
 
 Runner = Callable[[Service, str, dict[str, Any]], Awaitable[None]]
@@ -148,6 +149,35 @@ async def execute(svc: Service, runner: Runner, kind: str, payload: dict[str, An
     finally:
         metrics.observe_job(kind, outcome, time.monotonic() - started)
     return error
+
+
+ORPHAN_REASON = (
+    "interrupted: the flotte serve that recorded this change stopped before it queued "
+    "the job that carries it out (an older flotte could); run the change again or "
+    "delete the cluster"
+)
+
+
+def fail_orphans(svc: Service, queued: set[str]) -> list[str]:
+    """At a worker's start: clusters of the service (with a project) left ``*_IN_PROGRESS``
+    with no job queued or running (``queued``) that would ever finish them are marked
+    ``*_FAILED`` with the reason, so their users can act (Magnum's way); nothing of
+    their infrastructure is touched. Since the job is written in the transaction that
+    records the change, only an older flotte can have left such a cluster."""
+    failed = []
+    for cluster in svc.store.clusters():
+        if cluster.project is None or cluster.name in queued:
+            continue  # a CLI cluster's command resumes it; a queued job finishes it
+        status = requests.FAILED.get(cluster.status)
+        if status is None:
+            continue
+        svc.store.set_status(
+            cluster.name, status=status, status_reason=ORPHAN_REASON, group_reason=ORPHAN_REASON
+        )
+        log.warning("cluster %s was %s with no job to finish it: now %s", cluster.name,
+                    cluster.status, status)  # fmt: skip
+        failed.append(cluster.name)
+    return failed
 
 
 def _target(payload: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from flotte.jobs.base import (
     Retry,
     Runner,
     execute,
+    fail_orphans,
     run_request,
 )
 from flotte.service import Service
@@ -78,6 +79,7 @@ class EmbeddedJobs(Jobs):
         again = self.queue.requeue_unfinished()
         if again:
             log.info("%d unfinished job(s) queued again", again)
+        await asyncio.to_thread(fail_orphans, self.svc, self.queue.unfinished_clusters())
         self._loop_task = asyncio.create_task(self._loop(), name="flotte embedded worker")
 
     async def stop(self) -> None:

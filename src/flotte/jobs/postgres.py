@@ -110,6 +110,9 @@ class PostgresJobs(Jobs):
         await self._ensure_schema()
         if not self.worker:
             return
+        if self.svc is not None:
+            queued = await self._unfinished_clusters()
+            await asyncio.to_thread(base.fail_orphans, self.svc, queued)
         name = f"{socket.gethostname()}:{os.getpid()}"
         self._tasks = [
             asyncio.create_task(
@@ -182,6 +185,17 @@ class PostgresJobs(Jobs):
             kind=kind, payload=payload, project=project, cluster=cluster
         )
         return str(job_id)
+
+    async def _unfinished_clusters(self) -> set[str]:
+        """The clusters with a job waiting or running, in any process (the job's lock
+        names its cluster)."""
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            cur = await conn.execute(
+                "SELECT DISTINCT lock FROM procrastinate_jobs "
+                "WHERE queue_name = %s AND status IN ('todo', 'doing') AND lock LIKE 'cluster:%%'",
+                (QUEUE,),
+            )
+            return {str(row[0]).removeprefix("cluster:") for row in await cur.fetchall()}
 
     def enqueue(self, s: Session, job: NewJob) -> str:
         """procrastinate's job row, written on ``s``'s own PostgreSQL connection (the

@@ -96,6 +96,14 @@ class JobQueue:
             result = s.execute(update(JobRow).where(JobRow.status == DOING).values(status=TODO))
             return int(getattr(result, "rowcount", 0) or 0)
 
+    def unfinished_clusters(self) -> set[str]:
+        """The clusters with a job waiting or running."""
+        with self.store.session() as s:
+            found = s.scalars(
+                select(JobRow.cluster).where(JobRow.status.in_((TODO, DOING))).distinct()
+            )
+            return {c for c in found if c}
+
     def claim(self, busy: set[str | None], limit: int) -> list[QueuedJob]:
         """Up to ``limit`` waiting jobs, oldest first, at most one per cluster and none
         for a cluster in ``busy`` (a cluster's jobs run one at a time, in order)."""

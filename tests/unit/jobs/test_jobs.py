@@ -132,3 +132,38 @@ def test_stop_ends_the_worker_even_as_a_job_wakes_it(svc: Service) -> None:
         return ended
 
     assert asyncio.run(scenario()) == 24
+
+
+def test_a_cluster_an_older_serve_left_in_progress_fails_at_start(svc: Service) -> None:
+    """An older flotte serve recorded a change and stopped before it queued its job: the
+    cluster stayed CREATE_IN_PROGRESS for ever. A worker's start marks such a cluster
+    failed, with why; one with its job queued runs it; a CLI cluster is not touched."""
+    for name in ("orphan", "queued"):
+        spec, _ = svc.resolve(name, driver="fake", node_count=1, no_provision=True, flags={})
+        svc.store.add_cluster(spec, CREATE_IN_PROGRESS, project="p")
+    record(svc, "cli")  # a CLI command in progress (no project): its own re-run resumes it
+    queued = JobQueue(svc.store).add("cluster.create", {"cluster": "queued"}, "p", "queued")
+
+    async def scenario() -> str:
+        async with jobs_of(svc) as jobs:
+            return (await jobs.wait(str(queued), 60)).status
+
+    if svc.store.url.startswith("postgresql"):
+        # procrastinate's queue, not the embedded table, carries PostgreSQL's jobs
+        async def submit() -> str:
+            async with jobs_of(svc) as jobs:
+                job = await jobs.submit(
+                    "cluster.create", {"cluster": "queued"}, project="p", cluster="queued"
+                )
+                return (await jobs.wait(job, 60)).status
+
+        assert asyncio.run(submit()) == "succeeded"
+    else:
+        assert asyncio.run(scenario()) == "succeeded"
+    orphan = svc.clusters.get("orphan")
+    assert orphan.status == CREATE_FAILED
+    assert "stopped before it queued the job" in orphan.status_reason
+    assert {g.status for g in orphan.nodegroups} == {CREATE_FAILED}
+    assert svc.clusters.get("queued").status == CREATE_COMPLETE
+    assert svc.clusters.get("cli").status == CREATE_IN_PROGRESS
+    assert leftovers(svc, "orphan") == []  # nothing was made for it, nothing is touched
