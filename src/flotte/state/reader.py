@@ -81,6 +81,14 @@ class Reader:
         rows = self._all("SELECT name, spec, shared FROM machines WHERE cluster IS NULL")
         return {r.name: (ClusterSpec.model_validate(r.spec), dict(r.shared or {})) for r in rows}
 
+    def cluster(self, name: str) -> ClusterRecord | None:
+        """One cluster with its node groups (``Store.find_cluster``); None: not recorded."""
+        rows = self._all("SELECT * FROM clusters WHERE name = ?", name)
+        if not rows:
+            return None
+        groups = self._all("SELECT * FROM nodegroups WHERE cluster = ? ORDER BY position", name)
+        return cluster_record(rows[0], groups)  # type: ignore[arg-type]
+
     def clusters(self) -> list[ClusterRecord]:
         """Every cluster with its node groups, by name (``Store.clusters``)."""
         groups: dict[str, list[Any]] = {}

@@ -37,6 +37,8 @@ def test_reader_records_are_the_stores(svc: Service) -> None:
         assert reader.nodes() == svc.store.nodes()
         assert reader.nodes("c") == svc.store.nodes(cluster="c")
         assert reader.clusters() == svc.store.clusters()
+        assert reader.cluster("c") == svc.store.cluster("c")
+        assert reader.cluster("m") is None and svc.store.find_cluster("m") is None
         assert reader.machine_specs() == svc.store.machine_specs()
         assert {n.name for n in reader.nodes()} == {"m", "c-master-0", "c-node-0", "c-node-1"}
     finally:
