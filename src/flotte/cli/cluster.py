@@ -135,7 +135,9 @@ def list_(health: bool, fmt: str) -> None:
     from flotte.state.cluster_view import cluster_views
 
     # the records read without the ORM (state/reader.py), when health is not asked
-    rows = None if health else read_listing(lambda r: cluster_views(r.clusters(), r.nodes()))
+    rows = (
+        None if health else read_listing(lambda r: cluster_views(r.clusters(), r.cluster_nodes()))
+    )
     if rows is not None:
         render_rows(rows, LIST_COLUMNS, fmt)
         return

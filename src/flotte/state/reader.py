@@ -76,6 +76,11 @@ class Reader:
             rows = self._all("SELECT * FROM machines WHERE cluster = ? ORDER BY name", cluster)
         return [node_record(r) for r in rows]  # type: ignore[arg-type]
 
+    def cluster_nodes(self) -> list[Node]:
+        """Every cluster's nodes, by name: ``cluster list`` reads no lone machine."""
+        rows = self._all("SELECT * FROM machines WHERE cluster IS NOT NULL ORDER BY name")
+        return [node_record(r) for r in rows]  # type: ignore[arg-type]
+
     def machine_specs(self) -> dict[str, tuple[ClusterSpec, dict[str, dict[str, Any]]]]:
         """Every lone machine's spec and shared resources (``Store.machine_specs``)."""
         rows = self._all("SELECT name, spec, shared FROM machines WHERE cluster IS NULL")

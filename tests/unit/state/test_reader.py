@@ -36,6 +36,7 @@ def test_reader_records_are_the_stores(svc: Service) -> None:
         assert reader.installation == svc.store.installation
         assert reader.nodes() == svc.store.nodes()
         assert reader.nodes("c") == svc.store.nodes(cluster="c")
+        assert reader.cluster_nodes() == [n for n in svc.store.nodes() if n.cluster]
         assert reader.clusters() == svc.store.clusters()
         assert reader.cluster("c") == svc.store.cluster("c")
         assert reader.cluster("m") is None and svc.store.find_cluster("m") is None
