@@ -17,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from flotte import certificates, drivers, option_files
+from flotte import drivers, option_files
 from flotte.config import Paths
 from flotte.drivers.base import ClientPool, Driver, DriverContext
 from flotte.errors import ConfigError, FlotteError
@@ -66,12 +66,15 @@ async def engine_versions(
     nodes: list[Node], ca: CertificateAuthority, timeout: float = 3.0
 ) -> dict[str, str]:
     """Docker version of each engine, asked in parallel ("" no engine, "Unknown")."""
+    found = {n.name: "" for n in nodes if n.endpoint is None}
+    asked = [n for n in nodes if n.endpoint is not None]
+    if not asked:  # no engine to ask (--no-provision): no task per node, no docker SDK
+        return found
     from flotte import dockerapi
 
     async def one(node: Node) -> tuple[str, str]:
         endpoint = node.endpoint
-        if endpoint is None:
-            return node.name, ""
+        assert endpoint is not None  # only nodes with an engine are asked
 
         def ask() -> str:
             with dockerapi.connected(endpoint, ca, timeout=int(timeout)) as cli:
@@ -82,7 +85,8 @@ async def engine_versions(
         except Exception:  # an unreachable engine shows as Unknown
             return node.name, "Unknown"
 
-    return dict(await asyncio.gather(*(one(n) for n in nodes)))
+    found.update(await asyncio.gather(*(one(n) for n in asked)))
+    return {n.name: found[n.name] for n in nodes}
 
 
 def changed_versions(nodes: list[Node], found: Mapping[str, str]) -> dict[str, str]:
@@ -101,15 +105,28 @@ async def errors(
     within 30 days (the CA and client certificate, the engine's own)."""
     shared = ca.expiry_warnings()
 
-    async def one(node: Node) -> tuple[str, str]:
+    def line(node: Node, served: str | None = None) -> str:
         found = [node.status_reason] if node.status_reason else []
-        if node.endpoint is not None and not node.endpoint.tls_dir:
-            served = await certificates.engine_expiry(node.endpoint, ca, timeout=timeout)
-            if served:
-                found.append(served)
-        return node.name, "; ".join([*found, *shared])
+        if served:
+            found.append(served)
+        return "; ".join([*found, *shared])
 
-    return dict(await asyncio.gather(*(one(n) for n in nodes)))
+    def served_by(node: Node) -> bool:  # an engine with flotte's own certificate
+        return node.endpoint is not None and not node.endpoint.tls_dir
+
+    # only engines are asked (in parallel): a thousand --no-provision nodes make no task
+    asked = [n for n in nodes if served_by(n)]
+    found = {n.name: line(n) for n in nodes if not served_by(n)}
+    if asked:
+        from flotte import certificates
+
+        async def one(node: Node) -> tuple[str, str]:
+            assert node.endpoint is not None
+            served = await certificates.engine_expiry(node.endpoint, ca, timeout=timeout)
+            return node.name, line(node, served)
+
+        found.update(await asyncio.gather(*(one(n) for n in asked)))
+    return {n.name: found[n.name] for n in nodes}
 
 
 def is_imported(node: Node) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,9 @@ from flotte.cli.common import (
 from flotte.cli.output import format_option, render_record, render_rows
 from flotte.cli.planview import hosts_from, plan_output, shower
 from flotte.errors import UsageError
+
+if TYPE_CHECKING:
+    from flotte.state.reader import Reader
 
 LIST_COLUMNS = ["name", "driver", "coe", "master_count", "node_count", "status", "health_status"]
 
@@ -132,7 +135,9 @@ def list_(health: bool, fmt: str) -> None:
     from flotte.state.cluster_view import cluster_views
 
     # the records read without the ORM (state/reader.py), when health is not asked
-    rows = None if health else read_listing(lambda r: cluster_views(r.clusters(), r.nodes()))
+    rows = (
+        None if health else read_listing(lambda r: cluster_views(r.clusters(), r.cluster_nodes()))
+    )
     if rows is not None:
         render_rows(rows, LIST_COLUMNS, fmt)
         return
@@ -143,16 +148,34 @@ def list_(health: bool, fmt: str) -> None:
 
 @cluster.command()
 @click.argument("name")
+@click.option(
+    "--health",
+    is_flag=True,
+    help="Check the cluster's health now (recorded on it) and list the swarm's nodes.",
+)
 @format_option()
-def show(name: str, fmt: str) -> None:
-    """Everything about one cluster, with its node groups, nodes and health."""
-    from flotte.service import views
+def show(name: str, health: bool, fmt: str) -> None:
+    """Everything about one cluster, with its node groups, nodes and recorded health."""
+    # Like Magnum's 'coe cluster show' (and flotte serve's), a plain show reads the
+    # record: health as the last check, heal or watch recorded it. Checking asks every
+    # node's provider or engine, which --health (and 'cluster check') do on request.
+    shown = None if health else read_listing(lambda r: _recorded(r, name))
+    if shown is None:  # not recorded (the store says so), or the state needs the store
+        from flotte.service import views
 
-    shown = run(views.show(service(), name, with_health=True))
+        shown = run(views.show(service(), name, with_health=health))
     if fmt not in ("json", "yaml"):
         for node in shown["nodes"]:  # a table says "-" where JSON says null
             node["engine_version"] = node["engine_version"] or "-"
     render_record(shown, fmt)
+
+
+def _recorded(reader: Reader, name: str) -> dict[str, Any] | None:
+    """``show``'s view of the records read without the ORM; None: no such cluster."""
+    from flotte.state.cluster_view import cluster_view
+
+    found = reader.cluster(name)
+    return None if found is None else cluster_view(found, reader.nodes(cluster=name))
 
 
 @cluster.command()

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from flotte import logs
-from flotte.engine.executor import Step
-from flotte.models import EngineOptions
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the executor imports asyncio: listings that do not run it skip both
+    from flotte.engine.executor import Step
+    from flotte.models import EngineOptions
     from flotte.service import Service
     from flotte.state.reader import Reader
 
@@ -170,6 +170,8 @@ def engine_flags(f: F) -> F:
 
 
 def engine_from_flags(kwargs: dict[str, Any]) -> EngineOptions:
+    from flotte.models import EngineOptions
+
     return EngineOptions(
         opts=tuple(kwargs.pop("engine_opt", ())),
         labels=tuple(kwargs.pop("engine_label", ())),

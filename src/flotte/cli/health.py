@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -224,6 +223,8 @@ def watch(
 async def _loop(
     svc: Any, names: list[str], interval: float, notify: str | None, rounds: int | None
 ) -> None:
+    import asyncio  # here: the module registers commands that listings load
+
     from flotte.service import health
 
     stopping = asyncio.Event()

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from flotte.errors import UsageError
-from flotte.planner import Action, Plan
+
+if TYPE_CHECKING:  # the planner (and the pydantic specs) load when a plan is printed:
+    # commands that only declare --dry-run, as ``cluster show`` beside them, do not
+    from flotte.planner import Plan
 
 PLAN_FORMATS = click.Choice(["table", "json", "yaml"])
 
+# by ``Action`` value (a StrEnum: its members look these up)
 _WORDS = {
-    Action.CREATE: "create",
-    Action.PROVISION: "engine (TLS)",
-    Action.INIT: "swarm init",
-    Action.JOIN: "swarm join",
-    Action.RESTART: "restart engine",
-    Action.REMOVE: "remove",
+    "create": "create",
+    "provision": "engine (TLS)",
+    "swarm-init": "swarm init",
+    "swarm-join": "swarm join",
+    "restart-engine": "restart engine",
+    "remove": "remove",
 }
 
 
@@ -38,6 +42,8 @@ def plan_dict(p: Plan) -> dict[str, Any]:
 
 
 def render_plan(p: Plan, fmt: str = "table") -> None:
+    from flotte.planner import Action
+
     if fmt == "json":
         click.echo(json.dumps(plan_dict(p), indent=2, default=str))
         return

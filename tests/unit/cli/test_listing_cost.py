@@ -1,6 +1,6 @@
 """What keeps the listing commands quick (issue 17), checked without timing them.
 
-``machine ls`` and ``cluster list`` load neither SQLAlchemy nor the service when the
+``machine ls``, ``cluster list`` and ``cluster show`` load neither SQLAlchemy nor the service when the
 state database is current (they read it with sqlite3), nor rich (piped tables are padded by
 ``cli/plain_table``), nor the docker SDK, SSH, cloud SDKs, nor the use cases that change
 clusters (``flotte.service`` loads them on first use). The fake driver parses its cloud
@@ -80,15 +80,24 @@ def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pat
 
 @pytest.mark.parametrize(
     "argv",
-    [["machine", "ls"], ["machine", "ls", "-f", "json"], ["cluster", "list"]],
+    [
+        ["machine", "ls"],
+        ["machine", "ls", "-f", "json"],
+        ["cluster", "list"],
+        ["cluster", "show", "c"],
+        ["cluster", "show", "c", "-f", "json"],
+    ],
 )
 def test_listings_leave_heavy_modules_unloaded(
     argv: list[str], recorded: tuple[Path, Path]
 ) -> None:
     loaded = loaded_by(argv, *recorded)
-    assert ("flotte.drivers.fake" in loaded) == (argv[0] == "machine")  # ls asks states
+    # ls asks states; cluster show reads the recorded health and asks no driver
+    assert ("flotte.drivers.fake" in loaded) == (argv[0] == "machine")
     assert sorted(loaded & set(NOT_LOADED)) == []
     assert sorted(loaded & set(READ_WITHOUT_ORM)) == []
+    if argv[0] == "cluster":  # nothing to run: no event loop (asyncio loads ssl), no planner
+        assert sorted(loaded & {"asyncio", "ssl", "flotte.planner", "flotte.engine.executor"}) == []
     # pydantic models are built on first validation: records hold ClusterSpecs, and no
     # listing validates a TemplateSpec
     assert "built:TemplateSpec" not in loaded

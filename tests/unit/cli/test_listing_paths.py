@@ -1,6 +1,6 @@
-"""``machine ls`` and ``cluster list`` print the same lines whether they read the state
-with sqlite3 (the database current) or through the store (``FLOTTE_DATABASE_URL``
-naming the same file makes them take the store's path)."""
+"""``machine ls``, ``cluster list`` and ``cluster show`` print the same lines whether
+they read the state with sqlite3 (the database current) or through the store
+(``FLOTTE_DATABASE_URL`` naming the same file makes them take the store's path)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ COMMANDS = [
     ["machine", "ls", "--filter", "state=Stopped"],
     ["cluster", "list"],
     ["cluster", "list", "-f", "json"],
+    ["cluster", "show", "c"],
+    ["cluster", "show", "c", "-f", "json"],
+    ["cluster", "show", "c", "-f", "yaml"],
 ]
 
 
@@ -73,3 +76,41 @@ def test_both_paths_print_the_same(argv: list[str], home: Path) -> None:
     else:
         assert "Stopped" in fast.output and "it broke" in fast.output
         assert "Unknown" in fast.output  # m1's engine was asked
+
+
+def test_show_of_an_unknown_cluster_says_so_on_both_paths(home: Path) -> None:
+    env = {"FLOTTE_HOME": str(home / "home"), "FLOTTE_FAKE_DIR": str(home / "cloud")}
+    database = home / "home" / "flotte.db"
+    for url in (None, f"sqlite:///{database}"):
+        res = CliRunner().invoke(
+            cli, ["cluster", "show", "nope"], env={**env, "FLOTTE_DATABASE_URL": url}
+        )
+        assert res.exit_code != 0
+        assert "cluster 'nope' not found" in str(res.exception or res.output)
+
+
+def test_show_reads_the_recorded_health_and_checks_with_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain ``show`` asks no provider (Magnum's ``coe cluster show`` reads the record);
+    ``--health`` checks every node now, records the verdict and lists the swarm."""
+    import json
+
+    monkeypatch.setenv("FLOTTE_FAKE_DIR", str(tmp_path / "cloud"))
+    monkeypatch.delenv("FLOTTE_DATABASE_URL", raising=False)
+    svc = Service(tmp_path / "home")
+    spec, secrets = svc.resolve("h", driver="fake", node_count=1, no_provision=True)
+    asyncio.run(svc.clusters.create(spec, secrets))
+    svc.close()
+    env = {"FLOTTE_HOME": str(tmp_path / "home"), "FLOTTE_FAKE_DIR": str(tmp_path / "cloud")}
+
+    def show(*extra: str) -> dict[str, object]:
+        res = CliRunner().invoke(cli, ["cluster", "show", "h", "-f", "json", *extra], env=env)
+        assert res.exit_code == 0, res.output
+        return dict(json.loads(res.output))
+
+    assert show()["health_status"] == "UNKNOWN"  # never checked
+    checked = show("--health")
+    assert checked["health_status"] == "HEALTHY"
+    assert checked["health_status_reason"] == {"h-master-0": "ok", "h-node-0": "ok"}
+    assert show() == checked  # recorded by the check, read back as is

@@ -16,12 +16,14 @@ from flotte.state.reader import open_reader
 
 @pytest.fixture
 def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Service:
-    """A home with a lone machine and a cluster of two groups, one node failed."""
+    """A home with two lone machines and a cluster of two groups, one node failed."""
     monkeypatch.setenv("FLOTTE_FAKE_DIR", str(tmp_path / "cloud"))
     monkeypatch.delenv("FLOTTE_DATABASE_URL", raising=False)
     svc = Service(tmp_path / "home")
-    spec, secrets = svc.machines.spec("m", "fake", {}, EngineOptions(), no_provision=True)
-    asyncio.run(svc.machines.create(spec, secrets))
+    engine = EngineOptions(labels=("tier=db",), env=("A=1",))  # read from the spec's JSON
+    for name in ("m", "m2"):
+        spec, secrets = svc.machines.spec(name, "fake", {}, engine, no_provision=True)
+        asyncio.run(svc.machines.create(spec, secrets))
     spec, secrets = svc.resolve("c", driver="fake", node_count=2, no_provision=True)
     asyncio.run(svc.clusters.create(spec, secrets))
     svc.store.set_node("c-node-1", status="FAILED", status_reason="it broke")
@@ -36,9 +38,13 @@ def test_reader_records_are_the_stores(svc: Service) -> None:
         assert reader.installation == svc.store.installation
         assert reader.nodes() == svc.store.nodes()
         assert reader.nodes("c") == svc.store.nodes(cluster="c")
+        assert reader.cluster_nodes() == [n for n in svc.store.nodes() if n.cluster]
         assert reader.clusters() == svc.store.clusters()
+        assert reader.cluster("c") == svc.store.cluster("c")
+        assert reader.cluster("m") is None and svc.store.find_cluster("m") is None
         assert reader.machine_specs() == svc.store.machine_specs()
-        assert {n.name for n in reader.nodes()} == {"m", "c-master-0", "c-node-0", "c-node-1"}
+        assert {n.name for n in reader.nodes()} == {"m", "m2", "c-master-0", "c-node-0", "c-node-1"}
+        assert reader.nodes()[-1].engine.labels == ("tier=db",)
     finally:
         reader.close()
         svc.close()
