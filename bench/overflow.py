@@ -277,7 +277,7 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load": os.getloadavg(),
+        "load": [round(x, 2) for x in os.getloadavg()],
         "overflow": overflow_figures(args.runs),
     }
     if not args.skip_mesh:
@@ -286,7 +286,7 @@ def main() -> None:
         result["clusters"] = cluster_figures(args.runs)
     if args.devcloud:
         result["devcloud"] = devcloud_figures(args.devcloud_runs)
-    result["load_after"] = os.getloadavg()
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 
