@@ -198,7 +198,9 @@ def devcloud_run(dc: Any, tmp: Path, name: str, two_sites: bool) -> dict[str, An
         key = tmp / "none"
         if two_sites:
             stack.enter_context(instance_quota(dc, 3))
-            lab, hosts = stack.enter_context(public_hosts(dc, tmp, name, 2))
+            keys = tmp / f"{name}-lab"  # a key of its own per run
+            keys.mkdir()
+            lab, hosts = stack.enter_context(public_hosts(dc, keys, name, 2))
             key = lab.key
         spec = cluster_spec(dc, name, workers=4, hosts=[h.ip for h in hosts], key=key)
         path = tmp / f"{name}.yaml"
@@ -250,6 +252,7 @@ def devcloud_figures(runs: int) -> dict[str, Any]:
                     name = f"bo{kind[:3]}{tag}"
                     run = devcloud_run(dc, Path(tmp), name, kind == "two_sites")
                     out["runs"][kind].append(run)
+                    print(kind, json.dumps(run), file=sys.stderr)  # kept if a later run fails
         finally:
             flotte(*up, "--no-docker", timeout=300)
     one = [r["ready_s"] for r in out["runs"]["one_site"]]
