@@ -11,17 +11,27 @@
   local driver, all on one site versus over two sites (``--local-network``, no route
   between them) joined by the mesh flotte builds (wireguard installed on each node
   from the Debian mirror, then the swarm on the mesh addresses).
+- ``devcloud`` (``--devcloud``, about ten minutes): the issue's cluster, 1 manager + 4
+  workers, on Docker-backed devcloud: all 5 on devcloud (one site), then with the demo
+  project's quota leaving room for 3 servers so that 2 workers overflow onto two SSH
+  hosts (two sites, the mesh between them), as tests/e2e/devcloud/test_overflow_devcloud
+  sets them up (tests/fixtures/devcloud_sites). Time from ``flotte apply`` to its end
+  (all nodes Ready in one Swarm), and the delete. Holds devcloud's mode lock
+  exclusively, as the tests' fixture does: waits while others use devcloud.
 
-Run: ``.venv/bin/python bench/overflow.py [--runs N] [--skip-mesh] [--clusters]``.
+Run: ``.venv/bin/python bench/overflow.py [--runs N] [--skip-mesh] [--clusters] [--devcloud]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -175,17 +185,111 @@ def cluster_figures(runs: int) -> dict[str, Any]:
     }
 
 
+def devcloud_run(dc: Any, tmp: Path, name: str, two_sites: bool) -> dict[str, Any]:
+    """One cluster of 1 manager + 4 workers applied, checked Ready and deleted."""
+    import yaml
+
+    from fixtures.devcloud import flotte
+    from fixtures.devcloud_sites import cluster_spec, instance_quota, public_hosts
+
+    env = dict(dc.env, FLOTTE_HOME=str(tmp / name), DOCKER_CONFIG=str(tmp / f"{name}-docker"))
+    with contextlib.ExitStack() as stack:
+        hosts: list[Any] = []
+        key = tmp / "none"
+        if two_sites:
+            stack.enter_context(instance_quota(dc, 3))
+            keys = tmp / f"{name}-lab"  # a key of its own per run
+            keys.mkdir()
+            lab, hosts = stack.enter_context(public_hosts(dc, keys, name, 2))
+            key = lab.key
+        spec = cluster_spec(dc, name, workers=4, hosts=[h.ip for h in hosts], key=key)
+        path = tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        started = time.monotonic()
+        try:
+            flotte("apply", "-f", str(path), timeout=1200, env=env)
+            took = time.monotonic() - started
+            show = json.loads(flotte("cluster", "show", name, "-f", "json", env=env).stdout)
+            ready = subprocess.run(
+                ["docker", "--context", f"flotte-{name}", "node", "ls", "--format",
+                 "{{.Status}}"],
+                env=env, capture_output=True, text=True, timeout=120, check=True,
+            ).stdout.split()  # fmt: skip
+        finally:
+            deleting = time.monotonic()
+            flotte("cluster", "delete", name, timeout=900, env=env, check=False)
+            delete_s = time.monotonic() - deleting
+    groups = [n["nodegroup"] for n in show["nodes"]]
+    assert ready.count("Ready") == 5 and len(groups) == 5, (ready, groups)
+    return {
+        "ready_s": round(took, 1),
+        "delete_s": round(delete_s, 1),
+        "on_devcloud": len(groups) - groups.count("rack"),
+        "on_ssh": groups.count("rack"),
+    }
+
+
+def devcloud_figures(runs: int) -> dict[str, Any]:
+    """Both clusters on Docker-backed devcloud, one after the other, in one run."""
+    import uuid
+
+    from fixtures.devcloud import MODE_LOCK, DevCloud, devcloud_dir, flotte
+    from fixtures.machine_lock import machine_wide
+
+    root = devcloud_dir()
+    dc = DevCloud(root=root, clouds_yaml=root / "clouds.yaml")
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(dc.clouds_yaml)
+    up = ("devcloud", "up", "--dir", str(root), "--clouds-yaml", "none")
+    waited = time.monotonic()
+    out: dict[str, Any] = {"runs": {"one_site": [], "two_sites": []}}
+    with machine_wide(MODE_LOCK), tempfile.TemporaryDirectory() as tmp:
+        out["lock_wait_s"] = round(time.monotonic() - waited, 1)
+        flotte(*up, "--docker", timeout=900)
+        try:
+            for _ in range(runs):
+                tag = uuid.uuid4().hex[:4]
+                for kind in ("one_site", "two_sites"):
+                    name = f"bo{kind[:3]}{tag}"
+                    run = devcloud_run(dc, Path(tmp), name, kind == "two_sites")
+                    out["runs"][kind].append(run)
+                    print(kind, json.dumps(run), file=sys.stderr)  # kept if a later run fails
+        finally:
+            flotte(*up, "--no-docker", timeout=300)
+    one = [r["ready_s"] for r in out["runs"]["one_site"]]
+    two = [r["ready_s"] for r in out["runs"]["two_sites"]]
+    out.update(
+        {
+            "what": "time from `flotte apply` to 5 nodes Ready in one Swarm (1 manager + 4 "
+            "workers), Docker-backed devcloud; two sites: quota room 3, 2 workers "
+            "overflow onto 2 SSH hosts, WireGuard mesh",
+            "one_site_ready_s": statistics.median(one),
+            "two_sites_ready_s": statistics.median(two),
+            "two_sites_over_one": round(statistics.median(two) / statistics.median(one), 2),
+        }
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-mesh", action="store_true")
     parser.add_argument("--clusters", action="store_true", help="local clusters, minutes")
+    parser.add_argument("--devcloud", action="store_true", help="devcloud + SSH, ~10 minutes")
+    parser.add_argument("--devcloud-runs", type=int, default=1)
     args = parser.parse_args()
-    result: dict[str, Any] = {"overflow": overflow_figures(args.runs)}
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load": [round(x, 2) for x in os.getloadavg()],
+        "overflow": overflow_figures(args.runs),
+    }
     if not args.skip_mesh:
         result["mesh"] = mesh_figures()
     if args.clusters:
         result["clusters"] = cluster_figures(args.runs)
+    if args.devcloud:
+        result["devcloud"] = devcloud_figures(args.devcloud_runs)
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 

@@ -1,38 +1,49 @@
 """Overflow across providers (issue 15): devcloud full, the rest on SSH hosts, one Swarm.
 
-devcloud runs Docker-backed servers; the test lowers the demo project's instance quota
-so that only 3 more servers fit, and starts two sshd hosts (tests/fixtures/sshd_hosts)
-that it gives an address on devcloud's external network (they play public servers:
-the address is reserved in Neutron so no floating IP takes it). A cluster of 1 manager
-+ 4 workers overflowing devcloud -> ssh gets 3 servers and 2 SSH hosts, meshed with
-WireGuard by flotte (the sites share no private network); a 5-replica service on an
-overlay network spans both sites and its replicas answer by service name. The
-security group opens only the WireGuard port to the SSH hosts. Shrinking to 2 workers
-removes the SSH workers first; delete leaves nothing on either side (openstack CLI
-and the hosts checked). The quota is restored in any case.
+devcloud runs Docker-backed servers; two sshd hosts (tests/fixtures/sshd_hosts) get an
+address on devcloud's external network (they play public servers, rented from a
+commercial provider: labelled ``provider=ovh``, priced from the catalog; the address
+is reserved in Neutron so no floating IP takes it). A cluster of 1 manager + 4 workers
+overflows devcloud -> ssh. The demo project's instance quota lets all 5 servers in when
+flotte checks it; while the create runs, the test lowers it to 3 at flotte's fourth
+boot request (a loopback proxy in front of Nova holds that request until the quota is
+set: tests/fixtures/devcloud_sites.QuotaDrop), so Nova itself refuses the last 2
+workers: flotte takes them out without leaking their ports or floating IPs and puts
+them on the SSH hosts. The 5 nodes are meshed with WireGuard by flotte (the sites
+share no private network); a 5-replica service on an overlay network spans both sites
+and its replicas answer by service name. The security group opens only the WireGuard
+port to the SSH hosts. A budget (``--max-eur-day``) too small for a third priced SSH
+node stops a fifth worker, in one line. Shrinking to 2 workers removes the SSH workers
+first; delete leaves nothing on either side (openstack CLI and the hosts checked). The
+quota is restored in any case.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
 import yaml
 
-from fixtures import sshd_hosts
 from fixtures.devcloud import DevCloud
 from fixtures.devcloud import flotte as devcloud_flotte
-from flotte.devcloud.agent import label_value
-from flotte.devcloud.networks import DockerNetworks
+from fixtures.devcloud_sites import (
+    NOVA,
+    QuotaDrop,
+    cluster_spec,
+    gated_clouds,
+    instance_quota,
+    public_hosts,
+)
+from fixtures.fault_proxy import FaultProxy
 from flotte.mesh import scripts, topology
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
@@ -40,59 +51,15 @@ HELLO = Path(__file__).resolve().parents[3] / "examples" / "hello"
 PROBE = "flotte-base:bookworm"  # Debian: bash's /dev/tcp and getent
 
 
-@contextlib.contextmanager
-def instance_quota(dc: DevCloud, room: int) -> Iterator[None]:
-    """The demo project's instance quota set to what it uses plus ``room``; restored."""
-    project = dc.clouds()[dc.demo_cloud]["auth"]["project_name"]
-    rows = dc.openstack("quota", "show", "--usage", project, cloud=dc.admin_cloud)
-    row = next(r for r in rows if r["Resource"] == "instances")
-    limit, used = int(row["Limit"]), int(row["In Use"])
-    dc.openstack("quota", "set", "--instances", str(used + room), project, cloud=dc.admin_cloud)
-    try:
-        yield
-    finally:
-        dc.openstack("quota", "set", "--instances", str(limit), project, cloud=dc.admin_cloud)
-
-
-@contextlib.contextmanager
-def public_hosts(dc: DevCloud, tmp: Path, name: str, count: int) -> Iterator[list[Any]]:
-    """``count`` sshd hosts, each with an address on devcloud's external network
-    (reserved by a Neutron port, so no floating IP takes it)."""
-    admin = dc.connect(dc.admin_cloud)
-    client = docker.from_env()
-    ports: list[Any] = []
-    try:
-        ext_net = admin.network.find_network("ext-net", ignore_missing=False)
-        # devcloud's own code makes its external bridge, as its agent would
-        ext = DockerNetworks(admin, client, label_value(dc.root))._ext_network()
-        with sshd_hosts.lab(tmp) as lab:
-            hosts = []
-            for i in range(count):
-                port = admin.network.create_port(
-                    network_id=ext_net.id, name=f"{name}-host{i}", description="flotte test host"
-                )
-                ports.append(port)
-                host = lab.start("docker", hostname=f"{name}-rack{i}")
-                ip = port.fixed_ips[0]["ip_address"]
-                ext.connect(host.container, ipv4_address=ip)
-                host.ip = ip  # what flotte is told, and all it uses
-                hosts.append(host)
-            yield [lab, hosts]
-    finally:
-        for port in ports:
-            with contextlib.suppress(Exception):
-                admin.network.delete_port(port)
-        admin.close()
-        client.close()
-
-
-def test_overflow_devcloud_to_ssh(devcloud_docker: DevCloud, tmp_path: Path) -> None:
+def test_overflow_devcloud_to_ssh(
+    devcloud_docker: DevCloud, fault_proxy_factory: Callable[..., FaultProxy], tmp_path: Path
+) -> None:
     dc = devcloud_docker
     name = f"ov{uuid.uuid4().hex[:5]}"
     env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"), DOCKER_CONFIG=str(tmp_path / "docker"))
 
-    def flotte(*args: str) -> subprocess.CompletedProcess[str]:
-        return devcloud_flotte(*args, timeout=900, env=env)
+    def flotte(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return devcloud_flotte(*args, timeout=900, env=env, check=check)
 
     def docker_cli(*args: str, timeout: float = 120) -> str:
         return subprocess.run(
@@ -118,32 +85,17 @@ def test_overflow_devcloud_to_ssh(devcloud_docker: DevCloud, tmp_path: Path) -> 
 
     started = time.monotonic()
     with (
-        instance_quota(dc, 3),
+        instance_quota(dc, 5) as quota,
         public_hosts(dc, tmp_path, name, 2) as (lab, hosts),
     ):
-        spec = {
-            "apiVersion": "flotte/v1",
-            "kind": "Cluster",
-            "name": name,
-            "driver": "openstack",
-            "options": {
-                "openstack_cloud": dc.demo_cloud,
-                "openstack_flavor_id": dc.flavor_id,
-                "openstack_net_name": dc.network,
-                "openstack_floatingip_pool": dc.floating_pool,
-                "openstack_image_name": dc.image,
-                "openstack_ssh_user": dc.ssh_user,
-            },
-            # managers and workers on devcloud, then the rack's hosts when it is full
-            "nodegroups": [
-                {"name": "default-master", "role": "master", "node_count": 1},
-                {"name": "default-worker", "role": "worker", "node_count": 0},
-                {"name": "rack", "role": "worker", "node_count": 0, "driver": "ssh",
-                 "hosts": [h.ip for h in hosts],
-                 "options": {"ssh_user": "root", "ssh_key": str(lab.key)}},
-            ],
-            "overflow": {"nodegroups": ["default-worker", "rack"], "node_count": 4},
-        }  # fmt: skip
+        drop = QuotaDrop(quota, keep=3)  # the manager and 2 workers get in
+        nova = fault_proxy_factory(NOVA, slow=[(drop, 0.0)])
+        cloud = f"devcloud-gated-{name}"
+        env["OS_CLIENT_CONFIG_FILE"] = str(gated_clouds(dc, tmp_path / "clouds.yaml", cloud, nova))
+        spec = cluster_spec(
+            dc, name, workers=4, hosts=[h.ip for h in hosts], key=lab.key, cloud=cloud,
+            rack_labels={"provider": "ovh"},
+        )  # fmt: skip
         path = tmp_path / "cluster.yaml"
         path.write_text(yaml.safe_dump(spec))
         try:
@@ -151,13 +103,23 @@ def test_overflow_devcloud_to_ssh(devcloud_docker: DevCloud, tmp_path: Path) -> 
             ready_s = time.monotonic() - started
             nodes = swarm()
             assert len(nodes) == 5 and set(nodes.values()) == {"Ready"}, nodes
-            # 3 servers on devcloud (its quota), 2 workers on the SSH hosts
-            assert len(servers()) == 3, servers()
+            # 3 servers on devcloud (its quota, lowered while creating), 2 workers on
+            # the SSH hosts; the 2 boots Nova refused left no port nor floating IP.
+            assert drop.error is None, drop.error
+            assert len(drop.refused) == 2 and quota.in_use() == quota.used + 3, drop.refused
+            assert servers() == sorted(drop.passed), (servers(), drop.passed)
+            ports = [p["Name"] for p in dc.openstack("port", "list") if name in p["Name"]]
+            assert sorted(ports) == sorted(drop.passed), ports
+            fips = dc.openstack("floating", "ip", "list", "--long")
+            assert len([f for f in fips if f"cluster={name} " in f"{f['Description']} "]) == 3
             rack = {n for n in nodes if "-rack" in n}
             assert len(rack) == 2, nodes
             show = json.loads(flotte("cluster", "show", name, "-f", "json").stdout)
             groups = sorted(n["nodegroup"] for n in show["nodes"])
             assert groups.count("rack") == 2 and groups.count("default-worker") == 2, show
+            reasons = {g["name"]: g["status_reason"] for g in show["nodegroups"]}
+            assert "refused while creating" in reasons["default-worker"], reasons
+            assert reasons["rack"].startswith("overflow: 2 node(s)"), reasons
 
             # Only the WireGuard port is opened to the SSH hosts, and only to them.
             host_ips = {f"{h.ip}/32" for h in hosts}
@@ -203,6 +165,19 @@ def test_overflow_devcloud_to_ssh(devcloud_docker: DevCloud, tmp_path: Path) -> 
             ).strip().splitlines()  # fmt: skip
             assert sorted(answers[:-1]) == sorted(f"hello from {n}" for n in nodes), answers
             assert answers[-1].startswith("by-name: hello from "), answers
+
+            # A fifth worker: devcloud is full, the rack is priced (its 2 nodes are all
+            # that is). A budget short of a third rack node stops it and says so, in one
+            # line, before anything is made.
+            cost = re.search(r"([\d.]+) EUR/day", show["status_reason"])
+            assert cost, show["status_reason"]
+            budget = f"{float(cost.group(1)) * 1.25:.2f}"
+            res = flotte("cluster", "resize", name, "--node-count", "5", "--max-eur-day", budget,
+                         check=False)  # fmt: skip
+            lines = res.stderr.strip().splitlines()
+            assert res.returncode != 0 and len(lines) == 1, res.stderr
+            assert "rack over budget" in lines[0] and "default-worker full" in lines[0], lines
+            assert len(swarm()) == 5 and len(servers()) == 3
 
             # Shrink to 2 workers: the SSH workers (last overflow group) go first.
             flotte("cluster", "resize", name, "--node-count", "2")
