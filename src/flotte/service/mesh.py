@@ -85,7 +85,10 @@ class Mesh:
         cluster). A cluster whose nodes joined on their private addresses stays off the
         mesh while it grows on its own site(s); nodes on another site are refused (one
         line, before anything changes): Swarm fixes a node's address when it joins."""
-        if self.spec.kind != "cluster":
+        if self.spec.kind != "cluster" or self.spec.no_provision:
+            # No engines, no swarm to carry: its nodes are READY once made, which is not
+            # "joined on their private addresses" (an overflowing create was refused
+            # whole when its first group's nodes were made before the refusal).
             return False
         if self.indices():
             return True

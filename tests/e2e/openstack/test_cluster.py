@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
-from os_helpers import Cloud, cluster_group, leaked, node_specs
+import pytest
+from os_helpers import ADMIN, Cloud, cluster_group, leaked, node_specs
 
 from flotte.drivers.openstack import connection as openstack_conn
+from flotte.errors import QuotaExceeded
 from flotte.models import NodeSpec, NodeState, Role
 
 
@@ -97,3 +100,33 @@ async def test_node_groups_with_other_flavors(
     await asyncio.gather(*(driver.remove(r) for r in records))
     await driver.release(group, shared)
     assert leaked(cloud, before) == {}
+
+
+async def test_a_server_nova_cannot_place_is_a_capacity_refusal(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    """Nova accepts a boot that fits the quota, then its scheduler finds no host with
+    room: the server goes to ERROR with "No valid host". That is the cloud being full,
+    not a broken server (issue 15: an overflow then fills its next group), so the driver
+    raises QuotaExceeded, and the failed server and its port are gone."""
+    flavor = f"huge-{uuid.uuid4().hex[:6]}"
+    # more memory than the fake hypervisor has (800,000 MB), within the demo quota
+    cloud.osc("flavor create", "--ram", "1500000", "--vcpus", "1", "--disk", "1", flavor,
+              cloud=ADMIN)  # fmt: skip
+    try:
+        before = cloud.inventory()
+        driver = make_driver()
+        group = cluster_group("full", installation, 1)
+        await driver.check(group)
+        shared = await driver.prepare(group)
+        spec = node_specs(group, managers=0)[0]
+        big = NodeSpec(spec.name, spec.role, spec.owner, spec.driver,
+                       {"openstack_flavor_name": flavor})  # fmt: skip
+        with pytest.raises(QuotaExceeded, match="No valid host") as refused:
+            await driver.create(big, shared)
+        assert "\n" not in str(refused.value)
+        await driver.release(group, shared)
+        assert await driver.leftovers(group.owner) == []
+        assert leaked(cloud, before) == {}
+    finally:
+        cloud.osc("flavor delete", flavor, cloud=ADMIN)

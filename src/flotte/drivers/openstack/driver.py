@@ -249,7 +249,8 @@ class OpenStackDriver(Driver):
             if not lookups.bare_metal_flavor(flavor):
                 raise
             counts = await baremetal.node_counts(p, flavor)
-            raise DriverError(f"{err.message.rstrip('.')} ({counts})") from err
+            # the same kind (a capacity refusal): an overflow moves on to its next group
+            raise type(err)(f"{err.message.rstrip('.')} ({counts})") from err
         addresses = data.pop("addresses")
         data.update(
             {

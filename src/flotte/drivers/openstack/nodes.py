@@ -28,8 +28,13 @@ from flotte.drivers.openstack.connection import (
 )
 from flotte.drivers.openstack.marks import marker, owned_by
 from flotte.drivers.openstack.resources import neutron_attrs
-from flotte.drivers.openstack.wait import ServerWatcher, fault_message, servers_named
-from flotte.errors import DriverError, FlotteError
+from flotte.drivers.openstack.wait import (
+    ServerWatcher,
+    capacity_fault,
+    fault_message,
+    servers_named,
+)
+from flotte.errors import DriverError, FlotteError, QuotaExceeded
 from flotte.models import NODE_KEY, NodeState, Owner
 
 
@@ -131,7 +136,9 @@ def _active(name: str) -> Any:
         if server is None:
             raise DriverError(f"server {name} disappeared while booting")
         if server.status == "ERROR":
-            raise DriverError(f"server {name} failed to boot: {fault_message(server)}")
+            fault = fault_message(server)
+            kind = QuotaExceeded if capacity_fault(fault) else DriverError
+            raise kind(f"server {name} failed to boot: {fault}")
         return bool(server.status == "ACTIVE")
 
     return check

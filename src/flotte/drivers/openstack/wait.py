@@ -38,6 +38,21 @@ class _Pending:
     waiters: list[_Waiter] = field(default_factory=list)
 
 
+# Nova's faults for a server it accepted and then could not place or count: no host
+# with room (the scheduler), a quota found short by the conductor's second check.
+_CAPACITY = re.compile(
+    r"No valid host|not enough hosts|Insufficient compute resources|Quota exceeded|"
+    r"TooManyInstances|exceeds? .*quota",
+    re.IGNORECASE,
+)
+
+
+def capacity_fault(message: str) -> bool:
+    """Whether an ERROR server's fault says the cloud is full (or the quota short),
+    rather than that the server is broken: an overflow then fills its next group."""
+    return bool(_CAPACITY.search(message))
+
+
 def fault_message(server: Any) -> str:
     """Nova's reason for an ERROR server, as one line."""
     fault = getattr(server, "fault", None) or {}
