@@ -57,13 +57,21 @@ def _own_subnet(engine: Engine, name: str, labels: dict[str, str]) -> Any:
     """The subnet and gateway Docker's own pools give a new network, as a user-set IPAM
     config. Found by making a probe network (with the owner's labels, so a kill here
     leaves nothing a sweep does not find) and removing it."""
+    import uuid
+
     import docker.types
 
-    probe = engine.docker.networks.create(f"{name}-subnet", driver="bridge", labels=labels)
+    # a name of its own: two processes making the same network probe at the same time
+    probe = engine.docker.networks.create(
+        f"{name}-subnet-{uuid.uuid4().hex[:6]}", driver="bridge", labels=labels
+    )
     try:
-        config = probe.attrs["IPAM"]["Config"][0]
+        configs = probe.attrs.get("IPAM", {}).get("Config") or []
     finally:
         probe.remove()
+    if not configs or not configs[0].get("Subnet"):
+        return None  # Docker said nothing of it: let it choose (the address may move)
+    config = configs[0]
     pool = docker.types.IPAMPool(subnet=config["Subnet"], gateway=config.get("Gateway"))
     return docker.types.IPAMConfig(pool_configs=[pool])
 
