@@ -31,6 +31,7 @@ from flotte.state.status import (
     DELETE_IN_PROGRESS,
     HEALTHY,
     IN_PROGRESS,
+    READY,
     UNFINISHED,
     UPDATE_COMPLETE,
     UPDATE_FAILED,
@@ -141,7 +142,7 @@ class Clusters:
                     spec,
                     CREATE_COMPLETE,
                     f"ready in {time.monotonic() - started:.1f} s",
-                    new=existing is None,
+                    made=True,
                 )
                 return p
             if not rollback:
@@ -159,13 +160,13 @@ class Clusters:
                 f"creating cluster {spec.name} failed and was rolled back", result.errors
             )
 
-    def _complete(self, spec: ClusterSpec, status: str, reason: str, *, new: bool = False) -> None:
+    def _complete(self, spec: ClusterSpec, status: str, reason: str, *, made: bool = False) -> None:
         health: dict[str, Any] = {}
-        if new and not spec.no_provision and spec.coe:
-            # swarm:ready has just seen every node of the new cluster Ready: its health is
-            # known with its status, so a client that waits for CREATE_COMPLETE reads
-            # HEALTHY, not UNKNOWN until the first check.
-            nodes = self.store.nodes(cluster=spec.name)
+        nodes = self.store.nodes(cluster=spec.name) if made else []
+        if nodes and not spec.no_provision and spec.coe and all(n.status == READY for n in nodes):
+            # A create (new or resumed) ends with swarm:ready seeing its nodes Ready, each
+            # recorded so: the cluster's health is known with its status, so a client
+            # that waits for CREATE_COMPLETE reads HEALTHY, not UNKNOWN until a check.
             health = {
                 "health_status": HEALTHY,
                 "health_status_reason": {

@@ -52,8 +52,10 @@ def test_killed_create_resumes(
         f"flotte-crash-node-0-{sid}",
         f"flotte-crash-node-1-{sid}",
     ]
+    # recorded by the resumed create itself, as a new cluster's (a plain show reads it)
     show = json.loads(flotte("cluster", "show", "crash", "-f", "json").stdout)
     assert show["health_status"] == "HEALTHY"
+    show = json.loads(flotte("cluster", "show", "crash", "--health", "-f", "json").stdout)
     assert sorted(n["hostname"] for n in show["swarm_nodes"]) == [
         "crash-master-0",
         "crash-node-0",

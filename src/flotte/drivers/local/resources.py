@@ -13,6 +13,7 @@ from flotte.errors import DriverError
 
 __all__ = ["MACHINES_NETWORK", "SHARED_KEY", "ensure_network", "network_name", "remove_network"]
 
+PROBE = "-subnet-"  # the probe network's name: the network's, this, a random suffix
 SHARED_KEY = "flotte:shared"  # label of the lone machines' network (not an owner mark)
 
 
@@ -32,9 +33,11 @@ def ensure_network(engine: Engine, name: str, labels: dict[str, str]) -> str:
     import docker.errors
 
     client = engine.docker
-    for net in client.networks.list(names=[name]):
+    listed = client.networks.list(names=[name])  # Docker's filter: names that contain it
+    for net in listed:
         if net.name == name:
             return str(net.id)
+    _remove_probes(listed, name)  # a run killed while it probed: before making another
     for _ in range(5):
         try:
             net = client.networks.create(
@@ -63,12 +66,12 @@ def _own_subnet(engine: Engine, name: str, labels: dict[str, str]) -> Any:
 
     # a name of its own: two processes making the same network probe at the same time
     probe = engine.docker.networks.create(
-        f"{name}-subnet-{uuid.uuid4().hex[:6]}", driver="bridge", labels=labels
+        f"{name}{PROBE}{uuid.uuid4().hex[:6]}", driver="bridge", labels=labels
     )
     try:
         configs = probe.attrs.get("IPAM", {}).get("Config") or []
     finally:
-        probe.remove()
+        _remove_probes([probe], name)
     if not configs or not configs[0].get("Subnet"):
         return None  # Docker said nothing of it: let it choose (the address may move)
     config = configs[0]
@@ -76,11 +79,27 @@ def _own_subnet(engine: Engine, name: str, labels: dict[str, str]) -> Any:
     return docker.types.IPAMConfig(pool_configs=[pool])
 
 
-def remove_network(engine: Engine, name: str) -> None:
-    """Remove the network unless other nodes still use it (blocking)."""
+def _remove_probes(networks: list[Any], name: str) -> None:
+    """Remove the probe networks of network ``name`` among ``networks`` (one another
+    process is using may go too: it only reads the probe's subnet, before removing it)."""
+    import contextlib
+
     import docker.errors
 
-    for net in engine.docker.networks.list(names=[name]):
+    for net in networks:
+        if net.name.startswith(f"{name}{PROBE}"):
+            with contextlib.suppress(docker.errors.NotFound):
+                net.remove()
+
+
+def remove_network(engine: Engine, name: str) -> None:
+    """Remove the network unless other nodes still use it (blocking), and any probe a
+    killed run left of it."""
+    import docker.errors
+
+    listed = engine.docker.networks.list(names=[name])
+    _remove_probes(listed, name)
+    for net in listed:
         if net.name != name:
             continue
         net.reload()
