@@ -142,7 +142,6 @@ class Clusters:
                     spec,
                     CREATE_COMPLETE,
                     f"ready in {time.monotonic() - started:.1f} s",
-                    made=True,
                 )
                 return p
             if not rollback:
@@ -160,10 +159,11 @@ class Clusters:
                 f"creating cluster {spec.name} failed and was rolled back", result.errors
             )
 
-    def _complete(self, spec: ClusterSpec, status: str, reason: str, *, made: bool = False) -> None:
+    def _complete(self, spec: ClusterSpec, status: str, reason: str) -> None:
         health: dict[str, Any] = {}
-        nodes = self.store.nodes(cluster=spec.name) if made else []
-        if nodes and not spec.no_provision and spec.coe and all(n.status == READY for n in nodes):
+        swarm = not spec.no_provision and bool(spec.coe)
+        nodes = self.store.nodes(cluster=spec.name) if swarm else []
+        if nodes and all(n.status == READY for n in nodes):
             # A create (new or resumed) ends with swarm:ready seeing its nodes Ready, each
             # recorded so: the cluster's health is known with its status, so a client
             # that waits for CREATE_COMPLETE reads HEALTHY, not UNKNOWN until a check.
@@ -175,7 +175,7 @@ class Clusters:
             }
         # One transaction: a kill cannot leave the cluster done and a node group not.
         self.store.set_status(spec.name, status=status, status_reason=reason, **health)
-        if not spec.no_provision and spec.coe:
+        if swarm:
             self.write_context(spec.name)
 
     def write_context(self, name: str) -> None:
