@@ -26,9 +26,16 @@ RABBIT_PORT = 5672
 RABBIT_DIST_PORT = 25672
 EPMD_PORT = 4369
 
-# gunicorn workers per API: two where requests pile up during parallel boots.
-# Keystone is one process with threads: its in-process cache (render.keystone_conf)
-# must be one cache, or a change made through one worker stays stale in the other.
+# gunicorn processes per API, each with API_THREADS threads (gthread). Requests wait
+# on I/O more than they compute: Nova waits on Neutron, Glance and the database, Neutron
+# on the database. With one request per process (sync workers, two each) 200 parallel
+# boots queued ~300 requests and Nova's workers, blocked on their calls to Neutron, hit
+# gunicorn's timeout. Every API here runs in native threading mode (nova/neutron's WSGI
+# modules select oslo.service's threading backend; none is eventlet-patched), so
+# threads are safe; more processes would not help: there are two cores, and each
+# process costs 100-230 MB. Keystone is one process: its in-process cache
+# (render.keystone_conf) must be one cache, or a change made through one worker stays
+# stale in the other.
 API_WORKERS: dict[str, int] = {
     "keystone": 1,
     "glance": 1,
@@ -36,9 +43,13 @@ API_WORKERS: dict[str, int] = {
     "nova": 2,
     "neutron": 2,
 }
-
-# gunicorn threads per worker (gthread), for the APIs that have more than one.
-API_THREADS: dict[str, int] = {"keystone": 4}
+API_THREADS: dict[str, int] = {
+    "keystone": 4,
+    "glance": 4,
+    "placement": 4,
+    "nova": 8,
+    "neutron": 8,
+}
 
 # Keystone catalog: service name -> (type, path after host:port).
 CATALOG: dict[str, tuple[str, str]] = {

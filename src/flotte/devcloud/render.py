@@ -174,6 +174,9 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
             "vif_plugging_timeout": 0,
             "osapi_compute_workers": 1,
             "metadata_workers": 1,
+            # A server listing asks each cell (cell0, cell1) from this pool, shared by
+            # all of a process's request threads: its default of 5 would queue them.
+            "cell_worker_thread_pool_size": 2 * API_THREADS["nova"],
         },
         "wsgi": {"api_paste_config": str(layout.etc / "nova" / "api-paste.ini")},
         "api": {"auth_strategy": "keystone"},
@@ -187,7 +190,9 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
         "service_user": {**service_auth(pw, "nova"), "send_service_user_token": True},
         "glance": {"region_name": REGION},
         "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
-        "conductor": {"workers": 1},
+        # Two conductors: a boot's scheduling and cell writes are CPU in Python, and
+        # one process holds one core at most (the GIL); there are two.
+        "conductor": {"workers": 2},
         # ComputeCapabilitiesFilter is left out so that flavor extra specs such as
         # `baremetal=true` (marking --server-type bm flavors) do not fail scheduling.
         "filter_scheduler": {
@@ -319,7 +324,10 @@ def api_args(layout: Layout, service: str) -> list[str]:
         f"{HOST}:{API_PORTS[service]}",
         "--workers",
         str(API_WORKERS[service]),
-        *(["--threads", str(API_THREADS[service])] if service in API_THREADS else []),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(API_THREADS[service]),
         "--timeout",
         "300",
         "--graceful-timeout",
@@ -361,6 +369,12 @@ def render_all(layout: Layout, pw: dict[str, str], venv_etc: Path) -> dict[Path,
         layout.etc / "neutron" / "plugins" / "ml2" / "ml2_conf.ini": ini(ml2_conf()),
         layout.rabbit_dir / "rabbitmq.conf": rabbit_conf(pw),
         layout.rabbit_dir / "enabled_plugins": "[].\n",
+        # The APIs' command lines (workers, threads): written, hence hashed, so that
+        # changing them restarts the services like a changed setting does.
+        layout.etc / "api-commands.json": json.dumps(
+            {service: api_args(layout, service) for service in API_PORTS}, indent=2
+        )
+        + "\n",
     }
     # Paste pipelines ship with the packages (in the venv's etc/); copy them beside.
     for service, name in (
