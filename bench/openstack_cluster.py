@@ -194,7 +194,6 @@ def run_floor(size: int, trace: Tracer | None = None) -> dict[str, Any]:
 
     conn.session.session.hooks["response"].append(count)
     tag = f"floor-{uuid.uuid4().hex[:8]}"
-    compute, net = conn.compute, conn.network
     conn.session.get_token()
     before = sum(calls.values())
     if trace is not None:
@@ -202,6 +201,48 @@ def run_floor(size: int, trace: Tracer | None = None) -> dict[str, Any]:
         trace.start()
     # Each node thread hands its floating IP to another thread: room for both.
     pool_exec = concurrent.futures.ThreadPoolExecutor(max_workers=2 * size + 4)
+    try:
+        return _floor(conn, tag, size, pool_exec, calls, before, trace)
+    except BaseException:
+        # A failed or interrupted floor leaves nothing behind (it is found by its tag).
+        _sweep(conn, tag)
+        raise
+    finally:
+        pool_exec.shutdown(wait=False, cancel_futures=True)
+        conn.close()
+
+
+def _sweep(conn: Any, tag: str) -> None:
+    compute, net = conn.compute, conn.network
+    servers = [s for s in compute.servers() if s.name.startswith(tag)]
+    ports = [p for p in net.ports() if p.name.startswith(tag)]
+    for fip in net.ips():
+        if fip.port_id in {p.id for p in ports}:
+            net.delete_ip(fip, ignore_missing=True)
+    for server in servers:
+        compute.delete_server(server, ignore_missing=True)
+    for server in servers:
+        compute.wait_for_delete(server, interval=2, wait=600)
+    for port in ports:
+        net.delete_port(port, ignore_missing=True)
+    for sg in net.security_groups(name=tag):
+        net.delete_security_group(sg, ignore_missing=True)
+    for group in compute.server_groups():
+        if group.name == tag:
+            compute.delete_server_group(group, ignore_missing=True)
+    compute.delete_keypair(tag, ignore_missing=True)
+
+
+def _floor(
+    conn: Any,
+    tag: str,
+    size: int,
+    pool_exec: concurrent.futures.ThreadPoolExecutor,
+    calls: dict[str, int],
+    before: int,
+    trace: Tracer | None,
+) -> dict[str, Any]:
+    compute, net = conn.compute, conn.network
 
     started = time.monotonic()
     # The same lookups flotte's check makes (by name or ID), side by side.
@@ -271,8 +312,6 @@ def run_floor(size: int, trace: Tracer | None = None) -> dict[str, Any]:
     compute.delete_server_group(group)
     compute.delete_keypair(tag)
     delete_seconds = time.monotonic() - started
-    pool_exec.shutdown()
-    conn.close()
     return {
         "create_s": round(create_seconds, 2),
         "delete_s": round(delete_seconds, 2),

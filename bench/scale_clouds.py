@@ -8,10 +8,12 @@ Swarm on the local Docker engine, with the host memory it takes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,45 @@ def ec2_case(size: int, latency: float) -> dict[str, Any]:
 SERVICES = {"auth": 5000, "compute": 8774, "network": 9696, "image": 9292}
 
 
+@contextlib.contextmanager
+def _room(
+    project_name: str, size: int, flavor_id: str, admin_cloud: str = "devcloud"
+) -> Iterator[dict[str, int]]:
+    """The project's quotas raised by ``size`` nodes' worth (as admin, through the APIs),
+    then set back to what they were: devcloud's demo project allows 200 instances and 200
+    floating IPs, and other users' servers may hold part of them. Yields the raise."""
+    import openstack
+
+    admin = openstack.connect(cloud=admin_cloud)
+    project = admin.identity.find_project(project_name, ignore_missing=False)
+    flavor = admin.compute.find_flavor(flavor_id, ignore_missing=False)
+    old_c = admin.compute.get_quota_set(project.id)
+    old_n = admin.network.get_quota(project.id)
+    extra = size + 10
+    compute = {
+        "instances": extra,
+        "cores": extra * flavor.vcpus,
+        "ram": extra * flavor.ram,
+        "server_group_members": extra,
+    }
+    network = {"floating_ips": extra, "ports": 2 * extra}
+    before_c = {k: int(getattr(old_c, k)) for k in compute}
+    before_n = {k: int(getattr(old_n, k)) for k in network}
+    # -1 is unlimited: left as it is.
+    admin.compute.update_quota_set(
+        project.id, **{k: before_c[k] + v for k, v in compute.items() if before_c[k] >= 0}
+    )
+    admin.network.update_quota(
+        project.id, **{k: before_n[k] + v for k, v in network.items() if before_n[k] >= 0}
+    )
+    try:
+        yield {**compute, **network}
+    finally:
+        admin.compute.update_quota_set(project.id, **before_c)
+        admin.network.update_quota(project.id, **before_n)
+        admin.close()
+
+
 def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
     import openstack_cluster as oc
 
@@ -155,12 +196,16 @@ def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
 
     saved_env, saved_cloud = os.environ.get("OS_CLIENT_CONFIG_FILE"), oc.CLOUD
     try:
-        with tempfile.TemporaryDirectory(prefix="flotte-scale-os-") as tmp:
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="flotte-scale-os-"))
             path = Path(tmp) / "clouds.yaml"
             path.write_text(yaml.safe_dump({"clouds": {**clouds, name: entry}}))
             path.chmod(0o600)
             os.environ["OS_CLIENT_CONFIG_FILE"] = str(path)
             oc.CLOUD = name
+            project = clouds[cloud]["auth"]["project_name"]
+            flavor_id = oc.BASE_OPTIONS["openstack_flavor_id"]
+            room = stack.enter_context(_room(project, size, flavor_id))
             floor = oc.run_floor(size)
             floor["api_calls"] = floor["calls_create"]  # its own session hook, create only
             env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
@@ -170,11 +215,14 @@ def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
                  "--node-count", str(size - 3), "--no-provision", "--openstack-cloud", name,
                  *[f"--{k.replace('_', '-')}={v}" for k, v in oc.BASE_OPTIONS.items()]],
                 env,
-            ).check()  # fmt: skip
+            )  # fmt: skip
             created = since(before)
             before = counts()
-            delete = scale_run.flotte(["cluster", "delete", "big"], env).check()
+            # Also after a failed create: what it made goes before the quotas are set back.
+            delete = scale_run.flotte(["cluster", "delete", "big"], env)
             deleted = since(before)
+            create.check()
+            delete.check()
     finally:
         oc.CLOUD = saved_cloud
         if saved_env is None:
@@ -186,6 +234,7 @@ def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
     return {
         "nodes": size,
         "cloud": cloud,
+        "quota_raised_by": room,
         "floor": floor,
         "create": _per_node(create, created, size),
         "delete": _per_node(delete, deleted, size),
