@@ -154,17 +154,24 @@ def _room(
     before_c = {k: int(getattr(old_c, k)) for k in compute}
     before_n = {k: int(getattr(old_n, k)) for k in network}
     # -1 is unlimited: left as it is.
-    admin.compute.update_quota_set(
-        project.id, **{k: before_c[k] + v for k, v in compute.items() if before_c[k] >= 0}
-    )
-    admin.network.update_quota(
-        project.id, **{k: before_n[k] + v for k, v in network.items() if before_n[k] >= 0}
-    )
+    set_c = {k: before_c[k] + v for k, v in compute.items() if before_c[k] >= 0}
+    set_n = {k: before_n[k] + v for k, v in network.items() if before_n[k] >= 0}
+    admin.compute.update_quota_set(project.id, **set_c)
+    admin.network.update_quota(project.id, **set_n)
     try:
         yield {**compute, **network}
     finally:
-        admin.compute.update_quota_set(project.id, **before_c)
-        admin.network.update_quota(project.id, **before_n)
+        # Set back only what still holds our value: a test may have set the same quota
+        # meanwhile (tests/e2e/devcloud/test_overflow_devcloud.py does, and restores
+        # its own); writing our old value over theirs would leave theirs for good.
+        now_c = admin.compute.get_quota_set(project.id)
+        now_n = admin.network.get_quota(project.id)
+        back_c = {k: before_c[k] for k, v in set_c.items() if int(getattr(now_c, k)) == v}
+        back_n = {k: before_n[k] for k, v in set_n.items() if int(getattr(now_n, k)) == v}
+        if back_c:
+            admin.compute.update_quota_set(project.id, **back_c)
+        if back_n:
+            admin.network.update_quota(project.id, **back_n)
         admin.close()
 
 
