@@ -221,6 +221,10 @@ def neutron_conf(layout: Layout, pw: dict[str, str]) -> Sections:
             "state_path": str(layout.state_dir / "neutron"),
             "notify_nova_on_port_status_changes": True,
             "notify_nova_on_port_data_changes": True,
+            # There is no DHCP agent: each port, subnet and network change still tried to
+            # schedule its network to one and cast to it (3,530 "No more DHCP agents"
+            # warnings in one day's log).
+            "dhcp_agent_notification": False,
         },
         "database": {"connection": db_url(layout, pw, "neutron")},
         "keystone_authtoken": authtoken(pw, "neutron"),
