@@ -337,6 +337,12 @@ def api_args(layout: Layout, service: str) -> list[str]:
         "gthread",
         "--threads",
         str(API_THREADS[service]),
+        # No keep-alive, as with sync workers: gthread otherwise closes a connection
+        # idle for 2 s, and a client reusing it at that moment gets "Connection
+        # aborted" on a request it may not retry (seen on a port DELETE). Loopback
+        # connections cost little.
+        "--keep-alive",
+        "0",
         "--timeout",
         "300",
         "--graceful-timeout",

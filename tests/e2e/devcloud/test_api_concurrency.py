@@ -81,6 +81,7 @@ def test_the_apis_command_lines_are_part_of_the_settings_up_compares(tmp_path: P
         args = commands[service]
         assert args[args.index("--worker-class") + 1] == "gthread"
         assert int(args[args.index("--threads") + 1]) == API_THREADS[service]
+        assert args[args.index("--keep-alive") + 1] == "0"  # no idle-close race
     nova = configparser.ConfigParser(interpolation=None)
     nova.read_string(files[layout.etc / "nova" / "nova.conf"])
     # Each listing takes two cells' tasks from one pool per process, shared by its threads.
