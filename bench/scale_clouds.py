@@ -137,6 +137,7 @@ def _room(
     then set back to what they were: devcloud's demo project allows 200 instances and 200
     floating IPs, and other users' servers may hold part of them. Yields the raise."""
     import openstack
+    import openstack_cluster as oc
 
     admin = openstack.connect(cloud=admin_cloud)
     project = admin.identity.find_project(project_name, ignore_missing=False)
@@ -164,14 +165,17 @@ def _room(
         # Set back only what still holds our value: a test may have set the same quota
         # meanwhile (tests/e2e/devcloud/test_overflow_devcloud.py does, and restores
         # its own); writing our old value over theirs would leave theirs for good.
-        now_c = admin.compute.get_quota_set(project.id)
-        now_n = admin.network.get_quota(project.id)
-        back_c = {k: before_c[k] for k, v in set_c.items() if int(getattr(now_c, k)) == v}
-        back_n = {k: before_n[k] for k, v in set_n.items() if int(getattr(now_n, k)) == v}
-        if back_c:
-            admin.compute.update_quota_set(project.id, **back_c)
-        if back_n:
-            admin.network.update_quota(project.id, **back_n)
+        def restore() -> None:
+            now_c = admin.compute.get_quota_set(project.id)
+            now_n = admin.network.get_quota(project.id)
+            back_c = {k: before_c[k] for k, v in set_c.items() if int(getattr(now_c, k)) == v}
+            back_n = {k: before_n[k] for k, v in set_n.items() if int(getattr(now_n, k)) == v}
+            if back_c:
+                admin.compute.update_quota_set(project.id, **back_c)
+            if back_n:
+                admin.network.update_quota(project.id, **back_n)
+
+        oc.retrying(restore)
         admin.close()
 
 
