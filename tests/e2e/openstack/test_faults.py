@@ -123,6 +123,40 @@ async def test_killed_create_converges_on_rerun(
     assert leaked(cloud, before) == {}
 
 
+async def test_a_killed_runs_late_boot_is_the_node_not_a_duplicate(
+    cloud: Cloud, make_driver: Any, installation: str, proxied: Any
+) -> None:
+    """A killed run made a node's port and had its boot request in flight; the request
+    lands after the re-run looked for the server (CI, stop 23: the re-run's own boot then
+    failed "Port ... is still in use"). The re-run ends with one server on that port."""
+    name, nova, _ = proxied
+    before = cloud.inventory()
+    driver = make_driver(openstack_cloud=name)
+    group = cluster_group("late", installation, 2)
+    specs = node_specs(group)
+    conn = _sdk(cloud)
+    try:
+        network = conn.network.find_network("formation-net")
+        for spec in specs:  # the killed run's ports
+            conn.network.create_port(
+                network_id=network.id, name=spec.name, description=marker(group.owner)
+            )
+    finally:
+        conn.close()
+    # Each boot reaches Nova twice: the killed run's copy first, then the re-run's.
+    nova.set_faults([Fault(0, twin=True, match=_post("/servers"), name="late boot")])
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
+    assert nova.stats.injected["late boot"] == 2
+    assert len({r.provider_id for r in records}) == 2
+    counts = _count_owned(cloud, group.owner, {s.name for s in specs}, before)
+    assert counts == Counter({"server": 2, "port": 2, "floating ip": 2}), counts
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
+
+
 def _faulty_cloud(
     cloud: Cloud, tmp_path: Path, name: str, nova: FaultProxy, neutron: FaultProxy
 ) -> Path:

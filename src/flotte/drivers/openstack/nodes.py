@@ -30,11 +30,12 @@ from flotte.drivers.openstack.marks import marker, owned_by
 from flotte.drivers.openstack.resources import neutron_attrs
 from flotte.drivers.openstack.wait import (
     ServerWatcher,
-    capacity_fault,
+    booted,
     fault_message,
+    gone,
     servers_named,
 )
-from flotte.errors import DriverError, FlotteError, QuotaExceeded
+from flotte.errors import DriverError, FlotteError
 from flotte.models import NODE_KEY, NodeState, Owner
 
 
@@ -98,16 +99,21 @@ async def read_inventory(p: Provider, owner: Owner, names: list[str] | None = No
     return inv
 
 
-async def find_server(p: Provider, name: str, owner: Owner) -> Any:
+async def _servers_of(p: Provider, name: str, owner: Owner) -> list[Any]:
     compute = p.conn.compute
     listed = await p.read(
         lambda: list(compute.servers(details=True, name=f"^{name}$")), "find server"
     )
-    for s in listed:
-        meta = server_owner(s)
-        if owned_by(meta, owner) and meta.get(NODE_KEY) == name:
-            return s
-    return None
+    return [
+        s
+        for s in listed
+        if owned_by(server_owner(s), owner) and server_owner(s).get(NODE_KEY) == name
+    ]
+
+
+async def find_server(p: Provider, name: str, owner: Owner) -> Any:
+    found = await _servers_of(p, name, owner)
+    return found[0] if found else None
 
 
 async def find_port(p: Provider, name: str, owner: Owner) -> Any:
@@ -131,25 +137,58 @@ def fixed_ip(port: Any, version: int = 4) -> str:
     return str((port.fixed_ips or [{}])[0].get("ip_address", ""))
 
 
-def _active(name: str) -> Any:
-    def check(server: Any) -> bool:
-        if server is None:
-            raise DriverError(f"server {name} disappeared while booting")
-        if server.status == "ERROR":
-            fault = fault_message(server)
-            kind = QuotaExceeded if capacity_fault(fault) else DriverError
-            raise kind(f"server {name} failed to boot: {fault}")
-        return bool(server.status == "ACTIVE")
+async def _until_active(p: Provider, boot: BootSpec, server: Any) -> Any:
+    if server.status == "ACTIVE":
+        return server
+    return await ServerWatcher.of(p).wait(
+        server.id,
+        boot.name,
+        booted(boot.name),
+        timeout=boot.timeout,
+        what=f"server {boot.name} to become ACTIVE",
+    )
 
-    return check
+
+# A killed run's boot request can land after the re-run looked for its server: both
+# pass Nova's API before either binds the port, and one fails ("Port ... is still in
+# use", CI stop 23); Nova's clean-up of the failed one may unbind the port under the
+# other, which then fails too. The re-run keeps one server of the node's name.
 
 
-def _gone(server: Any) -> bool:
-    # Not "status DELETED": nova-compute saves that before it releases the server's
-    # resources and removes its row, and Nova lists it so for 3-6 s (measured on
-    # devcloud, bench/fault_nova_delete.py); a delete that returned then left a server
-    # an independent listing still showed (fault campaign, seed 5071).
-    return server is None
+async def _recover_boot(
+    p: Provider, boot: BootSpec, port_id: str, made: dict[str, str], error: FlotteError
+) -> Any:
+    """After this run's boot on an adopted port failed: if a server of the same name and
+    owner exists, it is the node (or, failed too, both go and the port boots again)."""
+    twins = [s for s in await _servers_of(p, boot.name, boot.owner) if s.id != made.get("server")]
+    if not twins:
+        raise error
+    if made.get("server"):
+        await _delete_server(p, made.pop("server"), boot.name, timeout=boot.timeout)
+    for twin in twins:
+        made["server"] = twin.id
+        try:
+            return await _until_active(p, boot, twin)
+        except FlotteError:
+            await _delete_server(p, made.pop("server"), boot.name, timeout=boot.timeout)
+    return await _boot(p, boot, port_id, made)
+
+
+async def _boot(p: Provider, boot: BootSpec, port_id: str, made: dict[str, str]) -> Any:
+    server = await create_once(
+        p,
+        f"boot server {boot.name}",
+        lambda: p.conn.compute.create_server(**_server_attrs(boot, port_id)),
+        lambda: find_server(p, boot.name, boot.owner),
+    )
+    made["server"] = server.id
+    return await _until_active(p, boot, server)
+
+
+async def _drop_twins(p: Provider, boot: BootSpec, *, keep: str) -> None:
+    """Delete the servers of this node's name and owner other than ``keep``."""
+    twins = [s for s in await _servers_of(p, boot.name, boot.owner) if s.id != keep]
+    await asyncio.gather(*(_delete_server(p, s.id, boot.name, timeout=boot.timeout) for s in twins))
 
 
 async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dict[str, Any]:
@@ -159,8 +198,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
     create leaves nothing; a killed one leaves owner-marked resources that the next run
     adopts (or ``sweep`` deletes).
     """
-    compute, net = p.conn.compute, p.conn.network
-    watcher = ServerWatcher.of(p)
+    net = p.conn.network
     server: Any = inv.servers.get(boot.name) if inv else await find_server(p, boot.name, boot.owner)
     if server is not None and server.status == "ERROR":
         # A failed boot from an earlier run: its fault was reported then; boot it again.
@@ -196,25 +234,20 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
                 await _delete_server(p, server.id, boot.name, timeout=boot.timeout)
                 server = None
         if server is None:
-            server = await create_once(
-                p,
-                f"boot server {boot.name}",
-                lambda: compute.create_server(**_server_attrs(boot, port.id)),
-                lambda: find_server(p, boot.name, boot.owner),
-            )
-            made["server"] = server.id
+            try:
+                server = await _boot(p, boot, port.id, made)
+            except FlotteError as err:
+                if "port" in made:
+                    raise
+                server = await _recover_boot(p, boot, port.id, made, err)
+            else:
+                if "port" not in made:
+                    await _drop_twins(p, boot, keep=server.id)
         fip = None
         if fip_task is not None:
             fip = await fip_task
             made["fip"] = fip.id
-        if server.status != "ACTIVE":
-            server = await watcher.wait(
-                server.id,
-                boot.name,
-                _active(boot.name),
-                timeout=boot.timeout,
-                what=f"server {boot.name} to become ACTIVE",
-            )
+        server = await _until_active(p, boot, server)
     except BaseException as err:
         if fip_task is not None and "fip" not in made:
             # The allocation runs beside the boot: learn what it made before undoing.
@@ -322,7 +355,7 @@ async def _delete_server(p: Provider, server_id: str, name: str, *, timeout: flo
         retry=RETRY_READ,
     )
     await ServerWatcher.of(p).wait(
-        server_id, name, _gone, timeout=timeout, what=f"server {name} to go"
+        server_id, name, gone, timeout=timeout, what=f"server {name} to go"
     )
 
 

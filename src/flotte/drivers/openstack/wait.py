@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flotte.drivers.openstack.connection import Provider, status_of
-from flotte.errors import DriverError, TimeoutError_
+from flotte.errors import DriverError, QuotaExceeded, TimeoutError_
 
 # A server matching a waiter's condition, or None once the server is gone.
 Check = Callable[[Any | None], bool]
@@ -199,3 +199,26 @@ class ServerWatcher:
             if status_of(err) == 404:
                 return None
             raise DriverError(f"get server {server_id}: {err}") from err
+
+
+def booted(name: str) -> Any:
+    """A wait predicate: ACTIVE, or the boot's fault as an error (capacity: QuotaExceeded)."""
+
+    def check(server: Any) -> bool:
+        if server is None:
+            raise DriverError(f"server {name} disappeared while booting")
+        if server.status == "ERROR":
+            fault = fault_message(server)
+            kind = QuotaExceeded if capacity_fault(fault) else DriverError
+            raise kind(f"server {name} failed to boot: {fault}")
+        return bool(server.status == "ACTIVE")
+
+    return check
+
+
+def gone(server: Any) -> bool:
+    # Not "status DELETED": nova-compute saves that before it releases the server's
+    # resources and removes its row, and Nova lists it so for 3-6 s (measured on
+    # devcloud, bench/fault_nova_delete.py); a delete that returned then left a server
+    # an independent listing still showed (fault campaign, seed 5071).
+    return server is None
