@@ -182,7 +182,9 @@ async def run_flotte(
 # -- the floor: bare openstacksdk, same requests, parallel threads ----------------------
 
 
-def run_floor(size: int, trace: Tracer | None = None) -> dict[str, Any]:
+def run_floor(size: int, trace: Tracer | None = None, wait: float = 300) -> dict[str, Any]:
+    """``wait``: seconds each server may take to become ACTIVE (at 100 servers on a
+    2-core devcloud, some take longer than the 300 s default)."""
     import openstack
 
     conn = openstack.connect(cloud=CLOUD)
@@ -202,7 +204,7 @@ def run_floor(size: int, trace: Tracer | None = None) -> dict[str, Any]:
     # Each node thread hands its floating IP to another thread: room for both.
     pool_exec = concurrent.futures.ThreadPoolExecutor(max_workers=2 * size + 4)
     try:
-        return _floor(conn, tag, size, pool_exec, calls, before, trace)
+        return _floor(conn, tag, size, pool_exec, calls, before, trace, wait)
     except BaseException:
         # A failed or interrupted floor leaves nothing behind (it is found by its tag).
         retrying(lambda: _sweep(conn, tag))
@@ -259,6 +261,7 @@ def _floor(
     calls: dict[str, int],
     before: int,
     trace: Tracer | None,
+    wait: float,
 ) -> dict[str, Any]:
     compute, net = conn.compute, conn.network
 
@@ -307,7 +310,7 @@ def _floor(
             name=f"{tag}-{i}", flavor_id=flavor.id, image_id=image.id,
             networks=[{"port": port.id}], key_name=tag, **hints,
         )  # fmt: skip
-        server = compute.wait_for_server(server, interval=1, wait=300)
+        server = compute.wait_for_server(server, interval=1, wait=wait)
         return port, f_fip.result(), server
 
     nodes = list(pool_exec.map(node, range(size)))

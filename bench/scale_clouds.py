@@ -179,6 +179,11 @@ def _room(
         admin.close()
 
 
+# Seconds each server may take to become ACTIVE, the floor's and flotte's alike: at 100
+# servers on a 2-core devcloud some took longer than the floor's 300 s (2026-12-01).
+ACTIVE_WAIT = 1800
+
+
 def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
     import openstack_cluster as oc
 
@@ -217,13 +222,14 @@ def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
             project = clouds[cloud]["auth"]["project_name"]
             flavor_id = oc.BASE_OPTIONS["openstack_flavor_id"]
             room = stack.enter_context(_room(project, size, flavor_id))
-            floor = oc.run_floor(size)
+            floor = oc.run_floor(size, wait=ACTIVE_WAIT)
             floor["api_calls"] = floor["calls_create"]  # its own session hook, create only
             env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
             before = counts()
             create = scale_run.flotte(
                 ["cluster", "create", "big", "--driver", "openstack", "--master-count", "3",
                  "--node-count", str(size - 3), "--no-provision", "--openstack-cloud", name,
+                 f"--openstack-active-timeout={ACTIVE_WAIT}",
                  *[f"--{k.replace('_', '-')}={v}" for k, v in oc.BASE_OPTIONS.items()]],
                 env,
             )  # fmt: skip

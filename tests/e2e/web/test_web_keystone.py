@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from web_pages import PASSWORDS, log_in
+from web_pages import PASSWORDS, log_in, user_field_focused
 
 from fixtures.browser import keep_screenshot
 from fixtures.devcloud import DevCloud, devcloud  # noqa: F401 (the fixture, by name)
@@ -143,6 +143,7 @@ def keystone_login(page: Any, web: ServeProcess, who: Account) -> float:
     page.goto(f"{web.url}/ui")
     assert "/ui/login" in page.url
     assert page.inner_text("label[for=project]") == "Keystone project"
+    user_field_focused(page)
     page.keyboard.type(who.user)
     page.keyboard.press("Tab")
     page.keyboard.type(who.password)
