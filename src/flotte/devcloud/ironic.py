@@ -6,13 +6,13 @@ of hardware type ``fake-hardware`` enrolled and ``available``, a second nova-com
 (host ``devcloud-ironic``, Nova's ironic driver) reporting them to Placement, and
 the ``bm.small`` flavor turned into an Ironic flavor (``resources:CUSTOM_BAREMETAL=1``,
 VCPU, MEMORY_MB and DISK_GB zeroed) so that it schedules onto those nodes only.
-``stop`` undoes what running needs (processes, the compute service record, the
-flavor) and keeps Ironic's data, so the next ``start`` is a warm one.
+``stop`` undoes what running needs (processes, the flavor), disables the ironic
+compute service, and keeps Ironic's data and Nova's records, so the next ``start`` is
+a warm one.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from flotte.devcloud import ironic_conf, procs, seed, services
@@ -221,25 +221,32 @@ def start(layout: Layout, pw: dict[str, str], conn: Any, *, synced: bool) -> Any
     start_ironic(layout)
     start_compute(layout)
     enrol_nodes(conn)
+    _enable_compute(conn)
     set_flavor(conn, ironic=True)
     wait_schedulable(conn, layout)
     return conn
 
 
-def stop(layout: Layout, conn: Any | None) -> list[str]:
-    """Stop Ironic's processes; with a connection also retire the ironic compute host.
+def _enable_compute(conn: Any) -> None:
+    """The ironic compute service back in use, if ``stop`` disabled it."""
+    for svc in conn.compute.services(host=IRONIC_HOST, binary="nova-compute"):
+        if svc.status == "disabled":
+            conn.compute.enable_service(svc)
 
-    Its Nova service record goes (with its hypervisors and Placement providers), so
-    a devcloud without bare metal lists only its own compute host; Nova refuses
-    while servers still sit on bare-metal nodes, and then the record stays.
+
+def stop(layout: Layout, conn: Any | None) -> list[str]:
+    """Stop Ironic's processes; with a connection also disable the ironic compute host.
+
+    Its Nova service record is disabled, not deleted: deleted, the next ``start``
+    made a new one, and Nova's resource tracker undeleted each node's compute record
+    and moved it to the new service a minute later; in that minute Nova put two
+    servers on one bare-metal node while Placement held them on two (CI, stop 24:
+    "Failed to reserve node", "Failure prepping block device").
     """
     stopped = [name for name in reversed(IRONIC_PROCESSES) if procs.stop(layout, name)]
     if conn is not None:
-        from openstack.exceptions import ConflictException
-
         set_flavor(conn, ironic=False)
         for svc in conn.compute.services(host=IRONIC_HOST, binary="nova-compute"):
-            # A 409 means servers still sit on bare-metal nodes: the record stays.
-            with contextlib.suppress(ConflictException):
-                conn.compute.delete_service(svc)
+            if svc.status != "disabled":
+                conn.compute.disable_service(svc, disabled_reason="devcloud: bare metal off")
     return stopped
