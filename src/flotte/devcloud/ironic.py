@@ -227,9 +227,14 @@ def start(layout: Layout, pw: dict[str, str], conn: Any, *, synced: bool) -> Any
     return conn
 
 
+def _computes(conn: Any) -> list[Any]:
+    """Nova's service record of the ironic compute (none before its first start)."""
+    return list(conn.compute.services(host=IRONIC_HOST, binary="nova-compute"))
+
+
 def _enable_compute(conn: Any) -> None:
     """The ironic compute service back in use, if ``stop`` disabled it."""
-    for svc in conn.compute.services(host=IRONIC_HOST, binary="nova-compute"):
+    for svc in _computes(conn):
         if svc.status == "disabled":
             conn.compute.enable_service(svc)
 
@@ -246,7 +251,7 @@ def stop(layout: Layout, conn: Any | None) -> list[str]:
     stopped = [name for name in reversed(IRONIC_PROCESSES) if procs.stop(layout, name)]
     if conn is not None:
         set_flavor(conn, ironic=False)
-        for svc in conn.compute.services(host=IRONIC_HOST, binary="nova-compute"):
+        for svc in _computes(conn):
             if svc.status != "disabled":
                 conn.compute.disable_service(svc, disabled_reason="devcloud: bare metal off")
     return stopped

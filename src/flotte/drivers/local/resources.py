@@ -3,6 +3,7 @@ lone machines (so two FLOTTE_HOMEs never share, or delete, each other's)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flotte.drivers.base import GroupSpec
@@ -82,8 +83,6 @@ def _own_subnet(engine: Engine, name: str, labels: dict[str, str]) -> Any:
 def _remove_probes(networks: list[Any], name: str) -> None:
     """Remove the probe networks of network ``name`` among ``networks`` (one another
     process is using may go too: it only reads the probe's subnet, before removing it)."""
-    import contextlib
-
     import docker.errors
 
     for net in networks:

@@ -105,9 +105,7 @@ async def _servers_of(p: Provider, name: str, owner: Owner) -> list[Any]:
         lambda: list(compute.servers(details=True, name=f"^{name}$")), "find server"
     )
     return [
-        s
-        for s in listed
-        if owned_by(server_owner(s), owner) and server_owner(s).get(NODE_KEY) == name
+        s for s in listed if owned_by(meta := server_owner(s), owner) and meta.get(NODE_KEY) == name
     ]
 
 
@@ -160,7 +158,7 @@ async def _recover_boot(
 ) -> Any:
     """After this run's boot on an adopted port failed: if a server of the same name and
     owner exists, it is the node (or, failed too, both go and the port boots again)."""
-    twins = [s for s in await _servers_of(p, boot.name, boot.owner) if s.id != made.get("server")]
+    twins = await _twins(p, boot, but=made.get("server"))
     if not twins:
         raise error
     if made.get("server"):
@@ -185,9 +183,13 @@ async def _boot(p: Provider, boot: BootSpec, port_id: str, made: dict[str, str])
     return await _until_active(p, boot, server)
 
 
+async def _twins(p: Provider, boot: BootSpec, *, but: str | None) -> list[Any]:
+    """The servers of this node's name and owner other than ``but``."""
+    return [s for s in await _servers_of(p, boot.name, boot.owner) if s.id != but]
+
+
 async def _drop_twins(p: Provider, boot: BootSpec, *, keep: str) -> None:
-    """Delete the servers of this node's name and owner other than ``keep``."""
-    twins = [s for s in await _servers_of(p, boot.name, boot.owner) if s.id != keep]
+    twins = await _twins(p, boot, but=keep)
     await asyncio.gather(*(_delete_server(p, s.id, boot.name, timeout=boot.timeout) for s in twins))
 
 

@@ -201,7 +201,7 @@ class ServerWatcher:
             raise DriverError(f"get server {server_id}: {err}") from err
 
 
-def booted(name: str) -> Any:
+def booted(name: str) -> Check:
     """A wait predicate: ACTIVE, or the boot's fault as an error (capacity: QuotaExceeded)."""
 
     def check(server: Any) -> bool:
