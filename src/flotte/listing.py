@@ -174,14 +174,32 @@ class RecordedDrivers:
         # joins were a tenth of ``machine ls``'s profile
         self._secrets_root = str(paths.secrets)
         self._home, self._known_hosts = paths.machines, paths.known_hosts
+        self._listed: dict[str, frozenset[str] | None] = {}
 
     def close(self) -> None:
         self.clients.close()
 
     def _secrets(self, kind: str, name: str) -> dict[str, Any]:
         """The owner's secret options (the file ``OptionStore`` writes)."""
+        listed = self._with_secrets(kind)
+        if listed is not None and name not in listed:
+            return {}
         path = os.path.join(self._secrets_root, f"{kind}s", name, "options.json")
         return option_files.load(path, f"{kind} {name!r}")
+
+    def _with_secrets(self, kind: str) -> frozenset[str] | None:
+        """The owners of this kind with a secrets directory, listed once: most have
+        none, and trying to open a thousand missing files was a tenth of ``machine ls``.
+        None: the directory cannot be listed, each file is tried (and says why)."""
+        if kind not in self._listed:
+            try:
+                found = os.listdir(os.path.join(self._secrets_root, f"{kind}s"))
+                self._listed[kind] = frozenset(found)
+            except FileNotFoundError:
+                self._listed[kind] = frozenset()
+            except OSError:
+                self._listed[kind] = None
+        return self._listed[kind]
 
     def driver_of(self, node: Node) -> Driver:
         kind, owner = node.scope

@@ -12,6 +12,7 @@ migrate, PostgreSQL, a database this process cannot open read-only) is the ``Sto
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import sqlite3
@@ -36,10 +37,18 @@ _DECODE: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _rows(cursor: sqlite3.Cursor) -> list[SimpleNamespace]:
+def _rows(cursor: sqlite3.Cursor, shared: frozenset[str] = frozenset()) -> list[SimpleNamespace]:
+    """The rows, their JSON and date columns decoded. A column in ``shared`` is decoded
+    once per distinct text and the value shared between rows: its caller only reads it
+    (a thousand nodes made alike hold the same engine options)."""
     names = [c[0] for c in cursor.description]
     # plain columns are taken as they are: one lookup per column, not per value
-    decoded = [(i, n, _DECODE[n]) for i, n in enumerate(names) if n in _DECODE]
+    decoded: list[tuple[int, str, Callable[[Any], Any]]] = []
+    for i, name in enumerate(names):
+        if name in shared:
+            decoded.append((i, name, functools.lru_cache(maxsize=64)(_DECODE[name])))
+        elif name in _DECODE:
+            decoded.append((i, name, _DECODE[name]))
     out = []
     for raw in cursor.fetchall():
         row = dict(zip(names, raw, strict=True))
@@ -60,6 +69,9 @@ _NODE = (
 )
 
 
+_SHARED_SPEC = frozenset({"spec"})
+
+
 class Unreadable(Exception):
     """A query failed (a damaged file, a lock held too long): the store's path says why."""
 
@@ -74,25 +86,27 @@ class Reader:
     def close(self) -> None:
         self.conn.close()
 
-    def _all(self, sql: str, *args: Any) -> list[SimpleNamespace]:
+    def _all(
+        self, sql: str, *args: Any, shared: frozenset[str] = frozenset()
+    ) -> list[SimpleNamespace]:
         try:
-            return _rows(self.conn.execute(sql, args))
+            return _rows(self.conn.execute(sql, args), shared)
         except sqlite3.Error as err:
             raise Unreadable(str(err)) from err
 
     def nodes(self, cluster: str | None = None) -> list[Node]:
         """Every node and machine, or one cluster's, by name (``Store.nodes``)."""
         if cluster is None:
-            rows = self._all(f"SELECT {_NODE} FROM machines ORDER BY name")
-        else:
-            rows = self._all(
-                f"SELECT {_NODE} FROM machines WHERE cluster = ? ORDER BY name", cluster
-            )
-        return [node_record(r) for r in rows]  # type: ignore[arg-type]
+            return self._nodes(f"SELECT {_NODE} FROM machines ORDER BY name")
+        return self._nodes(f"SELECT {_NODE} FROM machines WHERE cluster = ? ORDER BY name", cluster)
 
     def cluster_nodes(self) -> list[Node]:
         """Every cluster's nodes, by name: ``cluster list`` reads no lone machine."""
-        rows = self._all(f"SELECT {_NODE} FROM machines WHERE cluster IS NOT NULL ORDER BY name")
+        return self._nodes(f"SELECT {_NODE} FROM machines WHERE cluster IS NOT NULL ORDER BY name")
+
+    def _nodes(self, sql: str, *args: Any) -> list[Node]:
+        # node_record only reads the engine options: nodes made alike share one decoding
+        rows = self._all(sql, *args, shared=_SHARED_SPEC)
         return [node_record(r) for r in rows]  # type: ignore[arg-type]
 
     def machine_specs(self) -> dict[str, tuple[ClusterSpec, dict[str, dict[str, Any]]]]:
@@ -101,17 +115,25 @@ class Reader:
         Lone machines made alike differ only by name: each distinct spec is validated
         once and copied under each name (the spec's validators only check, and did when
         it was written), as validating a thousand took a third of ``machine ls``."""
-        rows = self._all("SELECT name, spec, shared FROM machines WHERE cluster IS NULL")
+        # sqlite takes the name out of the spec (the key) and reads it; the JSON is
+        # decoded only for a spec not seen yet: encoding each row's spec to compare them
+        # cost as much as decoding it
+        sql = (
+            "SELECT name, json_remove(spec, '$.name'), json_extract(spec, '$.name'), spec, "
+            "shared FROM machines WHERE cluster IS NULL"
+        )
         validated: dict[str, ClusterSpec] = {}
         out: dict[str, tuple[ClusterSpec, dict[str, dict[str, Any]]]] = {}
-        for r in rows:
-            key = json.dumps({**r.spec, "name": None}, sort_keys=True)
-            if key not in validated:
-                validated[key] = ClusterSpec.model_validate(r.spec)
-            spec, name = validated[key], r.spec.get("name")
-            if spec.name != name:
-                spec = spec.model_copy(update={"name": name})
-            out[r.name] = (spec, dict(r.shared or {}))
+        try:
+            for machine, key, name, text, shared in self.conn.execute(sql):
+                if key not in validated:
+                    validated[key] = ClusterSpec.model_validate(json.loads(text))
+                spec = validated[key]
+                if spec.name != name:
+                    spec = spec.model_copy(update={"name": name})
+                out[machine] = (spec, json.loads(shared) if shared else {})
+        except sqlite3.Error as err:
+            raise Unreadable(str(err)) from err
         return out
 
     def cluster(self, name: str) -> ClusterRecord | None:
