@@ -171,6 +171,13 @@ def test_cluster_create_delete_counts(
     shown = flotte(home, "cluster", "show", "lab").stdout
     assert "lab" in shown
 
+    # ``machine ls`` asks every node's state at once: one DescribeInstances for the six
+    # (it was one per node: a thousand machines, a thousand calls)
+    described = proxy.stats.calls["DescribeInstances"]
+    listed = flotte(home, "machine", "ls").stdout
+    assert listed.count("Running") == 6, listed
+    assert proxy.stats.calls["DescribeInstances"] - described == 1
+
     flotte(home, "cluster", "delete", "lab")
     assert owned(ec2) == ZERO
     assert "lab" not in flotte(home, "cluster", "list").stdout

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
-from os_helpers import DEMO, Cloud, leaked
+from os_helpers import Cloud, leaked
+from test_faults import _faulty_cloud
 from test_os_cli import flotte
 
+_ONE_SERVER = re.compile(r"GET /v2.1/servers/[0-9a-f-]{36}$")
 
-def test_cluster_create_resize_delete(cloud: Cloud, tmp_path: Path, image_id: str) -> None:
+
+def test_cluster_create_resize_delete(
+    cloud: Cloud, tmp_path: Path, image_id: str, fault_proxy_factory: Any
+) -> None:
     home = tmp_path / "flotte-home"
-    env = {"OS_CLOUD": DEMO, "OS_CLIENT_CONFIG_FILE": str(cloud.clouds_yaml)}
+    # Nova and Neutron through proxies that count the calls
+    nova = fault_proxy_factory("http://127.0.0.1:8774")
+    neutron = fault_proxy_factory("http://127.0.0.1:9696")
+    name = f"devcloud-counted-{tmp_path.name[-12:]}"
+    clouds_yaml = _faulty_cloud(cloud, tmp_path, name, nova, neutron)
+    env = {"OS_CLOUD": name, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)}
     before = cloud.inventory()
     try:
         flotte(
@@ -28,6 +40,15 @@ def test_cluster_create_resize_delete(cloud: Cloud, tmp_path: Path, image_id: st
         assert len(groups) == 1
         shown = json.loads(flotte(home, env, "cluster", "show", "lab", "-f", "json").stdout)
         assert shown["name"] == "lab"
+
+        # ``machine ls`` asks the ten states at once: one listing, no GET per server
+        nova.stats.calls.clear()
+        listed = flotte(home, env, "machine", "ls").stdout
+        assert listed.count("Running") == 10, listed
+        per_server = sum(n for call, n in nova.stats.calls.items() if _ONE_SERVER.match(call))
+        assert (per_server, nova.stats.calls["GET /v2.1/servers/detail"]) == (0, 1), (
+            nova.stats.calls
+        )
 
         flotte(home, env, "cluster", "resize", "lab", "--node-count", "4")
         servers = [s for s in cloud.osc("server", "list") if s["Name"].startswith("lab-")]

@@ -285,7 +285,8 @@ class OpenStackDriver(Driver):
         if not node.provider_id:  # a record from a create that never got its server ID
             owner = self._record_owner(node)
             return node_ops.node_state(await node_ops.find_server(p, node.name, owner))
-        return node_ops.node_state(await node_ops.get_server(p, node.provider_id))
+        # asked with every other node's state (``machine ls``): one listing for them all
+        return node_ops.node_state(await ServerWatcher.of(p).current(node.provider_id, node.name))
 
     def _record_owner(self, node: NodeRecord) -> Owner:
         owner = Owner.from_tags(normal_marks(node.data.get("owner") or {}))
