@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from fixtures.devcloud import QUIET_VERBS
 from flotte.drivers.base import GroupSpec
 from flotte.models import NodeSpec, Owner, Role
@@ -200,3 +202,14 @@ def node_specs(group: GroupSpec, managers: int = 1) -> list[NodeSpec]:
         )
         for i in range(group.size)
     ]
+
+
+def proxied_clouds_yaml(cloud: Cloud, tmp_path: Path, name: str, nova: Any, neutron: Any) -> Path:
+    """A clouds.yaml whose compute and network endpoints go through the proxies."""
+    data = yaml.safe_load(cloud.clouds_yaml.read_text())
+    entry = dict(data["clouds"][DEMO])
+    entry["compute_endpoint_override"] = f"{nova.url}/v2.1"
+    entry["network_endpoint_override"] = f"{neutron.url}/"
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": {**data["clouds"], name: entry}}))
+    return path

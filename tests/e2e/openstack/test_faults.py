@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from os_helpers import DEMO, Cloud, cluster_group, leaked, node_specs
+from os_helpers import DEMO, Cloud, cluster_group, leaked, node_specs, proxied_clouds_yaml
 
 from fixtures.fault_proxy import Fault, FaultProxy, json_error
 from flotte.drivers.openstack import connection as openstack_conn
@@ -157,19 +156,6 @@ async def test_a_killed_runs_late_boot_is_the_node_not_a_duplicate(
     assert leaked(cloud, before) == {}
 
 
-def _faulty_cloud(
-    cloud: Cloud, tmp_path: Path, name: str, nova: FaultProxy, neutron: FaultProxy
-) -> Path:
-    """A clouds.yaml whose compute and network endpoints go through the proxies."""
-    data = yaml.safe_load(cloud.clouds_yaml.read_text())
-    entry = dict(data["clouds"][DEMO])
-    entry["compute_endpoint_override"] = f"{nova.url}/v2.1"
-    entry["network_endpoint_override"] = f"{neutron.url}/"
-    path = tmp_path / "clouds.yaml"
-    path.write_text(yaml.safe_dump({"clouds": {**data["clouds"], name: entry}}))
-    return path
-
-
 @pytest.fixture
 def proxied(
     cloud: Cloud, tmp_path: Path, fault_proxy_factory: Any, monkeypatch: pytest.MonkeyPatch
@@ -178,7 +164,7 @@ def proxied(
     neutron = fault_proxy_factory("http://127.0.0.1:9696")
     name = f"devcloud-faulty-{tmp_path.name[-12:]}"
     monkeypatch.setenv(
-        "OS_CLIENT_CONFIG_FILE", str(_faulty_cloud(cloud, tmp_path, name, nova, neutron))
+        "OS_CLIENT_CONFIG_FILE", str(proxied_clouds_yaml(cloud, tmp_path, name, nova, neutron))
     )
     return name, nova, neutron
 

@@ -403,13 +403,28 @@ async def provider(
             getattr(conn, service)
         return Provider(spec, conn, limit)
 
-    try:
-        built = await asyncio.to_thread(_build)
-    except FlotteError:
-        raise
-    except Exception as err:
-        raise translate(err, "connect", spec) from err
-    return pool.get(key, lambda: built)
+    async def _connect() -> Provider:
+        try:
+            built = await asyncio.to_thread(_build)
+        except FlotteError:
+            raise
+        except Exception as err:
+            raise translate(err, "connect", spec) from err
+        return pool.get(key, lambda: built)
+
+    # One connection for the callers that ask at the same moment: ``machine ls`` asks
+    # every node's state at once, and ten nodes made ten logins and ten version lookups.
+    builds = _BUILDS.setdefault(asyncio.get_running_loop(), {})
+    task = builds.get((id(pool), key))
+    if task is None:
+        task = builds[(id(pool), key)] = asyncio.ensure_future(_connect())
+        task.add_done_callback(lambda _: builds.pop((id(pool), key), None))
+    return await asyncio.shield(task)
+
+
+_BUILDS: weakref.WeakKeyDictionary[Any, dict[Any, asyncio.Future[Provider]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 _INJECTED: weakref.WeakKeyDictionary[Any, Provider] = weakref.WeakKeyDictionary()
