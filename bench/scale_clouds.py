@@ -184,7 +184,7 @@ def _room(
 ACTIVE_WAIT = 1800
 
 
-def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
+def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) -> dict[str, Any]:
     import openstack_cluster as oc
 
     source = Path(os.environ.get("OS_CLIENT_CONFIG_FILE") or oc._clouds_yaml())
@@ -222,8 +222,10 @@ def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
             project = clouds[cloud]["auth"]["project_name"]
             flavor_id = oc.BASE_OPTIONS["openstack_flavor_id"]
             room = stack.enter_context(_room(project, size, flavor_id))
-            floor = oc.run_floor(size, wait=ACTIVE_WAIT)
-            floor["api_calls"] = floor["calls_create"]  # its own session hook, create only
+            base: dict[str, Any] | None = None
+            if floor:
+                base = oc.run_floor(size, wait=ACTIVE_WAIT)
+                base["api_calls"] = base["calls_create"]  # its own session hook, create only
             env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
             before = counts()
             create = scale_run.flotte(
@@ -252,12 +254,14 @@ def openstack_case(size: int, cloud: str = "devcloud-demo") -> dict[str, Any]:
         "nodes": size,
         "cloud": cloud,
         "quota_raised_by": room,
-        "floor": floor,
+        "floor": base,
         "create": _per_node(create, created, size),
         "delete": _per_node(delete, deleted, size),
-        "ratio_to_floor": {
-            "create": round(create.wall_s / floor["create_s"], 2),
-            "delete": round(delete.wall_s / floor["delete_s"], 2),
+        "ratio_to_floor": None
+        if base is None
+        else {
+            "create": round(create.wall_s / base["create_s"], 2),
+            "delete": round(delete.wall_s / base["delete_s"], 2),
         },
         "load": scale_run.load(),
     }
