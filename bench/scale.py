@@ -186,7 +186,9 @@ def main() -> None:
     for previous in (args.merge or "").split(","):
         if previous:
             for driver, runs in json.loads(Path(previous).read_text())["results"].items():
-                kept = [r for r in results.get(driver, []) if r not in runs]
+                # a later report's run of a size replaces an earlier one of that size
+                sizes_given = {r["nodes"] for r in runs}
+                kept = [r for r in results.get(driver, []) if r["nodes"] not in sizes_given]
                 results[driver] = sorted(kept + runs, key=lambda r: int(r["nodes"]))
     for driver in drivers:
         sizes = chosen or table[driver]
