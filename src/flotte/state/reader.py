@@ -116,24 +116,22 @@ class Reader:
         once and copied under each name (the spec's validators only check, and did when
         it was written), as validating a thousand took a third of ``machine ls``."""
         # sqlite takes the name out of the spec (the key) and reads it; the JSON is
-        # decoded only for a spec not seen yet: encoding each row's spec to compare them
-        # cost as much as decoding it
-        sql = (
-            "SELECT name, json_remove(spec, '$.name'), json_extract(spec, '$.name'), spec, "
-            "shared FROM machines WHERE cluster IS NULL"
+        # decoded only for a spec not seen yet (``spec_text`` is not a decoded column):
+        # encoding each row's spec to compare them cost as much as decoding it
+        rows = self._all(
+            "SELECT name, json_remove(spec, '$.name') AS spec_key, "
+            "json_extract(spec, '$.name') AS spec_name, spec AS spec_text, shared "
+            "FROM machines WHERE cluster IS NULL"
         )
         validated: dict[str, ClusterSpec] = {}
         out: dict[str, tuple[ClusterSpec, dict[str, dict[str, Any]]]] = {}
-        try:
-            for machine, key, name, text, shared in self.conn.execute(sql):
-                if key not in validated:
-                    validated[key] = ClusterSpec.model_validate(json.loads(text))
-                spec = validated[key]
-                if spec.name != name:
-                    spec = spec.model_copy(update={"name": name})
-                out[machine] = (spec, json.loads(shared) if shared else {})
-        except sqlite3.Error as err:
-            raise Unreadable(str(err)) from err
+        for r in rows:
+            if r.spec_key not in validated:
+                validated[r.spec_key] = ClusterSpec.model_validate(json.loads(r.spec_text))
+            spec = validated[r.spec_key]
+            if spec.name != r.spec_name:
+                spec = spec.model_copy(update={"name": r.spec_name})
+            out[r.name] = (spec, dict(r.shared or {}))
         return out
 
     def cluster(self, name: str) -> ClusterRecord | None:
