@@ -156,6 +156,49 @@ async def test_a_killed_runs_late_boot_is_the_node_not_a_duplicate(
     assert leaked(cloud, before) == {}
 
 
+async def test_sweep_catches_a_floating_ip_that_lands_after_its_listing(
+    cloud: Cloud, make_driver: Any, installation: str, proxied: Any
+) -> None:
+    """A killed run's floating-IP request was still in Neutron's hands when the sweep
+    listed; it landed once the sweep was deleting the server (CI, stop 23: left behind).
+    The sweep lists again after a pass that found something, so it goes too."""
+    name, nova, _ = proxied
+    before = cloud.inventory()
+    driver = make_driver(openstack_cloud=name)
+    group = cluster_group("latefip", installation, 1)
+    (spec,) = node_specs(group)
+    await driver.check(group)
+    await driver.create(spec, await driver.prepare(group))
+    conn = _sdk(cloud)
+    try:
+        (port,) = conn.network.ports(description=marker(group.owner))
+        (fip,) = conn.network.ips(port_id=port.id)
+        pool = fip.floating_network_id
+        conn.network.delete_ip(fip)  # the killed run had not got its floating IP yet
+    finally:
+        conn.close()
+    landed: list[str] = []
+
+    def late_fip(req: Any) -> bool:
+        # The sweep has listed and is deleting the server: the late request lands now.
+        if req.method == "DELETE" and "/servers/" in req.path and not landed:
+            late = _sdk(cloud)
+            try:
+                made = late.network.create_ip(
+                    floating_network_id=pool, port_id=port.id, description=marker(group.owner)
+                )
+                landed.append(made.id)
+            finally:
+                late.close()
+        return False
+
+    nova.slow = [(late_fip, 0.0)]
+    await driver.sweep(group.owner)
+    assert landed, "the sweep never deleted the server"
+    assert await driver.leftovers(group.owner) == []
+    assert leaked(cloud, before) == {}
+
+
 @pytest.fixture
 def proxied(
     cloud: Cloud, tmp_path: Path, fault_proxy_factory: Any, monkeypatch: pytest.MonkeyPatch

@@ -139,9 +139,28 @@ async def owned(p: Provider, owner: Owner) -> list[tuple[str, str, str]]:
     return [item for part in parts for item in part]
 
 
+# A killed run's last requests can still be in Nova's or Neutron's hands when the sweep
+# lists (CI, stop 23: a floating IP for a node's port appeared after the listing and was
+# left behind). Once a pass has deleted the ports, nothing can attach to them any more,
+# so listing again until a pass finds nothing catches what landed late.
+_PASSES = 4
+
+
 async def sweep(p: Provider, owner: Owner, home: Path) -> int:
-    """Delete everything owned by ``owner``: servers first, then what they used."""
-    found = await owned(p, owner)
+    """Delete everything owned by ``owner``, servers first, then what they used; list
+    again after each pass that found something, until one finds nothing."""
+    count = 0
+    for _ in range(_PASSES):
+        found = await owned(p, owner)
+        if not found:
+            break
+        count += await _sweep_pass(p, owner, home, found)
+    return count
+
+
+async def _sweep_pass(
+    p: Provider, owner: Owner, home: Path, found: list[tuple[str, str, str]]
+) -> int:
     compute, net = p.conn.compute, p.conn.network
     by_kind: dict[str, list[str]] = {}
     for kind, rid, _ in found:
