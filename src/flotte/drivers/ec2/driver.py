@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from flotte.drivers.base import Capabilities, Driver, DriverContext, GroupSpec, SSHAccess
+from flotte.drivers.batch import Batcher, gather_all
 from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2 import quota
 from flotte.drivers.ec2 import resources as sh
 from flotte.drivers.ec2 import sweep as sw
-from flotte.drivers.ec2.batch import Batcher, gather_all
 from flotte.drivers.ec2.connection import Clients, Ec2Api
 from flotte.drivers.ec2.launch import Launcher
 from flotte.drivers.ec2.lookups import Lookups
@@ -57,10 +57,12 @@ class EC2Driver(Driver):
         self.launcher = Launcher(self.conn, self.lookups, self.nodes)
         # Parallel create()/remove() calls of one plan become one RunInstances /
         # TerminateInstances (see batch).
-        self._creates: Batcher[tuple[NodeSpec, Mapping[str, Any]], NodeRecord] = Batcher(
-            self._create_batch
+        self._creates: Batcher[Hashable, tuple[NodeSpec, Mapping[str, Any]], NodeRecord] = Batcher(
+            self._create_batch, 0.05, serial=False
         )
-        self._removes: Batcher[NodeRecord, None] = Batcher(self._remove_batch)
+        self._removes: Batcher[Hashable, NodeRecord, None] = Batcher(
+            self._remove_batch, 0.05, serial=False
+        )
 
     @property
     def poll_interval(self) -> float:

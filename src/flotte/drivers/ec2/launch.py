@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flotte.drivers.batch import gather_all
 from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2 import resources as sh
-from flotte.drivers.ec2.batch import gather_all
 from flotte.drivers.ec2.connection import Clients, Ec2Api
 from flotte.drivers.ec2.journal import LAUNCH_TAG, Entry, node_of
 from flotte.drivers.ec2.lookups import Lookups

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from flotte.drivers.batch import SingleFlight, gather_all
 from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2 import resources as sh
-from flotte.drivers.ec2.batch import gather_all
 from flotte.drivers.ec2.connection import Clients, Ec2Api
 from flotte.errors import DriverError, UsageError
 
@@ -22,7 +22,7 @@ class Lookups:
     def __init__(self, conn: Clients) -> None:
         self.conn = conn
         self._cache: dict[tuple[Any, ...], Any] = {}
-        self._asking: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        self._asking = SingleFlight()
 
     async def cached(self, key: tuple[Any, ...], make: Any) -> Any:
         """``make()``'s answer, asked once: callers that come while it is being asked
@@ -30,16 +30,7 @@ class Lookups:
         A failure is not kept: the next caller asks again."""
         if key in self._cache:
             return self._cache[key]
-        asking = self._asking.get(key)
-        if asking is None or asking.get_loop() is not asyncio.get_running_loop():
-            asking = self._asking[key] = asyncio.ensure_future(make())
-        try:
-            # shielded: one caller cancelled does not cancel the others' answer
-            value = await asyncio.shield(asking)
-        finally:
-            if asking.done() and self._asking.get(key) is asking:
-                del self._asking[key]
-        self._cache[key] = value
+        value = self._cache[key] = await self._asking.once(key, make)
         return value
 
     # -- check and prepare -----------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flotte.drivers.batch import Batcher
+from flotte.drivers.batch import Batcher, answers
 from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2 import resources as sh
 from flotte.drivers.ec2 import sweep as sw
@@ -50,7 +50,11 @@ class Nodes:
         self.claimed: set[str] = set()  # instance IDs handed to a node in this process
         self.journal = Journal(conn.ctx.home)  # which node each instance of a launch is
         self.poll_interval = float(os.environ.get("FLOTTE_EC2_POLL", "2"))
-        self._describers: dict[int, Batcher[str, dict[str, Any]]] = {}  # by id(Ec2Api)
+        # The states asked together (``machine ls`` asks every node at once) answered by
+        # one DescribeInstances per 500 instances, not one each.
+        self._described: Batcher[Ec2Api, str, dict[str, Any] | None] = Batcher(
+            answers(self._describe_all)
+        )
 
     async def describe(self, api: Ec2Api, ids: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -155,16 +159,8 @@ class Nodes:
         ids = await self.ids(api, node)
         if not ids:
             return NodeState.NOT_FOUND
-        inst = await self._described(api).get(ids[0])
+        inst = await self._described.submit(api, ids[0])
         return STATES.get(inst["State"]["Name"], NodeState.UNKNOWN) if inst else NodeState.NOT_FOUND
-
-    def _described(self, api: Ec2Api) -> Batcher[str, dict[str, Any]]:
-        """The states asked together (``machine ls`` asks every node at once) answered by
-        one DescribeInstances per 500 instances, not one each."""
-        found = self._describers.get(id(api))
-        if found is None:
-            found = self._describers[id(api)] = Batcher(lambda ids: self._describe_all(api, ids))
-        return found
 
     async def _describe_all(self, api: Ec2Api, ids: list[str]) -> dict[str, dict[str, Any]]:
         try:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flotte.drivers.base import ClientPool
+from flotte.drivers.batch import SingleFlight
 from flotte.errors import (
     AuthError,
     DriverError,
@@ -414,17 +415,10 @@ async def provider(
 
     # One connection for the callers that ask at the same moment: ``machine ls`` asks
     # every node's state at once, and ten nodes made ten logins and ten version lookups.
-    builds = _BUILDS.setdefault(asyncio.get_running_loop(), {})
-    task = builds.get((id(pool), key))
-    if task is None:
-        task = builds[(id(pool), key)] = asyncio.ensure_future(_connect())
-        task.add_done_callback(lambda _: builds.pop((id(pool), key), None))
-    return await asyncio.shield(task)
+    return await _CONNECTING.once((id(pool), key), _connect)
 
 
-_BUILDS: weakref.WeakKeyDictionary[Any, dict[Any, asyncio.Future[Provider]]] = (
-    weakref.WeakKeyDictionary()
-)
+_CONNECTING = SingleFlight()
 
 
 _INJECTED: weakref.WeakKeyDictionary[Any, Provider] = weakref.WeakKeyDictionary()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flotte.drivers.batch import Batcher
+from flotte.drivers.batch import Batcher, answers
 from flotte.drivers.openstack.connection import Provider, status_of
 from flotte.errors import DriverError, QuotaExceeded, TimeoutError_
 
@@ -106,7 +106,7 @@ class ServerWatcher:
         self._pending: dict[str, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
         self._parsed: dict[str, Any] = {}  # a listed server's JSON -> its SDK object
-        self._now: Batcher[tuple[str, str], Any] | None = None
+        self._now: Batcher[None, tuple[str, str], Any] = Batcher(answers(self._fetch_now))
 
     @classmethod
     def of(cls, provider: Provider) -> ServerWatcher:
@@ -189,11 +189,9 @@ class ServerWatcher:
         """The server as Nova has it now (None: gone), asked together with every other
         server asked at the same moment: ``machine ls`` asks each node's state at once,
         and a thousand GETs became one listing."""
-        if self._now is None:
-            self._now = Batcher(self._fetch_now)
-        return await self._now.get((server_id, name))
+        return await self._now.submit(None, (server_id, name))
 
-    async def _fetch_now(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    async def _fetch_now(self, _: None, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
         names: dict[str, list[str]] = {}
         for sid, name in keys:
             names.setdefault(sid, []).append(name)
