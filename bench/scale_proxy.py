@@ -41,6 +41,8 @@ class CountingProxy:
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.latency = latency
         self.counts: Counter[str] = Counter()
+        # (operation, received, answered) in time.monotonic(): where a run's wall goes
+        self.timeline: list[tuple[str, float, float]] = []
         self._lock = threading.Lock()
         self._local = threading.local()
         proxy = self
@@ -54,8 +56,9 @@ class CountingProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                received, op = time.monotonic(), operation(self.command, self.path, body)
                 with proxy._lock:
-                    proxy.counts[operation(self.command, self.path, body)] += 1
+                    proxy.counts[op] += 1
                 if proxy.latency:
                     time.sleep(proxy.latency)
                 status, headers, data = proxy._send(self.command, self.path, self.headers, body)
@@ -66,6 +69,8 @@ class CountingProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                with proxy._lock:
+                    proxy.timeline.append((op, received, time.monotonic()))
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
 

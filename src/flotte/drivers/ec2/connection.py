@@ -31,6 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -325,13 +326,20 @@ def make_client(tgt: cfg.Target, *, max_parallel: int) -> Any:
     import json
 
     import boto3
+    import botocore.session
     from botocore.config import Config
 
     keys: dict[str, str] = dict(tgt.keys)
     if not keys and tgt.credentials_file and Path(tgt.credentials_file).exists():
         saved = json.loads(Path(tgt.credentials_file).read_text())
         keys = {k: v for k, v in saved.items() if v}
-    session = boto3.session.Session(profile_name=tgt.profile, region_name=tgt.region, **keys)
+    core = botocore.session.Session()
+    # botocore reads every timestamp (each instance has four) through dateutil's general
+    # parser: at 1,000 instances, 0.7 s of CPU for one DescribeInstances
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_timestamp)
+    session = boto3.session.Session(
+        profile_name=tgt.profile, region_name=tgt.region, botocore_session=core, **keys
+    )
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},  # ec2_api retries
         max_pool_connections=max_parallel + 4,
@@ -340,6 +348,17 @@ def make_client(tgt: cfg.Target, *, max_parallel: int) -> Any:
         user_agent_extra="flotte",
     )
     return session.client("ec2", endpoint_url=tgt.endpoint_url, config=config)
+
+
+def _timestamp(value: str) -> datetime:
+    """An API timestamp: the ISO 8601 form EC2 answers with, else botocore's own parser."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        from botocore.utils import parse_timestamp
+
+        parsed: datetime = parse_timestamp(value)
+        return parsed
 
 
 def _read_secret(path: Path) -> str:
