@@ -13,6 +13,7 @@ a warm one.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from flotte.devcloud import ironic_conf, procs, seed, services
@@ -186,18 +187,30 @@ def set_flavor(conn: Any, ironic: bool) -> None:
         conn.compute.create_flavor_extra_specs(flavor, missing)
 
 
-def wait_schedulable(conn: Any, layout: Layout) -> None:
-    """Until Nova maps the ironic host and Placement offers a bare-metal node."""
+# What Nova's scheduler asks Placement for a bare-metal server: a node's resource class,
+# never on a disabled compute service's providers (the trait Nova sets on them).
+SCHEDULABLE = (
+    "/allocation_candidates?resources=CUSTOM_BAREMETAL:1&required=!COMPUTE_STATUS_DISABLED"
+)
+SCHEDULABLE_VERSION = {"OpenStack-API-Version": "placement 1.22"}  # forbidden traits
+
+
+def wait_schedulable(conn: Any, layout: Layout, since: datetime.datetime) -> None:
+    """Until Nova maps the ironic host, its compute service has reported since ``since``
+    and Placement offers a bare-metal node as Nova's scheduler would ask for one.
+
+    A compute service reports only after its first resource update. Placement's answer
+    before that is the previous run's; the first update may then withdraw every node for
+    half a minute (CI: "No valid host" right after ``up --ironic`` returned)."""
 
     def ready() -> bool:
         hosts = {h.name for h in conn.compute.hypervisors(details=True)}
         if not any(n.id in hosts for n in nodes(conn)):
             services.discover_hosts(layout)
             return False
-        answer = conn.placement.get(
-            "/allocation_candidates?resources=CUSTOM_BAREMETAL:1",
-            headers={"OpenStack-API-Version": "placement 1.10"},
-        )
+        if not any(_reported_since(svc, since) for svc in _computes(conn)):
+            return False
+        answer = conn.placement.get(SCHEDULABLE, headers=SCHEDULABLE_VERSION)
         answer.raise_for_status()
         return bool(answer.json().get("allocation_requests"))
 
@@ -219,17 +232,32 @@ def start(layout: Layout, pw: dict[str, str], conn: Any, *, synced: bool) -> Any
     conn.close()
     conn = seed.connect(pw)  # a token whose catalog lists the baremetal endpoint
     start_ironic(layout)
+    # Enabled before its process starts: Nova syncs the COMPUTE_STATUS_DISABLED trait
+    # of a service enabled while down only when that service next starts, and one
+    # enabled after a start that read "disabled" kept the trait (CI: "No valid host"
+    # for a minute after ``up --ironic`` returned).
+    since = datetime.datetime.now(datetime.UTC)
+    _enable_compute(conn)
     start_compute(layout)
     enrol_nodes(conn)
-    _enable_compute(conn)
     set_flavor(conn, ironic=True)
-    wait_schedulable(conn, layout)
+    wait_schedulable(conn, layout, since)
     return conn
 
 
 def _computes(conn: Any) -> list[Any]:
     """Nova's service record of the ironic compute (none before its first start)."""
     return list(conn.compute.services(host=IRONIC_HOST, binary="nova-compute"))
+
+
+def _reported_since(svc: Any, since: datetime.datetime) -> bool:
+    """The service is up and its last report is later than ``since`` (Nova: UTC)."""
+    if svc.state != "up" or not svc.updated_at:
+        return False
+    when = datetime.datetime.fromisoformat(str(svc.updated_at))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when > since
 
 
 def _enable_compute(conn: Any) -> None:

@@ -85,9 +85,10 @@ def _our_nodes(admin: Any) -> list[Any]:
 
 
 def _schedulable(admin: Any) -> int:
+    # as Nova's scheduler asks: a disabled compute service's nodes are not candidates
     answer = admin.placement.get(
-        "/allocation_candidates?resources=CUSTOM_BAREMETAL:1",
-        headers={"OpenStack-API-Version": "placement 1.10"},
+        "/allocation_candidates?resources=CUSTOM_BAREMETAL:1&required=!COMPUTE_STATUS_DISABLED",
+        headers={"OpenStack-API-Version": "placement 1.22"},
     )
     answer.raise_for_status()
     return len(answer.json()["allocation_requests"])
