@@ -165,11 +165,16 @@ async def _sweep_pass(
     by_kind: dict[str, list[str]] = {}
     for kind, rid, _ in found:
         by_kind.setdefault(kind, []).append(rid)
-    servers = await p.read(
-        lambda: {
-            s.id: s for s in compute.servers(details=True) if s.id in set(by_kind.get("server", []))
-        },
-        "list servers",
+    wanted = set(by_kind.get("server", []))
+    # the objects (delete_node needs each name); a pass without servers (a cluster's
+    # release finds only its network and groups) lists none
+    servers = (
+        await p.read(
+            lambda: {s.id: s for s in compute.servers(details=True) if s.id in wanted},
+            "list servers",
+        )
+        if wanted
+        else {}
     )
     await asyncio.gather(
         *(
