@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from fixtures.devcloud import DevCloud, flotte
-from flotte.devcloud.ironic import NODE_COUNT, NODE_PREFIX
+from flotte.devcloud.ironic import NODE_COUNT, NODE_PREFIX, SCHEDULABLE, SCHEDULABLE_VERSION
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -86,10 +86,7 @@ def _our_nodes(admin: Any) -> list[Any]:
 
 def _schedulable(admin: Any) -> int:
     # as Nova's scheduler asks: a disabled compute service's nodes are not candidates
-    answer = admin.placement.get(
-        "/allocation_candidates?resources=CUSTOM_BAREMETAL:1&required=!COMPUTE_STATUS_DISABLED",
-        headers={"OpenStack-API-Version": "placement 1.22"},
-    )
+    answer = admin.placement.get(SCHEDULABLE, headers=SCHEDULABLE_VERSION)
     answer.raise_for_status()
     return len(answer.json()["allocation_requests"])
 
