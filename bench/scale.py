@@ -147,6 +147,10 @@ def verdict(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                     "value": c["peak_rss_mb"],
                     "ok": c["peak_rss_mb"] <= t["peak_rss_mb_at_1000"],
                 }
+            if name == "ec2" and r.get("floor_same_request"):
+                # no target: how far flotte is from moto's own time for the same request
+                ratio = round(c["wall_s"] / r["floor_same_request"]["create_s"], 2)
+                out[f"{key}_ratio_to_same_request_floor"] = {"value": ratio, "ok": None}
             if name == "openstack" and r.get("floor"):
                 ratio = round(c["wall_s"] / r["floor"]["create_s"], 2)
                 out[f"{key}_ratio_to_floor"] = {"value": ratio, "ok": ratio <= 1.0}

@@ -43,81 +43,125 @@ def _per_node(run: scale_run.Run, calls: dict[str, int], size: int) -> dict[str,
 # -- EC2 on moto ------------------------------------------------------------------------
 
 
-def _ec2_floor(proxy: CountingProxy, size: int) -> dict[str, Any]:
-    """The least a client can do: one RunInstances for all, DescribeInstances until running."""
+# What flotte's RunInstances carries per instance (drivers/ec2/launch.py): its owner
+# marks and launch digest on the instance, its root volume and its interface, a root
+# volume of its own size, a security group and the cloud-init document. moto's time per
+# instance grows with the tags (bench/README.md): a bare floor is not the same request.
+_MARKS = ("flotte:owner", "flotte:cluster", "flotte:nodegroup", "flotte:role", "flotte:launch")
+
+
+def _same_request(ec2: Any, tag: str) -> dict[str, Any]:
+    group = ec2.create_security_group(GroupName=tag, Description="floor")["GroupId"]
+    tags = [{"Key": "floor", "Value": tag}, {"Key": "Name", "Value": "big"}]
+    tags += [{"Key": k, "Value": "0123456789abcdef"} for k in _MARKS]
+    return {
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": "/dev/xvda",
+                "Ebs": {"VolumeSize": 16, "VolumeType": "gp3", "DeleteOnTermination": True},
+            }
+        ],
+        "SecurityGroupIds": [group],
+        "UserData": "#cloud-config\n" + "# flotte\n" * 70,  # flotte's is 650 bytes
+        "TagSpecifications": [
+            {"ResourceType": kind, "Tags": tags}
+            for kind in ("instance", "volume", "network-interface")
+        ],
+    }
+
+
+def _ec2_floor(url: str, latency: float, size: int, *, same: bool) -> dict[str, Any]:
+    """The least a client can do: one RunInstances for all, DescribeInstances until
+    running; ``same``: with what flotte's RunInstances carries (tags, volume, group, user
+    data), else a bare instance."""
     import boto3
     from botocore.config import Config
 
     # moto builds 1,000 instances in Python: on a loaded machine that passes boto3's 60 s.
     config = Config(read_timeout=900, retries={"total_max_attempts": 1})
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=proxy.url, config=config)
-    before = proxy.snapshot()
-    tag = f"floor-{os.getpid()}-{size}"
-    started = time.monotonic()
-    ec2.run_instances(
-        ImageId=AMI,
-        InstanceType=INSTANCE_TYPE,
-        MinCount=size,
-        MaxCount=size,
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "floor", "Value": tag}]}],
-    )
-    while True:
-        pages = ec2.get_paginator("describe_instances").paginate(
-            Filters=[{"Name": "tag:floor", "Values": [tag]}], PaginationConfig={"PageSize": 1000}
+    with CountingProxy(url, latency=latency) as proxy:
+        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=proxy.url, config=config)
+        tag = f"floor-{os.getpid()}-{size}-{'same' if same else 'bare'}"
+        extra = (
+            _same_request(ec2, tag)
+            if same
+            else {"TagSpecifications": [
+                {"ResourceType": "instance", "Tags": [{"Key": "floor", "Value": tag}]}
+            ]}
+        )  # fmt: skip
+        before = proxy.snapshot()
+        started = time.monotonic()
+        ec2.run_instances(
+            ImageId=AMI, InstanceType=INSTANCE_TYPE, MinCount=size, MaxCount=size, **extra
         )
-        found = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
-        ids = [i["InstanceId"] for i in found]
-        if found and all(i["State"]["Name"] == "running" for i in found):
-            break
-        time.sleep(2)
-    create_s = time.monotonic() - started
-    calls = sum(delta(proxy.snapshot(), before).values())
-    started = time.monotonic()
-    for i in range(0, len(ids), 1000):
-        ec2.terminate_instances(InstanceIds=ids[i : i + 1000])
-    return {
-        "create_s": round(create_s, 2),
-        "delete_s": round(time.monotonic() - started, 2),
-        "api_calls": calls,
-    }
+        while True:
+            pages = ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "tag:floor", "Values": [tag]}],
+                PaginationConfig={"PageSize": 1000},
+            )
+            found = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+            ids = [i["InstanceId"] for i in found]
+            if found and all(i["State"]["Name"] == "running" for i in found):
+                break
+            time.sleep(2)
+        create_s = time.monotonic() - started
+        calls = sum(delta(proxy.snapshot(), before).values())
+        started = time.monotonic()
+        for i in range(0, len(ids), 1000):
+            ec2.terminate_instances(InstanceIds=ids[i : i + 1000])
+        delete_s = time.monotonic() - started
+    return {"create_s": round(create_s, 2), "delete_s": round(delete_s, 2), "api_calls": calls}
+
+
+@contextlib.contextmanager
+def _moto(tmp: str, name: str) -> Iterator[str]:
+    """A moto server of its own, warmed: each measurement starts on an empty one, since
+    moto's RunInstances slows as it holds more instances (terminated ones too)."""
+    import boto3
+
+    from fixtures.moto_server import start_moto
+
+    moto, url = start_moto(log=Path(tmp) / f"moto-{name}.log")
+    try:
+        # moto loads its AMI and instance-type catalogues on first use: not our time.
+        warm = boto3.client("ec2", region_name="us-east-1", endpoint_url=url)
+        warm.describe_images(ImageIds=[AMI])
+        warm.describe_instance_types(InstanceTypes=[INSTANCE_TYPE])
+        yield url
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
 
 
 def ec2_case(size: int, latency: float) -> dict[str, Any]:
-    import boto3
-
-    from fixtures.moto_server import FAKE_CREDENTIALS, start_moto
+    from fixtures.moto_server import FAKE_CREDENTIALS
 
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     with tempfile.TemporaryDirectory(prefix="flotte-scale-ec2-") as tmp:
-        moto, url = start_moto(log=Path(tmp) / "moto.log")
-        try:
-            # moto loads its AMI and instance-type catalogues on first use: not our time.
-            warm = boto3.client("ec2", region_name="us-east-1", endpoint_url=url)
-            warm.describe_images(ImageIds=[AMI])
-            warm.describe_instance_types(InstanceTypes=[INSTANCE_TYPE])
-            with CountingProxy(url, latency=latency) as proxy:
-                floor = _ec2_floor(proxy, size)
-                env = {"FLOTTE_HOME": f"{tmp}/home"}
-                before = proxy.snapshot()
-                create = scale_run.flotte(
-                    ["cluster", "create", "big", "--driver", "ec2", "--master-count", "3",
-                     "--node-count", str(size - 3), "--no-provision",
-                     "--ec2-endpoint-url", proxy.url, "--ec2-region", "us-east-1",
-                     "--ec2-ami", AMI, "--ec2-instance-type", INSTANCE_TYPE,
-                     "--ec2-allowed-cidr", "203.0.113.7/32"],
-                    env,
-                ).check()  # fmt: skip
-                created = proxy.snapshot()
-                delete = scale_run.flotte(["cluster", "delete", "big"], env).check()
-                deleted = proxy.snapshot()
-        finally:
-            moto.terminate()
-            moto.wait(timeout=30)
+        with _moto(tmp, "floor") as url:
+            floor = _ec2_floor(url, latency, size, same=False)
+        with _moto(tmp, "same") as url:
+            same = _ec2_floor(url, latency, size, same=True)
+        with _moto(tmp, "flotte") as url, CountingProxy(url, latency=latency) as proxy:
+            env = {"FLOTTE_HOME": f"{tmp}/home"}
+            before = proxy.snapshot()
+            create = scale_run.flotte(
+                ["cluster", "create", "big", "--driver", "ec2", "--master-count", "3",
+                 "--node-count", str(size - 3), "--no-provision",
+                 "--ec2-endpoint-url", proxy.url, "--ec2-region", "us-east-1",
+                 "--ec2-ami", AMI, "--ec2-instance-type", INSTANCE_TYPE,
+                 "--ec2-allowed-cidr", "203.0.113.7/32"],
+                env,
+            ).check()  # fmt: skip
+            created = proxy.snapshot()
+            delete = scale_run.flotte(["cluster", "delete", "big"], env).check()
+            deleted = proxy.snapshot()
     return {
         "nodes": size,
         "latency_ms": round(latency * 1000),
         "floor": floor,
+        "floor_same_request": same,
         "create": _per_node(create, delta(created, before), size),
         "delete": _per_node(delete, delta(deleted, created), size),
         "load": scale_run.load(),

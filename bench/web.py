@@ -165,7 +165,7 @@ def progress(page: Any, web: ServeProcess, changes: int) -> dict[str, Any]:
         )
         page.evaluate("window.__seen = []")
         written = time.time() * 1000
-        journal.intent(step)
+        journal.write(step, "intent")
         page.wait_for_function(
             "(w) => window.__seen.some(([t, text]) => text === w)", arg=wanted, timeout=10_000
         )

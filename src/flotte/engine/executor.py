@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flotte.engine.graph import Graph
+from flotte.errors import FlotteError
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,11 @@ class Step:
 
 
 class Journal(Protocol):
-    def intent(self, step: str) -> None: ...
+    """Returns once the event is recorded: a step's call starts after its intent is."""
 
-    def outcome(self, step: str, *, ok: bool, detail: str = "") -> None: ...
+    async def intent(self, step: str) -> None: ...
+
+    async def outcome(self, step: str, *, ok: bool, detail: str = "") -> None: ...
 
 
 class Events(Protocol):
@@ -136,16 +139,16 @@ class Executor:
             phase = "" if forward else "undo:"
             async with contextlib.nullcontext() if step.unbounded and forward else sem:
                 if self.journal:
-                    self.journal.intent(phase + name)
+                    await self.journal.intent(phase + name)
                 self.events(step, phase + "start")
                 try:
                     value = await action()
                 except BaseException as err:
                     if self.journal:
-                        self.journal.outcome(phase + name, ok=False, detail=str(err))
+                        await self.journal.outcome(phase + name, ok=False, detail=str(err))
                     raise
                 if self.journal:
-                    self.journal.outcome(phase + name, ok=True)
+                    await self.journal.outcome(phase + name, ok=True)
                 return value
 
         def launch_ready() -> None:
@@ -187,3 +190,13 @@ class Executor:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
             raise
+
+
+def errors_line(result: RunResult) -> str:
+    """The first error of a run, for a status_reason."""
+    first = next(iter(result.errors.items()), None)
+    if first is None:
+        return ""
+    step, err = first
+    text = str(err) if isinstance(err, FlotteError) else f"{type(err).__name__}: {err}"
+    return f"{step}: {text}"

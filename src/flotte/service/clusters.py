@@ -14,14 +14,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flotte import contexts
+from flotte.engine.executor import errors_line
 from flotte.errors import AlreadyExists, Busy, NotFound, PlanFailed, UsageError
 from flotte.models import Role
 from flotte.planner import Action, Plan, Recorded, RecordedNode, plan
 from flotte.service.installation import Installation
-from flotte.service.lifecycle import Runner, errors_line, swarm_hostname
+from flotte.service.lifecycle import Runner, swarm_hostname
 from flotte.service.stopped import stopped_nodes
 from flotte.specs import WORKER_GROUP, ClusterSpec
 from flotte.state.database import StateError
+from flotte.state.node_rows import clusters_of
 from flotte.state.records import ClusterRecord
 from flotte.state.status import (
     CREATE_COMPLETE,
@@ -195,9 +197,10 @@ class Clusters:
             await d.release(runner.group_spec(driver), runner.shared.get(driver, {}))
 
     def _check_names(self, cluster: str, p: Plan) -> None:
-        for node in p.nodes(Action.CREATE):
-            found = self.store.find_node(node)
-            if found is not None and found.cluster != cluster:
+        names = list(p.nodes(Action.CREATE))
+        recorded = self.store.now(clusters_of, names)
+        for node in names:
+            if node in recorded and recorded[node] != cluster:
                 raise AlreadyExists(
                     f"node {node!r} of cluster {cluster!r} would take the name of machine {node!r}",
                     hint="remove that machine, or choose another cluster or node group name",

@@ -37,6 +37,7 @@ from flotte.service.health_probe import PressureCache, Prober
 from flotte.service.health_rules import ClusterHealth, Decision, History, assess, decide
 from flotte.service.installation import Installation
 from flotte.specs import ClusterSpec
+from flotte.state.journal import phase_of
 from flotte.state.status import (
     CREATE_FAILED,
     CREATE_IN_PROGRESS,
@@ -135,8 +136,8 @@ def _announce_changes(svc: Installation, h: ClusterHealth, notifier: Notifier) -
         line = f"cluster {h.name}: {h.previous_status or '?'} -> {h.status}"
     if parts:
         line += " (" + "; ".join(parts) + ")"
-    svc.store.journal(f"cluster:{h.name}", "health").outcome(
-        f"health:{h.status}", ok=h.status == HEALTHY, detail="; ".join(parts)
+    svc.store.journal(f"cluster:{h.name}", "health").write(
+        f"health:{h.status}", phase_of(h.status == HEALTHY), "; ".join(parts)
     )
     notifier.emit(
         {
@@ -257,7 +258,7 @@ async def _run_heal(
             h.action, h.last = action, before.reason.get(n, "")
             past[n] = h
         _save_history(svc, name, past)  # before running: a killed heal still counts
-        journal.intent(step)
+        await journal.intent(step)
     try:
         p = await Clusters(svc).change(
             name,
@@ -277,7 +278,7 @@ async def _run_heal(
                 past[n].last = f"heal failed: {err}"
         _save_history(svc, name, past)
         count("flotte_heal_failures_total")
-        journal.outcome(step, ok=False, detail=f"{why}: {err}")
+        await journal.outcome(step, ok=False, detail=f"{why}: {err}")
         event = {"event": "heal", "cluster": name, "outcome": "failed", "targets": targets}
         notifier.emit(
             {**event, "error": str(err), "at": now},
@@ -305,7 +306,7 @@ async def _run_heal(
     svc.store.set_cluster(name, status_reason=text)
     count("flotte_heal_replacements_total", float(len(d.replace)))
     count("flotte_heal_restarts_total", float(len(d.restart)))
-    journal.outcome(step, ok=True, detail=f"{why}: {text}" if why else text)
+    await journal.outcome(step, ok=True, detail=f"{why}: {text}" if why else text)
     notifier.emit(
         {
             "event": "heal",

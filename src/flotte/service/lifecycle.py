@@ -19,7 +19,7 @@ from flotte import contexts, dockerapi
 from flotte.coe.swarm import Swarm, Tokens
 from flotte.drivers.base import Driver, GroupSpec
 from flotte.engine.executor import RunResult, Step
-from flotte.errors import ClusterError, FlotteError
+from flotte.errors import ClusterError
 from flotte.listing import group_of
 from flotte.models import Endpoint, NodeRecord, NodeSpec, Owner, Role
 from flotte.planner import Action, Plan, PlanStep
@@ -27,6 +27,7 @@ from flotte.service.installation import Installation
 from flotte.service.mesh import Live, Mesh
 from flotte.service.options import field_keys
 from flotte.specs import ClusterSpec, NodeGroupSpec, node_options
+from flotte.state.node_rows import add_node, delete_node, set_node
 from flotte.state.records import Node
 from flotte.state.status import CREATING, READY
 
@@ -267,7 +268,8 @@ class Runner:
 
         async def run() -> None:
             if not self.machine:
-                self.nodes[spec.name] = self.store.add_node(
+                self.nodes[spec.name] = await self.store.soon(
+                    add_node,
                     spec.name,
                     cluster=self.spec.name,
                     driver=spec.driver,
@@ -283,14 +285,14 @@ class Runner:
             self.records[spec.name] = record
             # Without provisioning, a created node is as ready as it will get.
             status = READY if self.spec.no_provision else CREATING
-            self.store.set_node(spec.name, record=record, status=status)
+            await self.store.soon(set_node, spec.name, record=record, status=status)
 
         async def undo() -> None:
             record = self.records.get(spec.name)
             if record is not None:
                 await self.driver(spec.driver, spec.group).remove(record)
             if not self.machine:
-                self.store.delete_node(spec.name)
+                await self.store.soon(delete_node, spec.name)
 
         # A batching driver gathers every create into one call: let them all reach it.
         batched = self.driver(spec.driver).capabilities.batch_create
@@ -310,9 +312,10 @@ class Runner:
             if not version and self.machine:
                 # a cluster's nodes get theirs free from the swarm listing at "ready"
                 version = await dockerapi.engine_version(endpoint, self.ca)
-            self.store.set_node(
-                spec.name, record=record, endpoint=endpoint, status=status, engine_version=version
-            )
+            await self.store.soon(
+                set_node, spec.name, record=record, endpoint=endpoint, status=status,
+                engine_version=version,
+            )  # fmt: skip
             if self.machine:
                 contexts.write(
                     spec.name, endpoint.docker_url, self.inst.ca, f"flotte machine {spec.name}"
@@ -418,9 +421,11 @@ class Runner:
             await self.swarm.prune(self.endpoints[manager], hostnames)
             # each Ready entry carries what its engine says it is: no call per node
             versions = {v["hostname"]: v["engine_version"] for v in listed if v["state"] == "ready"}
-            for n in names:
-                version = versions.get(swarm_hostname(self.records[n]), "")
-                self.store.set_node(n, status=READY, status_reason="", engine_version=version)
+            await asyncio.gather(
+                *(self.store.soon(set_node, n, status=READY, status_reason="",
+                  engine_version=versions.get(swarm_hostname(self.records[n]), ""))
+                  for n in names)
+            )  # fmt: skip
 
         return self._step(s, run)
 
@@ -431,7 +436,7 @@ class Runner:
             driver = self.driver(spec.driver, spec.group)
             record = await driver.restart(self.records[spec.name])
             endpoint = driver.endpoint(record)
-            self.store.set_node(spec.name, record=record, endpoint=endpoint)
+            await self.store.soon(set_node, spec.name, record=record, endpoint=endpoint)
             # the steps after it (joins, removals) reach it where it is now
             self.records[spec.name], self.endpoints[spec.name] = record, endpoint
 
@@ -460,7 +465,7 @@ class Runner:
                 # node by its name and owner marks.
                 await driver.remove(NodeRecord(name=node, driver=driver_name))
             if not self.machine:
-                self.store.delete_node(node)
+                await self.store.soon(delete_node, node)
             self.records.pop(node, None)
             self.endpoints.pop(node, None)
             if self._meshed and self.mesh:
@@ -486,13 +491,3 @@ class Runner:
                 self.mesh.purge()  # the cluster is gone: no mesh key file left
 
         return self._step(s, run)
-
-
-def errors_line(result: RunResult) -> str:
-    """The first error of a run, for a status_reason."""
-    first = next(iter(result.errors.items()), None)
-    if first is None:
-        return ""
-    step, err = first
-    text = str(err) if isinstance(err, FlotteError) else f"{type(err).__name__}: {err}"
-    return f"{step}: {text}"

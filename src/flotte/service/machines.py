@@ -14,13 +14,14 @@ from typing import Any
 
 from flotte import certificates, contexts, listing
 from flotte.drivers.base import Driver
+from flotte.engine.executor import errors_line
 from flotte.errors import AlreadyExists, PlanFailed, UsageError
 from flotte.models import EngineOptions, NodeSpec, NodeState, Role
 from flotte.planner import Plan, Recorded, RecordedNode, plan
 from flotte.service import migration_imported as imported
 from flotte.service import options as opts
 from flotte.service.installation import Installation
-from flotte.service.lifecycle import Runner, errors_line
+from flotte.service.lifecycle import Runner
 from flotte.specs import ClusterSpec, machine_spec
 from flotte.state.records import Node
 from flotte.state.status import CREATING, FAILED, REMOVING

@@ -11,9 +11,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Text, cast, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from flotte.errors import AlreadyExists, NotFound
 from flotte.models import Endpoint, EngineOptions, NodeRecord, Role
 from flotte.specs import ClusterSpec
+from flotte.state import node_rows
 from flotte.state import status as st
 from flotte.state.database import open_database
+from flotte.state.group_commit import GroupCommit
 from flotte.state.journal import StoreJournal
 from flotte.state.records import ClusterRecord, Node
 from flotte.state.rows import (
@@ -37,6 +38,9 @@ from flotte.state.spec_rows import groups_status, write_desired, write_groups
 from flotte.state.store_templates import TemplateRows
 from flotte.state.tables import Cluster, JournalEntry, Machine, NodeGroup
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 # What set_cluster may write (node groups' rows hold their own status).
 _CLUSTER_FIELDS = {"status", "status_reason", "coe_data", "health_status", "health_status_reason"}
 
@@ -48,6 +52,7 @@ class Store(TemplateRows):
         self.url, self.engine, self.read_only = db.url, db.engine, db.read_only
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.installation = db.installation
+        self._group = GroupCommit(self.session)
 
     @classmethod
     def at(cls, path: Path) -> Store:
@@ -60,6 +65,23 @@ class Store(TemplateRows):
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as s:
             yield s
+
+    def now(self, write: Callable[Concatenate[Session, P], T], *a: P.args, **kw: P.kwargs) -> T:
+        """Make ``write`` in a transaction of its own."""
+        with self.session() as s:
+            return write(s, *a, **kw)
+
+    async def soon(
+        self,
+        write: Callable[Concatenate[Session, str, P], T],
+        name: str,
+        *a: P.args,
+        **kw: P.kwargs,
+    ) -> T:
+        """Make ``write`` of node ``name``'s row (``node_rows``) in one transaction with
+        the writes asked for in the same turn of the event loop; return once it is
+        committed (``group_commit``)."""
+        return await self._group(lambda s: write(s, name, *a, **kw), (Machine, name))
 
     # -- clusters -------------------------------------------------------------------
     def add_cluster(
@@ -380,32 +402,18 @@ class Store(TemplateRows):
         status: str,
     ) -> Node:
         """Record a node of ``cluster`` before its driver is called (the intent)."""
-        with self.session() as s:
-            existing = s.get(Machine, name)
-            if existing is not None:
-                if existing.cluster != cluster:
-                    raise AlreadyExists(
-                        f"{name!r} is already the name of a machine",
-                        hint="remove that machine, or choose another cluster name",
-                    )
-                return node_record(existing)
-            row = Machine(
-                name=name,
-                driver=driver,
-                cluster=cluster,
-                role=role.value,
-                group=group,
-                index=index,
-                host=host,
-                status=status,
-                status_reason="",
-                spec={"engine": engine.to_dict()},
-                record={},
-                endpoint={},
-                shared={},
-            )
-            s.add(row)
-            return node_record(row)
+        return self.now(
+            node_rows.add_node,
+            name,
+            cluster=cluster,
+            driver=driver,
+            group=group,
+            role=role,
+            index=index,
+            host=host,
+            engine=engine,
+            status=status,
+        )
 
     def node(self, name: str) -> Node:
         found = self.find_node(name)
@@ -438,21 +446,15 @@ class Store(TemplateRows):
         endpoint: Endpoint | None = None,
         engine_version: str | None = None,
     ) -> Node:
-        with self.session() as s:
-            row = s.get(Machine, name)
-            if row is None:
-                raise NotFound(f"{name!r} no longer exists")
-            if status is not None:
-                row.status = status
-            if status_reason is not None:
-                row.status_reason = status_reason
-            if record is not None:
-                row.record = asdict(record)
-            if endpoint is not None:
-                row.endpoint = asdict(endpoint)
-            if engine_version:  # an engine that did not say keeps what it said before
-                row.engine_version = engine_version[:64]
-            return node_record(row)
+        return self.now(
+            node_rows.set_node,
+            name,
+            status=status,
+            status_reason=status_reason,
+            record=record,
+            endpoint=endpoint,
+            engine_version=engine_version,
+        )
 
     def set_engine_versions(self, versions: Mapping[str, str]) -> None:
         """Record what each named node's engine said it is ("" is ignored), in one
@@ -468,14 +470,11 @@ class Store(TemplateRows):
                     row.engine_version = wanted[row.name]
 
     def delete_node(self, name: str) -> None:
-        with self.session() as s:
-            row = s.get(Machine, name)
-            if row is not None:
-                s.delete(row)
+        self.now(node_rows.delete_node, name)
 
     # -- journal --------------------------------------------------------------------
     def journal(self, scope: str, operation: str) -> StoreJournal:
-        return StoreJournal(self.session, scope, operation)
+        return StoreJournal(self.session, self._group, scope, operation)
 
     def journal_entries(self, scope: str, limit: int | None = None) -> list[JournalEntry]:
         with self.session() as s:

@@ -134,6 +134,25 @@ async def test_parallel_creates_and_removes_are_batched(make_driver: Any, ec2: A
     assert nothing_left(ec2)
 
 
+async def test_a_user_data_file_keeps_one_run_instances_per_node_group(
+    make_driver: Any, ec2: Any, tmp_path: Path
+) -> None:
+    """The user's part makes a MIME document, whose boundary is random: each node's
+    document must still be the same one, or every node launches alone."""
+    script = tmp_path / "hello.sh"
+    script.write_text("#!/bin/sh\necho hello > /tmp/hello\n")
+    driver = make_driver(ec2_user_data_file=str(script))
+    group, owner = cluster("ud")
+    shared = await driver.prepare(group)
+    specs = nodes(owner, 6)
+    records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
+    assert driver.api_calls()["RunInstances"] == 2  # one per node group, not one per node
+    assert set(named(ec2, "ud", driver.ctx.home)) == {s.name for s in specs}
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    assert nothing_left(ec2)
+
+
 async def test_node_groups_with_different_instance_types(make_driver: Any, ec2: Any) -> None:
     driver = make_driver()
     group, owner = cluster("mixed")

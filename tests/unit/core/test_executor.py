@@ -15,10 +15,10 @@ class Recorder:
     def __init__(self) -> None:
         self.log: list[str] = []
 
-    def intent(self, step: str) -> None:
+    async def intent(self, step: str) -> None:
         self.log.append(f"intent {step}")
 
-    def outcome(self, step: str, *, ok: bool, detail: str = "") -> None:
+    async def outcome(self, step: str, *, ok: bool, detail: str = "") -> None:
         self.log.append(f"{'done' if ok else 'failed'} {step}")
 
 

@@ -93,8 +93,8 @@ def test_store_migrates_and_keeps_an_installation_id(database_url: str) -> None:
     with pytest.raises(NotFound):
         again.node("ghost")
     journal = again.journal("machine:m1", "create")
-    journal.intent("create")
-    journal.outcome("create", ok=False, detail="boom")
+    journal.write("create", "intent")
+    journal.write("create", "failed", "boom")
     assert [(e.step, e.phase) for e in again.journal_entries("machine:m1")] == [
         ("create", "intent"),
         ("create", "failed"),
