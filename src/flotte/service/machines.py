@@ -23,6 +23,7 @@ from flotte.service import options as opts
 from flotte.service.installation import Installation
 from flotte.service.lifecycle import Runner
 from flotte.specs import ClusterSpec, machine_spec
+from flotte.state.node_rows import delete_node, set_node
 from flotte.state.records import Node
 from flotte.state.status import CREATING, FAILED, REMOVING
 
@@ -181,7 +182,7 @@ class Machines:
             if result.ok:
                 return self.store.node(name)
             if not rollback:
-                self.store.set_node(name, status=FAILED, status_reason=errors_line(result))
+                self.store.now(set_node, name, status=FAILED, status_reason=errors_line(result))
                 raise PlanFailed(
                     f"creating machine {name} failed (left as is: --no-rollback)", result.errors
                 )
@@ -189,7 +190,7 @@ class Machines:
             driver = runner.driver(spec.driver)
             await driver.sweep(runner.owner)
             await driver.release(group, runner.shared.get(spec.driver, {}))
-            self.store.delete_node(name)
+            self.store.now(delete_node, name)
             self.inst.options.forget("machines", name)
             raise PlanFailed(f"creating machine {name} failed and was rolled back", result.errors)
 
@@ -202,10 +203,10 @@ class Machines:
             runner = self.runner(node)
             runner.purge = purge
             p = plan(self.recorded(name), None)
-            self.store.set_node(name, status=REMOVING)
+            self.store.now(set_node, name, status=REMOVING)
             _, result = await runner.run(p, operation="delete")
             if result.errors and not force:
-                self.store.set_node(name, status=FAILED, status_reason=errors_line(result))
+                self.store.now(set_node, name, status=FAILED, status_reason=errors_line(result))
                 raise PlanFailed(
                     f"removing machine {name} failed",
                     result.errors,
@@ -261,7 +262,7 @@ class Machines:
                 method = driver.start if action == "start" else driver.restart
                 record = await method(record)
                 endpoint = imported.keep_tls(node.endpoint, driver.endpoint(record))
-                node = self.store.set_node(name, record=record, endpoint=endpoint)
+                node = self.store.now(set_node, name, record=record, endpoint=endpoint)
                 await self._remesh(node)
                 if not node.cluster:
                     imported.write_context(self.inst, name, endpoint)
@@ -290,7 +291,7 @@ class Machines:
                 host=node.host,
             )
             endpoint = await driver.provision(spec, node.record, spec.engine)
-            node = self.store.set_node(name, endpoint=endpoint, record=node.record)
+            node = self.store.now(set_node, name, endpoint=endpoint, record=node.record)
             await self._remesh(node, runner, rotate=True)
             if not node.cluster:
                 contexts.write(name, endpoint.docker_url, self.inst.ca, f"flotte machine {name}")

@@ -34,6 +34,7 @@ from flotte.service.installation import Installation
 from flotte.service.resolve import build
 from flotte.share import Access, Bundle, SharedNode
 from flotte.specs import ClusterSpec, machine_spec
+from flotte.state.node_rows import set_node
 from flotte.state.records import Node
 from flotte.state.status import CREATING, READY
 
@@ -93,9 +94,9 @@ class Migration:
     ) -> Node:
         self.inst.options.save("machines", spec.name, secrets)
         self.store.add_machine(spec, CREATING)
-        self.store.set_node(spec.name, record=record, endpoint=endpoint)
+        self.store.now(set_node, spec.name, record=record, endpoint=endpoint)
         imported.write_context(self.inst, spec.name, endpoint)
-        return self.store.set_node(spec.name, status=READY, status_reason="")
+        return self.store.now(set_node, spec.name, status=READY, status_reason="")
 
     def _spec(
         self, name: str, driver: str, options: dict[str, Any], engine: EngineOptions

@@ -19,6 +19,7 @@ from flotte import contexts
 from flotte.errors import UsageError
 from flotte.models import Endpoint
 from flotte.service.installation import Installation
+from flotte.state.node_rows import delete_node
 from flotte.state.records import Node
 
 FORGET, DELETE = "forget", "delete"
@@ -90,7 +91,7 @@ def forget(inst: Installation, name: str) -> None:
     node = inst.store.find_node(name)
     shared_cluster = (imported(node) or {}).get("cluster") if node is not None else None
     contexts.remove(name)
-    inst.store.delete_node(name)
+    inst.store.now(delete_node, name)
     if shared_cluster and not any(
         (imported(n) or {}).get("cluster") == shared_cluster for n in inst.store.nodes(lone=True)
     ):

@@ -19,9 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flotte.errors import AlreadyExists, NotFound
-from flotte.models import Endpoint, EngineOptions, NodeRecord, Role
+from flotte.models import Role
 from flotte.specs import ClusterSpec
-from flotte.state import node_rows
 from flotte.state import status as st
 from flotte.state.database import open_database
 from flotte.state.group_commit import GroupCommit
@@ -388,33 +387,6 @@ class Store(TemplateRows):
             row = s.get(Machine, name)
             return dict(row.shared or {}) if row is not None else {}
 
-    def add_node(
-        self,
-        name: str,
-        *,
-        cluster: str,
-        driver: str,
-        group: str,
-        role: Role,
-        index: int,
-        host: str | None,
-        engine: EngineOptions,
-        status: str,
-    ) -> Node:
-        """Record a node of ``cluster`` before its driver is called (the intent)."""
-        return self.now(
-            node_rows.add_node,
-            name,
-            cluster=cluster,
-            driver=driver,
-            group=group,
-            role=role,
-            index=index,
-            host=host,
-            engine=engine,
-            status=status,
-        )
-
     def node(self, name: str) -> Node:
         found = self.find_node(name)
         if found is None:
@@ -436,26 +408,6 @@ class Store(TemplateRows):
                 query = query.where(Machine.cluster.is_(None))
             return [node_record(r) for r in s.scalars(query)]
 
-    def set_node(
-        self,
-        name: str,
-        *,
-        status: str | None = None,
-        status_reason: str | None = None,
-        record: NodeRecord | None = None,
-        endpoint: Endpoint | None = None,
-        engine_version: str | None = None,
-    ) -> Node:
-        return self.now(
-            node_rows.set_node,
-            name,
-            status=status,
-            status_reason=status_reason,
-            record=record,
-            endpoint=endpoint,
-            engine_version=engine_version,
-        )
-
     def set_engine_versions(self, versions: Mapping[str, str]) -> None:
         """Record what each named node's engine said it is ("" is ignored), in one
         transaction; only this column is written, so a health check never overwrites
@@ -468,9 +420,6 @@ class Store(TemplateRows):
             for row in s.scalars(select(Machine).where(Machine.name.in_(wanted))):
                 if row.engine_version != wanted[row.name]:
                     row.engine_version = wanted[row.name]
-
-    def delete_node(self, name: str) -> None:
-        self.now(node_rows.delete_node, name)
 
     # -- journal --------------------------------------------------------------------
     def journal(self, scope: str, operation: str) -> StoreJournal:

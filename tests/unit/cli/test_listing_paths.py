@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from flotte.cli.main import cli
 from flotte.models import Endpoint, EngineOptions
 from flotte.service import Service
+from flotte.state.node_rows import set_node
 
 COMMANDS = [
     ["machine", "ls"],
@@ -46,10 +47,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         node = svc.store.node("m1")
-        svc.store.set_node("m1", record=node.record, endpoint=Endpoint("127.0.0.1", port))
+        svc.store.now(set_node, "m1", record=node.record, endpoint=Endpoint("127.0.0.1", port))
         spec, secrets = svc.resolve("c", driver="fake", node_count=2, no_provision=True)
         asyncio.run(svc.clusters.create(spec, secrets))
-        svc.store.set_node("c-node-1", status="FAILED", status_reason="it broke")
+        svc.store.now(set_node, "c-node-1", status="FAILED", status_reason="it broke")
         svc.store.set_cluster("c", health_status="UNHEALTHY", health_status_reason={"x": "y"})
         svc.close()
     return root

@@ -16,6 +16,7 @@ from flotte.pki import CertificateAuthority, cert_sans
 from flotte.provision import engine_config
 from flotte.specs import machine_spec
 from flotte.state.lock import locked
+from flotte.state.node_rows import set_node
 from flotte.state.store import Store
 
 
@@ -84,7 +85,7 @@ def test_store_migrates_and_keeps_an_installation_id(database_url: str) -> None:
     store.add_machine(spec, "ready")
     with pytest.raises(AlreadyExists):
         store.add_machine(spec, "ready")
-    store.set_node("m1", status="failed")
+    store.now(set_node, "m1", status="failed")
     store.close()
     again = Store(database_url)
     assert again.installation == first

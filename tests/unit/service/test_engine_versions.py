@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from fixtures.node_rows import worker
 from flotte.coe.swarm import node_view
 from flotte.dockerapi import _version
-from flotte.models import EngineOptions, NodeRecord, Role
+from flotte.models import NodeRecord
 from flotte.service.lifecycle import provisioned_version
 from flotte.state.database import open_database
+from flotte.state.node_rows import add_node, set_node
 from flotte.state.store import HEAD, Store
 
 FULL = {
@@ -84,17 +86,7 @@ def test_what_get_version_answered(body: bytes, version: str) -> None:
 
 
 def _node(store: Store, name: str) -> None:
-    store.add_node(
-        name,
-        cluster="c",
-        driver="fake",
-        group="default-worker",
-        role=Role.WORKER,
-        index=0,
-        host=None,
-        engine=EngineOptions(),
-        status="READY",
-    )
+    store.now(add_node, name, **worker("c"))
 
 
 def test_an_older_database_is_upgraded_and_versions_are_kept(tmp_path: Path) -> None:
@@ -130,9 +122,9 @@ def test_an_older_database_is_upgraded_and_versions_are_kept(tmp_path: Path) -> 
         assert store.node("c-node-1").engine_version == ""  # "" is not a version
         assert store.find_node("gone") is None  # nothing made for a node gone meanwhile
         # an engine that did not say keeps what it said before; a new answer replaces it
-        store.set_node("c-node-0", status="READY", engine_version="")
+        store.now(set_node, "c-node-0", status="READY", engine_version="")
         assert store.node("c-node-0").engine_version == "26.1.5"
-        store.set_node("c-node-0", engine_version="27.0.1")
+        store.now(set_node, "c-node-0", engine_version="27.0.1")
         store.set_engine_versions({"c-node-1": "27.0.1"})
         assert [n.engine_version for n in store.nodes(cluster="c")] == ["27.0.1", "27.0.1"]
     finally:

@@ -9,26 +9,15 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from fixtures.node_rows import worker
 from flotte.errors import AlreadyExists, NotFound
-from flotte.models import EngineOptions, Role
 from flotte.specs import ClusterSpec, default_groups
 from flotte.state.node_rows import add_node, set_node
 from flotte.state.store import Store
 
 
 def _node(store: Store, name: str, cluster: str = "c"):  # type: ignore[no-untyped-def]
-    return store.soon(
-        add_node,
-        name,
-        cluster=cluster,
-        driver="fake",
-        group="default-worker",
-        role=Role.WORKER,
-        index=0,
-        host=None,
-        engine=EngineOptions(),
-        status="CREATING",
-    )
+    return store.soon(add_node, name, **worker(cluster, "CREATING"))
 
 
 def _store(url: str) -> Store:

@@ -11,6 +11,7 @@ import pytest
 
 from flotte.models import EngineOptions
 from flotte.service import Service
+from flotte.state.node_rows import set_node
 from flotte.state.reader import open_reader
 
 
@@ -26,7 +27,7 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Service:
         asyncio.run(svc.machines.create(spec, secrets))
     spec, secrets = svc.resolve("c", driver="fake", node_count=2, no_provision=True)
     asyncio.run(svc.clusters.create(spec, secrets))
-    svc.store.set_node("c-node-1", status="FAILED", status_reason="it broke")
+    svc.store.now(set_node, "c-node-1", status="FAILED", status_reason="it broke")
     svc.store.set_cluster("c", health_status="UNHEALTHY", health_status_reason={"c-node-1": "x"})
     return svc
 
