@@ -43,6 +43,15 @@ def finished(proc: subprocess.Popen[str], what: str) -> None:
     assert proc.returncode == 0, f"openstack {what}: {err.strip()}"
 
 
+def container_state(name: str) -> str:
+    """A container's state on the host's engine ("" when there is none)."""
+    out = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Status}}", name],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
 class Admin:
     """devcloud's admin, through openstacksdk: what exists, whoever's it is."""
 
@@ -139,6 +148,16 @@ def test_stopped_and_deleted_servers_are_healed(devcloud_docker: DevCloud, tmp_p
             assert time.monotonic() < deadline, "the server never stopped"
             time.sleep(0.5)
         assert admin.server(deleted) is None
+        # devcloud's agent makes each server's container follow Nova about once a second,
+        # after Nova has answered (a real cloud answers after its hypervisor): the faults
+        # are in place once the deleted server's container is gone and the stopped one's
+        # no longer runs. Checked before that, the deleted node's engine still answered
+        # (CI of 2026-12-02 11:55: node-1 "ok").
+        while container_state(f"devcloud-{deleted}") or (
+            container_state(f"devcloud-{stopped}") == "running"
+        ):
+            assert time.monotonic() < deadline, "devcloud never realised the faults"
+            time.sleep(0.5)
         faulted = time.monotonic()
 
         # detection: one check finds both, and says why
