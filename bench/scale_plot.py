@@ -57,6 +57,19 @@ def draw(results: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
             fx, fy = _series(results[d], floor)
             if fx:
                 ax.plot(fx, fy, marker="x", ls="--", color=COLOURS[d], label=f"{d} floor (SDK)")
+            if filename == "scale_wall.png":  # EC2: also the floor of flotte's own request
+                sx, sy = _series(
+                    results[d], lambda r: (r.get("floor_same_request") or {}).get("create_s")
+                )
+                if sx:
+                    ax.plot(
+                        sx,
+                        sy,
+                        marker="+",
+                        ls=":",
+                        color=COLOURS[d],
+                        label=f"{d} floor, same request",
+                    )
         ax.set_xlabel("nodes")
         ax.set_ylabel(label)
         ax.set_xscale("log")
