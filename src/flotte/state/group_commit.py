@@ -30,12 +30,10 @@ from sqlalchemy.orm import Session
 T = TypeVar("T")
 Write = Callable[[Session], Any]
 Row = tuple[type[Any], str]  # a mapped class and the primary key of the row a write reads
-_LOAD = 500  # primary keys per query
+Waiter = asyncio.Future[Any]
+KEYS_PER_QUERY = 500  # keys in one IN (...): well under every backend's limit
 _ABSENT = "flotte.absent"  # in Session.info: the rows a group's load did not find
 _HELD = "flotte.held"  # and those it found
-
-
-Waiter = asyncio.Future[Any]
 
 
 class GroupCommit:
@@ -51,7 +49,7 @@ class GroupCommit:
     async def __call__(self, write: Callable[[Session], T], row: Row | None = None) -> T:
         """Run ``write`` in the next group's transaction; return once it is committed."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
+        done: Waiter = loop.create_future()
         with self._lock:
             queue = self._queues.setdefault(loop, [])
             queue.append((write, row, done))
@@ -100,8 +98,8 @@ def _load(s: Session, rows: list[Row]) -> None:
         (column,) = inspect(cls).primary_key
         ordered = sorted(wanted)
         found: set[str] = set()
-        for i in range(0, len(ordered), _LOAD):
-            query = select(cls).where(column.in_(ordered[i : i + _LOAD]))
+        for i in range(0, len(ordered), KEYS_PER_QUERY):
+            query = select(cls).where(column.in_(ordered[i : i + KEYS_PER_QUERY]))
             loaded = s.scalars(query).all()
             held += loaded
             found.update(getattr(row, column.key) for row in loaded)
@@ -118,7 +116,7 @@ def added(s: Session, cls: type[Any], key: str) -> None:
     s.info.get(_ABSENT, set()).discard((cls, key))
 
 
-def _settle(done: asyncio.Future[Any], result: Any, err: Exception | None) -> None:
+def _settle(done: Waiter, result: Any, err: Exception | None) -> None:
     if done.done():  # its writer was cancelled
         return
     if err is not None:

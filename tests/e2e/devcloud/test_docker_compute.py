@@ -12,11 +12,10 @@ import time
 import uuid
 from typing import Any
 
-import docker
 import pytest
 
 from fixtures import container_exec
-from fixtures.devcloud import DevCloud
+from fixtures.devcloud import DevCloud, server_container
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -47,23 +46,6 @@ def _wait(check: Any, timeout: float, what: str) -> Any:
             return value
         time.sleep(0.5)
     raise AssertionError(f"{what}: not within {timeout:.0f} s")
-
-
-def _container(client: Any, server_id: str) -> Any:
-    # sparse: one listing call; a full listing inspects each container and fails with
-    # 404 when one goes between the two calls (what a removal wait is waiting for)
-    found = client.containers.list(
-        ignore_removed=True,
-        all=True,
-        sparse=True,
-        filters={"label": f"flotte.devcloud.server={server_id}"},
-    )
-    if not found:
-        return None
-    try:
-        return client.containers.get(found[0].id)
-    except docker.errors.NotFound:
-        return None
 
 
 def _ssh_banner(host: str) -> bytes:
@@ -112,7 +94,7 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
     try:
         server = conn.compute.wait_for_server(server, wait=120)
         fixed = server.addresses[dc.network][0]["addr"]
-        container = _wait(lambda: _container(client, server.id), 60, "container")
+        container = _wait(lambda: server_container(client, server.id), 60, "container")
         # Same address on the Docker network as the Neutron port's fixed IP.
         container.reload()
         addrs = [n["IPAddress"] for n in container.attrs["NetworkSettings"]["Networks"].values()]
@@ -167,7 +149,7 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
             networks=[{"uuid": net.id}],
         )
         clone = conn.compute.wait_for_server(clone, wait=120)
-        clone_box = _wait(lambda: _container(client, clone.id), 60, "clone container")
+        clone_box = _wait(lambda: server_container(client, clone.id), 60, "clone container")
         assert clone_box.image.tags == [f"flotte-devcloud-snap:{snap.id}"]
         _wait(lambda: (clone_box.reload(), clone_box.status == "running")[1], 30, "clone running")
         copied = container_exec.read_file(clone_box, "/etc/devcloud-test")
@@ -190,7 +172,7 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         conn.compute.wait_for_delete(server, wait=120)
         conn.compute.delete_keypair(kp)
         conn.network.delete_security_group(sg)
-    _wait(lambda: _container(client, server.id) is None, 30, "container removed")
+    _wait(lambda: server_container(client, server.id) is None, 30, "container removed")
     conn.close()
     client.close()
 

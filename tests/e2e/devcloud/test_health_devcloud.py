@@ -14,6 +14,7 @@ tests; here one heal by hand keeps the module within CI's devcloud lane.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -22,9 +23,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
-from fixtures.devcloud import DevCloud
+from fixtures.devcloud import DevCloud, server_container
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -41,15 +43,6 @@ def openstack_cli(dc: DevCloud, *args: str) -> subprocess.Popen[str]:
 def finished(proc: subprocess.Popen[str], what: str) -> None:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, f"openstack {what}: {err.strip()}"
-
-
-def container_state(name: str) -> str:
-    """A container's state on the host's engine ("" when there is none)."""
-    out = subprocess.run(
-        ["docker", "inspect", "--format", "{{.State.Status}}", name],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 class Admin:
@@ -153,11 +146,12 @@ def test_stopped_and_deleted_servers_are_healed(devcloud_docker: DevCloud, tmp_p
         # are in place once the deleted server's container is gone and the stopped one's
         # no longer runs. Checked before that, the deleted node's engine still answered
         # (CI of 2026-12-02 11:55: node-1 "ok").
-        while container_state(f"devcloud-{deleted}") or (
-            container_state(f"devcloud-{stopped}") == "running"
-        ):
-            assert time.monotonic() < deadline, "devcloud never realised the faults"
-            time.sleep(0.5)
+        with contextlib.closing(docker.from_env()) as client:
+            while server_container(client, deleted) is not None or (
+                getattr(server_container(client, stopped), "status", "") == "running"
+            ):
+                assert time.monotonic() < deadline, "devcloud never realised the faults"
+                time.sleep(0.5)
         faulted = time.monotonic()
 
         # detection: one check finds both, and says why
