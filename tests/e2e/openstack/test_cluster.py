@@ -7,7 +7,6 @@ import time
 import uuid
 from typing import Any
 
-import pytest
 from os_helpers import ADMIN, Cloud, cluster_group, leaked, node_specs
 
 from flotte.drivers.openstack import connection as openstack_conn
@@ -108,7 +107,9 @@ async def test_a_server_nova_cannot_place_is_a_capacity_refusal(
     """Nova accepts a boot that fits the quota, then its scheduler finds no host with
     room: the server goes to ERROR with "No valid host". That is the cloud being full,
     not a broken server (issue 15: an overflow then fills its next group), so the driver
-    raises QuotaExceeded, and the failed server and its port are gone."""
+    raises QuotaExceeded, and the failed server and its port are gone. Two such nodes
+    boot at once, so the watcher reads the fault from its ``servers/detail`` listing
+    (plain JSON), not from one server's GET."""
     flavor = f"huge-{uuid.uuid4().hex[:6]}"
     # more memory than the fake hypervisor has (800,000 MB), within the demo quota
     cloud.osc("flavor create", "--ram", "1500000", "--vcpus", "1", "--disk", "1", flavor,
@@ -116,15 +117,20 @@ async def test_a_server_nova_cannot_place_is_a_capacity_refusal(
     try:
         before = cloud.inventory()
         driver = make_driver()
-        group = cluster_group("full", installation, 1)
+        group = cluster_group("full", installation, 2)
         await driver.check(group)
         shared = await driver.prepare(group)
-        spec = node_specs(group, managers=0)[0]
-        big = NodeSpec(spec.name, spec.role, spec.owner, spec.driver,
-                       {"openstack_flavor_name": flavor})  # fmt: skip
-        with pytest.raises(QuotaExceeded, match="No valid host") as refused:
-            await driver.create(big, shared)
-        assert "\n" not in str(refused.value)
+        options = {"openstack_flavor_name": flavor}
+        big = [
+            NodeSpec(spec.name, spec.role, spec.owner, spec.driver, options)
+            for spec in node_specs(group, managers=0)
+        ]
+        refusals = await asyncio.gather(
+            *(driver.create(spec, shared) for spec in big), return_exceptions=True
+        )
+        for refused in refusals:
+            assert isinstance(refused, QuotaExceeded), refused
+            assert "No valid host" in str(refused) and "\n" not in str(refused)
         await driver.release(group, shared)
         assert await driver.leftovers(group.owner) == []
         assert leaked(cloud, before) == {}

@@ -10,10 +10,12 @@ from flotte.drivers.openstack import OPTIONS, OpenStackDriver
 from flotte.drivers.openstack.connection import close_matches, cloud_spec
 from flotte.drivers.openstack.lookups import Flavor, bare_metal_flavor
 from flotte.drivers.openstack.marks import marker, name_prefix, owned_by, parse_pairs
+from flotte.drivers.openstack.nodes import node_state
 from flotte.drivers.openstack.options import metadata
 from flotte.drivers.openstack.resources import default_cidr, rule_specs
-from flotte.errors import UsageError
-from flotte.models import Owner
+from flotte.drivers.openstack.wait import Listed, as_server, booted, fault_message
+from flotte.errors import DriverError, QuotaExceeded, UsageError
+from flotte.models import NodeState, Owner
 
 
 def test_every_docker_machine_flag_is_there_with_its_variable() -> None:
@@ -117,3 +119,34 @@ def test_small_helpers() -> None:
     bm = Flavor("bm1", "bm", 8, 1, 1, {"resources:CUSTOM_BAREMETAL_GOLD": "1"})
     assert bare_metal_flavor(bm)
     assert not bare_metal_flavor(Flavor("2", "m1.small", 1, 1, 1, {}))
+
+
+def test_a_listed_server_is_read_from_novas_json_and_built_only_when_asked() -> None:
+    """The watcher's poll keeps each server as Nova's JSON (``Listed``): the checks, the
+    fault and the node's state read it; the SDK object is built for a passed check."""
+    built: list[dict[str, object]] = []
+
+    def build(raw: dict[str, object]) -> str:
+        built.append(raw)
+        return f"server {raw['id']}"
+
+    raw = {"id": "s1", "name": "n1", "status": "BUILD", "OS-EXT-STS:task_state": "spawning"}
+    listed = Listed(raw, build)
+    assert (listed.id, listed.name, listed.task_state) == ("s1", "n1", "spawning")
+    assert booted("n1")(listed) is False
+    assert node_state(listed) is NodeState.STARTING
+    powering = Listed({**raw, "status": "ACTIVE", "OS-EXT-STS:task_state": "powering-off"}, build)
+    assert node_state(powering) is NodeState.STOPPING
+    assert built == []
+    assert as_server(listed) == "server s1" and built == [raw]
+    assert as_server("a GET's server") == "a GET's server"
+
+    full = {"message": "No valid host was found. ", "details": "Traceback (most recent...)"}
+    failed = Listed({**raw, "status": "ERROR", "fault": full}, build)
+    assert fault_message(failed) == "No valid host was found."
+    with pytest.raises(QuotaExceeded, match="n1 failed to boot: No valid host"):
+        booted("n1")(failed)
+    broken = Listed({**raw, "status": "ERROR", "fault": {"message": "disk full"}}, build)
+    with pytest.raises(DriverError, match="disk full") as err:
+        booted("n1")(broken)
+    assert not isinstance(err.value, QuotaExceeded)  # a broken server, not a full cloud
