@@ -187,7 +187,10 @@ def run_floor(size: int, trace: Tracer | None = None, wait: float = 300) -> dict
     2-core devcloud, some take longer than the 300 s default)."""
     import openstack
 
-    conn = openstack.connect(cloud=CLOUD)
+    # A connection Neutron resets is tried again (keystoneauth's connect_retries), as
+    # flotte does: the 200-node floor died at 31 minutes on one reset POST (2026-12-02).
+    # A retried POST may make a second port, so the floor ends with a sweep by its tag.
+    conn = openstack.connect(cloud=CLOUD, connect_retries=3)
     calls: dict[str, int] = {}
 
     def count(response: Any, *args: Any, **kwargs: Any) -> None:
@@ -205,11 +208,9 @@ def run_floor(size: int, trace: Tracer | None = None, wait: float = 300) -> dict
     pool_exec = concurrent.futures.ThreadPoolExecutor(max_workers=2 * size + 4)
     try:
         return _floor(conn, tag, size, pool_exec, calls, before, trace, wait)
-    except BaseException:
-        # A failed or interrupted floor leaves nothing behind (it is found by its tag).
-        retrying(lambda: _sweep(conn, tag))
-        raise
     finally:
+        # A failed, interrupted or retried floor leaves nothing behind (found by its tag).
+        retrying(lambda: _sweep(conn, tag))
         pool_exec.shutdown(wait=False, cancel_futures=True)
         conn.close()
 

@@ -95,10 +95,16 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         server = conn.compute.wait_for_server(server, wait=120)
         fixed = server.addresses[dc.network][0]["addr"]
         container = _wait(lambda: server_container(client, server.id), 60, "container")
-        # Same address on the Docker network as the Neutron port's fixed IP.
-        container.reload()
-        addrs = [n["IPAddress"] for n in container.attrs["NetworkSettings"]["Networks"].values()]
-        assert fixed in addrs
+
+        def addresses() -> list[str]:
+            container.reload()
+            networks = container.attrs["NetworkSettings"]["Networks"].values()
+            return [str(n["IPAddress"]) for n in networks]
+
+        # Same address on the Docker network as the Neutron port's fixed IP. devcloud's
+        # agent mirrors an ACTIVE server: it creates the container, then starts it, and
+        # a container not yet started has no address (ci28 found it between the two).
+        _wait(lambda: fixed in addresses(), 60, f"the container at {fixed}")
 
         port = next(iter(conn.network.ports(device_id=server.id)))
         fip = conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
