@@ -316,6 +316,8 @@ def _floor(
 
     nodes = list(pool_exec.map(node, range(size)))
     create_seconds = time.monotonic() - started
+    # Printed at once: a delete that fails after this must not lose the create's time.
+    print(f"openstack_cluster: floor of {size} created in {create_seconds:.0f} s", file=sys.stderr)
     create_calls = sum(calls.values()) - before
     if trace is not None:
         conn.session.session.hooks["response"].remove(trace.hook)
@@ -326,7 +328,9 @@ def _floor(
         port, fip, server = item
         net.delete_ip(fip, ignore_missing=True)
         compute.delete_server(server)
-        compute.wait_for_delete(server, interval=1, wait=300)
+        # As long as a boot may take: at 200 servers a delete took more than 300 s
+        # (2026-12-02, the floor died there after a 30-minute create).
+        compute.wait_for_delete(server, interval=1, wait=wait)
         net.delete_port(port, ignore_missing=True)
 
     list(pool_exec.map(unnode, nodes))
