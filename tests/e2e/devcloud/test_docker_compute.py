@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import socket
-import time
 import uuid
 from typing import Any
 
 import pytest
 
 from fixtures import container_exec
-from fixtures.devcloud import DevCloud, server_container
+from fixtures.devcloud import DevCloud, server_container, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -36,16 +35,6 @@ def _docker() -> Any:
     except Exception as err:
         pytest.skip(f"no Docker engine: {err}")
     return client
-
-
-def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
 def _ssh_banner(host: str) -> bytes:
@@ -94,7 +83,7 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
     try:
         server = conn.compute.wait_for_server(server, wait=120)
         fixed = server.addresses[dc.network][0]["addr"]
-        container = _wait(lambda: server_container(client, server.id), 60, "container")
+        container = wait_for(lambda: server_container(client, server.id), 60, "container")
 
         def addresses() -> list[str]:
             container.reload()
@@ -104,12 +93,12 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         # Same address on the Docker network as the Neutron port's fixed IP. devcloud's
         # agent mirrors an ACTIVE server: it creates the container, then starts it, and
         # a container not yet started has no address (ci28 found it between the two).
-        _wait(lambda: fixed in addresses(), 60, f"the container at {fixed}")
+        wait_for(lambda: fixed in addresses(), 60, f"the container at {fixed}")
 
         port = next(iter(conn.network.ports(device_id=server.id)))
         fip = conn.network.create_ip(floating_network_id=ext.id, port_id=port.id)
         address = fip.floating_ip_address
-        assert _wait(lambda: _ssh_banner(address), 90, "sshd at the floating IP").startswith(
+        assert wait_for(lambda: _ssh_banner(address), 90, "sshd at the floating IP").startswith(
             b"SSH-"
         )
 
@@ -121,7 +110,7 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
                 == 0
             )
 
-        _wait(booted, 120, "cloud-init boot-finished")
+        wait_for(booted, 120, "cloud-init boot-finished")
 
         async def login() -> str:
             async with asyncssh.connect(
@@ -138,9 +127,9 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
 
         # Security groups are enforced in the server: no rule for 22, no SSH.
         conn.network.delete_security_group_rule(ssh_rule)
-        _wait(lambda: not _ssh_banner(address), 30, "SSH blocked without a rule")
+        wait_for(lambda: not _ssh_banner(address), 30, "SSH blocked without a rule")
         allow_ssh()
-        _wait(lambda: _ssh_banner(address), 30, "SSH allowed by the rule again")
+        wait_for(lambda: _ssh_banner(address), 30, "SSH allowed by the rule again")
 
         # A snapshot is a Glance image naming a committed container image; a server
         # booted from it starts from the first server's disk.
@@ -155,9 +144,11 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
             networks=[{"uuid": net.id}],
         )
         clone = conn.compute.wait_for_server(clone, wait=120)
-        clone_box = _wait(lambda: server_container(client, clone.id), 60, "clone container")
+        clone_box = wait_for(lambda: server_container(client, clone.id), 60, "clone container")
         assert clone_box.image.tags == [f"flotte-devcloud-snap:{snap.id}"]
-        _wait(lambda: (clone_box.reload(), clone_box.status == "running")[1], 30, "clone running")
+        wait_for(
+            lambda: (clone_box.reload(), clone_box.status == "running")[1], 30, "clone running"
+        )
         copied = container_exec.read_file(clone_box, "/etc/devcloud-test")
         assert copied is not None and b"written by cloud-init" in copied
         conn.compute.delete_server(clone)
@@ -167,10 +158,10 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         # Power state follows Nova within seconds.
         conn.compute.stop_server(server)
         conn.compute.wait_for_server(server, status="SHUTOFF", wait=60)
-        _wait(lambda: (container.reload(), container.status != "running")[1], 20, "stopped")
+        wait_for(lambda: (container.reload(), container.status != "running")[1], 20, "stopped")
         conn.compute.start_server(server)
         conn.compute.wait_for_server(server, status="ACTIVE", wait=60)
-        _wait(lambda: (container.reload(), container.status == "running")[1], 20, "started")
+        wait_for(lambda: (container.reload(), container.status == "running")[1], 20, "started")
     finally:
         if fip is not None:
             conn.network.delete_ip(fip)
@@ -178,7 +169,7 @@ def test_server_is_a_container_that_runs_cloud_init(devcloud_docker: DevCloud) -
         conn.compute.wait_for_delete(server, wait=120)
         conn.compute.delete_keypair(kp)
         conn.network.delete_security_group(sg)
-    _wait(lambda: server_container(client, server.id) is None, 30, "container removed")
+    wait_for(lambda: server_container(client, server.id) is None, 30, "container removed")
     conn.close()
     client.close()
 

@@ -15,7 +15,6 @@ import functools
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,20 +22,10 @@ from typing import Any
 
 import pytest
 
-from fixtures.devcloud import DevCloud, flotte
+from fixtures.devcloud import DevCloud, flotte, wait_for
 from flotte.devcloud.ironic import NODE_COUNT, NODE_PREFIX, SCHEDULABLE, SCHEDULABLE_VERSION
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
-
-
-def _wait(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
 def _osc(dc: DevCloud, *args: str, cloud: str | None = None) -> str:
@@ -95,7 +84,7 @@ def _wait_all_available(admin: Any) -> None:
     # Placement learns it from nova-compute's resource tracker (every 5 s); a node
     # comes back from a delete through cleaning, which waits for devcloud's agent.
     try:
-        _wait(
+        wait_for(
             lambda: (
                 all(n.provision_state == "available" for n in _our_nodes(admin))
                 and _schedulable(admin) >= NODE_COUNT
@@ -166,7 +155,7 @@ def test_server_on_bm_small_follows_its_node(devcloud_ironic: DevCloud, admin: A
             assert status != "ERROR"
             return bool(status == "ACTIVE")
 
-        _wait(active, 180, "bare-metal server ACTIVE", interval=0.2)
+        wait_for(active, 180, "bare-metal server ACTIVE", interval=0.2)
         assert "wait call-back" in seen and seen[-1] == "active", seen
         node = _node_of(admin, server.id)
         assert node.provision_state == "active" and node.power_state == "power on"
@@ -194,7 +183,7 @@ def test_server_on_bm_small_follows_its_node(devcloud_ironic: DevCloud, admin: A
                 return True
             return False
 
-        _wait(cleaned, 120, "node available again", interval=0.2)
+        wait_for(cleaned, 120, "node available again", interval=0.2)
         assert {"cleaning", "clean wait"} & set(after), after
         assert admin.baremetal.get_node(node.id).instance_id is None
     finally:
@@ -285,7 +274,7 @@ def test_talks_machine_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_
     finally:
         flotte("machine", "rm", "-y", name, check=False)
     assert _leftovers(dc, name) == []
-    _wait(
+    wait_for(
         lambda: admin.baremetal.get_node(node.id).provision_state == "available",
         120,
         "node available after rm",
@@ -346,7 +335,7 @@ def test_bad_input_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_path
     try:
         for node in nodes:
             admin.baremetal.set_node_maintenance(node, reason="test: no free node")
-        _wait(lambda: _schedulable(admin) == 0, 60, "no schedulable node", interval=1)
+        wait_for(lambda: _schedulable(admin) == 0, 60, "no schedulable node", interval=1)
         flags = _talk_flags(dc, cloud=dc.admin_cloud)
         res = flotte("machine", "create", "-d", "openstack", *flags, name, check=False)
         last = _one_line_error(res)
