@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from os_helpers import ADMIN, Cloud, cluster_group, leaked, node_specs
+from os_helpers import ADMIN, Cloud, cluster_group, leaked, machine_group, node_specs
 
 from flotte.drivers.openstack import connection as openstack_conn
 from flotte.errors import QuotaExceeded
@@ -74,6 +77,85 @@ async def test_ten_node_cluster_parallel_create_resize_delete(
     assert await driver.leftovers(group.owner) == []
     assert leaked(cloud, before) == {}
     print(f"10 servers ACTIVE with floating IPs in {took:.1f} s")
+
+
+async def test_the_watchers_polls_list_only_what_changed(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    """After its first listing, the watcher asks Nova only for the servers changed since
+    (``changes-since``): a listing of every server at every poll grew with nodes x polls.
+    Changes are still all seen: three boots, two stops, three deletes, each awaited
+    together, each seen by the watcher."""
+    before = cloud.inventory()
+    driver = make_driver()
+    group = cluster_group("delta", installation, 3)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+    listings: list[tuple[str | None, int]] = []  # (changes-since, servers listed)
+
+    def record(response: Any, *args: Any, **kwargs: Any) -> None:
+        url = urlsplit(response.request.url)
+        if response.request.method == "GET" and url.path.endswith("/servers/detail"):
+            since = parse_qs(url.query).get("changes-since", [None])[0]
+            listings.append((since, len(response.json().get("servers") or [])))
+
+    hooks = provider.conn.session.session.hooks["response"]
+    hooks.append(record)
+    try:
+        records = await asyncio.gather(
+            *(driver.create(s, shared) for s in node_specs(group, managers=1))
+        )
+        await asyncio.gather(*(driver.stop(r) for r in records[:2]))
+        assert [await driver.state(r) for r in records] == [
+            NodeState.STOPPED,
+            NodeState.STOPPED,
+            NodeState.RUNNING,
+        ]
+        await asyncio.gather(*(driver.remove(r) for r in records))
+        assert [await driver.state(r) for r in records] == [NodeState.NOT_FOUND] * 3
+    finally:
+        hooks.remove(record)
+    deltas = [n for since, n in listings if since is not None]
+    assert deltas, listings
+    assert listings[0][0] is None  # the first listing is a full one
+    await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
+
+
+async def test_every_boot_option_reaches_nova(
+    cloud: Cloud, make_driver: Any, installation: str, tmp_path: Path
+) -> None:
+    """flotte writes Nova's boot request itself (not through the SDK's Server object):
+    the user data, zone, config drive, metadata and key pair must all be in it, as the
+    admin reads the server back."""
+    script = tmp_path / "user-data"
+    script.write_text("#!/bin/sh\necho flotte-boot-body-check\n")
+    before = cloud.inventory()
+    driver = make_driver(
+        openstack_user_data_file=str(script),
+        openstack_availability_zone="nova",
+        openstack_config_drive=True,
+        openstack_metadata="team=lab,course=hpc",
+    )
+    group = machine_group(f"body-{uuid.uuid4().hex[:6]}", installation)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    (spec,) = node_specs(group)
+    record = await driver.create(spec, shared)
+    try:
+        admin = cloud.connection(ADMIN).compute
+        server = admin.get_server(record.provider_id)
+        assert base64.b64decode(server.user_data) == script.read_bytes()
+        assert server.availability_zone == "nova"
+        assert str(server.has_config_drive).lower() == "true"
+        assert {"team": "lab", "course": "hpc"}.items() <= server.metadata.items()
+        assert server.key_name == shared["keypair_name"]
+        assert server.flavor["original_name"] and server.status == "ACTIVE"
+    finally:
+        await driver.remove(record)
+        await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
 
 
 async def test_node_groups_with_other_flavors(

@@ -13,7 +13,7 @@ from flotte.drivers.openstack.marks import marker, name_prefix, owned_by, parse_
 from flotte.drivers.openstack.nodes import node_state
 from flotte.drivers.openstack.options import metadata
 from flotte.drivers.openstack.resources import default_cidr, rule_specs
-from flotte.drivers.openstack.wait import Listed, as_server, booted, fault_message
+from flotte.drivers.openstack.wait import Listed, booted, fault_message
 from flotte.errors import DriverError, QuotaExceeded, UsageError
 from flotte.models import NodeState, Owner
 
@@ -121,32 +121,30 @@ def test_small_helpers() -> None:
     assert not bare_metal_flavor(Flavor("2", "m1.small", 1, 1, 1, {}))
 
 
-def test_a_listed_server_is_read_from_novas_json_and_built_only_when_asked() -> None:
-    """The watcher's poll keeps each server as Nova's JSON (``Listed``): the checks, the
-    fault and the node's state read it; the SDK object is built for a passed check."""
-    built: list[dict[str, object]] = []
-
-    def build(raw: dict[str, object]) -> str:
-        built.append(raw)
-        return f"server {raw['id']}"
-
-    raw = {"id": "s1", "name": "n1", "status": "BUILD", "OS-EXT-STS:task_state": "spawning"}
-    listed = Listed(raw, build)
+def test_a_listed_server_is_read_from_novas_json() -> None:
+    """The watcher keeps each server as Nova's JSON (``Listed``), not the SDK's object:
+    the checks, the fault, the node's state and the owner marks read it."""
+    raw = {
+        "id": "s1",
+        "name": "n1",
+        "status": "BUILD",
+        "OS-EXT-STS:task_state": "spawning",
+        "metadata": {"flotte:node": "n1"},
+    }
+    listed = Listed(raw)
     assert (listed.id, listed.name, listed.task_state) == ("s1", "n1", "spawning")
+    assert listed.metadata == {"flotte:node": "n1"}
     assert booted("n1")(listed) is False
     assert node_state(listed) is NodeState.STARTING
-    powering = Listed({**raw, "status": "ACTIVE", "OS-EXT-STS:task_state": "powering-off"}, build)
+    powering = Listed({**raw, "status": "ACTIVE", "OS-EXT-STS:task_state": "powering-off"})
     assert node_state(powering) is NodeState.STOPPING
-    assert built == []
-    assert as_server(listed) == "server s1" and built == [raw]
-    assert as_server("a GET's server") == "a GET's server"
 
     full = {"message": "No valid host was found. ", "details": "Traceback (most recent...)"}
-    failed = Listed({**raw, "status": "ERROR", "fault": full}, build)
+    failed = Listed({**raw, "status": "ERROR", "fault": full})
     assert fault_message(failed) == "No valid host was found."
     with pytest.raises(QuotaExceeded, match="n1 failed to boot: No valid host"):
         booted("n1")(failed)
-    broken = Listed({**raw, "status": "ERROR", "fault": {"message": "disk full"}}, build)
+    broken = Listed({**raw, "status": "ERROR", "fault": {"message": "disk full"}})
     with pytest.raises(DriverError, match="disk full") as err:
         booted("n1")(broken)
     assert not isinstance(err.value, QuotaExceeded)  # a broken server, not a full cloud

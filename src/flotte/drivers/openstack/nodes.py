@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from flotte.drivers.openstack import rest
 from flotte.drivers.openstack.connection import (
     RETRY_READ,
     Provider,
@@ -173,10 +174,19 @@ async def _recover_boot(
 
 
 async def _boot(p: Provider, boot: BootSpec, port_id: str, made: dict[str, str]) -> Any:
+    compute = p.conn.compute
+    body, extra = _server_body(boot, port_id)
     server = await create_once(
         p,
         f"boot server {boot.name}",
-        lambda: p.conn.compute.create_server(**_server_attrs(boot, port_id)),
+        lambda: rest.post(
+            compute,
+            "/servers",
+            "server",
+            body,
+            microversion=rest.compute_microversion(compute),
+            extra=extra,
+        ),
         lambda: find_server(p, boot.name, boot.owner),
     )
     made["server"] = server.id
@@ -221,7 +231,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
             port = await create_once(
                 p,
                 f"create port for {boot.name}",
-                lambda: net.create_port(**attrs),
+                lambda: rest.post(net, "/ports", "port", attrs),
                 lambda: find_port(p, boot.name, boot.owner),
             )
             made["port"] = port.id
@@ -294,22 +304,23 @@ async def _ensure_fip(p: Provider, boot: BootSpec, port_id: str, inv: Inventory 
     return await create_once(
         p,
         f"allocate a floating IP for {boot.name}",
-        lambda: net.create_ip(**attrs),
+        lambda: rest.post(net, "/floatingips", "floatingip", attrs),
         lambda: find_fip(p, port_id),
     )
 
 
-def _server_attrs(boot: BootSpec, port_id: str) -> dict[str, Any]:
+def _server_body(boot: BootSpec, port_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Nova's ``server`` body for this boot, and what travels beside it (the hints)."""
     attrs: dict[str, Any] = {
         "name": boot.name,
-        "flavor_id": boot.flavor_id,
+        "flavorRef": boot.flavor_id,
         "networks": [{"port": port_id}],
         "metadata": {**boot.metadata, **boot.marks},
         "config_drive": boot.config_drive,
     }
     if boot.volume_size > 0:
         # The volume is the node's disk and goes with it (delete_on_termination).
-        attrs["block_device_mapping"] = [
+        attrs["block_device_mapping_v2"] = [
             {
                 "boot_index": 0,
                 "uuid": boot.image_id,
@@ -320,16 +331,15 @@ def _server_attrs(boot: BootSpec, port_id: str) -> dict[str, Any]:
             }
         ]
     else:
-        attrs["image_id"] = boot.image_id
+        attrs["imageRef"] = boot.image_id
     if boot.keypair:
         attrs["key_name"] = boot.keypair
     if boot.user_data:
         attrs["user_data"] = base64.b64encode(boot.user_data).decode()
     if boot.availability_zone:
         attrs["availability_zone"] = boot.availability_zone
-    if boot.server_group_id:
-        attrs["scheduler_hints"] = {"group": boot.server_group_id}
-    return attrs
+    hints = {"group": boot.server_group_id} if boot.server_group_id else {}
+    return attrs, ({"os:scheduler_hints": hints} if hints else {})
 
 
 async def _undo(p: Provider, boot: BootSpec, made: Mapping[str, str], cause: Exception) -> None:
@@ -352,7 +362,9 @@ async def _undo(p: Provider, boot: BootSpec, made: Mapping[str, str], cause: Exc
 async def _delete_server(p: Provider, server_id: str, name: str, *, timeout: float) -> None:
     compute = p.conn.compute
     await p.run(
-        lambda: compute.delete_server(server_id, ignore_missing=True),
+        lambda: rest.delete(
+            compute, f"/servers/{server_id}", microversion=rest.compute_microversion(compute)
+        ),
         f"delete server {name}",
         retry=RETRY_READ,
     )
@@ -392,7 +404,7 @@ async def delete_node(
     if fip_id:
         steps.append(
             p.run(
-                lambda: net.delete_ip(fip_id, ignore_missing=True),
+                lambda: rest.delete(net, f"/floatingips/{fip_id}"),
                 f"release the floating IP of {name}",
                 retry=RETRY_READ,
             )
@@ -405,7 +417,7 @@ async def delete_node(
         raise errors[0]
     if port_id:
         await p.run(
-            lambda: net.delete_port(port_id, ignore_missing=True),
+            lambda: rest.delete(net, f"/ports/{port_id}"),
             f"delete the port of {name}",
             retry=RETRY_READ,
         )
