@@ -49,12 +49,11 @@ def driver_params() -> list[click.Parameter]:
     seen: set[str] = set()
     for name in drivers.names():
         try:
-            cls = drivers.get(name)
+            hidden, table = drivers.hidden(name), drivers.options(name)
         except UsageError:
             continue  # a driver whose module is not in this build
-        hidden = bool(getattr(cls, "hidden", False))
-        names = {o.name for o in cls.options}
-        for opt in cls.options:
+        names = {o.name for o in table}
+        for opt in table:
             if opt.key in seen:
                 continue
             seen.add(opt.key)

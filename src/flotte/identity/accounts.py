@@ -37,12 +37,12 @@ def _bound(project: str, driver: str) -> str:
 
 def declared(driver: str) -> dict[str, bool]:
     """Option keys of ``driver`` with whether each is secret (unknown driver: UsageError)."""
-    return {o.key: o.secret for o in drivers.get(driver).options}
+    return {o.key: o.secret for o in drivers.options(driver)}
 
 
 def field_targets(driver: str) -> frozenset[str]:
     """Options of ``driver`` that a Magnum template field fills (flavor, image...)."""
-    return frozenset(o.key for o in drivers.get(driver).options if o.template_field)
+    return frozenset(o.key for o in drivers.options(driver) if o.template_field)
 
 
 def split_defaults(

@@ -26,17 +26,17 @@ SCOPES = ("machines", "clusters", "templates")
 
 def declared(driver: str) -> dict[str, bool]:
     """The option keys ``driver`` declares, each with whether it is secret."""
-    return {o.key: o.secret for o in drivers.get(driver).options}
+    return {o.key: o.secret for o in drivers.options(driver)}
 
 
 def field_keys(driver: str) -> dict[str, str]:
     """Magnum field -> the option of ``driver`` that takes it (``flavor_id`` -> ...)."""
-    return {o.template_field: o.key for o in drivers.get(driver).options if o.template_field}
+    return {o.template_field: o.key for o in drivers.options(driver) if o.template_field}
 
 
 def placement(driver: str) -> str | None:
     """The option of ``driver`` that says where a node goes (ssh: the host), if any."""
-    return next((o.key for o in drivers.get(driver).options if o.placement), None)
+    return next((o.key for o in drivers.options(driver) if o.placement), None)
 
 
 def only(driver_names: Iterable[str], options: Mapping[str, Any]) -> dict[str, Any]:
