@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from os_helpers import ADMIN, Cloud, cluster_group, leaked, machine_group, node_specs
+from os_helpers import ADMIN, DEMO, Cloud, cluster_group, leaked, machine_group, node_specs
 
 from flotte.drivers.openstack import connection as openstack_conn
 from flotte.errors import QuotaExceeded
@@ -193,9 +193,14 @@ async def test_a_server_nova_cannot_place_is_a_capacity_refusal(
     boot at once, so the watcher reads the fault from its ``servers/detail`` listing
     (plain JSON), not from one server's GET."""
     flavor = f"huge-{uuid.uuid4().hex[:6]}"
-    # more memory than the fake hypervisor has (800,000 MB), within the demo quota
+    # more memory than the fake hypervisor has (800,000 MB); the project's RAM quota
+    # is raised for both: a server in ERROR counts against it until deleted, so with
+    # the usual quota the second boot could be refused by Nova's API instead.
     cloud.osc("flavor create", "--ram", "1500000", "--vcpus", "1", "--disk", "1", flavor,
               cloud=ADMIN)  # fmt: skip
+    admin, project = cloud.connection(ADMIN), cloud.project(DEMO)
+    ram = admin.get_compute_quotas(project).ram
+    admin.set_compute_quotas(project, ram=ram + 3_000_000)
     try:
         before = cloud.inventory()
         driver = make_driver()
@@ -217,4 +222,5 @@ async def test_a_server_nova_cannot_place_is_a_capacity_refusal(
         assert await driver.leftovers(group.owner) == []
         assert leaked(cloud, before) == {}
     finally:
+        admin.set_compute_quotas(project, ram=ram)
         cloud.osc("flavor delete", flavor, cloud=ADMIN)
