@@ -338,8 +338,9 @@ def _server_body(boot: BootSpec, port_id: str) -> tuple[dict[str, Any], dict[str
         attrs["user_data"] = base64.b64encode(boot.user_data).decode()
     if boot.availability_zone:
         attrs["availability_zone"] = boot.availability_zone
-    hints = {"group": boot.server_group_id} if boot.server_group_id else {}
-    return attrs, ({"os:scheduler_hints": hints} if hints else {})
+    if not boot.server_group_id:
+        return attrs, {}
+    return attrs, {"os:scheduler_hints": {"group": boot.server_group_id}}
 
 
 async def _undo(p: Provider, boot: BootSpec, made: Mapping[str, str], cause: Exception) -> None:

@@ -38,6 +38,19 @@ class Doc:
         return f"Doc(id={self._raw.get('id')!r}, name={self._raw.get('name')!r})"
 
 
+def send(proxy: Any, method: str, path: str, *, gone_ok: bool = False, **kwargs: Any) -> Any:
+    """One request through an SDK service proxy, answered as JSON (blocking): its
+    ``requests`` response, an error raised as the SDK's exception; with ``gone_ok``,
+    None for a 404 (already deleted, or no longer there)."""
+    from openstack import exceptions as os_exc
+
+    response = getattr(proxy, method.lower())(path, headers=_JSON, **kwargs)
+    if gone_ok and response.status_code == 404:
+        return None
+    os_exc.raise_from_response(response)
+    return response
+
+
 def post(
     proxy: Any,
     path: str,
@@ -48,12 +61,9 @@ def post(
     extra: dict[str, Any] | None = None,
 ) -> Doc:
     """``POST path {key: body, **extra}``; the created resource (blocking)."""
-    from openstack import exceptions as os_exc
-
-    response = proxy.post(
-        path, json={key: body, **(extra or {})}, microversion=microversion, headers=_JSON
+    response = send(
+        proxy, "POST", path, json={key: body, **(extra or {})}, microversion=microversion
     )
-    os_exc.raise_from_response(response)
     created = response.json().get(key) or {}
     created.pop("adminPass", None)  # a new server's root password: flotte never uses it
     return Doc(created)
@@ -61,12 +71,7 @@ def post(
 
 def delete(proxy: Any, path: str, *, microversion: Any = None) -> None:
     """``DELETE path``; already gone (404) is done (blocking)."""
-    from openstack import exceptions as os_exc
-
-    response = proxy.delete(path, microversion=microversion, headers=_JSON)
-    if response.status_code == 404:
-        return
-    os_exc.raise_from_response(response)
+    send(proxy, "DELETE", path, gone_ok=True, microversion=microversion)
 
 
 def compute_microversion(compute: Any) -> Any:

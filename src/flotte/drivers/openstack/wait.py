@@ -24,7 +24,7 @@ from typing import Any
 
 from flotte.drivers.batch import Batcher, answers
 from flotte.drivers.openstack import rest
-from flotte.drivers.openstack.connection import Provider, status_of
+from flotte.drivers.openstack.connection import Provider
 from flotte.errors import DriverError, QuotaExceeded, TimeoutError_
 
 # A server matching a waiter's condition, or None once the server is gone.
@@ -286,8 +286,6 @@ class ServerWatcher:
     def _list(self, query: dict[str, Any], since: str | None) -> tuple[list[Listed], float | None]:
         """``GET /servers/detail``, every page, each server kept as Nova's JSON; and the
         time Nova answered (its ``Date``, epoch seconds), for the next ``changes-since``."""
-        from openstack import exceptions as os_exc
-
         compute = self.provider.conn.compute
         uri: str | None = "/servers/detail"
         params = {k: v for k, v in query.items() if k != "details"}
@@ -296,13 +294,9 @@ class ServerWatcher:
         listed: list[Listed] = []
         stamp: float | None = None
         while uri:
-            response = compute.get(
-                uri,
-                params=params,
-                microversion=self._microversion(),
-                headers={"Accept": "application/json"},
+            response = rest.send(
+                compute, "GET", uri, params=params, microversion=self._microversion()
             )
-            os_exc.raise_from_response(response)
             if stamp is None:
                 stamp = _date(response.headers.get("Date"))
             data = response.json()
@@ -315,26 +309,21 @@ class ServerWatcher:
 
     async def _get(self, server_id: str) -> Listed | None:
         """``GET /servers/{id}`` as a :class:`Listed`; None once Nova answers 404."""
-        from openstack import exceptions as os_exc
-
         compute = self.provider.conn.compute
 
         def get() -> Listed | None:
-            response = compute.get(
+            response = rest.send(
+                compute,
+                "GET",
                 f"/servers/{server_id}",
+                gone_ok=True,
                 microversion=self._microversion(),
-                headers={"Accept": "application/json"},
             )
-            if response.status_code == 404:
-                return None
-            os_exc.raise_from_response(response)
-            return Listed(response.json().get("server") or {})
+            return None if response is None else Listed(response.json().get("server") or {})
 
         try:
             return await self.provider.read(get, "get server", raw=True)
         except Exception as err:
-            if status_of(err) == 404:
-                return None
             raise DriverError(f"get server {server_id}: {err}") from err
 
 
