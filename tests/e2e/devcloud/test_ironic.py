@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.cli_zygote import run_openstack
 from fixtures.devcloud import DevCloud, flotte, wait_for
 from flotte.devcloud.ironic import NODE_COUNT, NODE_PREFIX, SCHEDULABLE, SCHEDULABLE_VERSION
 
@@ -30,15 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 def _osc(dc: DevCloud, *args: str, cloud: str | None = None) -> str:
     """python-openstackclient for commands that print nothing (no ``-f json``)."""
-    exe = Path(sys.executable).with_name("openstack")
-    res = subprocess.run(
-        [str(exe), "--os-cloud", cloud or dc.admin_cloud, *args],
-        capture_output=True,
-        text=True,
-        env=dc.env,
-        timeout=180,
-        check=False,
-    )
+    res = run_openstack(["--os-cloud", cloud or dc.admin_cloud, *args], dc.env, timeout=180)
     assert res.returncode == 0, f"openstack {' '.join(args)}: {res.stderr.strip()}"
     return res.stdout
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from fixtures.cli_zygote import run_openstack
 from fixtures.devcloud import QUIET_VERBS
 from flotte.drivers.base import GroupSpec
 from flotte.models import NodeSpec, Owner, Role
@@ -66,13 +66,11 @@ class Cloud:
 
     def osc(self, *args: str, cloud: str = DEMO, check: bool = True) -> Any:
         """Run one ``openstack`` command; JSON output parsed."""
-        argv = [str(VENV_BIN / "openstack"), *args[0].split(), *args[1:]]
+        argv = [*args[0].split(), *args[1:]]
         verb = args[0].split()[-1] if " " in args[0] else (args[1] if len(args) > 1 else "")
         if "-f" not in args and verb not in QUIET_VERBS:
             argv += ["-f", "json"]
-        done = subprocess.run(
-            argv, env=self.env(cloud), capture_output=True, text=True, timeout=120, check=False
-        )
+        done = run_openstack(argv, self.env(cloud), timeout=120)
         if check and done.returncode != 0:
             raise AssertionError(f"openstack {' '.join(args)}: {done.stderr.strip()}")
         out = done.stdout.strip()
@@ -81,15 +79,8 @@ class Cloud:
     def osc_many(self, commands: list[str], cloud: str = DEMO) -> list[Any]:
         """Several commands in one openstackclient process (its interactive mode)."""
         script = "".join(f"{c} -f json\n" for c in commands)
-        done = subprocess.run(
-            [str(VENV_BIN / "openstack")],
-            input=script,
-            env=self.env(cloud),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,  # interactive mode may exit 1 at end of input; the output counts
-        )
+        # interactive mode may exit 1 at end of input; the output counts
+        done = run_openstack([], self.env(cloud), timeout=300, stdin=script)
         decoder = json.JSONDecoder()
         text, pos, out = done.stdout, 0, []
         while len(out) < len(commands):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
+from fixtures.cli_zygote import run_openstack
 from flotte.identity.standalone import Standalone
 from flotte.jobs import EmbeddedJobs
 from flotte.jobs.base import NewJob
@@ -97,15 +97,6 @@ class Api:
         }
 
 
-def openstack_cli() -> str:
-    exe = Path(sys.executable).with_name("openstack")
-    if not exe.exists():
-        raise AssertionError(
-            f"{exe} missing: pip install python-openstackclient python-magnumclient"
-        )
-    return str(exe)
-
-
 def client_env(base: dict[str, str]) -> dict[str, str]:
     """The environment of the official client: no OS_* of the caller leaks in."""
     env = {k: v for k, v in base.items() if not k.startswith("OS_")}
@@ -147,14 +138,7 @@ class OpenStack:
     def run(
         self, *args: str, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [openstack_cli(), *self.auth, *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            check=False,
-        )
+        res = run_openstack([*self.auth, *args], self.env, timeout)
         if check and res.returncode != 0:
             raise AssertionError(
                 f"openstack {' '.join(args)} exited {res.returncode}: {res.stderr.strip()[-2000:]}"
