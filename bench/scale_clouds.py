@@ -145,6 +145,7 @@ def ec2_case(size: int, latency: float) -> dict[str, Any]:
             same = _ec2_floor(url, latency, size, same=True)
         with _moto(tmp, "flotte") as url, CountingProxy(url, latency=latency) as proxy:
             env = {"FLOTTE_HOME": f"{tmp}/home"}
+            first = scale_run.first_use(env)
             before = proxy.snapshot()
             create = scale_run.flotte(
                 ["cluster", "create", "big", "--driver", "ec2", "--master-count", "3",
@@ -162,6 +163,7 @@ def ec2_case(size: int, latency: float) -> dict[str, Any]:
         "latency_ms": round(latency * 1000),
         "floor": floor,
         "floor_same_request": same,
+        "first_use": first,
         "create": _per_node(create, delta(created, before), size),
         "delete": _per_node(delete, delta(deleted, created), size),
         "load": scale_run.load(),
@@ -271,6 +273,7 @@ def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) 
                 base = oc.run_floor(size, wait=ACTIVE_WAIT)
                 base["api_calls"] = base["calls_create"]  # its own session hook, create only
             env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
+            first = scale_run.first_use(env)
             before = counts()
             create = scale_run.flotte(
                 ["cluster", "create", "big", "--driver", "openstack", "--master-count", "3",
@@ -299,6 +302,7 @@ def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) 
         "cloud": cloud,
         "quota_raised_by": room,
         "floor": base,
+        "first_use": first,
         "create": _per_node(create, created, size),
         "delete": _per_node(delete, deleted, size),
         "ratio_to_floor": None
@@ -373,6 +377,7 @@ def local_case(size: int) -> dict[str, Any]:
         env = {"FLOTTE_HOME": f"{tmp}/home"}
         # The node image is built once and kept: building it is not the create's time.
         scale_run.python(["-c", BUILD_IMAGE], env).check()
+        first = scale_run.first_use(env)
         mem0, rss0 = _meminfo(), _rss_of(names)
         name = f"scale{os.getpid()}"
         create = scale_run.flotte(
@@ -387,6 +392,7 @@ def local_case(size: int) -> dict[str, Any]:
     mib = 1024 * 1024
     return {
         "nodes": size,
+        "first_use": first,
         "create": {**_per_node(create, {}, size), "ok": create.returncode == 0,
                    "error": create.stderr[-500:] if create.returncode else ""},
         "delete": {**delete.figures(), "ok": delete.returncode == 0},

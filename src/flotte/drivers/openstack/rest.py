@@ -11,9 +11,15 @@ so retries and messages do not change.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 _JSON = {"Accept": "application/json"}
+
+# Per compute proxy, asked once: its microversion does not change while the process
+# lives, and asking keystoneauth walks the catalog and the discovery cache, copying
+# their data, on every POST and DELETE of a server and every poll.
+_microversions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 class Doc:
@@ -76,6 +82,10 @@ def delete(proxy: Any, path: str, *, microversion: Any = None) -> None:
 
 def compute_microversion(compute: Any) -> Any:
     """The microversion the SDK's own server calls use, so bodies and fields match."""
-    from openstack.compute.v2.server import Server
+    try:
+        return _microversions[compute]
+    except KeyError:
+        from openstack.compute.v2.server import Server
 
-    return Server._get_microversion(compute)
+        version = _microversions[compute] = Server._get_microversion(compute)
+        return version
