@@ -80,8 +80,8 @@ def flotte(
 def first_use(env: Mapping[str, str]) -> dict[str, Any]:
     """Make the state database of ``env``'s FLOTTE_HOME, as a user's first command does;
     its figures. The commands measured after it count their own work only: the schema is
-    made once per installation (about 0.8 s of CPU, which a 200-node create's CPU per node
-    would carry as 4 ms)."""
+    made once per installation (0.8-1.3 s of CPU measured, which a 200-node create's CPU
+    per node would carry as 4-6 ms)."""
     return flotte(["machine", "ls"], env, counted=False).check().figures()
 
 

@@ -430,7 +430,7 @@ class DevCloud:
         if stopped or self._state().get("docker"):
             # Its containers and networks go with it: Nova forgets fake instances too.
             agent.cleanup(self.layout.root)
-        stopped += [name for name in reversed(IRONIC_PROCESSES) if procs.stop(self.layout, name)]
+        stopped += ironic.stop_processes(self.layout)
         openstack = [name for name in reversed(PROCESSES) if name not in backing]
         with ThreadPoolExecutor(max_workers=len(openstack)) as pool:
             results = list(pool.map(lambda n: procs.stop(self.layout, n), openstack))

@@ -280,9 +280,17 @@ def stop(layout: Layout, conn: Any | None) -> list[str]:
     call over RPC) to mark its providers disabled, and a stopped service left the API
     waiting out the RPC timeout (58 s of the 71 s a ``up --no-ironic`` took).
     """
-    if conn is not None:
-        set_flavor(conn, ironic=False)
-        for svc in _computes(conn):
-            if svc.status != "disabled":
-                conn.compute.disable_service(svc, disabled_reason="devcloud: bare metal off")
+    try:
+        if conn is not None:
+            set_flavor(conn, ironic=False)
+            for svc in _computes(conn):
+                if svc.status != "disabled":
+                    conn.compute.disable_service(svc, disabled_reason="devcloud: bare metal off")
+    finally:  # an API that fails leaves no Ironic process running, as before
+        stopped = stop_processes(layout)
+    return stopped
+
+
+def stop_processes(layout: Layout) -> list[str]:
+    """Stop Ironic's processes, nova-compute's first; the names of those that ran."""
     return [name for name in reversed(IRONIC_PROCESSES) if procs.stop(layout, name)]
