@@ -8,12 +8,15 @@ it. Networks no container of this devcloud uses any more are removed.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import docker
+
+from flotte.errors import FlotteError
 
 LABEL = "flotte.devcloud"
 EXT_NETWORK = "devcloud-ext"
@@ -52,13 +55,38 @@ class DockerNetworks:
             sub = self.subnet(sid)
             if sub.ip_version == 4:
                 pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
-        self.docker.networks.create(
-            name,
-            driver="bridge",
-            ipam=docker.types.IPAMConfig(pool_configs=pools),
-            labels={LABEL: self.label, "flotte.devcloud.neutron": neutron_id},
-        )
+        self._bridge(name, pools, {LABEL: self.label, "flotte.devcloud.neutron": neutron_id})
         return name
+
+    def _bridge(self, name: str, pools: list[Any], labels: dict[str, str]) -> Any:
+        """A bridge network on Neutron's addresses; one clear error when a Docker network
+        that is not devcloud's holds them already."""
+        import docker.errors
+        import docker.types
+
+        try:
+            return self.docker.networks.create(
+                name,
+                driver="bridge",
+                ipam=docker.types.IPAMConfig(pool_configs=pools),
+                labels=labels,
+            )
+        except docker.errors.APIError as err:
+            if "overlap" not in str(err.explanation or "").lower():
+                raise
+            wanted = [ipaddress.ip_network(pool["Subnet"]) for pool in pools]
+            holders = [
+                f"{net.name} ({cidr})"
+                for net in self.docker.networks.list()
+                for cidr in _subnets(net)
+                if any(cidr.overlaps(w) for w in wanted)
+            ]
+            raise FlotteError(
+                f"Docker network {', '.join(holders) or '(unknown)'} holds addresses of "
+                f"{', '.join(map(str, wanted))}, so devcloud cannot make {name}",
+                hint="remove that network (docker network rm NAME), or give Docker other "
+                "address pools (default-address-pools in /etc/docker/daemon.json)",
+            ) from err
 
     def endpoints(self, ports: list[Any]) -> list[tuple[str, str]]:
         """(docker network, IPv4 address) for each of the server's ports."""
@@ -101,12 +129,7 @@ class DockerNetworks:
             sub = self.subnet(sid)
             if sub.ip_version == 4:
                 pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
-        return self.docker.networks.create(
-            EXT_NETWORK,
-            driver="bridge",
-            ipam=docker.types.IPAMConfig(pool_configs=pools),
-            labels={LABEL: self.label},
-        )
+        return self._bridge(EXT_NETWORK, pools, {LABEL: self.label})
 
     def prune(self) -> None:
         # A network's own "Containers" lists running ones only: a stopped server's
@@ -118,3 +141,13 @@ class DockerNetworks:
         for net in self.docker.networks.list(filters=flt):
             if net.name not in used and net.name != EXT_NETWORK:
                 net.remove()
+
+
+def _subnets(net: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The subnets a Docker network's IPAM holds (the listing leaves them out: reload)."""
+    try:
+        net.reload()
+    except Exception:  # removed meanwhile: it holds nothing
+        return []
+    configs = (net.attrs.get("IPAM") or {}).get("Config") or []
+    return [ipaddress.ip_network(c["Subnet"], strict=False) for c in configs if c.get("Subnet")]

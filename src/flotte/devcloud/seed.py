@@ -70,7 +70,11 @@ IMAGE_PROPERTIES = {
 }
 
 EXT_NET = "ext-net"
-EXT_POOL_CIDR = "172.24.4.0/24"
+# Outside Docker's default address pools (172.17-31.0.0/16, 192.168.0.0/16), which
+# devstack's 172.24.4.0/24 is in: Docker gave a network of its own 172.24.0.0/16 while
+# devcloud-ext was down, and the floating IPs' bridge could not be made (CI, 2026-12-03).
+# 198.18.0.0/15 is set aside for benchmarking networks (RFC 2544): no lab routes it.
+EXT_POOL_CIDR = "198.18.4.0/24"
 TENANT_POOL_CIDR = "10.42.0.0/16"
 DEMO_NET = "formation-net"
 DEMO_CIDR = "10.42.1.0/24"

@@ -6,6 +6,7 @@ Each check goes through openstacksdk and is confirmed with python-openstackclien
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 import uuid
@@ -137,12 +138,15 @@ def test_server_with_keypair_secgroup_floating_ip(devcloud: DevCloud, demo: Any)
         # Bound by devcloud's ML2 driver (binding fields are for admins only).
         admin = devcloud.connect(devcloud.admin_cloud)
         assert admin.network.get_port(port.id).binding_vif_type == "ovs"
-        admin.close()
         fip = demo.network.create_ip(floating_network_id=ext.id)
         demo.network.update_ip(fip, port_id=port.id)
         shown = devcloud.openstack("floating ip", "show", fip.floating_ip_address)
         assert shown["port_id"] == port.id
-        assert fip.floating_ip_address.startswith("172.24.4.")
+        (ext_subnet,) = admin.network.subnets(network_id=ext.id)
+        admin.close()
+        assert ipaddress.ip_address(fip.floating_ip_address) in ipaddress.ip_network(
+            ext_subnet.cidr
+        )
     finally:
         if fip is not None:
             demo.network.delete_ip(fip)

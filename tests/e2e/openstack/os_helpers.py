@@ -50,6 +50,7 @@ class Cloud:
 
     clouds_yaml: Path
     _connections: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _ext_cidr: Any = field(default=None, repr=False, compare=False)
 
     def env(self, cloud: str = DEMO) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
@@ -63,6 +64,15 @@ class Cloud:
 
         data = yaml.safe_load(self.clouds_yaml.read_text())
         return str(data["clouds"][cloud]["auth"]["project_name"])
+
+    def floating(self, address: str) -> bool:
+        """Whether ``address`` is in ext-net's subnet (a floating IP devcloud gave)."""
+        import ipaddress
+
+        if self._ext_cidr is None:
+            subnet = self.osc("subnet", "show", "ext-subnet", cloud=ADMIN)
+            self._ext_cidr = ipaddress.ip_network(subnet["cidr"])
+        return ipaddress.ip_address(address) in self._ext_cidr
 
     def osc(self, *args: str, cloud: str = DEMO, check: bool = True) -> Any:
         """Run one ``openstack`` command; JSON output parsed."""
