@@ -116,6 +116,31 @@ def per_node(figures: dict[str, Any], size: int) -> dict[str, Any]:
     return out
 
 
+def growth(runs: list[dict[str, Any]], at: int = 1000) -> dict[str, Any] | None:
+    """How flotte's create CPU grows between this run's two largest sizes.
+
+    ``cpu_s / nodes`` at one size carries the command's fixed cost (imports, login,
+    lookups: about a second) spread over the nodes, so it falls as sizes grow. The slope
+    between two sizes measured in the same run is what one more node costs; with the
+    fixed part it gives the figure at ``at`` nodes where the peer cannot hold that many
+    (devcloud's external network is a /24). A projection, marked as one.
+    """
+    sized = sorted((r for r in runs if "cpu_s" in r.get("create", {})), key=lambda r: r["nodes"])
+    if len(sized) < 2 or sized[-1]["nodes"] == sized[-2]["nodes"]:
+        return None
+    a, b = sized[-2], sized[-1]
+    slope = (b["create"]["cpu_s"] - a["create"]["cpu_s"]) / (b["nodes"] - a["nodes"])
+    fixed = b["create"]["cpu_s"] - slope * b["nodes"]
+    return {
+        "from_nodes": a["nodes"],
+        "to_nodes": b["nodes"],
+        "cpu_ms_per_added_node": round(1000 * slope, 2),
+        "fixed_cpu_s": round(fixed, 3),
+        "projected_at": at,
+        "projected_cpu_ms_per_node": round(1000 * (fixed + slope * at) / at, 2),
+    }
+
+
 def verdict(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Each target with the figure that meets or misses it (None: not measured)."""
     t = TARGETS
@@ -194,6 +219,7 @@ def main() -> None:
                 sizes_given = {r["nodes"] for r in runs}
                 kept = [r for r in results.get(driver, []) if r["nodes"] not in sizes_given]
                 results[driver] = sorted(kept + runs, key=lambda r: int(r["nodes"]))
+    growths: dict[str, Any] = {}  # from this run's sizes only: same load, same code
     for driver in drivers:
         sizes = chosen or table[driver]
         runs = []
@@ -209,6 +235,13 @@ def main() -> None:
                 runs.append(scale_clouds.local_case(size))
             else:
                 parser.error(f"unknown driver {driver!r} (cli, ec2, openstack, local)")
+        grew = growth(runs)
+        if grew is not None:
+            # beside the verdict, not in it: a projection meets or misses no target
+            grew["within_target_if_linear"] = (
+                grew["projected_cpu_ms_per_node"] <= TARGETS["cpu_ms_per_node"]
+            )
+            growths[driver] = grew
         keep = [r for r in results.get(driver, []) if r["nodes"] not in sizes]
         results[driver] = sorted(keep + runs, key=lambda r: int(r["nodes"]))
     report = {
@@ -223,6 +256,7 @@ def main() -> None:
         "results": results,
         "targets": TARGETS,
         "verdict": verdict(results),
+        "growth": growths,
     }
     if not args.no_plots:
         report["plots"] = scale_plot.draw(results, Path(args.plots))
