@@ -46,6 +46,18 @@ class Worker:
                 found.add(line.split("job cluster.create ", 1)[1].split(":", 1)[0])
         return found
 
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the worker says it serves: its start (database, the job queue's schema
+        under its advisory lock) is over, so stopping it now freezes no start-up lock."""
+        deadline = time.monotonic() + timeout
+        while "flotte serve: worker" not in self.log.read_text(errors="replace"):
+            assert self.proc.poll() is None, f"{self.name} exited: {self.tail()}"
+            assert time.monotonic() < deadline, f"{self.name} did not start: {self.tail()}"
+            time.sleep(0.2)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-1500:]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -71,6 +83,10 @@ def env(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[st
 @pytest.fixture
 def workers(env: dict[str, str], tmp_path: Path) -> Iterator[list[Worker]]:
     started = [Worker(n, env, tmp_path / f"{n}.log") for n in ("worker-a", "worker-b")]
+    # Both started before a test sends a signal: a worker stopped (SIGSTOP) in the middle
+    # of its start would hold what the other's start waits for.
+    for w in started:
+        w.wait_ready()
     yield started
     for w in started:
         w.stop()
@@ -110,7 +126,9 @@ def test_two_workers_share_creates_and_finish_a_killed_ones_jobs(
     a, b = workers
     deadline = time.monotonic() + 60
     while not (a.ran("started") and b.ran("started")):  # both took work
-        assert time.monotonic() < deadline, "the two workers did not both start jobs"
+        assert time.monotonic() < deadline, (
+            f"the two workers did not both start jobs: {a.tail()} / {b.tail()}"
+        )
         time.sleep(0.2)
     time.sleep(1.5)  # a's creates are now half made in the cloud
     killed_during = a.ran("started") - a.ran("done")
@@ -162,7 +180,7 @@ def test_a_worker_stopped_with_sigterm_hands_its_jobs_back_at_once(
         job = asyncio.run(submit())
         deadline = time.monotonic() + 60
         while "t0" not in a.ran("started"):
-            assert time.monotonic() < deadline, "worker-a did not start the create"
+            assert time.monotonic() < deadline, f"worker-a did not start the create: {a.tail()}"
             time.sleep(0.2)
         time.sleep(1)  # mid-create (about 16 s long: longer than the grace)
         a.stop()  # SIGTERM: 5 s of grace, then the job is put back in the queue
