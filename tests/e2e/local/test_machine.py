@@ -137,6 +137,28 @@ def test_machine_lifecycle(
     assert json.loads(flotte("machine", "ls", "-f", "json").stdout) == []
 
 
+def test_commands_after_eval_of_machine_env(
+    flotte: Flotte, docker_engine: docker.DockerClient
+) -> None:
+    """The README's steps: after `eval $(flotte machine env box)` the DOCKER_* variables
+    point at box's engine; flotte's own commands still find the local machines on this
+    host's engine (they showed Error, and rm failed)."""
+    flotte("machine", "create", "-d", "local", "box")
+    exported = flotte("machine", "env", "box", "--shell", "bash").stdout
+    env = dict(
+        line.removeprefix("export ").replace('"', "").split("=", 1)
+        for line in exported.splitlines()
+        if line.startswith("export ")
+    )
+    assert env["DOCKER_MACHINE_NAME"] == "box" and env["DOCKER_HOST"].startswith("tcp://")
+    ls = json.loads(flotte("machine", "ls", "-f", "json", env=env).stdout)
+    assert [(m["name"], m["state"], m["active"]) for m in ls] == [("box", "Running", "*")]
+    assert flotte("machine", "status", "box", env=env).stdout.strip() == "Running"
+    flotte("machine", "rm", "-y", "box", env=env)
+    assert flotte.owned(docker_engine, machine="box") == []
+    assert json.loads(flotte("machine", "ls", "-f", "json").stdout) == []
+
+
 def test_two_machines_share_a_network_until_the_last_goes(
     flotte: Flotte, docker_engine: docker.DockerClient
 ) -> None:

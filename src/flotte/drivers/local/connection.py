@@ -27,13 +27,31 @@ log = logging.getLogger(__name__)
 _privileged_ok: dict[str, bool] = {}  # engine ID -> does --privileged work
 
 
+# What `flotte machine env` (and docker-machine's) export to point the docker CLI at a
+# machine: with DOCKER_MACHINE_NAME set, DOCKER_HOST is that machine's engine, not the
+# one this host's local machines run on. After `eval $(flotte machine env box)`, taking
+# it made `machine ls` show every local machine in Error and `machine rm` fail (the
+# README's own steps, 2026-12-03).
+_MACHINE_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+
+
+def engine_env() -> dict[str, str]:
+    """The environment that names the engine local machines run on."""
+    env = dict(os.environ)
+    if env.get("DOCKER_MACHINE_NAME"):
+        for key in _MACHINE_ENV:
+            env.pop(key, None)
+    return env
+
+
 def local_client() -> docker.DockerClient:
-    """The local engine (DOCKER_HOST or the default socket), or one clear error."""
+    """The local engine (DOCKER_HOST or the default socket; not a machine's engine that
+    ``machine env`` points at), or one clear error."""
     import docker
     import docker.errors
 
     try:
-        client = docker.from_env(timeout=120)
+        client = docker.from_env(timeout=120, environment=engine_env())
         client.ping()
     except docker.errors.DockerException as err:
         raise Unreachable(
@@ -66,7 +84,7 @@ class Engine:
     @property
     def docker(self) -> docker.DockerClient:
         if self._client is None:
-            where = os.environ.get("DOCKER_HOST", "")
+            where = engine_env().get("DOCKER_HOST", "")
             self._client = self._pool.get(("docker", where), local_client)
         return self._client
 

@@ -9,9 +9,9 @@ cost is taken as 160 MiB, and 1 GiB is left to the host, its engine and flotte.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from flotte.drivers.local.connection import engine_env
 from flotte.errors import QuotaExceeded
 
 NODE_MIB = 160
@@ -31,7 +31,7 @@ def available_mib(meminfo: Path = Path("/proc/meminfo")) -> int | None:
 
 def engine_is_here() -> bool:
     """The engine runs on this host (its socket), so this host's memory is its memory."""
-    host = os.environ.get("DOCKER_HOST", "")
+    host = engine_env().get("DOCKER_HOST", "")
     return not host or host.startswith(("unix://", "npipe://"))
 
 
