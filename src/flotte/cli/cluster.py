@@ -346,7 +346,7 @@ def export(name: str, fmt: str, path: str | None) -> None:
 )
 def config(name: str, directory: str | None, force: bool, shell: str | None) -> None:
     """TLS material and environment for the cluster's Docker API (like Magnum's)."""
-    from flotte.cli.machine import _shell_hint, default_shell, format_env
+    from flotte.cli.shell_env import default_shell, format_env, shell_hint
     from flotte.config import write_public, write_secret
 
     svc = service()
@@ -367,7 +367,7 @@ def config(name: str, directory: str | None, force: bool, shell: str | None) -> 
             writer(target / fname, src.read_bytes())
         env["DOCKER_CERT_PATH"] = str(target.resolve())
     shell = shell or default_shell()
-    click.echo(format_env(env, shell, False, _shell_hint(shell, f"flotte cluster config {name}")))
+    click.echo(format_env(env, shell, False, shell_hint(shell, f"flotte cluster config {name}")))
     click.echo(f"# or: docker --context flotte-{name} ...")
 
 
@@ -379,12 +379,12 @@ def config(name: str, directory: str | None, force: bool, shell: str | None) -> 
 @click.option("-u", "--unset", is_flag=True)
 def env_(name: str, shell: str | None, unset: bool) -> None:
     """Shell commands that point the docker CLI at the cluster's manager."""
-    from flotte.cli.machine import _shell_hint, default_shell, format_env
+    from flotte.cli.shell_env import default_shell, format_env, shell_hint
 
     svc = service()
     shell = shell or default_shell()
     values = svc.machines.env(name)
-    click.echo(format_env(values, shell, unset, _shell_hint(shell, f"flotte cluster env {name}")))
+    click.echo(format_env(values, shell, unset, shell_hint(shell, f"flotte cluster env {name}")))
 
 
 @cluster.command("load-image")

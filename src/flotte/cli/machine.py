@@ -23,6 +23,7 @@ from flotte.cli.common import (
     split_driver_options,
 )
 from flotte.cli.output import format_option, render_record, render_rows
+from flotte.cli.shell_env import ENV_KEYS, SHELLS, default_shell, format_env, shell_hint
 from flotte.errors import UsageError
 
 if TYPE_CHECKING:
@@ -364,56 +365,24 @@ def rm(names: tuple[str, ...], force: bool, yes: bool, purge: bool) -> None:
     )
 
 
-SHELLS = ("bash", "zsh", "fish", "powershell", "cmd", "tcsh")
-
-
-def format_env(env: dict[str, str], shell: str, unset: bool, hint: str) -> str:
-    lines = []
-    for key, value in env.items():
-        if shell == "fish":
-            lines.append(f"set -e {key};" if unset else f'set -gx {key} "{value}";')
-        elif shell == "powershell":
-            lines.append(f"Remove-Item Env:\\{key}" if unset else f'$Env:{key} = "{value}"')
-        elif shell == "cmd":
-            lines.append(f"SET {key}=" if unset else f"SET {key}={value}")
-        elif shell == "tcsh":
-            lines.append(f"unsetenv {key};" if unset else f'setenv {key} "{value}";')
-        else:
-            lines.append(f"unset {key}" if unset else f'export {key}="{value}"')
-    comment = "REM" if shell == "cmd" else "#"
-    lines.append(f"{comment} Run this command to configure your shell:")
-    lines.append(f"{comment} {hint}")
-    return "\n".join(lines)
-
-
-def _shell_hint(shell: str, cmd: str) -> str:
-    if shell == "fish":
-        return f"eval ({cmd})"
-    if shell == "powershell":
-        return f"& {cmd} | Invoke-Expression"
-    if shell == "cmd":
-        return f"@FOR /f \"tokens=*\" %i IN ('{cmd}') DO @%i"
-    return f"eval $({cmd})"
-
-
-def default_shell() -> str:
-    name = os.path.basename(os.environ.get("SHELL", "bash"))
-    return name if name in SHELLS else "bash"
-
-
 @machine.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option(
     "--shell", type=click.Choice(SHELLS), default=None, help="Shell syntax (default: $SHELL)."
 )
 @click.option("-u", "--unset", is_flag=True, help="Print commands that unset the variables.")
-def env(name: str, shell: str | None, unset: bool) -> None:
-    """Shell commands that point the docker CLI at a machine."""
+def env(name: str | None, shell: str | None, unset: bool) -> None:
+    """Shell commands that point the docker CLI at a machine (-u: away from it)."""
     shell = shell or default_shell()
-    svc = service()
-    values = svc.machines.env(name)
-    cmd = f"flotte machine env{' -u' if unset else ''} {name}"
-    click.echo(format_env(values, shell, unset, _shell_hint(shell, cmd)))
+    if unset:
+        # as docker-machine's: no machine needed, so it works after the machine's rm
+        values = dict.fromkeys(ENV_KEYS, "")
+    elif name is None:
+        raise UsageError("give the machine's NAME (flotte machine ls lists them)")
+    else:
+        values = service().machines.env(name)
+    cmd = f"flotte machine env{' -u' if unset else ''}{f' {name}' if name else ''}"
+    click.echo(format_env(values, shell, unset, shell_hint(shell, cmd)))
 
 
 @machine.command()

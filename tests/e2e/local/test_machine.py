@@ -156,6 +156,10 @@ def test_commands_after_eval_of_machine_env(
     assert flotte("machine", "status", "box", env=env).stdout.strip() == "Running"
     flotte("machine", "rm", "-y", "box", env=env)
     assert flotte.owned(docker_engine, machine="box") == []
+    # docker-machine's way out, with or without the (now removed) machine's name
+    for args in (("-u",), ("-u", "box")):
+        unset = flotte("machine", "env", *args, "--shell", "bash", env=env).stdout
+        assert {f"unset {key}" for key in env} <= set(unset.splitlines())
     assert json.loads(flotte("machine", "ls", "-f", "json").stdout) == []
 
 
