@@ -178,6 +178,12 @@ class NodeRecord:
         return str(self.data.get("private_address") or self.address)
 
 
+# The variables that point the docker CLI at one engine, docker-machine's names: what
+# ``machine env`` exports and ``env -u`` unsets. DOCKER_MACHINE_NAME set says the others
+# name a machine's engine (not the one local machines run on).
+DOCKER_ENV = ("DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_MACHINE_NAME")
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """How to reach a node: its Docker engine over TLS, and a shell."""

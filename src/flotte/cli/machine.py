@@ -23,7 +23,7 @@ from flotte.cli.common import (
     split_driver_options,
 )
 from flotte.cli.output import format_option, render_record, render_rows
-from flotte.cli.shell_env import ENV_KEYS, SHELLS, default_shell, format_env, shell_hint
+from flotte.cli.shell_env import SHELLS, default_shell, format_env, shell_hint
 from flotte.errors import UsageError
 
 if TYPE_CHECKING:
@@ -376,7 +376,9 @@ def env(name: str | None, shell: str | None, unset: bool) -> None:
     shell = shell or default_shell()
     if unset:
         # as docker-machine's: no machine needed, so it works after the machine's rm
-        values = dict.fromkeys(ENV_KEYS, "")
+        from flotte.models import DOCKER_ENV
+
+        values = dict.fromkeys(DOCKER_ENV, "")
     elif name is None:
         raise UsageError("give the machine's NAME (flotte machine ls lists them)")
     else:

@@ -40,7 +40,3 @@ def shell_hint(shell: str, cmd: str) -> str:
 def default_shell() -> str:
     name = os.path.basename(os.environ.get("SHELL", "bash"))
     return name if name in SHELLS else "bash"
-
-
-# What ``env`` exports, and ``env -u`` unsets (docker-machine's names).
-ENV_KEYS = ("DOCKER_TLS_VERIFY", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_MACHINE_NAME")

@@ -43,27 +43,24 @@ class DockerNetworks:
 
     def _network_locked(self, name: str, subnet_ids: list[str], neutron_id: str) -> str:
         import docker.errors
-        import docker.types
 
         try:
             self.docker.networks.get(name)
             return name
         except docker.errors.NotFound:
             pass
-        pools = []
-        for sid in subnet_ids:
-            sub = self.subnet(sid)
-            if sub.ip_version == 4:
-                pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
-        self._bridge(name, pools, {LABEL: self.label, "flotte.devcloud.neutron": neutron_id})
+        labels = {LABEL: self.label, "flotte.devcloud.neutron": neutron_id}
+        self._bridge(name, subnet_ids, labels)
         return name
 
-    def _bridge(self, name: str, pools: list[Any], labels: dict[str, str]) -> Any:
-        """A bridge network on Neutron's addresses; one clear error when a Docker network
-        that is not devcloud's holds them already."""
+    def _bridge(self, name: str, subnet_ids: list[str], labels: dict[str, str]) -> Any:
+        """A bridge network on the IPv4 subnets (Neutron's) and their gateways; one clear
+        error when a Docker network that is not devcloud's holds them already."""
         import docker.errors
         import docker.types
 
+        subs = [sub for sub in map(self.subnet, subnet_ids) if sub.ip_version == 4]
+        pools = [docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip) for sub in subs]
         try:
             return self.docker.networks.create(
                 name,
@@ -74,7 +71,7 @@ class DockerNetworks:
         except docker.errors.APIError as err:
             if "overlap" not in str(err.explanation or "").lower():
                 raise
-            wanted = [ipaddress.ip_network(pool["Subnet"]) for pool in pools]
+            wanted = [ipaddress.ip_network(sub.cidr) for sub in subs]
             holders = [
                 f"{net.name} ({cidr})"
                 for net in self.docker.networks.list()
@@ -117,19 +114,13 @@ class DockerNetworks:
 
     def _ext_network_locked(self) -> Any:
         import docker.errors
-        import docker.types
 
         try:
             return self.docker.networks.get(EXT_NETWORK)
         except docker.errors.NotFound:
             pass
         ext = self.conn.network.find_network("ext-net", ignore_missing=False)
-        pools = []
-        for sid in ext.subnet_ids:
-            sub = self.subnet(sid)
-            if sub.ip_version == 4:
-                pools.append(docker.types.IPAMPool(subnet=sub.cidr, gateway=sub.gateway_ip))
-        return self._bridge(EXT_NETWORK, pools, {LABEL: self.label})
+        return self._bridge(EXT_NETWORK, list(ext.subnet_ids), {LABEL: self.label})
 
     def prune(self) -> None:
         # A network's own "Containers" lists running ones only: a stopped server's

@@ -16,7 +16,7 @@ from flotte import certificates, contexts, listing
 from flotte.drivers.base import Driver
 from flotte.engine.executor import errors_line
 from flotte.errors import AlreadyExists, PlanFailed, UsageError
-from flotte.models import EngineOptions, NodeSpec, NodeState, Role
+from flotte.models import DOCKER_ENV, EngineOptions, NodeSpec, NodeState, Role
 from flotte.planner import Plan, Recorded, RecordedNode, plan
 from flotte.service import migration_imported as imported
 from flotte.service import options as opts
@@ -372,12 +372,9 @@ class Machines:
             raise UsageError(f"machine {name!r} has no Docker engine yet (status {node.status})")
         else:
             endpoint = node.endpoint
-        return {
-            "DOCKER_TLS_VERIFY": "1",
-            "DOCKER_HOST": endpoint.docker_url,
-            "DOCKER_CERT_PATH": endpoint.tls_dir or str(self.inst.ca.client.directory),
-            "DOCKER_MACHINE_NAME": name,
-        }
+        certs = endpoint.tls_dir or str(self.inst.ca.client.directory)
+        # in DOCKER_ENV's order: TLS_VERIFY, HOST, CERT_PATH, MACHINE_NAME
+        return dict(zip(DOCKER_ENV, ("1", endpoint.docker_url, certs, name), strict=True))
 
     async def engine_versions(self, nodes: list[Node], timeout: float = 3.0) -> dict[str, str]:
         """Docker version of each engine, asked in parallel (for ``ls``)."""

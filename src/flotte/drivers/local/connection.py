@@ -18,6 +18,7 @@ from flotte.config import write_public
 from flotte.drivers.base import ClientPool
 from flotte.drivers.local.image import ensure_node_image
 from flotte.errors import Unreachable
+from flotte.models import DOCKER_ENV
 
 if TYPE_CHECKING:
     import docker
@@ -27,19 +28,17 @@ log = logging.getLogger(__name__)
 _privileged_ok: dict[str, bool] = {}  # engine ID -> does --privileged work
 
 
-# What `flotte machine env` (and docker-machine's) export to point the docker CLI at a
-# machine: with DOCKER_MACHINE_NAME set, DOCKER_HOST is that machine's engine, not the
-# one this host's local machines run on. After `eval $(flotte machine env box)`, taking
-# it made `machine ls` show every local machine in Error and `machine rm` fail (the
-# README's own steps, 2026-12-03).
-_MACHINE_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
-
-
 def engine_env() -> dict[str, str]:
-    """The environment that names the engine local machines run on."""
+    """The environment that names the engine local machines run on.
+
+    With DOCKER_MACHINE_NAME set (``flotte machine env``, docker-machine's env), the
+    DOCKER_* variables name that machine's engine, not this host's. After
+    ``eval $(flotte machine env box)``, taking them made ``machine ls`` show every local
+    machine in Error and ``machine rm`` fail (the README's own steps, 2026-12-03).
+    """
     env = dict(os.environ)
     if env.get("DOCKER_MACHINE_NAME"):
-        for key in _MACHINE_ENV:
+        for key in DOCKER_ENV:
             env.pop(key, None)
     return env
 
