@@ -154,11 +154,16 @@ def test_overflow_devcloud_to_ssh(
                 time.sleep(2)
             placed = docker_cli("service", "ps", "hello", "--format", "{{.Node}}").split()
             assert sorted(placed) == sorted(nodes), placed  # one replica per node, both sites
+            # Swarm's DNS learns remote tasks by gossip: under load (CI, stop 28) a task
+            # of a running 5/5 service was missing from tasks.hello for a while, so the
+            # probe asks again (up to a minute) until every replica has answered.
             fetch = (
                 "get() { exec 3<>/dev/tcp/$1/80 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 "
                 "&& tail -n 1 <&3; exec 3>&-; }; "
-                "for ip in $(getent ahostsv4 tasks.hello | cut -d' ' -f1 | sort -u); do get $ip;"
-                " done; echo by-name: $(get hello)"
+                "for try in $(seq 30); do out=$(for ip in $(getent ahostsv4 tasks.hello"
+                " | cut -d' ' -f1 | sort -u); do get $ip; done);"
+                f" [ $(printf '%s\\n' \"$out\" | grep -c .) -ge {len(nodes)} ] && break;"
+                " sleep 2; done; printf '%s\\n' \"$out\"; echo by-name: $(get hello)"
             )
             answers = docker_cli(
                 "run", "--rm", "--network", "app", PROBE, "bash", "-c", fetch, timeout=180

@@ -156,6 +156,39 @@ async def test_a_killed_runs_late_boot_is_the_node_not_a_duplicate(
     assert leaked(cloud, before) == {}
 
 
+async def test_a_killed_runs_late_port_is_not_left_beside_the_node(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    """A killed run's port request lands after the re-run listed the owner's ports (CI,
+    stop 28: under load, three such ports were left beside the re-run's own). The re-run
+    makes the node's port, and once the server is ACTIVE the late one goes."""
+    before = cloud.inventory()
+    driver = make_driver()
+    group = cluster_group("lateport", installation, 2)
+    specs = node_specs(group)
+    conn = _sdk(cloud)
+    try:
+        network = conn.network.find_network("formation-net")
+
+        def killed_runs_port(name: str) -> None:
+            conn.network.create_port(
+                network_id=network.id, name=name, description=marker(group.owner)
+            )
+
+        killed_runs_port(specs[0].name)  # seen by the re-run: adopted
+        await driver.check(group)  # the re-run lists the owner's ports
+        killed_runs_port(specs[1].name)  # lands after the listing
+    finally:
+        conn.close()
+    shared = await driver.prepare(group)
+    records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
+    counts = _count_owned(cloud, group.owner, {s.name for s in specs}, before)
+    assert counts == Counter({"server": 2, "port": 2, "floating ip": 2}), counts
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
+
+
 async def test_sweep_catches_a_floating_ip_that_lands_after_its_listing(
     cloud: Cloud, make_driver: Any, installation: str, proxied: Any
 ) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec, SSHAccess
-from flotte.drivers.openstack import baremetal, lookups, meshrules, quotas
+from flotte.drivers.openstack import baremetal, inventory, lookups, meshrules, quotas
 from flotte.drivers.openstack import nodes as node_ops
 from flotte.drivers.openstack import resources as shared_ops
 from flotte.drivers.openstack import sweep as sweeping
@@ -70,7 +70,7 @@ class OpenStackDriver(Driver):
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
-        self._inventory: dict[str, node_ops.Inventory] = {}
+        self._inventory: dict[str, inventory.Inventory] = {}
         self._resolved: dict[str, dict[str, Any]] = {}
         self._sgs: dict[str, Any] = {}  # the group's security group as check found it
 
@@ -114,7 +114,7 @@ class OpenStackDriver(Driver):
         # not depend on each other: read at once, so the check costs one round trip.
         resolved, inv, sg, usage, *found = await asyncio.gather(
             lookups.resolve(p, opts),
-            node_ops.read_inventory(p, group.owner, [n.name for n in group.nodes]),
+            inventory.read_inventory(p, group.owner, [n.name for n in group.nodes]),
             shared_ops.find_security_group(p, group.owner, group.name),
             quotas.read_usage(p),
             *(lookups.resolve(p, o) for o in distinct.values()),
@@ -284,7 +284,7 @@ class OpenStackDriver(Driver):
         p = await self._node_provider(node)
         if not node.provider_id:  # a record from a create that never got its server ID
             owner = self._record_owner(node)
-            return node_ops.node_state(await node_ops.find_server(p, node.name, owner))
+            return node_ops.node_state(await inventory.find_server(p, node.name, owner))
         # asked with every other node's state (``machine ls``): one listing for them all
         return node_ops.node_state(await ServerWatcher.of(p).current(node.provider_id, node.name))
 

@@ -27,17 +27,18 @@ from flotte.drivers.openstack.connection import (
     status_of,
     translate,
 )
-from flotte.drivers.openstack.marks import marker, owned_by
-from flotte.drivers.openstack.resources import neutron_attrs
-from flotte.drivers.openstack.wait import (
-    ServerWatcher,
-    booted,
-    fault_message,
-    gone,
-    servers_named,
+from flotte.drivers.openstack.inventory import (
+    Inventory,
+    drop_stray_ports,
+    find_fip,
+    find_port,
+    find_server,
+    servers_of,
 )
+from flotte.drivers.openstack.resources import neutron_attrs
+from flotte.drivers.openstack.wait import ServerWatcher, booted, fault_message, gone
 from flotte.errors import DriverError, FlotteError
-from flotte.models import NODE_KEY, NodeState, Owner
+from flotte.models import NodeState, Owner
 
 
 @dataclass
@@ -61,71 +62,6 @@ class BootSpec:
     volume_size: int = 0
     ip_version: int = 4
     timeout: float = 200.0
-
-
-@dataclass
-class Inventory:
-    """What one owner already has in the cloud, read in three requests for a whole group."""
-
-    servers: dict[str, Any] = field(default_factory=dict)  # node name -> server
-    ports: dict[str, Any] = field(default_factory=dict)  # node name -> port
-    fips: dict[str, Any] = field(default_factory=dict)  # port id -> floating IP
-
-
-def server_owner(server: Any) -> dict[str, str]:
-    return dict(getattr(server, "metadata", None) or {})
-
-
-async def read_inventory(p: Provider, owner: Owner, names: list[str] | None = None) -> Inventory:
-    """What ``owner`` has; with ``names`` (the nodes a plan will make), only servers
-    whose names could be theirs are listed, not the whole project's."""
-    compute, net = p.conn.compute, p.conn.network
-    desc = marker(owner)
-    query = servers_named(names) if names else {"details": True}
-    servers, ports, fips = await asyncio.gather(
-        p.read(lambda: list(compute.servers(**query)), "list servers"),
-        p.read(lambda: list(net.ports(description=desc)), "list ports"),
-        p.read(lambda: list(net.ips(description=desc)), "list floating IPs"),
-    )
-    inv = Inventory()
-    for s in servers:
-        meta = server_owner(s)
-        if owned_by(meta, owner) and meta.get(NODE_KEY):
-            inv.servers[meta[NODE_KEY]] = s
-    for port in ports:
-        inv.ports[port.name] = port
-    for fip in fips:
-        if fip.port_id:
-            inv.fips[fip.port_id] = fip
-    return inv
-
-
-async def _servers_of(p: Provider, name: str, owner: Owner) -> list[Any]:
-    compute = p.conn.compute
-    listed = await p.read(
-        lambda: list(compute.servers(details=True, name=f"^{name}$")), "find server"
-    )
-    return [
-        s for s in listed if owned_by(meta := server_owner(s), owner) and meta.get(NODE_KEY) == name
-    ]
-
-
-async def find_server(p: Provider, name: str, owner: Owner) -> Any:
-    found = await _servers_of(p, name, owner)
-    return found[0] if found else None
-
-
-async def find_port(p: Provider, name: str, owner: Owner) -> Any:
-    net = p.conn.network
-    desc = marker(owner)
-    found = await p.read(lambda: list(net.ports(name=name, description=desc)), "find port")
-    return found[0] if found else None
-
-
-async def find_fip(p: Provider, port_id: str) -> Any:
-    net = p.conn.network
-    found = await p.read(lambda: list(net.ips(port_id=port_id)), "find floating IP")
-    return found[0] if found else None
 
 
 def fixed_ip(port: Any, version: int = 4) -> str:
@@ -195,7 +131,7 @@ async def _boot(p: Provider, boot: BootSpec, port_id: str, made: dict[str, str])
 
 async def _twins(p: Provider, boot: BootSpec, *, but: str | None) -> list[Any]:
     """The servers of this node's name and owner other than ``but``."""
-    return [s for s in await _servers_of(p, boot.name, boot.owner) if s.id != but]
+    return [s for s in await servers_of(p, boot.name, boot.owner) if s.id != but]
 
 
 async def _drop_twins(p: Provider, boot: BootSpec, *, keep: str) -> None:
@@ -260,6 +196,8 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
             fip = await fip_task
             made["fip"] = fip.id
         server = await _until_active(p, boot, server)
+        if "port" in made and inv is not None and inv.earlier:
+            await drop_stray_ports(p, boot.name, boot.owner, keep=port.id)
     except BaseException as err:
         if fip_task is not None and "fip" not in made:
             # The allocation runs beside the boot: learn what it made before undoing.

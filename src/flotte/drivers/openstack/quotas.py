@@ -9,8 +9,8 @@ from typing import Any
 
 from flotte.drivers.base import GroupSpec
 from flotte.drivers.openstack.connection import Provider
+from flotte.drivers.openstack.inventory import Inventory
 from flotte.drivers.openstack.lookups import Flavor
-from flotte.drivers.openstack.nodes import Inventory
 from flotte.drivers.openstack.options import split
 from flotte.errors import QuotaExceeded
 

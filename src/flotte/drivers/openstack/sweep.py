@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from flotte.drivers.openstack.connection import Provider
+from flotte.drivers.openstack.inventory import server_owner
 from flotte.drivers.openstack.marks import name_prefix, owned_by, parse_pairs
-from flotte.drivers.openstack.nodes import delete_node, server_owner
+from flotte.drivers.openstack.nodes import delete_node
 from flotte.drivers.openstack.resources import delete_keypair, delete_network, delete_router
 from flotte.models import Owner
 
