@@ -316,6 +316,10 @@ class Driver(abc.ABC):
         """argv that opens a shell (or runs ``command``) on the node, for ``machine ssh``."""
         ep = self.endpoint(node)
         argv = ["ssh", "-p", str(ep.ssh_port), "-o", "StrictHostKeyChecking=accept-new"]
+        # Without it, the first `machine ssh` to a node prints "Warning: Permanently
+        # added ... to the list of known hosts" (flotte's own file) into the user's
+        # output; a changed host key is still an error and still shown.
+        argv += ["-o", "LogLevel=ERROR"]
         if self.ctx.known_hosts:
             argv += ["-o", f"UserKnownHostsFile={self.ctx.known_hosts}"]
         if ep.ssh_key:

@@ -114,6 +114,7 @@ def test_machine_lifecycle(
 
     ssh = flotte("machine", "ssh", "box", "--", "cat", "/etc/hostname")
     assert ssh.stdout.strip() == "box"
+    assert ssh.stderr == "", ssh.stderr  # no "Permanently added ... known hosts" noise
 
     flotte("machine", "stop", "box")
     assert flotte("machine", "status", "box").stdout.strip() == "Stopped"
