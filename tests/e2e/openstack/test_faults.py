@@ -189,6 +189,47 @@ async def test_a_killed_runs_late_port_is_not_left_beside_the_node(
     assert leaked(cloud, before) == {}
 
 
+async def test_a_late_port_that_will_not_go_leaves_the_node_up(
+    cloud: Cloud, make_driver: Any, installation: str, proxied: Any, caplog: Any
+) -> None:
+    """Deleting a killed run's late port fails (Neutron refuses, past retries): the node
+    is healthy by then, so it stays and the create succeeds with a warning; the sweep of
+    the cluster's delete removes the port."""
+    name, _, neutron = proxied
+    before = cloud.inventory()
+    driver = make_driver(openstack_cloud=name)
+    group = cluster_group("strayfail", installation, 2)
+    specs = node_specs(group)
+    conn = _sdk(cloud)
+    try:
+        network = conn.network.find_network("formation-net")
+        desc = marker(group.owner)
+        conn.network.create_port(network_id=network.id, name=specs[0].name, description=desc)
+        await driver.check(group)
+        late = conn.network.create_port(network_id=network.id, name=specs[1].name, description=desc)
+    finally:
+        conn.close()
+    neutron.set_faults(
+        [
+            Fault(403, json_error("refused", 403), "application/json", name="refused",
+                  match=lambda req: req.method == "DELETE" and late.id in req.path),
+        ]
+    )  # fmt: skip
+    shared = await driver.prepare(group)
+    records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
+    assert neutron.stats.injected["refused"] >= 1
+    assert all(r.provider_id for r in records)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(specs[1].name in m and "cluster delete removes it" in m for m in warned), warned
+    counts = _count_owned(cloud, group.owner, {s.name for s in specs}, before)
+    assert counts == Counter({"server": 2, "port": 3, "floating ip": 2}), counts
+    neutron.set_faults([])
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    await driver.sweep(group.owner)
+    assert leaked(cloud, before) == {}
+
+
 async def test_sweep_catches_a_floating_ip_that_lands_after_its_listing(
     cloud: Cloud, make_driver: Any, installation: str, proxied: Any
 ) -> None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
-from flotte.drivers.openstack import rest
-from flotte.drivers.openstack.connection import RETRY_READ, Provider
+from flotte.drivers.openstack.connection import Provider
 from flotte.drivers.openstack.marks import marker, owned_by
 from flotte.drivers.openstack.wait import servers_named
 from flotte.models import NODE_KEY, Owner
@@ -25,7 +23,7 @@ class Inventory:
     ports: dict[str, Any] = field(default_factory=dict)  # node name -> port
     fips: dict[str, Any] = field(default_factory=dict)  # port id -> floating IP
     # A node to be made already has a server or port: an earlier run was interrupted,
-    # and requests it had in flight may still land (see drop_stray_ports).
+    # and requests it had in flight may still land (see nodes._drop_stray_ports).
     earlier: bool = False
 
 
@@ -74,10 +72,14 @@ async def find_server(p: Provider, name: str, owner: Owner) -> Any:
     return found[0] if found else None
 
 
-async def find_port(p: Provider, name: str, owner: Owner) -> Any:
+async def ports_of(p: Provider, name: str, owner: Owner) -> list[Any]:
     net = p.conn.network
     desc = marker(owner)
-    found = await p.read(lambda: list(net.ports(name=name, description=desc)), "find port")
+    return await p.read(lambda: list(net.ports(name=name, description=desc)), "find port")
+
+
+async def find_port(p: Provider, name: str, owner: Owner) -> Any:
+    found = await ports_of(p, name, owner)
     return found[0] if found else None
 
 
@@ -85,27 +87,3 @@ async def find_fip(p: Provider, port_id: str) -> Any:
     net = p.conn.network
     found = await p.read(lambda: list(net.ips(port_id=port_id)), "find floating IP")
     return found[0] if found else None
-
-
-async def drop_stray_ports(p: Provider, name: str, owner: Owner, *, keep: str) -> None:
-    """Delete the node's ports other than ``keep`` that no server uses.
-
-    A killed run's port request can land after the re-run listed the owner's ports (a
-    loaded Neutron answers in seconds): the re-run then makes the node's port itself,
-    and the late one would stay unused until the cluster is deleted (CI, stop 28). Run
-    once the node's server is ACTIVE, long after such a request has landed.
-    """
-    net = p.conn.network
-    desc = marker(owner)
-    found = await p.read(lambda: list(net.ports(name=name, description=desc)), "find port")
-    stray = [port.id for port in found if port.id != keep and not port.device_id]
-    await asyncio.gather(
-        *(
-            p.run(
-                partial(rest.delete, net, f"/ports/{port_id}"),
-                f"delete a stray port of {name}",
-                retry=RETRY_READ,
-            )
-            for port_id in stray
-        )
-    )

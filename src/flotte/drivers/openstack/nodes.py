@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,16 +30,18 @@ from flotte.drivers.openstack.connection import (
 )
 from flotte.drivers.openstack.inventory import (
     Inventory,
-    drop_stray_ports,
     find_fip,
     find_port,
     find_server,
+    ports_of,
     servers_of,
 )
 from flotte.drivers.openstack.resources import neutron_attrs
 from flotte.drivers.openstack.wait import ServerWatcher, booted, fault_message, gone
 from flotte.errors import DriverError, FlotteError
 from flotte.models import NodeState, Owner
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -139,6 +142,27 @@ async def _drop_twins(p: Provider, boot: BootSpec, *, keep: str) -> None:
     await asyncio.gather(*(_delete_server(p, s.id, boot.name, timeout=boot.timeout) for s in twins))
 
 
+async def _drop_stray_ports(p: Provider, boot: BootSpec, *, keep: str) -> None:
+    """Delete the node's ports other than ``keep`` that no server uses.
+
+    A killed run's port request can land after the re-run listed the owner's ports (a
+    loaded Neutron answers in seconds): the re-run then makes the node's port itself,
+    and the late one would stay unused until the cluster is deleted (CI, stop 28). Run
+    once the node's server is ACTIVE, long after such a request has landed. The node
+    is healthy by then: a failure here is logged, not rolled back, and the sweep of
+    ``cluster delete`` removes the port by its owner mark.
+    """
+    try:
+        stray = [
+            port.id
+            for port in await ports_of(p, boot.name, boot.owner)
+            if port.id != keep and not port.device_id
+        ]
+        await asyncio.gather(*(_delete_port(p, port_id, boot.name) for port_id in stray))
+    except FlotteError as err:
+        log.warning("%s: an unused port was left (%s); cluster delete removes it", boot.name, err)
+
+
 async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dict[str, Any]:
     """Make (or adopt) one node's port, floating IP and server; return the record data.
 
@@ -196,8 +220,6 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
             fip = await fip_task
             made["fip"] = fip.id
         server = await _until_active(p, boot, server)
-        if "port" in made and inv is not None and inv.earlier:
-            await drop_stray_ports(p, boot.name, boot.owner, keep=port.id)
     except BaseException as err:
         if fip_task is not None and "fip" not in made:
             # The allocation runs beside the boot: learn what it made before undoing.
@@ -213,6 +235,8 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
                 made.setdefault("port", port.id)
             await _undo(p, boot, made, err)
         raise
+    if "port" in made and inv is not None and inv.earlier:
+        await _drop_stray_ports(p, boot, keep=port.id)
     if inv is not None:
         # Keep the group's inventory true for the rest of this command (a second create
         # of the same node adopts instead of booting another server).
@@ -355,11 +379,16 @@ async def delete_node(
     if errors:
         raise errors[0]
     if port_id:
-        await p.run(
-            lambda: rest.delete(net, f"/ports/{port_id}"),
-            f"delete the port of {name}",
-            retry=RETRY_READ,
-        )
+        await _delete_port(p, port_id, name)
+
+
+async def _delete_port(p: Provider, port_id: str, name: str) -> None:
+    net = p.conn.network
+    await p.run(
+        lambda: rest.delete(net, f"/ports/{port_id}"),
+        f"delete the port of {name}",
+        retry=RETRY_READ,
+    )
 
 
 _STATES = {
