@@ -131,11 +131,28 @@ def venv_ready(layout: Layout) -> bool:
     return marker.exists() and py.exists() and marker.read_text() == _fingerprint(str(py))
 
 
-def _pip_install(layout: Layout, packages: tuple[str, ...], what: str) -> None:
+def _uv() -> str | None:
+    """uv's executable, when flotte's environment has it (the ``devcloud`` extra) or it
+    is on PATH: it installs the services in a fraction of pip's time (downloads and
+    builds side by side), which is most of a first ``up``. FLOTTE_DEVCLOUD_INSTALLER=pip
+    keeps pip."""
+    if os.environ.get("FLOTTE_DEVCLOUD_INSTALLER", "").lower() == "pip":
+        return None
+    if found := shutil.which("uv", path=str(Path(sys.prefix) / "bin")):
+        return found
+    return shutil.which("uv")
+
+
+def pip_install(layout: Layout, packages: tuple[str, ...], what: str) -> None:
+    """Install ``packages`` into the services' venv, pinned by the constraints file."""
     constraints = layout.etc / "constraints.txt"
     constraints.parent.mkdir(parents=True, exist_ok=True)
     constraints.write_bytes(data_file("constraints.txt"))
-    cmd = [str(layout.bin("python")), "-m", "pip", "install", "--disable-pip-version-check"]
+    python = str(layout.bin("python"))
+    if uv := _uv():
+        cmd = [uv, "pip", "install", "--python", python, "--compile-bytecode"]
+    else:
+        cmd = [python, "-m", "pip", "install", "--disable-pip-version-check"]
     cmd += ["-c", str(constraints), *packages]
     log = layout.log("pip")
     with open(log, "ab") as out:
@@ -155,7 +172,7 @@ def install_services(layout: Layout) -> bool:
         )
         if res.returncode != 0:
             raise FlotteError(f"could not create {layout.venv}: {res.stderr.strip()[-200:]}")
-    _pip_install(layout, SERVICES, "the OpenStack services")
+    pip_install(layout, SERVICES, "the OpenStack services")
     install_extension(layout)
     (layout.venv / ".flotte-constraints").write_text(_fingerprint(str(layout.bin("python"))))
     return True
@@ -176,7 +193,7 @@ def install_ironic(layout: Layout) -> bool:
     """
     if ironic_ready(layout):
         return False
-    _pip_install(layout, IRONIC_SERVICES, "Ironic")
+    pip_install(layout, IRONIC_SERVICES, "Ironic")
     (layout.venv / ".flotte-ironic").write_text(ironic_fingerprint(layout))
     return True
 
