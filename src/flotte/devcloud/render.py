@@ -201,6 +201,11 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
         # ComputeCapabilitiesFilter is left out so that flavor extra specs such as
         # `baremetal=true` (marking --server-type bm flavors) do not fail scheduling.
         "filter_scheduler": {
+            # Bare metal (up --ironic): Ironic's nodes weigh the same, so without a
+            # shuffle concurrent boots all pick the same node first, and after Placement's
+            # 409 the same alternate: two claimed one node and Nova aborted the second
+            # build (ci39). Nova's documentation advises this for Ironic.
+            "shuffle_best_same_weighed_hosts": True,
             "enabled_filters": ",".join(
                 (
                     "ComputeFilter",
@@ -208,7 +213,7 @@ def nova_conf(layout: Layout, pw: dict[str, str]) -> Sections:
                     "ServerGroupAntiAffinityFilter",
                     "ServerGroupAffinityFilter",
                 )
-            )
+            ),
         },
         **common_sections(layout, "nova"),
     }
