@@ -149,14 +149,19 @@ def pip_install(layout: Layout, packages: tuple[str, ...], what: str) -> None:
     constraints.parent.mkdir(parents=True, exist_ok=True)
     constraints.write_bytes(data_file("constraints.txt"))
     python = str(layout.bin("python"))
-    if uv := _uv():
-        cmd = [uv, "pip", "install", "--python", python, "--compile-bytecode"]
-    else:
-        cmd = [python, "-m", "pip", "install", "--disable-pip-version-check"]
-    cmd += ["-c", str(constraints), *packages]
+    pins = ["-c", str(constraints), *packages]
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", *pins]
     log = layout.log("pip")
     with open(log, "ab") as out:
-        res = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
+        if uv := _uv():
+            cmd = [uv, "pip", "install", "--python", python, "--compile-bytecode", *pins]
+            if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode == 0:
+                return
+            # uv reads neither pip.conf nor PIP_* (a lab's mirror, find-links, CA):
+            # pip, which does, gets the last word.
+            out.write(b"\nuv failed: installing with pip instead\n")
+            out.flush()
+        res = subprocess.run(pip, stdout=out, stderr=subprocess.STDOUT, check=False)
     if res.returncode != 0:
         raise FlotteError(f"pip install of {what} failed: see {log}")
 

@@ -192,7 +192,7 @@ async def test_a_killed_runs_late_port_is_not_left_beside_the_node(
 async def test_a_late_port_that_will_not_go_leaves_the_node_up(
     cloud: Cloud, make_driver: Any, installation: str, proxied: Any, caplog: Any
 ) -> None:
-    """Deleting a killed run's late port fails (Neutron refuses, past retries): the node
+    """Deleting a killed run's late port fails (Neutron refuses it, 403): the node
     is healthy by then, so it stays and the create succeeds with a warning; the sweep of
     the cluster's delete removes the port."""
     name, _, neutron = proxied

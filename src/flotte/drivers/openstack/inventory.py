@@ -47,8 +47,8 @@ async def read_inventory(p: Provider, owner: Owner, names: list[str] | None = No
         meta = server_owner(s)
         if owned_by(meta, owner) and meta.get(NODE_KEY):
             inv.servers[meta[NODE_KEY]] = s
-    for port in ports:
-        inv.ports[port.name] = port
+    for port in _bound_first(ports):
+        inv.ports.setdefault(port.name, port)
     for fip in fips:
         if fip.port_id:
             inv.fips[fip.port_id] = fip
@@ -78,8 +78,14 @@ async def ports_of(p: Provider, name: str, owner: Owner) -> list[Any]:
     return await p.read(lambda: list(net.ports(name=name, description=desc)), "find port")
 
 
+def _bound_first(ports: list[Any]) -> list[Any]:
+    # A node may keep an unused twin of its port (a killed run's late request whose
+    # delete failed): the port a server uses is the node's.
+    return sorted(ports, key=lambda port: not port.device_id)
+
+
 async def find_port(p: Provider, name: str, owner: Owner) -> Any:
-    found = await ports_of(p, name, owner)
+    found = _bound_first(await ports_of(p, name, owner))
     return found[0] if found else None
 
 

@@ -153,14 +153,23 @@ async def _drop_stray_ports(p: Provider, boot: BootSpec, *, keep: str) -> None:
     ``cluster delete`` removes the port by its owner mark.
     """
     try:
-        stray = [
-            port.id
-            for port in await ports_of(p, boot.name, boot.owner)
-            if port.id != keep and not port.device_id
-        ]
-        await asyncio.gather(*(_delete_port(p, port_id, boot.name) for port_id in stray))
+        found = await ports_of(p, boot.name, boot.owner)
     except FlotteError as err:
-        log.warning("%s: an unused port was left (%s); cluster delete removes it", boot.name, err)
+        log.warning(
+            "%s: unused ports may be left (%s); cluster delete removes them", boot.name, err
+        )
+        return
+    stray = [port.id for port in found if port.id != keep and not port.device_id]
+    done = await asyncio.gather(
+        *(_delete_port(p, port_id, boot.name) for port_id in stray), return_exceptions=True
+    )
+    for result in done:
+        if isinstance(result, FlotteError):
+            log.warning(
+                "%s: an unused port was left (%s); cluster delete removes it", boot.name, result
+            )
+        elif isinstance(result, BaseException):
+            raise result
 
 
 async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dict[str, Any]:
@@ -383,6 +392,7 @@ async def delete_node(
 
 
 async def _delete_port(p: Provider, port_id: str, name: str) -> None:
+    """Delete one port of node ``name`` (retried on Neutron's transient errors)."""
     net = p.conn.network
     await p.run(
         lambda: rest.delete(net, f"/ports/{port_id}"),
