@@ -258,10 +258,10 @@ class DevCloud:
             ironic.check_port(layout)
         with step("MariaDB and RabbitMQ packages (apt)"):
             install.install_system_packages(layout)
-        with step("OpenStack services in their venv (pip, pinned)"):
+        with step("OpenStack services in their venv (pinned)"):
             install.install_services(layout)
         if self._state().get("ironic"):
-            with step("Ironic in the same venv (pip, pinned)"):
+            with step("Ironic in the same venv (pinned)"):
                 install.install_ironic(layout)
         pw = render.load_secrets(layout)
         configs = self._configs()
