@@ -52,6 +52,34 @@ def _sdk(cloud: Cloud) -> Any:
     return openstack.connect(cloud=DEMO)
 
 
+def _killed_runs_port(cloud: Cloud, owner: Owner, name: str) -> Any:
+    """The port a killed run made (or had in flight) for node ``name``."""
+    conn = _sdk(cloud)
+    try:
+        network = conn.network.find_network("formation-net")
+        return conn.network.create_port(network_id=network.id, name=name, description=marker(owner))
+    finally:
+        conn.close()
+
+
+async def _counted_then_gone(
+    cloud: Cloud,
+    driver: Any,
+    made: tuple[Any, Any, list[Any]],
+    before: dict[str, set[str]],
+    expected: Counter[str],
+) -> None:
+    """The owner has ``expected`` servers, ports and floating IPs; then the cluster is
+    deleted (nodes, shared resources, the sweep) and nothing of it is left."""
+    group, shared, records = made
+    counts = _count_owned(cloud, group.owner, {s.name for s in node_specs(group)}, before)
+    assert counts == expected, counts
+    await asyncio.gather(*(driver.remove(r) for r in records))
+    await driver.release(group, shared)
+    await driver.sweep(group.owner)
+    assert leaked(cloud, before) == {}
+
+
 def _first_port(conn: Any, desc: str) -> bool:
     return any(True for _ in conn.network.ports(description=desc))
 
@@ -133,15 +161,8 @@ async def test_a_killed_runs_late_boot_is_the_node_not_a_duplicate(
     driver = make_driver(openstack_cloud=name)
     group = cluster_group("late", installation, 2)
     specs = node_specs(group)
-    conn = _sdk(cloud)
-    try:
-        network = conn.network.find_network("formation-net")
-        for spec in specs:  # the killed run's ports
-            conn.network.create_port(
-                network_id=network.id, name=spec.name, description=marker(group.owner)
-            )
-    finally:
-        conn.close()
+    for spec in specs:
+        _killed_runs_port(cloud, group.owner, spec.name)
     # Each boot reaches Nova twice: the killed run's copy first, then the re-run's.
     nova.set_faults([Fault(0, twin=True, match=_post("/servers"), name="late boot")])
     await driver.check(group)
@@ -149,11 +170,8 @@ async def test_a_killed_runs_late_boot_is_the_node_not_a_duplicate(
     records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
     assert nova.stats.injected["late boot"] == 2
     assert len({r.provider_id for r in records}) == 2
-    counts = _count_owned(cloud, group.owner, {s.name for s in specs}, before)
-    assert counts == Counter({"server": 2, "port": 2, "floating ip": 2}), counts
-    await asyncio.gather(*(driver.remove(r) for r in records))
-    await driver.release(group, shared)
-    assert leaked(cloud, before) == {}
+    expected = Counter({"server": 2, "port": 2, "floating ip": 2})
+    await _counted_then_gone(cloud, driver, (group, shared, records), before, expected)
 
 
 async def test_a_killed_runs_late_port_is_not_left_beside_the_node(
@@ -166,27 +184,13 @@ async def test_a_killed_runs_late_port_is_not_left_beside_the_node(
     driver = make_driver()
     group = cluster_group("lateport", installation, 2)
     specs = node_specs(group)
-    conn = _sdk(cloud)
-    try:
-        network = conn.network.find_network("formation-net")
-
-        def killed_runs_port(name: str) -> None:
-            conn.network.create_port(
-                network_id=network.id, name=name, description=marker(group.owner)
-            )
-
-        killed_runs_port(specs[0].name)  # seen by the re-run: adopted
-        await driver.check(group)  # the re-run lists the owner's ports
-        killed_runs_port(specs[1].name)  # lands after the listing
-    finally:
-        conn.close()
+    _killed_runs_port(cloud, group.owner, specs[0].name)  # seen by the re-run: adopted
+    await driver.check(group)  # the re-run lists the owner's ports
+    _killed_runs_port(cloud, group.owner, specs[1].name)  # lands after the listing
     shared = await driver.prepare(group)
     records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
-    counts = _count_owned(cloud, group.owner, {s.name for s in specs}, before)
-    assert counts == Counter({"server": 2, "port": 2, "floating ip": 2}), counts
-    await asyncio.gather(*(driver.remove(r) for r in records))
-    await driver.release(group, shared)
-    assert leaked(cloud, before) == {}
+    expected = Counter({"server": 2, "port": 2, "floating ip": 2})
+    await _counted_then_gone(cloud, driver, (group, shared, records), before, expected)
 
 
 async def test_a_late_port_that_will_not_go_leaves_the_node_up(
@@ -200,15 +204,9 @@ async def test_a_late_port_that_will_not_go_leaves_the_node_up(
     driver = make_driver(openstack_cloud=name)
     group = cluster_group("strayfail", installation, 2)
     specs = node_specs(group)
-    conn = _sdk(cloud)
-    try:
-        network = conn.network.find_network("formation-net")
-        desc = marker(group.owner)
-        conn.network.create_port(network_id=network.id, name=specs[0].name, description=desc)
-        await driver.check(group)
-        late = conn.network.create_port(network_id=network.id, name=specs[1].name, description=desc)
-    finally:
-        conn.close()
+    _killed_runs_port(cloud, group.owner, specs[0].name)
+    await driver.check(group)
+    late = _killed_runs_port(cloud, group.owner, specs[1].name)
     neutron.set_faults(
         [
             Fault(403, json_error("refused", 403), "application/json", name="refused",
@@ -221,13 +219,10 @@ async def test_a_late_port_that_will_not_go_leaves_the_node_up(
     assert all(r.provider_id for r in records)
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(specs[1].name in m and "cluster delete removes it" in m for m in warned), warned
-    counts = _count_owned(cloud, group.owner, {s.name for s in specs}, before)
-    assert counts == Counter({"server": 2, "port": 3, "floating ip": 2}), counts
     neutron.set_faults([])
-    await asyncio.gather(*(driver.remove(r) for r in records))
-    await driver.release(group, shared)
-    await driver.sweep(group.owner)
-    assert leaked(cloud, before) == {}
+    # The stray port stays beside the node until the sweep of the cluster's delete.
+    expected = Counter({"server": 2, "port": 3, "floating ip": 2})
+    await _counted_then_gone(cloud, driver, (group, shared, records), before, expected)
 
 
 async def test_sweep_catches_a_floating_ip_that_lands_after_its_listing(
