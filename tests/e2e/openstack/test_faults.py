@@ -193,6 +193,32 @@ async def test_a_killed_runs_late_port_is_not_left_beside_the_node(
     await _counted_then_gone(cloud, driver, (group, shared, records), before, expected)
 
 
+async def test_a_killed_runs_late_security_group_is_not_left_beside_the_groups(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    """A killed run's security group create lands after the re-run looked for it (CI,
+    stop 29: the contract's killed create ended with two). The re-run makes its own, and
+    once a node is ACTIVE the late twin goes; the nodes use the re-run's."""
+    before = cloud.inventory()
+    driver = make_driver()
+    group = cluster_group("latesg", installation, 2)
+    specs = node_specs(group)
+    await driver.check(group)  # the re-run finds no security group
+    conn = _sdk(cloud)
+    try:
+        name, desc = f"flotte-{group.name}", marker(group.owner)
+        late = conn.network.create_security_group(name=name, description=desc)
+        shared = await driver.prepare(group)
+        records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
+        left = [sg.id for sg in conn.network.security_groups(name=name, description=desc)]
+    finally:
+        conn.close()
+    assert shared["security_group_id"] != late.id
+    assert left == [shared["security_group_id"]]
+    expected = Counter({"server": 2, "port": 2, "floating ip": 2})
+    await _counted_then_gone(cloud, driver, (group, shared, records), before, expected)
+
+
 async def test_a_late_port_that_will_not_go_leaves_the_node_up(
     cloud: Cloud, make_driver: Any, installation: str, proxied: Any, caplog: Any
 ) -> None:

@@ -73,6 +73,9 @@ class OpenStackDriver(Driver):
         self._inventory: dict[str, inventory.Inventory] = {}
         self._resolved: dict[str, dict[str, Any]] = {}
         self._sgs: dict[str, Any] = {}  # the group's security group as check found it
+        # (group name, security group ID) of a security group prepare made: its first
+        # ACTIVE node looks for a killed run's late twin of it
+        self._new_sgs: dict[str, tuple[str, str]] = {}
 
     # -- options and connection ------------------------------------------------------
 
@@ -160,7 +163,7 @@ class OpenStackDriver(Driver):
             )
 
         # Independent of each other: made side by side, so latency adds up only once.
-        keypair, sg_id, made_net, sg_group = await asyncio.gather(
+        keypair, (sg_id, sg_made), made_net, sg_group = await asyncio.gather(
             shared_ops.ensure_keypair(
                 p,
                 group.owner,
@@ -181,6 +184,8 @@ class OpenStackDriver(Driver):
             network(),
             server_group(),
         )
+        if sg_made:
+            self._new_sgs[key] = (group.name, sg_id)
         return {
             **keypair,
             "flavor_id": resolved["flavor_id"],
@@ -238,9 +243,9 @@ class OpenStackDriver(Driver):
             ip_version=int(opts.get("openstack_ip_version") or 4),
             timeout=float(opts.get("openstack_active_timeout") or 200),
         )
-        inv = self._inventory.get(self._group_key(spec.owner))
+        key = self._group_key(spec.owner)
         try:
-            data = await node_ops.create_node(p, boot, inv)
+            data = await node_ops.create_node(p, boot, self._inventory.get(key))
         except DriverError as err:
             # Nova's "No valid host" on a bare-metal flavor: say how many nodes are free.
             if "No valid host" not in err.message:
@@ -251,6 +256,8 @@ class OpenStackDriver(Driver):
             counts = await baremetal.node_counts(p, flavor)
             # the same kind (a capacity refusal): an overflow moves on to its next group
             raise type(err)(f"{err.message.rstrip('.')} ({counts})") from err
+        if key in self._new_sgs:  # once per group, by its first node to be ACTIVE
+            await shared_ops.drop_twin_security_groups(p, spec.owner, *self._new_sgs.pop(key))
         addresses = data.pop("addresses")
         data.update(
             {

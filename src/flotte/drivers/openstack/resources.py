@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
@@ -17,9 +18,11 @@ from typing import Any
 
 from flotte.drivers.openstack.connection import Provider, create_once, status_of, translate
 from flotte.drivers.openstack.marks import marker, owned_name
-from flotte.errors import UsageError
+from flotte.errors import FlotteError, UsageError
 from flotte.models import Owner
 from flotte.sshkeys import new_keypair
+
+log = logging.getLogger(__name__)
 
 
 async def neutron_attrs(p: Provider, owner: Owner, **attrs: Any) -> dict[str, Any]:
@@ -135,14 +138,44 @@ async def delete_keypair(p: Provider, name: str, local: Path | None) -> None:
 _UNKNOWN = object()  # ensure_security_group(found=...): not looked up yet
 
 
-async def find_security_group(p: Provider, owner: Owner, group: str) -> Any:
-    """The group's security group (by name and owner marker), or None."""
+async def _security_groups(p: Provider, owner: Owner, group: str) -> list[Any]:
+    """The group's security groups (by name and owner marker): one, unless a killed run's
+    create landed late (``drop_twin_security_groups``)."""
     net = p.conn.network
     name, desc = f"flotte-{group}", marker(owner)
-    found = await p.read(
+    return await p.read(
         lambda: list(net.security_groups(name=name, description=desc)), "find security group"
     )
+
+
+async def find_security_group(p: Provider, owner: Owner, group: str) -> Any:
+    """The group's security group, or None."""
+    found = await _security_groups(p, owner, group)
     return found[0] if found else None
+
+
+async def drop_twin_security_groups(p: Provider, owner: Owner, group: str, keep: str) -> None:
+    """Delete the group's security groups other than ``keep``.
+
+    A killed run's create can land after the re-run looked for the group's security
+    group (a loaded Neutron answers in seconds): the re-run then makes its own, and the
+    late one would stay until the cluster is deleted (CI, stop 29). Run once a node of
+    the group is ACTIVE, long after such a request has landed. Nothing uses the twin (the
+    killed run never learned its ID, and Neutron refuses to delete a group in use): a
+    failure is logged, and the sweep of ``cluster delete`` removes it by its owner mark.
+    """
+    net = p.conn.network
+    try:
+        twins = [sg.id for sg in await _security_groups(p, owner, group) if sg.id != keep]
+        for sg_id in twins:
+            await p.run(
+                partial(net.delete_security_group, sg_id, ignore_missing=True),
+                "delete a twin of the security group",
+            )
+    except FlotteError as err:
+        log.warning(
+            "%s: a twin security group may be left (%s); cluster delete removes it", group, err
+        )
 
 
 async def ensure_security_group(
@@ -154,11 +187,13 @@ async def ensure_security_group(
     swarm: bool,
     ssh_port: int,
     found: Any = _UNKNOWN,
-) -> str:
-    """The group's security group with its rules; ``found`` is what ``find_security_group``
-    returned moments ago (check), which saves asking again."""
+) -> tuple[str, bool]:
+    """The group's security group with its rules, and whether this call made it;
+    ``found`` is what ``find_security_group`` returned moments ago (check), which saves
+    asking again."""
     net = p.conn.network
     sg = await find_security_group(p, owner, group) if found is _UNKNOWN else found
+    made = sg is None
     if sg is None:
         attrs = await neutron_attrs(p, owner, name=f"flotte-{group}")
         sg = await create_once(
@@ -191,7 +226,7 @@ async def ensure_security_group(
                 except Exception as err2:
                     if status_of(err2) != 409:
                         raise translate(err2, "create security group rule", p.spec) from err2
-    return str(sg.id)
+    return str(sg.id), made
 
 
 def rule_specs(
