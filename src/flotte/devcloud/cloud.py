@@ -487,6 +487,8 @@ class DevCloud:
             "processes": rows,
             "apis": apis,
             "installed": install.venv_ready(layout) if layout.venv.exists() else False,
+            # which MySQL driver the services use (the C one when it could be built)
+            "db_driver": "mysqlclient" if install.c_driver_ready(layout) else "PyMySQL",
             "docker_compute": bool(self._state().get("docker")),
             "bare_metal": bool(self._state().get("ironic")),
         }

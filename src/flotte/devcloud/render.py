@@ -15,6 +15,7 @@ import secrets
 from pathlib import Path
 
 from flotte.config import write_public, write_secret
+from flotte.devcloud.install import c_driver_ready
 from flotte.devcloud.layout import (
     API_PORTS,
     API_THREADS,
@@ -64,9 +65,12 @@ PASSWORD_HASH_ROUNDS = 4
 
 
 def db_url(layout: Layout, pw: dict[str, str], name: str) -> str:
-    # The unix socket avoids a TCP port (and a clash with a system MariaDB on 3306).
+    # The unix socket avoids a TCP port (and a clash with a system MariaDB on 3306). The
+    # C driver when the venv has it (install.install_c_driver): the services are
+    # threaded, not eventlet-patched, so its blocking calls stall no other request.
+    driver = "mysqldb" if c_driver_ready(layout) else "pymysql"
     return (
-        f"mysql+pymysql://devcloud:{pw['db']}@localhost/{name}"
+        f"mysql+{driver}://devcloud:{pw['db']}@localhost/{name}"
         f"?unix_socket={layout.mysql_socket}&charset=utf8mb4"
     )
 

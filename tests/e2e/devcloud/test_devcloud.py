@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -278,6 +279,34 @@ def test_status_reports_processes_and_memory(devcloud: DevCloud) -> None:
     assert 300 < info["memory_mib"] < 4000
     table = flotte("devcloud", "status", "--dir", str(devcloud.root)).stdout
     assert "nova-compute" in table and "keystone=ok" in table
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
+def test_services_talk_to_mariadb_through_the_c_driver(devcloud: DevCloud) -> None:
+    """devcloud's `up` (as root) installs MariaDB's headers and builds mysqlclient: the
+    services' database calls then run in C, not in PyMySQL's Python."""
+    info = json.loads(
+        flotte("devcloud", "status", "--dir", str(devcloud.root), "-f", "json").stdout
+    )
+    assert info["db_driver"] == "mysqlclient"
+    for name in ("neutron", "nova-api", "nova-conductor"):
+        master = next(p["pid"] for p in info["processes"] if p["name"] == name)
+        workers = _children(master)
+        assert workers, name
+        for pid in workers:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            assert "libmariadb" in maps and "MySQLdb" in maps, (name, pid)
 
 
 def test_second_devcloud_refuses_taken_ports(devcloud: DevCloud, tmp_path: Any) -> None:

@@ -103,15 +103,30 @@ def test_ironic_settings_that_were_needed(tmp_path: Path) -> None:
     assert compute["ironic"]["username"] == "nova"
 
 
-def test_ironic_pins_do_not_change_the_services_fingerprint() -> None:
+def test_optional_pins_do_not_change_the_services_fingerprint() -> None:
+    """Ironic's pins and the C MySQL driver's are installed apart (``up --ironic``, and
+    only where MariaDB's headers are): adding or changing them reinstalls nothing else."""
     lines = install.data_file("constraints.txt").splitlines(keepends=True)
-    marked = [line for line in lines if line.rstrip().endswith(b"# up --ironic")]
-    assert any(line.startswith(b"ironic==") for line in marked)
+    ironic = [line for line in lines if line.rstrip().endswith(b"# up --ironic")]
+    c_driver = [line for line in lines if line.rstrip().endswith(b"# C driver")]
+    assert any(line.startswith(b"ironic==") for line in ironic)
+    assert [line.split(b"==")[0] for line in c_driver] == [b"mysqlclient"]
     # What decides whether the other services need pip is the file without them.
-    base = b"".join(line for line in lines if line not in marked)
+    base = b"".join(line for line in lines if line not in ironic + c_driver)
     version = subprocess.run(
         [sys.executable, "-c", "import sys; print(sys.version)"],
         capture_output=True,
         check=True,
     ).stdout
     assert install._fingerprint(sys.executable) == hashlib.sha256(base + version).hexdigest()
+
+
+def test_the_database_driver_is_the_c_one_once_it_is_installed(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "dc")
+    assert render.db_url(layout, PW, "nova").startswith("mysql+pymysql://")
+    # where mysqlclient puts its compiled module in the services' venv
+    built = layout.venv / "lib/python3.11/site-packages/MySQLdb/_mysql.cpython-311.so"
+    built.parent.mkdir(parents=True)
+    built.write_bytes(b"")
+    url = render.db_url(layout, PW, "nova")
+    assert url.startswith("mysql+mysqldb://devcloud:pw-db@localhost/nova?unix_socket=")

@@ -70,3 +70,43 @@ def test_pip_takes_over_when_uv_cannot_reach_the_index(
     log = layout.log("pip").read_text()
     assert "uv failed: installing with pip instead" in log, log[-800:]
     assert f"Successfully installed six-{OLD_SIX}" in log, log[-800:]
+
+
+# MariaDB's client headers come with devcloud's `up` (as root, by apt): in its lane.
+@pytest.mark.devcloud
+def test_the_c_mysql_driver_is_built_into_the_venv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not install.missing_system_packages(install.C_DRIVER_APT), "devcloud up installs them"
+    monkeypatch.setattr(install, "data_file", lambda name: b"mysqlclient==2.2.7  # C driver\n")
+    layout = _layout(tmp_path)
+    assert not install.c_driver_ready(layout)
+    assert install.install_c_driver(layout)
+    assert install.c_driver_ready(layout)
+    version = subprocess.run(
+        [str(layout.bin("python")), "-c", "import MySQLdb; print(MySQLdb.version_info[:3])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert version == "(2, 2, 7)"
+
+
+@pytest.mark.devcloud
+def test_a_c_driver_that_will_not_build_leaves_pymysql_and_is_not_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(install, "data_file", lambda name: b"mysqlclient==2.2.7  # C driver\n")
+    # A compiler that fails, and no built wheel from an earlier test to fall back on.
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.setenv("UV_NO_CACHE", "1")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    layout = _layout(tmp_path)
+    assert install.install_c_driver(layout) is False
+    assert not install.c_driver_ready(layout)
+    log = layout.log("pip")
+    assert "uv failed: installing with pip instead" in log.read_text()
+    size = log.stat().st_size
+    # The next `up` does not build it again (minutes of a loaded machine for nothing).
+    assert install.install_c_driver(layout) is False
+    assert log.stat().st_size == size
