@@ -161,7 +161,7 @@ async def _drop_stray_ports(p: Provider, boot: BootSpec, *, keep: str) -> None:
         return
     stray = [port.id for port in found if port.id != keep and not port.device_id]
     done = await asyncio.gather(
-        *(_delete_port(p, port_id, boot.name) for port_id in stray), return_exceptions=True
+        *(delete_port(p, port_id, boot.name) for port_id in stray), return_exceptions=True
     )
     for result in done:
         if isinstance(result, FlotteError):
@@ -388,15 +388,16 @@ async def delete_node(
     if errors:
         raise errors[0]
     if port_id:
-        await _delete_port(p, port_id, name)
+        await delete_port(p, port_id, name)
 
 
-async def _delete_port(p: Provider, port_id: str, name: str) -> None:
-    """Delete one port of node ``name`` (retried on Neutron's transient errors)."""
+async def delete_port(p: Provider, port_id: str, name: str | None = None) -> None:
+    """Delete one port, of node ``name`` when known (retried on Neutron's transient
+    errors; already gone is done)."""
     net = p.conn.network
     await p.run(
         lambda: rest.delete(net, f"/ports/{port_id}"),
-        f"delete the port of {name}",
+        f"delete the port of {name}" if name else f"delete port {port_id}",
         retry=RETRY_READ,
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 from flotte.drivers.openstack.connection import Provider
 from flotte.drivers.openstack.inventory import server_owner
 from flotte.drivers.openstack.marks import name_prefix, owned_by, parse_pairs
-from flotte.drivers.openstack.nodes import delete_node
+from flotte.drivers.openstack.nodes import delete_node, delete_port
 from flotte.drivers.openstack.resources import delete_keypair, delete_network, delete_router
 from flotte.models import Owner
 
@@ -187,12 +187,7 @@ async def _sweep_pass(
             for f in by_kind.get("floating ip", [])
         ),
     )
-    await asyncio.gather(
-        *(
-            p.run(partial(net.delete_port, port, ignore_missing=True), "delete port")
-            for port in by_kind.get("port", [])
-        )
-    )
+    await asyncio.gather(*(delete_port(p, port) for port in by_kind.get("port", [])))
     count = len(servers) + len(by_kind.get("floating ip", [])) + len(by_kind.get("port", []))
     count += await delete_shared(p, owner, {}, home)
     return count
