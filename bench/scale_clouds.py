@@ -225,6 +225,59 @@ def _room(
         admin.close()
 
 
+# devcloud's networks are /24s (ext-net's pool is 198.18.4.0/24): a size past what they
+# hold gets a second subnet on formation-net (routed) and on ext-net for the run, sized to
+# it; ext-net's pool is given this prefix for it (RFC 2544's benchmarking range too).
+ONE_SUBNET = 150
+BENCH_EXT_PREFIX = "198.18.16.0/20"
+
+
+@contextlib.contextmanager
+def _address_room(
+    project_name: str, size: int, admin_cloud: str = "devcloud"
+) -> Iterator[list[str]]:
+    """Room for ``size`` more ports and floating IPs (as admin, through the APIs), taken
+    away afterwards; yields the CIDRs added."""
+    if size <= ONE_SUBNET:
+        yield []
+        return
+    import openstack
+
+    admin = openstack.connect(cloud=admin_cloud)
+    net = admin.network
+    project = admin.identity.find_project(project_name, ignore_missing=False)
+    ext = net.find_network("ext-net", ignore_missing=False)
+    tenant = net.find_network("formation-net", project_id=project.id, ignore_missing=False)
+    router = net.find_router("formation-router", project_id=project.id, ignore_missing=False)
+    tenant_pool = next(iter(net.subnets(network_id=tenant.id))).subnet_pool_id
+    ext_pool = net.find_subnet_pool("ext-pool", ignore_missing=False)
+    if BENCH_EXT_PREFIX not in ext_pool.prefixes:
+        net.update_subnet_pool(ext_pool, prefixes=[*ext_pool.prefixes, BENCH_EXT_PREFIX])
+    prefix = 32 - (size + 40).bit_length()  # hosts beyond size: gateway, DHCP, others' use
+    made: list[Any] = []
+    routed = None
+    try:
+        for name, network, pool, owner, dhcp in (
+            ("scale-bench-ext", ext, ext_pool.id, ext.project_id, False),
+            ("scale-bench-tenant", tenant, tenant_pool, project.id, True),
+        ):
+            made.append(
+                net.create_subnet(
+                    name=name, network_id=network.id, ip_version=4, subnet_pool_id=pool,
+                    prefix_length=prefix, is_dhcp_enabled=dhcp, project_id=owner,
+                )
+            )  # fmt: skip
+        net.add_interface_to_router(router, subnet_id=made[1].id)
+        routed = made[1]
+        yield [str(s.cidr) for s in made]
+    finally:
+        if routed is not None:
+            net.remove_interface_from_router(router, subnet_id=routed.id)
+        for subnet in reversed(made):
+            net.delete_subnet(subnet, ignore_missing=True)
+        admin.close()
+
+
 # Seconds each server may take to become ACTIVE, the floor's and flotte's alike: at 100
 # servers on a 2-core devcloud some took longer than the floor's 300 s (2026-12-01).
 ACTIVE_WAIT = 1800
@@ -268,6 +321,7 @@ def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) 
             project = clouds[cloud]["auth"]["project_name"]
             flavor_id = oc.BASE_OPTIONS["openstack_flavor_id"]
             room = stack.enter_context(_room(project, size, flavor_id))
+            subnets = stack.enter_context(_address_room(project, size))
             base: dict[str, Any] | None = None
             if floor:
                 base = oc.run_floor(size, wait=ACTIVE_WAIT)
@@ -301,6 +355,7 @@ def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) 
         "nodes": size,
         "cloud": cloud,
         "quota_raised_by": room,
+        "subnets_added": subnets,
         "floor": base,
         "first_use": first,
         "create": _per_node(create, created, size),
