@@ -25,6 +25,13 @@ def _layout(tmp_path: Path) -> Layout:
     return layout
 
 
+def _venv_says(layout: Layout, code: str) -> str:
+    """What ``code`` prints, run by the services' venv."""
+    return subprocess.run(
+        [str(layout.bin("python")), "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_the_services_venv_gets_the_pinned_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installer: str
@@ -36,13 +43,7 @@ def test_the_services_venv_gets_the_pinned_version(
         assert install._uv(), "uv is in the test extra (flotte[devcloud])"
     layout = _layout(tmp_path)
     install.pip_install(layout, ("six",), "six")
-    version = subprocess.run(
-        [str(layout.bin("python")), "-c", "import six; print(six.__version__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert version == OLD_SIX
+    assert _venv_says(layout, "import six; print(six.__version__)") == OLD_SIX
     assert (layout.etc / "constraints.txt").read_bytes() == pins
     log = layout.log("pip").read_text()
     # Each installer says what it did in its own words: the log shows which one ran.
@@ -83,13 +84,7 @@ def test_the_c_mysql_driver_is_built_into_the_venv(
     assert not install.c_driver_ready(layout)
     assert install.install_c_driver(layout)
     assert install.c_driver_ready(layout)
-    version = subprocess.run(
-        [str(layout.bin("python")), "-c", "import MySQLdb; print(MySQLdb.version_info[:3])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert version == "(2, 2, 7)"
+    assert _venv_says(layout, "import MySQLdb; print(MySQLdb.version_info[:3])") == "(2, 2, 7)"
 
 
 @pytest.mark.devcloud
