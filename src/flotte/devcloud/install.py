@@ -110,7 +110,8 @@ def install_system_packages(layout: Layout) -> list[str]:
     still = missing_system_packages()
     if still:
         raise FlotteError(f"{', '.join(still)} did not install: see {log}")
-    return [p for p in (*missing, *optional) if p not in missing_system_packages(C_DRIVER_APT)]
+    headers_missing = missing_system_packages(C_DRIVER_APT)
+    return [*missing, *(pkg for pkg in optional if pkg not in headers_missing)]
 
 
 def _python() -> str:

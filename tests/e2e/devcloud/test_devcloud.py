@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fixtures.devcloud import DevCloud, flotte
+from flotte.devcloud import procs
 
 pytestmark = pytest.mark.slow
 
@@ -281,18 +282,6 @@ def test_status_reports_processes_and_memory(devcloud: DevCloud) -> None:
     assert "nova-compute" in table and "keystone=ok" in table
 
 
-def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-        except (OSError, ValueError):
-            continue
-        if entry.name.isdigit() and int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-            kids.append(int(entry.name))
-    return kids
-
-
 def test_services_talk_to_mariadb_through_the_c_driver(devcloud: DevCloud) -> None:
     """devcloud's `up` (as root) installs MariaDB's headers and builds mysqlclient: the
     services' database calls then run in C, not in PyMySQL's Python."""
@@ -302,7 +291,7 @@ def test_services_talk_to_mariadb_through_the_c_driver(devcloud: DevCloud) -> No
     assert info["db_driver"] == "mysqlclient"
     for name in ("neutron", "nova-api", "nova-conductor"):
         master = next(p["pid"] for p in info["processes"] if p["name"] == name)
-        workers = _children(master)
+        workers = [pid for pid, _ in procs._descendants(master) if procs._stat(pid)[1] == master]
         assert workers, name
         for pid in workers:
             maps = Path(f"/proc/{pid}/maps").read_text()

@@ -164,18 +164,22 @@ async def drop_twin_security_groups(p: Provider, owner: Owner, group: str, keep:
     killed run never learned its ID, and Neutron refuses to delete a group in use): a
     failure is logged, and the sweep of ``cluster delete`` removes it by its owner mark.
     """
-    net = p.conn.network
     try:
         twins = [sg.id for sg in await _security_groups(p, owner, group) if sg.id != keep]
         for sg_id in twins:
-            await p.run(
-                partial(net.delete_security_group, sg_id, ignore_missing=True),
-                "delete a twin of the security group",
-            )
+            await delete_security_group(p, sg_id)
     except FlotteError as err:
         log.warning(
             "%s: a twin security group may be left (%s); cluster delete removes it", group, err
         )
+
+
+async def delete_security_group(p: Provider, sg_id: str) -> None:
+    """Delete one security group; already gone is done."""
+    net = p.conn.network
+    await p.run(
+        partial(net.delete_security_group, sg_id, ignore_missing=True), "delete security group"
+    )
 
 
 async def ensure_security_group(

@@ -15,14 +15,19 @@ from flotte.drivers.openstack.connection import Provider
 from flotte.drivers.openstack.inventory import server_owner
 from flotte.drivers.openstack.marks import name_prefix, owned_by, parse_pairs
 from flotte.drivers.openstack.nodes import delete_node, delete_port
-from flotte.drivers.openstack.resources import delete_keypair, delete_network, delete_router
+from flotte.drivers.openstack.resources import (
+    delete_keypair,
+    delete_network,
+    delete_router,
+    delete_security_group,
+)
 from flotte.models import Owner
 
 
 async def delete_shared(p: Provider, owner: Owner, shared: dict[str, Any], home: Path) -> int:
     """Delete shared resources: by the IDs in ``shared``, else found by owner marker."""
     found = await find_shared(p, owner)
-    compute, net = p.conn.compute, p.conn.network
+    compute = p.conn.compute
     count = 0
     for router_id in {*found["routers"], *filter(None, [shared.get("router_id")])}:
         await delete_router(p, router_id)
@@ -34,10 +39,7 @@ async def delete_shared(p: Provider, owner: Owner, shared: dict[str, Any], home:
         await delete_network(p, net_id)
         count += 1
     for sg_id in {*found["security_groups"], *filter(None, [shared.get("security_group_id")])}:
-        await p.run(
-            partial(net.delete_security_group, sg_id, ignore_missing=True),
-            "delete security group",
-        )
+        await delete_security_group(p, sg_id)
         count += 1
     groups = set(found["server_groups"])
     if shared.get("server_group_id"):
