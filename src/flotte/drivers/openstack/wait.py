@@ -156,6 +156,9 @@ class ServerWatcher:
         self._delay = self.first
         self._pending: dict[str, _Pending] = {}
         self._task: asyncio.Task[None] | None = None
+        # Set by a wait that starts when nothing else was awaited: the poll loop may be
+        # in a pause of up to 10 s chosen for servers since gone.
+        self._fresh = asyncio.Event()
         self._now: Batcher[None, tuple[str, str], Listed | None] = Batcher(answers(self._fetch_now))
         # The waiters' last poll: each server as it was then, and when that was.
         self._known: dict[str, Listed] = {}
@@ -189,6 +192,7 @@ class ServerWatcher:
         waiter = _Waiter(name, check, loop.create_future())
         if not self._pending:
             self._delay = self.first
+            self._fresh.set()
         self._pending.setdefault(server_id, _Pending(loop.time())).waiters.append(waiter)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="openstack-server-watcher")
@@ -214,7 +218,7 @@ class ServerWatcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
-            await asyncio.sleep(self._delay)
+            await self._pause()
             if not self._pending:
                 break
             oldest = min(p.since for p in self._pending.values())
@@ -240,6 +244,16 @@ class ServerWatcher:
                             w.future.set_result(server)
                     except Exception as err:
                         w.future.set_exception(err)
+
+    async def _pause(self) -> None:
+        """Sleep ``_delay`` seconds; or, once a wait starts afresh, ``first`` from then."""
+        self._fresh.clear()
+        try:
+            await asyncio.wait_for(self._fresh.wait(), self._delay)
+        except TimeoutError:
+            return
+        self._fresh.clear()
+        await asyncio.sleep(self.first)
 
     async def current(self, server_id: str, name: str) -> Listed | None:
         """The server as Nova has it now (None: gone), asked together with every other
