@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from os_helpers import DEMO, Cloud, cluster_group, leaked, node_specs, proxied_c
 from fixtures.fault_proxy import Fault, FaultProxy, json_error
 from flotte.drivers.openstack import connection as openstack_conn
 from flotte.drivers.openstack.marks import marker
+from flotte.drivers.openstack.resources import server_group_name
 from flotte.errors import FlotteError
 from flotte.models import Owner
 
@@ -193,30 +195,77 @@ async def test_a_killed_runs_late_port_is_not_left_beside_the_node(
     await _counted_then_gone(cloud, driver, (group, shared, records), before, expected)
 
 
-async def test_a_killed_runs_late_security_group_is_not_left_beside_the_groups(
+async def test_a_killed_runs_late_shared_things_are_not_left_beside_the_groups(
     cloud: Cloud, make_driver: Any, installation: str
 ) -> None:
-    """A killed run's security group create lands after the re-run looked for it (CI,
-    stop 29: the contract's killed create ended with two). The re-run makes its own, and
-    once a node is ACTIVE the late twin goes; the nodes use the re-run's."""
+    """A killed run's creates land after the re-run looked for them (CI, stop 29: the
+    contract's killed create ended with two security groups). The re-run makes its own
+    security group, network, subnet, router and server group; once a node is ACTIVE the
+    late twins go, and the nodes' ports are on the re-run's subnet, not on a late one
+    beside it on the same network (its router would not reach them)."""
     before = cloud.inventory()
-    driver = make_driver()
-    group = cluster_group("latesg", installation, 2)
+    driver = make_driver(openstack_net_name=None, openstack_create_network=True)
+    group = cluster_group("latetwin", installation, 2)
     specs = node_specs(group)
     await driver.check(group)  # the re-run finds no security group
     conn = _sdk(cloud)
+    name, desc = f"flotte-{group.name}", marker(group.owner)
     try:
-        name, desc = f"flotte-{group.name}", marker(group.owner)
-        late = conn.network.create_security_group(name=name, description=desc)
+        late_sg = conn.network.create_security_group(name=name, description=desc)
         shared = await driver.prepare(group)
+        late = {
+            "network": conn.network.create_network(name=name, description=desc).id,
+            # as the killed run made it: from the subnet pool the group's subnet came from
+            "subnet": conn.network.create_subnet(
+                name=name, description=desc, network_id=shared["network_id"], ip_version=4,
+                **_same_source(conn.network.get_subnet(shared["subnet_id"])),
+            ).id,
+            "router": conn.network.create_router(
+                name=name, description=desc,
+                external_gateway_info={"network_id": shared["pool_id"]},
+            ).id,
+            "server group": conn.compute.create_server_group(
+                name=server_group_name(group.owner, group.name), policies=["soft-anti-affinity"]
+            ).id,
+        }  # fmt: skip
         records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
-        left = [sg.id for sg in conn.network.security_groups(name=name, description=desc)]
+        left = {
+            "security group": [g.id for g in conn.network.security_groups(name=name)],
+            "network": [n.id for n in conn.network.networks(name=name)],
+            "subnet": [n.id for n in conn.network.subnets(name=name)],
+            "router": [r.id for r in conn.network.routers(name=name)],
+            "server group": [
+                g.id
+                for g in conn.compute.server_groups()
+                if g.name == server_group_name(group.owner, group.name)
+            ],
+        }
+        subnets = {ip["subnet_id"] for r in records for ip in _ports_of(conn, r.provider_id)}
     finally:
         conn.close()
-    assert shared["security_group_id"] != late.id
-    assert left == [shared["security_group_id"]]
+    assert shared["security_group_id"] != late_sg.id
+    assert left == {
+        "security group": [shared["security_group_id"]],
+        "network": [shared["network_id"]],
+        "subnet": [shared["subnet_id"]],
+        "router": [shared["router_id"]],
+        "server group": [shared["server_group_id"]],
+    }, late
+    assert subnets == {shared["subnet_id"]}
     expected = Counter({"server": 2, "port": 2, "floating ip": 2})
     await _counted_then_gone(cloud, driver, (group, shared, records), before, expected)
+
+
+def _same_source(subnet: Any) -> dict[str, Any]:
+    """Where a second subnet beside ``subnet`` takes its addresses: the same pool (Neutron
+    refuses another on one network), or a CIDR of its own."""
+    if subnet.subnet_pool_id:
+        return {"subnet_pool_id": subnet.subnet_pool_id, "prefix_length": 24}
+    return {"cidr": f"192.168.{random.randrange(256)}.0/24"}
+
+
+def _ports_of(conn: Any, server_id: str) -> list[dict[str, Any]]:
+    return [ip for port in conn.network.ports(device_id=server_id) for ip in port.fixed_ips]
 
 
 async def test_a_late_port_that_will_not_go_leaves_the_node_up(

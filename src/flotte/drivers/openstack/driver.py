@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from flotte.drivers.base import Capabilities, Driver, DriverOption, GroupSpec, SSHAccess
-from flotte.drivers.openstack import baremetal, inventory, lookups, meshrules, quotas
+from flotte.drivers.openstack import baremetal, inventory, lookups, meshrules, quotas, twins
 from flotte.drivers.openstack import nodes as node_ops
 from flotte.drivers.openstack import resources as shared_ops
 from flotte.drivers.openstack import sweep as sweeping
@@ -73,9 +73,9 @@ class OpenStackDriver(Driver):
         self._inventory: dict[str, inventory.Inventory] = {}
         self._resolved: dict[str, dict[str, Any]] = {}
         self._sgs: dict[str, Any] = {}  # the group's security group as check found it
-        # (group name, security group ID) of a security group prepare made: its first
-        # ACTIVE node looks for a killed run's late twin of it
-        self._new_sgs: dict[str, tuple[str, str]] = {}
+        # (group name, {kind: ID}) of what prepare made: the group's first ACTIVE node
+        # deletes a killed run's late twins of them (twins.drop_twins)
+        self._made: dict[str, tuple[str, dict[str, str]]] = {}
 
     # -- options and connection ------------------------------------------------------
 
@@ -143,9 +143,9 @@ class OpenStackDriver(Driver):
         key = self._group_key(group.owner)
         sg_found = {"found": self._sgs.pop(key)} if key in self._sgs else {}
 
-        async def network() -> dict[str, str]:
+        async def network() -> tuple[dict[str, str], dict[str, str]]:
             if not opts.get("openstack_create_network"):
-                return {}
+                return {}, {}
             return await shared_ops.ensure_network(
                 p,
                 group.owner,
@@ -155,15 +155,15 @@ class OpenStackDriver(Driver):
                 split(opts.get("openstack_dns_nameservers")),
             )
 
-        async def server_group() -> str | None:
+        async def server_group() -> tuple[str | None, bool]:
             if not quotas.wants_server_group(group, opts):
-                return None
+                return None, False
             return await shared_ops.ensure_server_group(
                 p, group.owner, group.name, str(opts["openstack_server_group_policy"])
             )
 
         # Independent of each other: made side by side, so latency adds up only once.
-        keypair, (sg_id, sg_made), made_net, sg_group = await asyncio.gather(
+        keypair, (sg_id, sg_made), (made_net, made), (sg_group, group_made) = await asyncio.gather(
             shared_ops.ensure_keypair(
                 p,
                 group.owner,
@@ -184,8 +184,13 @@ class OpenStackDriver(Driver):
             network(),
             server_group(),
         )
-        if sg_made:
-            self._new_sgs[key] = (group.name, sg_id)
+        made = {
+            **made,
+            **({"security group": sg_id} if sg_made else {}),
+            **({"server group": sg_group} if group_made and sg_group else {}),
+        }
+        if made:
+            self._made[key] = (group.name, made)
         return {
             **keypair,
             "flavor_id": resolved["flavor_id"],
@@ -231,6 +236,8 @@ class OpenStackDriver(Driver):
             flavor_id=str(flavor_id),
             image_id=str(image_id),
             network_id=str(shared["network_id"]),
+            # the group's own subnet, not a killed run's late twin of it
+            subnet_id=shared.get("subnet_id") if shared.get("network_created") else None,
             security_group_ids=list(shared["security_group_ids"]),
             pool_id=shared.get("pool_id"),
             keypair=shared.get("keypair_name"),
@@ -256,8 +263,8 @@ class OpenStackDriver(Driver):
             counts = await baremetal.node_counts(p, flavor)
             # the same kind (a capacity refusal): an overflow moves on to its next group
             raise type(err)(f"{err.message.rstrip('.')} ({counts})") from err
-        if key in self._new_sgs:  # once per group, by its first node to be ACTIVE
-            await shared_ops.drop_twin_security_groups(p, spec.owner, *self._new_sgs.pop(key))
+        if key in self._made:  # once per group, by its first node to be ACTIVE
+            await twins.drop_twins(p, spec.owner, *self._made.pop(key))
         addresses = data.pop("addresses")
         data.update(
             {

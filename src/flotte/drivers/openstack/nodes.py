@@ -55,6 +55,7 @@ class BootSpec:
     image_id: str
     network_id: str
     security_group_ids: list[str]
+    subnet_id: str | None = None  # the port's subnet, on a network the group made
     pool_id: str | None = None
     keypair: str | None = None
     user_data: bytes | None = None
@@ -197,6 +198,8 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
                 network_id=boot.network_id,
                 security_groups=boot.security_group_ids,
             )
+            if boot.subnet_id:
+                attrs["fixed_ips"] = [{"subnet_id": boot.subnet_id}]
             port = await create_once(
                 p,
                 f"create port for {boot.name}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
@@ -18,11 +17,9 @@ from typing import Any
 
 from flotte.drivers.openstack.connection import Provider, create_once, status_of, translate
 from flotte.drivers.openstack.marks import marker, owned_name
-from flotte.errors import FlotteError, UsageError
+from flotte.errors import UsageError
 from flotte.models import Owner
 from flotte.sshkeys import new_keypair
-
-log = logging.getLogger(__name__)
 
 
 async def neutron_attrs(p: Provider, owner: Owner, **attrs: Any) -> dict[str, Any]:
@@ -140,7 +137,7 @@ _UNKNOWN = object()  # ensure_security_group(found=...): not looked up yet
 
 async def _security_groups(p: Provider, owner: Owner, group: str) -> list[Any]:
     """The group's security groups (by name and owner marker): one, unless a killed run's
-    create landed late (``drop_twin_security_groups``)."""
+    create landed late (``twins``)."""
     net = p.conn.network
     name, desc = f"flotte-{group}", marker(owner)
     return await p.read(
@@ -152,26 +149,6 @@ async def find_security_group(p: Provider, owner: Owner, group: str) -> Any:
     """The group's security group, or None."""
     found = await _security_groups(p, owner, group)
     return found[0] if found else None
-
-
-async def drop_twin_security_groups(p: Provider, owner: Owner, group: str, keep: str) -> None:
-    """Delete the group's security groups other than ``keep``.
-
-    A killed run's create can land after the re-run looked for the group's security
-    group (a loaded Neutron answers in seconds): the re-run then makes its own, and the
-    late one would stay until the cluster is deleted (CI, stop 29). Run once a node of
-    the group is ACTIVE, long after such a request has landed. Nothing uses the twin (the
-    killed run never learned its ID, and Neutron refuses to delete a group in use): a
-    failure is logged, and the sweep of ``cluster delete`` removes it by its owner mark.
-    """
-    try:
-        twins = [sg.id for sg in await _security_groups(p, owner, group) if sg.id != keep]
-        for sg_id in twins:
-            await delete_security_group(p, sg_id)
-    except FlotteError as err:
-        log.warning(
-            "%s: a twin security group may be left (%s); cluster delete removes it", group, err
-        )
 
 
 async def delete_security_group(p: Provider, sg_id: str) -> None:
@@ -297,8 +274,9 @@ async def ensure_network(
     external_id: str,
     cidr: str | None,
     dns: list[str],
-) -> dict[str, str]:
-    """A tenant network with one subnet and a router to the external network."""
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A tenant network with one subnet and a router to the external network: their IDs,
+    and those this call made, by kind (``twins.drop_twins`` looks for their late twins)."""
     net = p.conn.network
     name = f"flotte-{group}"
     desc = marker(owner)
@@ -317,12 +295,14 @@ async def ensure_network(
         found = await p.read(lambda: list(net.routers(name=name, description=desc)), "find router")
         return found[0] if found else None
 
+    made: dict[str, str] = {}
     network = await find_net()
     if network is None:
         attrs = await neutron_attrs(p, owner, name=name)
         network = await create_once(
             p, "create network", lambda: net.create_network(**attrs), find_net
         )
+        made["network"] = network.id
     subnet = await find_subnet()
     if subnet is None:
         attrs = await neutron_attrs(
@@ -345,6 +325,7 @@ async def ensure_network(
         subnet = await create_once(
             p, "create subnet", lambda: net.create_subnet(**attrs), find_subnet
         )
+        made["subnet"] = subnet.id
     router = await find_router()
     if router is None:
         attrs = await neutron_attrs(
@@ -353,6 +334,7 @@ async def ensure_network(
         router = await create_once(
             p, "create router", lambda: net.create_router(**attrs), find_router
         )
+        made["router"] = router.id
     attached = await p.read(
         lambda: list(net.ports(device_id=router.id, network_id=network.id)), "find router port"
     )
@@ -366,7 +348,8 @@ async def ensure_network(
         except Exception as err:
             if status_of(err) not in (400, 409) or "already" not in str(err).lower():
                 raise translate(err, "attach the router to the subnet", p.spec) from err
-    return {"network_id": str(network.id), "subnet_id": str(subnet.id), "router_id": str(router.id)}
+    ids = {"network_id": str(network.id), "subnet_id": str(subnet.id), "router_id": str(router.id)}
+    return ids, {kind: str(made_id) for kind, made_id in made.items()}
 
 
 async def delete_router(p: Provider, router_id: str) -> None:
@@ -402,18 +385,30 @@ async def delete_network(p: Provider, network_id: str) -> None:
 # -- server group -------------------------------------------------------------------
 
 
-async def ensure_server_group(p: Provider, owner: Owner, group: str, policy: str) -> str:
+def server_group_name(owner: Owner, group: str) -> str:
+    return owned_name(owner, group, "-managers")
+
+
+async def server_groups_named(p: Provider, name: str) -> list[Any]:
     compute = p.conn.compute
-    name = owned_name(owner, group, "-managers")
+    return await p.read(
+        lambda: [g for g in compute.server_groups() if g.name == name], "list server groups"
+    )
+
+
+async def ensure_server_group(
+    p: Provider, owner: Owner, group: str, policy: str
+) -> tuple[str, bool]:
+    """The managers' server group, and whether this call made it."""
+    compute = p.conn.compute
+    name = server_group_name(owner, group)
 
     async def find_group() -> Any:
-        found = await p.read(
-            lambda: [g for g in compute.server_groups() if g.name == name],
-            "list server groups",
-        )
+        found = await server_groups_named(p, name)
         return found[0] if found else None
 
     group_ = await find_group()
+    made = group_ is None
     if group_ is None:
         group_ = await create_once(
             p,
@@ -421,4 +416,11 @@ async def ensure_server_group(p: Provider, owner: Owner, group: str, policy: str
             lambda: compute.create_server_group(name=name, policies=[policy]),
             find_group,
         )
-    return str(group_.id)
+    return str(group_.id), made
+
+
+async def delete_server_group(p: Provider, group_id: str) -> None:
+    compute = p.conn.compute
+    await p.run(
+        partial(compute.delete_server_group, group_id, ignore_missing=True), "delete server group"
+    )

@@ -20,6 +20,7 @@ from flotte.drivers.openstack.resources import (
     delete_network,
     delete_router,
     delete_security_group,
+    delete_server_group,
 )
 from flotte.models import Owner
 
@@ -27,7 +28,6 @@ from flotte.models import Owner
 async def delete_shared(p: Provider, owner: Owner, shared: dict[str, Any], home: Path) -> int:
     """Delete shared resources: by the IDs in ``shared``, else found by owner marker."""
     found = await find_shared(p, owner)
-    compute = p.conn.compute
     count = 0
     for router_id in {*found["routers"], *filter(None, [shared.get("router_id")])}:
         await delete_router(p, router_id)
@@ -45,10 +45,7 @@ async def delete_shared(p: Provider, owner: Owner, shared: dict[str, Any], home:
     if shared.get("server_group_id"):
         groups.add(shared["server_group_id"])
     for gid in groups:
-        await p.run(
-            partial(compute.delete_server_group, gid, ignore_missing=True),
-            "delete server group",
-        )
+        await delete_server_group(p, gid)
         count += 1
     keypairs = set(found["keypairs"])
     if shared.get("keypair_created") and shared.get("keypair_name"):
