@@ -220,7 +220,7 @@ class DevCloud:
         config = render.config_hash(self._ironic_configs())
         if state.get("ironic_config") not in (None, config):
             ironic.stop(layout, None)  # to reread changed settings
-        fingerprint = install.ironic_fingerprint(layout)
+        fingerprint = install.pins_fingerprint(layout)
         synced = state.get("ironic_synced") == fingerprint
         conn = ironic.start(layout, pw, conn, synced=synced)
         self._save_state(ironic_synced=fingerprint, ironic_config=config, ironic_boot=None)

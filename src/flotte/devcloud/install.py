@@ -138,8 +138,9 @@ def _fingerprint(python: str) -> str:
     return hashlib.sha256(base + _python_version(python).encode()).hexdigest()
 
 
-def ironic_fingerprint(layout: Layout) -> str:
-    """The whole constraints file (Ironic's pins included) and the venv's interpreter."""
+def pins_fingerprint(layout: Layout) -> str:
+    """The whole constraints file, optional pins included (Ironic's, the C driver's), and
+    the venv's interpreter: what Ironic's install and a failed C driver build key on."""
     version = _python_version(str(layout.bin("python")))
     return hashlib.sha256(data_file("constraints.txt") + version.encode()).hexdigest()
 
@@ -199,7 +200,7 @@ def install_c_driver(layout: Layout) -> bool:
     if missing_system_packages(C_DRIVER_APT):
         return False
     failed = layout.venv / ".flotte-c-driver-failed"
-    fingerprint = ironic_fingerprint(layout)
+    fingerprint = pins_fingerprint(layout)
     if failed.exists() and failed.read_text() == fingerprint:
         return False
     try:
@@ -231,9 +232,7 @@ def install_services(layout: Layout) -> bool:
 
 def ironic_ready(layout: Layout) -> bool:
     marker = layout.venv / ".flotte-ironic"
-    return (
-        venv_ready(layout) and marker.exists() and marker.read_text() == ironic_fingerprint(layout)
-    )
+    return venv_ready(layout) and marker.exists() and marker.read_text() == pins_fingerprint(layout)
 
 
 def install_ironic(layout: Layout) -> bool:
@@ -245,7 +244,7 @@ def install_ironic(layout: Layout) -> bool:
     if ironic_ready(layout):
         return False
     pip_install(layout, IRONIC_SERVICES, "Ironic")
-    (layout.venv / ".flotte-ironic").write_text(ironic_fingerprint(layout))
+    (layout.venv / ".flotte-ironic").write_text(pins_fingerprint(layout))
     return True
 
 
