@@ -135,19 +135,17 @@ async def delete_keypair(p: Provider, name: str, local: Path | None) -> None:
 _UNKNOWN = object()  # ensure_security_group(found=...): not looked up yet
 
 
-async def _security_groups(p: Provider, owner: Owner, group: str) -> list[Any]:
-    """The group's security groups (by name and owner marker): one, unless a killed run's
-    create landed late (``twins``)."""
-    net = p.conn.network
+async def owned(p: Provider, owner: Owner, group: str, collection: str) -> list[Any]:
+    """The group's things of one Neutron collection (``networks``, ``routers``...), by
+    name and owner marker: one, unless a killed run's create landed late (``twins``)."""
+    query = getattr(p.conn.network, collection)
     name, desc = f"flotte-{group}", marker(owner)
-    return await p.read(
-        lambda: list(net.security_groups(name=name, description=desc)), "find security group"
-    )
+    return await p.read(lambda: list(query(name=name, description=desc)), f"list {collection}")
 
 
 async def find_security_group(p: Provider, owner: Owner, group: str) -> Any:
     """The group's security group, or None."""
-    found = await _security_groups(p, owner, group)
+    found = await owned(p, owner, group, "security_groups")
     return found[0] if found else None
 
 
@@ -279,12 +277,9 @@ async def ensure_network(
     and those this call made, by kind (``twins.drop_twins`` looks for their late twins)."""
     net = p.conn.network
     name = f"flotte-{group}"
-    desc = marker(owner)
 
     async def find_net() -> Any:
-        found = await p.read(
-            lambda: list(net.networks(name=name, description=desc)), "find network"
-        )
+        found = await owned(p, owner, group, "networks")
         return found[0] if found else None
 
     async def find_subnet() -> Any:
@@ -292,7 +287,7 @@ async def ensure_network(
         return found[0] if found else None
 
     async def find_router() -> Any:
-        found = await p.read(lambda: list(net.routers(name=name, description=desc)), "find router")
+        found = await owned(p, owner, group, "routers")
         return found[0] if found else None
 
     made: dict[str, str] = {}
@@ -302,7 +297,7 @@ async def ensure_network(
         network = await create_once(
             p, "create network", lambda: net.create_network(**attrs), find_net
         )
-        made["network"] = network.id
+        made["network"] = str(network.id)
     subnet = await find_subnet()
     if subnet is None:
         attrs = await neutron_attrs(
@@ -325,7 +320,7 @@ async def ensure_network(
         subnet = await create_once(
             p, "create subnet", lambda: net.create_subnet(**attrs), find_subnet
         )
-        made["subnet"] = subnet.id
+        made["subnet"] = str(subnet.id)
     router = await find_router()
     if router is None:
         attrs = await neutron_attrs(
@@ -334,7 +329,7 @@ async def ensure_network(
         router = await create_once(
             p, "create router", lambda: net.create_router(**attrs), find_router
         )
-        made["router"] = router.id
+        made["router"] = str(router.id)
     attached = await p.read(
         lambda: list(net.ports(device_id=router.id, network_id=network.id)), "find router port"
     )
@@ -349,7 +344,7 @@ async def ensure_network(
             if status_of(err) not in (400, 409) or "already" not in str(err).lower():
                 raise translate(err, "attach the router to the subnet", p.spec) from err
     ids = {"network_id": str(network.id), "subnet_id": str(subnet.id), "router_id": str(router.id)}
-    return ids, {kind: str(made_id) for kind, made_id in made.items()}
+    return ids, made
 
 
 async def delete_router(p: Provider, router_id: str) -> None:

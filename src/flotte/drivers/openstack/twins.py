@@ -20,7 +20,6 @@ from typing import Any
 
 from flotte.drivers.openstack import resources
 from flotte.drivers.openstack.connection import Provider
-from flotte.drivers.openstack.marks import marker
 from flotte.errors import FlotteError
 from flotte.models import Owner
 
@@ -31,14 +30,7 @@ Deleter = Callable[[Provider, str], Awaitable[None]]
 
 
 def _neutron(collection: str) -> Lister:
-    """The group's things of one Neutron kind, by name and owner mark."""
-
-    async def listed(p: Provider, owner: Owner, group: str) -> list[Any]:
-        query = getattr(p.conn.network, collection)
-        name, desc = f"flotte-{group}", marker(owner)
-        return await p.read(lambda: list(query(name=name, description=desc)), f"list {collection}")
-
-    return listed
+    return partial(resources.owned, collection=collection)
 
 
 async def _server_groups(p: Provider, owner: Owner, group: str) -> list[Any]:
