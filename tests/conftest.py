@@ -37,9 +37,9 @@ pytest_plugins = [
 DEVCLOUD_PATHS = ("/tests/e2e/openstack/", "/tests/e2e/devcloud/", "/tests/e2e/serve/test_keystone")
 
 
-# The fixtures that switch devcloud's compute to Docker-backed servers or Ironic, and
-# the modules that switch it through getfixturevalue or a fixture of their own.
-MODE_FIXTURES = ("devcloud_docker", "devcloud_ironic")
+# The fixtures that switch devcloud's compute to Docker-backed servers, Ironic or several
+# hosts, and the modules that switch it through getfixturevalue or a fixture of their own.
+MODE_FIXTURES = ("devcloud_docker", "devcloud_ironic", "devcloud_computes")
 MODE_PATHS = ("/tests/e2e/serve/test_keystone",)
 
 

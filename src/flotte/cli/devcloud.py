@@ -55,8 +55,22 @@ def devcloud() -> None:
     help="Bare metal: Ironic with enrolled nodes, and flavor bm.small scheduled onto them "
     "(kept for later `up`s).",
 )
+@click.option(
+    "--computes",
+    "compute_hosts",
+    type=int,
+    default=None,
+    help="Fake compute hosts (nova-compute processes, ~150 MB each) to spread servers "
+    "over, like a cloud's hosts; fewer takes the others away (kept for later `up`s; 1 "
+    "at first).",
+)
 def up(
-    root: Path | None, wipe: bool, clouds_yaml: str, docker: bool | None, ironic: bool | None
+    root: Path | None,
+    wipe: bool,
+    clouds_yaml: str,
+    docker: bool | None,
+    ironic: bool | None,
+    compute_hosts: int | None,
 ) -> None:
     """Install (first time) and start devcloud; a no-op when it is already up."""
     from rich.console import Console
@@ -74,7 +88,7 @@ def up(
             yield
         console.print(f"[green]✓[/] {label} [dim]({time.monotonic() - t0:.1f} s)[/]")
 
-    result = cloud.up(step, wipe=wipe, docker=docker, ironic=ironic)
+    result = cloud.up(step, wipe=wipe, docker=docker, ironic=ironic, compute_hosts=compute_hosts)
     if not result.changed:
         console.print("devcloud is already up; nothing to do.")
     else:

@@ -22,6 +22,7 @@ from typing import Any
 
 from flotte.devcloud import (
     agent,
+    computes,
     guest,
     install,
     ironic,
@@ -120,6 +121,7 @@ class DevCloud:
         state = self._state()
         return (
             PROCESSES
+            + computes.extra_processes(state.get("computes", 1))
             + (IRONIC_PROCESSES if state.get("ironic") else ())
             + ((AGENT,) if state.get("docker") else ())
         )
@@ -179,15 +181,21 @@ class DevCloud:
         wipe: bool = False,
         docker: bool | None = None,
         ironic: bool | None = None,
+        compute_hosts: int | None = None,
     ) -> UpResult:
         """Converge to a running devcloud; ``docker`` turns Docker-backed servers on or
-        off, ``ironic`` bare metal (None keeps the previous choice; off the first time)."""
+        off, ``ironic`` bare metal, ``compute_hosts`` sets the number of fake compute
+        hosts (None keeps the previous choice; the first time: off, off, 1)."""
         start = time.monotonic()
         with self._lock():
             if wipe:
                 self._down(wipe=True)
             self.layout.ensure()
             toggled = False
+            # First: it may refuse (servers on a host to take away), before any change.
+            if compute_hosts is not None and self._state().get("computes", 1) != compute_hosts:
+                toggled = True
+                self._set_compute_hosts(compute_hosts)
             if docker is not None and bool(self._state().get("docker")) != docker:
                 toggled = True
                 if not docker:
@@ -234,6 +242,26 @@ class DevCloud:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _set_compute_hosts(self, count: int) -> None:
+        """Record the new number of hosts; fewer: take the others away now (refused
+        while they hold servers), more: the coming `up` starts them."""
+        computes.check_memory(self._state().get("computes", 1), count)
+        going = [i for i in computes.made_extras(self.layout) if i > count]
+        if going and not services.api_answers("keystone"):
+            raise FlotteError(
+                "devcloud must be up to take compute hosts away (their servers are checked)",
+                hint=f"run `flotte devcloud up`, then `flotte devcloud up --computes {count}`",
+            )
+        conn = seed.connect(self.secrets()) if going else None
+        try:
+            if conn is not None:
+                computes.check_empty(conn, count, going)
+            computes.remove_beyond(self.layout, conn, count)
+        finally:
+            if conn is not None:
+                conn.close()
+        self._save_state(computes=count)
 
     def _converge_boot_mode(self, conn: Any = None) -> None:
         """With bare metal on, nodes wait for the compute agent exactly when it runs."""
@@ -299,8 +327,8 @@ class DevCloud:
             for service in API_PORTS:
                 services.wait_api(layout, service)
             # nova-compute starts ~10 s sooner when the conductor already answers RPC.
-            self._wait_service(conn, "nova-conductor")
-            self._adopt_compute_node(conn)
+            services.wait_service(layout, conn, "nova-conductor")
+            computes.adopt_first(layout, conn)
             services.start_nova_daemon(layout, "nova-compute")
         if not seeded:
             with step("flavors, image, networks, quotas"):
@@ -308,29 +336,12 @@ class DevCloud:
                 seed.seed_image(conn)
                 seed.seed_networks(conn)
                 seed.seed_quotas(conn)
-        with step("compute host"):
-            # The compute node shows in Placement first; mapping it into cell1 (what
-            # discover_hosts does) is what makes it schedulable and listed.
-            procs.wait_until(
-                lambda: any(True for _ in conn.placement.resource_providers()),
-                what="nova-compute",
-                timeout=120,
-                layout=layout,
-                process="nova-compute",
-                interval=1,
-            )
-            services.discover_hosts(layout)
-            procs.wait_until(
-                lambda: any(True for _ in conn.compute.hypervisors()),
-                what="nova-compute host mapping",
-                timeout=60,
-                layout=layout,
-                process="nova-compute",
-                interval=1,
-            )
-            self._wait_service(conn, "nova-scheduler")
-            # The scheduler skips a compute whose last report is stale (a restart).
-            self._wait_service(conn, "nova-compute")
+        count = self._state().get("computes", 1)
+        with step("compute host" if count == 1 else f"{count} compute hosts"):
+            computes.start(layout, count)
+            computes.wait_first(layout, conn)
+            services.wait_service(layout, conn, "nova-scheduler")
+            computes.wait_ready(layout, conn, count)
         if self._state().get("ironic"):
             with step("Ironic, bare-metal nodes and their nova-compute"):
                 conn = self._start_ironic(pw, conn)
@@ -381,27 +392,6 @@ class DevCloud:
             process=AGENT,
         )
 
-    def _adopt_compute_node(self, conn: Any) -> None:
-        """Give nova-compute the node UUID already in Placement when its file is missing.
-
-        Without the file, a restarted nova-compute refuses to start ("No local node
-        identity found"); devclouds made by an older flotte have no such file.
-        """
-        id_file = self.layout.state_dir / "nova" / "compute_id"
-        if id_file.exists():
-            return
-        for rp in conn.placement.resource_providers(name="devcloud"):
-            id_file.parent.mkdir(parents=True, exist_ok=True)
-            id_file.write_text(rp.id)
-
-    def _wait_service(self, conn: Any, binary: str) -> None:
-        def service_up() -> bool:
-            return any(s.binary == binary and s.state == "up" for s in conn.compute.services())
-
-        procs.wait_until(
-            service_up, what=binary, timeout=90, layout=self.layout, process=binary, interval=1
-        )
-
     def _register(self) -> None:
         entries = self.clouds()
         seed.write_clouds_yaml(self.layout.clouds_yaml, entries)
@@ -431,7 +421,9 @@ class DevCloud:
             # Its containers and networks go with it: Nova forgets fake instances too.
             agent.cleanup(self.layout.root)
         stopped += ironic.stop_processes(self.layout)
-        openstack = [name for name in reversed(PROCESSES) if name not in backing]
+        openstack = computes.made_processes(self.layout) + [
+            name for name in reversed(PROCESSES) if name not in backing
+        ]
         with ThreadPoolExecutor(max_workers=len(openstack)) as pool:
             results = list(pool.map(lambda n: procs.stop(self.layout, n), openstack))
         stopped += [name for name, was in zip(openstack, results, strict=True) if was]
@@ -491,4 +483,5 @@ class DevCloud:
             "db_driver": "mysqlclient" if install.c_driver_ready(layout) else "PyMySQL",
             "docker_compute": bool(self._state().get("docker")),
             "bare_metal": bool(self._state().get("ironic")),
+            "compute_hosts": self._state().get("computes", 1),
         }

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from flotte.devcloud import procs, render
 from flotte.devcloud.layout import (
@@ -293,3 +294,12 @@ def start_nova_daemon(layout: Layout, name: str) -> None:
 def discover_hosts(layout: Layout) -> None:
     nm = [str(layout.bin("nova-manage")), *render.conf_args(layout, "nova")]
     run_tool(layout, "nova-manage", [*nm, "cell_v2", "discover_hosts"], "nova discover_hosts")
+
+
+def wait_service(layout: Layout, conn: Any, binary: str) -> None:
+    """A Nova service reports up (the scheduler skips a compute whose report is stale)."""
+
+    def service_up() -> bool:
+        return any(s.binary == binary and s.state == "up" for s in conn.compute.services())
+
+    procs.wait_until(service_up, what=binary, timeout=90, layout=layout, process=binary, interval=1)
