@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,19 +132,16 @@ def adopt_first(layout: Layout, conn: Any) -> None:
 def wait_first(layout: Layout, conn: Any) -> None:
     """The first host in Placement, then mapped into cell1 (what discover_hosts does),
     which makes it schedulable and listed; the others are mapped by the scheduler."""
-    procs.wait_until(
-        lambda: any(True for _ in conn.placement.resource_providers()),
-        what="nova-compute",
-        timeout=120,
-        layout=layout,
-        process="nova-compute",
-        interval=1,
-    )
+    _wait(layout, lambda: any(True for _ in conn.placement.resource_providers()), "", 120)
     services.discover_hosts(layout)
+    _wait(layout, lambda: any(True for _ in conn.compute.hypervisors()), " host mapping", 60)
+
+
+def _wait(layout: Layout, ready: Callable[[], bool], what: str, timeout: float) -> None:
     procs.wait_until(
-        lambda: any(True for _ in conn.compute.hypervisors()),
-        what="nova-compute host mapping",
-        timeout=60,
+        ready,
+        what=f"nova-compute{what}",
+        timeout=timeout,
         layout=layout,
         process="nova-compute",
         interval=1,
@@ -200,14 +199,15 @@ def remove_beyond(layout: Layout, conn: Any | None, count: int) -> list[str]:
     and state (their servers were checked first: ``check_empty``)."""
     from openstack.exceptions import ConflictException
 
-    stopped = []
-    for index in made_extras(layout):
-        if index <= count:
-            continue
-        if procs.stop(layout, process(index)):
-            stopped.append(process(index))
-        if conn is None:
-            continue  # the records stay; a later `up` with this host adopts them
+    going = [i for i in made_extras(layout) if i > count]
+    # Side by side: each nova-compute takes seconds to shut down gracefully (nine of
+    # them one after the other: two minutes).
+    with ThreadPoolExecutor(max_workers=max(1, len(going))) as pool:
+        was = list(pool.map(lambda i: procs.stop(layout, process(i)), going))
+    stopped = [process(i) for i, ran in zip(going, was, strict=True) if ran]
+    if conn is None:
+        return stopped  # the records stay; a later `up` with these hosts adopts them
+    for index in going:
         for svc in conn.compute.services(host=host(index), binary="nova-compute"):
             try:
                 conn.compute.delete_service(svc)

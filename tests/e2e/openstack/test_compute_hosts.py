@@ -36,6 +36,23 @@ def _services(cloud: Cloud) -> dict[str, str]:
     }
 
 
+def _up(root: str, count: int, *, check: bool = True) -> Any:
+    return flotte("devcloud", "up", "--dir", root, "--clouds-yaml", "none",
+                  "--computes", str(count), check=check)  # fmt: skip
+
+
+def _refused(res: Any, why: str) -> None:
+    """One clear line, no traceback, a non-zero exit."""
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert why in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def _status(root: str) -> Any:
+    return json.loads(flotte("devcloud", "status", "--dir", root, "-f", "json").stdout)
+
+
 async def test_hard_anti_affinity_managers_land_on_three_hosts(
     devcloud_computes: DevCloud, cloud: Cloud, make_driver: Any, installation: str
 ) -> None:
@@ -76,43 +93,29 @@ def test_a_host_holding_a_server_is_not_taken_away(
     )  # fmt: skip
     try:
         assert _hosts_of(cloud, {server["id"]}) == {server["id"]: last}
-        fewer = str(COMPUTE_HOSTS - 1)
-        res = flotte("devcloud", "up", "--dir", root, "--clouds-yaml", "none",
-                     "--computes", fewer, check=False)  # fmt: skip
-        assert res.returncode != 0
-        lines = [line for line in res.stderr.splitlines() if line.strip()]
-        assert f"compute host {last} still holds 1 server" in lines[0], res.stderr
-        assert "Traceback" not in res.stderr
+        _refused(_up(root, COMPUTE_HOSTS - 1, check=False), f"compute host {last} still holds 1")
         # Nothing changed: the host still runs and reports.
-        status = json.loads(flotte("devcloud", "status", "--dir", root, "-f", "json").stdout)
-        assert status["compute_hosts"] == COMPUTE_HOSTS
+        assert _status(root)["compute_hosts"] == COMPUTE_HOSTS
         assert _services(cloud)[last] == "up"
     finally:
         cloud.osc("server", "delete", "--wait", server["id"], cloud=ADMIN)
 
     # Empty, it goes: its process, its Nova service and hypervisor, its provider.
-    flotte("devcloud", "up", "--dir", root, "--clouds-yaml", "none", "--computes", fewer)
+    _up(root, COMPUTE_HOSTS - 1)
     assert set(_services(cloud)) == HOSTS - {last}
     admin = cloud.connection(ADMIN)
     assert last not in {h.name for h in admin.compute.hypervisors()}
     assert last not in {rp.name for rp in admin.placement.resource_providers()}
-    status = json.loads(flotte("devcloud", "status", "--dir", root, "-f", "json").stdout)
+    status = _status(root)
     assert status["compute_hosts"] == COMPUTE_HOSTS - 1
     assert f"nova-compute-{COMPUTE_HOSTS}" not in {p["name"] for p in status["processes"]}
     # And comes back, new, when asked for again.
-    flotte("devcloud", "up", "--dir", root, "--clouds-yaml", "none",
-           "--computes", str(COMPUTE_HOSTS))  # fmt: skip
+    _up(root, COMPUTE_HOSTS)
     assert _services(cloud) == dict.fromkeys(HOSTS, "up")
 
 
 @pytest.mark.parametrize("count", ["0", "99"])
 def test_a_number_of_hosts_out_of_range_is_refused(devcloud_computes: DevCloud, count: str) -> None:
     root = str(devcloud_computes.root)
-    res = flotte("devcloud", "up", "--dir", root, "--clouds-yaml", "none",
-                 "--computes", count, check=False)  # fmt: skip
-    assert res.returncode != 0
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert f"--computes {count} is out of range" in lines[0], res.stderr
-    assert "Traceback" not in res.stderr
-    status = json.loads(flotte("devcloud", "status", "--dir", root, "-f", "json").stdout)
-    assert status["compute_hosts"] == COMPUTE_HOSTS
+    _refused(_up(root, int(count), check=False), f"--computes {count} is out of range")
+    assert _status(root)["compute_hosts"] == COMPUTE_HOSTS

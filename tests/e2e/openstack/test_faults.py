@@ -396,7 +396,8 @@ async def test_rate_limits_and_lost_responses_converge(
     await driver.check(group)
     shared = await driver.prepare(group)
     records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
-    assert nova.stats.injected["lost-boot"] == 2 and neutron.stats.injected["lost-port"] == 2
+    # The five ports go as one bulk request: one lost answer may stand for them all.
+    assert nova.stats.injected["lost-boot"] == 2 and neutron.stats.injected["lost-port"] >= 1
     assert nova.stats.injected["429"] > 0 and neutron.stats.injected["429"] > 0
     # No duplicates although four creates "failed" after succeeding.
     assert _count_owned(cloud, group.owner, {s.name for s in node_specs(group)}, before) == Counter(

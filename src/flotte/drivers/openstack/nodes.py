@@ -1,7 +1,8 @@
 """One node on OpenStack: its port, floating IP and server, made and unmade idempotently.
 
 The port is made first, by flotte, with the owner marker and the group's security
-groups. That lets the floating IP be allocated *for that port* in the same request,
+groups (with the ports of the nodes created beside it, in one request:
+:mod:`.bulk_ports`). That lets the floating IP be allocated *for that port* in the same request,
 while the server boots: no listing of free pool addresses and no picking one, the
 race docker-machine had when several hosts were created at once. Nor does flotte wait
 for the floating IP to become ACTIVE: without an L3 agent (devcloud, some small clouds)
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flotte.drivers.openstack import rest
+from flotte.drivers.openstack.bulk_ports import create_port
 from flotte.drivers.openstack.connection import (
     RETRY_READ,
     Provider,
@@ -180,7 +182,6 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
     create leaves nothing; a killed one leaves owner-marked resources that the next run
     adopts (or ``sweep`` deletes).
     """
-    net = p.conn.network
     server: Any = inv.servers.get(boot.name) if inv else await find_server(p, boot.name, boot.owner)
     if server is not None and server.status == "ERROR":
         # A failed boot from an earlier run: its fault was reported then; boot it again.
@@ -200,12 +201,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
             )
             if boot.subnet_id:
                 attrs["fixed_ips"] = [{"subnet_id": boot.subnet_id}]
-            port = await create_once(
-                p,
-                f"create port for {boot.name}",
-                lambda: rest.post(net, "/ports", "port", attrs),
-                lambda: find_port(p, boot.name, boot.owner),
-            )
+            port = await create_port(p, boot.name, boot.owner, attrs)
             made["port"] = port.id
         if boot.pool_id:
             fip_task = asyncio.create_task(_ensure_fip(p, boot, port.id, inv))

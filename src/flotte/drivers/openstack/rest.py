@@ -75,6 +75,13 @@ def post(
     return Doc(created)
 
 
+def post_many(proxy: Any, path: str, key: str, bodies: list[dict[str, Any]]) -> list[Doc]:
+    """``POST path {key: bodies}`` (Neutron's bulk create); the created resources
+    (blocking)."""
+    response = send(proxy, "POST", path, json={key: bodies})
+    return [Doc(created) for created in response.json().get(key) or []]
+
+
 def delete(proxy: Any, path: str, *, microversion: Any = None) -> None:
     """``DELETE path``; already gone (404) is done (blocking)."""
     send(proxy, "DELETE", path, gone_ok=True, microversion=microversion)

@@ -1,0 +1,89 @@
+"""Nodes' ports made together in one Neutron bulk request (drivers/openstack/bulk_ports).
+
+Ten nodes created at once ask Neutron once for their ten ports. When Neutron refuses
+the bulk request (all or nothing), each port is asked for on its own, so only the
+nodes past the limit fail, each with its own error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from os_helpers import Cloud, cluster_group, leaked, node_specs
+
+from flotte.drivers.openstack import connection as openstack_conn
+from flotte.drivers.openstack.bulk_ports import create_port
+from flotte.drivers.openstack.resources import neutron_attrs
+from flotte.errors import FlotteError
+from flotte.models import Owner
+
+PORTS = "POST /v2.0/ports"
+
+
+async def test_ten_nodes_ports_are_one_request(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    before = cloud.inventory()
+    driver = make_driver()
+    group = cluster_group("bulk", installation, 10)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+    asked = provider.calls[PORTS]
+    records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+    try:
+        # One bulk request; a second when a node's ask came after the first had left.
+        assert provider.calls[PORTS] - asked <= 2, provider.calls
+        ports = {p["ID"]: p for p in cloud.osc("port", "list", "--long")}
+        mine = [ports[r.data["port_id"]] for r in records]
+        assert [p["Name"] for p in mine] == [s.name for s in node_specs(group)]
+        assert len({r.data["port_id"] for r in records}) == 10
+        assert len({r.address for r in records}) == 10
+    finally:
+        await asyncio.gather(*(driver.remove(r) for r in records))
+        await driver.release(group, shared)
+    assert await driver.leftovers(group.owner) == []
+    assert leaked(cloud, before) == {}
+
+
+async def test_a_refused_bulk_request_fails_only_the_ports_past_the_limit(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    conn = cloud.connection()
+    suffix = uuid.uuid4().hex[:6]
+    network = conn.network.create_network(name=f"bulk-small-{suffix}")
+    made: list[Any] = []
+    try:
+        # A /29 without DHCP: five addresses for ports (.2 to .6; .1 is the gateway).
+        conn.network.create_subnet(
+            network_id=network.id, ip_version=4, cidr="10.199.7.0/29", is_dhcp_enabled=False
+        )
+        driver = make_driver()
+        provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+        owner = Owner(cluster="bulk-small", installation=installation)
+        asked = provider.calls[PORTS]
+
+        async def ask(i: int) -> Any:
+            attrs = await neutron_attrs(
+                provider, owner, name=f"bulk-small-{i}", network_id=network.id
+            )
+            return await create_port(provider, f"bulk-small-{i}", owner, attrs)
+
+        results = await asyncio.gather(*(ask(i) for i in range(7)), return_exceptions=True)
+        made = [r for r in results if not isinstance(r, BaseException)]
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(made) == 5 and len(failed) == 2, results
+        assert all(isinstance(err, FlotteError) for err in failed), failed
+        assert all("port for bulk-small-" in str(err) for err in failed), failed
+        assert all("No more IP addresses" in str(err) for err in failed), failed
+        # The bulk request, refused whole, then each port on its own (a refused one is
+        # asked again a few times: an address may be freed meanwhile).
+        assert provider.calls[PORTS] - asked >= 1 + 7, provider.calls
+        names = {p.name for p in conn.network.ports(network_id=network.id)}
+        assert names == {str(p.name) for p in made}
+    finally:
+        for port in made:
+            conn.network.delete_port(port.id)
+        conn.network.delete_network(network)
