@@ -22,6 +22,8 @@ nodes and a real Swarm, 3 managers). Plots go to docs/perf/ (``--plots DIR``).
     .venv/bin/python bench/scale.py --quick            # a small sample, a few minutes
     .venv/bin/python bench/scale.py --drivers cli,ec2 --sizes 200,1000
     .venv/bin/python bench/scale.py --drivers openstack --sizes 100,200
+    # spread over ten fake compute hosts first, as a cloud would (docs/devcloud.md)
+    flotte devcloud up --computes 10
     .venv/bin/python bench/scale.py --drivers local --sizes 10,50
 """
 

@@ -283,8 +283,26 @@ def _address_room(
 ACTIVE_WAIT = 1800
 
 
+def _compute_hosts(admin_cloud: str = "devcloud") -> int:
+    """devcloud's fake compute hosts in use (``flotte devcloud up --computes N``): the
+    servers spread over them, and Nova's cost per server grows with a host's servers."""
+    import openstack
+
+    conn = openstack.connect(cloud=admin_cloud)
+    try:
+        return sum(
+            1
+            for s in conn.compute.services(binary="nova-compute")
+            if s.state == "up" and s.status == "enabled" and s.host != "devcloud-ironic"
+        )
+    finally:
+        conn.close()
+
+
 def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) -> dict[str, Any]:
     import openstack_cluster as oc
+
+    hosts = _compute_hosts()
 
     source = Path(os.environ.get("OS_CLIENT_CONFIG_FILE") or oc._clouds_yaml())
     clouds = yaml.safe_load(source.read_text())["clouds"]
@@ -354,6 +372,7 @@ def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) 
     return {
         "nodes": size,
         "cloud": cloud,
+        "compute_hosts": hosts,
         "quota_raised_by": room,
         "subnets_added": subnets,
         "floor": base,
