@@ -246,7 +246,7 @@ class DevCloud:
     def _set_compute_hosts(self, count: int) -> None:
         """Record the new number of hosts; fewer: take the others away now (refused
         while they hold servers), more: the coming `up` starts them."""
-        computes.check_memory(self._state().get("computes", 1), count)
+        computes.check_count(self._state().get("computes", 1), count)
         going = [i for i in computes.made_extras(self.layout) if i > count]
         if going and not services.api_answers("keystone"):
             raise FlotteError(

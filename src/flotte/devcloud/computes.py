@@ -86,8 +86,9 @@ def made_extras(layout: Layout) -> list[int]:
     return sorted(found)
 
 
-def check_memory(current: int, wanted: int) -> None:
-    """Refuse more hosts than free memory holds, before anything starts."""
+def check_count(current: int, wanted: int) -> None:
+    """Refuse a count out of range, or more new hosts than free memory holds, before
+    anything starts."""
     if not 1 <= wanted <= MAX_COMPUTES:
         raise FlotteError(
             f"--computes {wanted} is out of range",
