@@ -247,7 +247,7 @@ class DevCloud:
         """Record the new number of hosts; fewer: take the others away now (refused
         while they hold servers), more: the coming `up` starts them."""
         computes.check_count(self._state().get("computes", 1), count)
-        going = [i for i in computes.made_extras(self.layout) if i > count]
+        going = computes.beyond(self.layout, count)
         if going and not services.api_answers("keystone"):
             raise FlotteError(
                 "devcloud must be up to take compute hosts away (their servers are checked)",
@@ -257,7 +257,7 @@ class DevCloud:
         try:
             if conn is not None:
                 computes.check_empty(conn, count, going)
-            computes.remove_beyond(self.layout, conn, count)
+            computes.remove(self.layout, conn, going, count)
         finally:
             if conn is not None:
                 conn.close()
@@ -339,7 +339,7 @@ class DevCloud:
         count = self._state().get("computes", 1)
         with step("compute host" if count == 1 else f"{count} compute hosts"):
             computes.start(layout, count)
-            computes.wait_first(layout, conn)
+            computes.map_first(layout, conn)
             services.wait_service(layout, conn, "nova-scheduler")
             computes.wait_ready(layout, conn, count)
         if self._state().get("ironic"):

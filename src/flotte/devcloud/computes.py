@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -130,23 +129,19 @@ def adopt_first(layout: Layout, conn: Any) -> None:
         id_file.write_text(rp.id)
 
 
-def wait_first(layout: Layout, conn: Any) -> None:
-    """The first host in Placement, then mapped into cell1 (what discover_hosts does),
-    which makes it schedulable and listed; the others are mapped by the scheduler."""
-    _wait(layout, lambda: any(True for _ in conn.placement.resource_providers()), "", 120)
-    services.discover_hosts(layout)
-    _wait(layout, lambda: any(True for _ in conn.compute.hypervisors()), " host mapping", 60)
-
-
-def _wait(layout: Layout, ready: Callable[[], bool], what: str, timeout: float) -> None:
+def map_first(layout: Layout, conn: Any) -> None:
+    """Map the first host into cell1 (what discover_hosts does) once it shows in
+    Placement: that makes it schedulable and listed. The others are mapped by the
+    scheduler, and ``wait_ready`` waits for every host's mapping."""
     procs.wait_until(
-        ready,
-        what=f"nova-compute{what}",
-        timeout=timeout,
+        lambda: any(True for _ in conn.placement.resource_providers()),
+        what="nova-compute",
+        timeout=120,
         layout=layout,
         process="nova-compute",
         interval=1,
     )
+    services.discover_hosts(layout)
 
 
 def start(layout: Layout, count: int) -> None:
@@ -178,7 +173,7 @@ def wait_ready(layout: Layout, conn: Any, count: int) -> None:
         what=f"{count} nova-compute hosts",
         timeout=180,
         layout=layout,
-        process=process(max(count, 1)),
+        process=process(count),
         interval=1,
     )
 
@@ -195,12 +190,16 @@ def check_empty(conn: Any, count: int, going: list[int]) -> None:
             )
 
 
-def remove_beyond(layout: Layout, conn: Any | None, count: int) -> list[str]:
-    """Stop the hosts past ``count``; with a connection, also delete their Nova records
-    and state (their servers were checked first: ``check_empty``)."""
+def beyond(layout: Layout, count: int) -> list[int]:
+    """The hosts made so far that a count of ``count`` takes away."""
+    return [i for i in made_extras(layout) if i > count]
+
+
+def remove(layout: Layout, conn: Any | None, going: list[int], count: int) -> list[str]:
+    """Stop the hosts ``going`` (past ``count``); with a connection, also delete their
+    Nova records and state (their servers were checked first: ``check_empty``)."""
     from openstack.exceptions import ConflictException
 
-    going = [i for i in made_extras(layout) if i > count]
     # Side by side: each nova-compute takes seconds to shut down gracefully (nine of
     # them one after the other: two minutes).
     with ThreadPoolExecutor(max_workers=max(1, len(going))) as pool:
