@@ -204,6 +204,12 @@ def main() -> None:
         "200 threads take devcloud more than half an hour; no ratio is then given).",
     )
     parser.add_argument(
+        "--parallelism",
+        type=int,
+        help="OpenStack: pass --parallelism N to cluster create (bounds the node steps the "
+        "driver otherwise paces itself; for an A/B of the executor's bound).",
+    )
+    parser.add_argument(
         "--merge",
         help="Previous JSON reports (comma-separated) whose runs are kept; with --drivers '' "
         "nothing runs and the plots are drawn from them.",
@@ -232,7 +238,11 @@ def main() -> None:
             elif driver == "ec2":
                 runs.append(scale_clouds.ec2_case(size, args.latency_ms / 1000))
             elif driver == "openstack":
-                runs.append(scale_clouds.openstack_case(size, floor=not args.no_floor))
+                runs.append(
+                    scale_clouds.openstack_case(
+                        size, floor=not args.no_floor, parallelism=args.parallelism
+                    )
+                )
             elif driver == "local":
                 runs.append(scale_clouds.local_case(size))
             else:

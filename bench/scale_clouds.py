@@ -299,7 +299,9 @@ def _compute_hosts(admin_cloud: str = "devcloud") -> int:
         conn.close()
 
 
-def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) -> dict[str, Any]:
+def openstack_case(
+    size: int, cloud: str = "devcloud-demo", floor: bool = True, parallelism: int | None = None
+) -> dict[str, Any]:
     import openstack_cluster as oc
 
     hosts = _compute_hosts()
@@ -351,7 +353,8 @@ def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) 
                 ["cluster", "create", "big", "--driver", "openstack", "--master-count", "3",
                  "--node-count", str(size - 3), "--no-provision", "--openstack-cloud", name,
                  f"--openstack-active-timeout={ACTIVE_WAIT}",
-                 *[f"--{k.replace('_', '-')}={v}" for k, v in oc.BASE_OPTIONS.items()]],
+                 *[f"--{k.replace('_', '-')}={v}" for k, v in oc.BASE_OPTIONS.items()],
+                 *([f"--parallelism={parallelism}"] if parallelism else [])],
                 env,
             )  # fmt: skip
             created = since(before)
@@ -373,6 +376,7 @@ def openstack_case(size: int, cloud: str = "devcloud-demo", floor: bool = True) 
         "nodes": size,
         "cloud": cloud,
         "compute_hosts": hosts,
+        "parallelism": parallelism,  # None: the driver paces its own calls
         "quota_raised_by": room,
         "subnets_added": subnets,
         "floor": base,

@@ -56,7 +56,10 @@ def cluster() -> None:
 @click.option("--hosts", default=None, help="Existing hosts (ssh), one per node, managers first.")
 @click.option("--hosts-file", default=None, help="A file with one host per line (ssh).")
 @click.option(
-    "--parallelism", type=int, default=None, help="At most this many infrastructure calls at once."
+    "--parallelism",
+    type=int,
+    default=None,
+    help="At most this many node steps at once (default: each driver paces its own calls).",
 )
 @plan_output
 @click.option(

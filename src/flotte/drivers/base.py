@@ -101,11 +101,11 @@ class Capabilities:
     max_parallel: int = 16  # how many infrastructure calls at once (API rate limits)
     adopt_existing: bool = False  # the node existed before flotte (ssh hosts)
     catalog_provider: str | None = None  # catalog entry that prices this driver's nodes
-    # Concurrent create() calls are gathered into one cloud call (EC2 RunInstances): the
-    # executor lets every create of a plan reach the driver at once.
-    batch_create: bool = False
-    # Concurrent remove() calls are gathered the same way (EC2 TerminateInstances).
-    batch_remove: bool = False
+    # The driver bounds its own cloud calls (a per-provider budget of ``max_parallel``)
+    # and gathers concurrent create()/remove() calls into bulk ones (EC2 RunInstances,
+    # Neutron's bulk POST /ports): the executor lets every create and remove of a plan
+    # reach it at once instead of holding nodes back in waves.
+    self_paced: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ class Step:
     requires: tuple[str, ...] = ()
     undo: Callable[[], Awaitable[None]] | None = None
     label: str = ""  # what progress displays show, e.g. "node-1 create"
-    # Not counted against ``parallelism``: a step that hands its work to a driver that
-    # gathers many into one cloud call and bounds its own calls (EC2's RunInstances).
-    # Bounding these too launched 1,000 nodes in waves of 16 (bench/scale.py).
+    # Not counted against ``parallelism`` (unless the executor is strict): a step that
+    # hands its work to a driver that bounds its own calls and gathers many into one
+    # (EC2's RunInstances, Neutron's bulk ports). Bounding these too launched 1,000 EC2
+    # nodes in waves of 16 and held 400 OpenStack creates to 16 in flight (bench/scale.py).
     unbounded: bool = False
 
 
@@ -78,10 +79,14 @@ class Executor:
         parallelism: int = 16,
         journal: Journal | None = None,
         events: Events = _no_events,
+        *,
+        strict: bool = False,
     ) -> None:
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
         self.parallelism = parallelism
+        # Strict: ``parallelism`` bounds unbounded steps too (the user asked for it).
+        self.strict = strict
         self.journal = journal
         self.events = events
 
@@ -137,7 +142,8 @@ class Executor:
             action = step.run if forward else step.undo
             assert action is not None
             phase = "" if forward else "undo:"
-            async with contextlib.nullcontext() if step.unbounded and forward else sem:
+            free = step.unbounded and forward and not self.strict
+            async with contextlib.nullcontext() if free else sem:
                 if self.journal:
                     await self.journal.intent(phase + name)
                 self.events(step, phase + "start")

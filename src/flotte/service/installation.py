@@ -120,4 +120,6 @@ class Installation:
             parallelism=self.parallelism or max_parallel,
             journal=self.store.journal(scope, operation),
             events=self.events,
+            # A --parallelism the user gave bounds every node step, self-paced or not.
+            strict=self.parallelism is not None,
         )

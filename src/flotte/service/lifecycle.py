@@ -294,9 +294,9 @@ class Runner:
             if not self.machine:
                 await self.store.soon(delete_node, spec.name)
 
-        # A batching driver gathers every create into one call: let them all reach it.
-        batched = self.driver(spec.driver).capabilities.batch_create
-        return self._step(s, run, undo, unbounded=batched)
+        # A self-paced driver bounds its own calls and gathers creates: let all reach it.
+        paced = self.driver(spec.driver).capabilities.self_paced
+        return self._step(s, run, undo, unbounded=paced)
 
     def _provision(self, plan: Plan, s: PlanStep) -> Step:
         spec = self.node_spec(s)
@@ -471,8 +471,8 @@ class Runner:
             if self._meshed and self.mesh:
                 await self.mesh.forget(node, self.members())
 
-        # A batching driver gathers every removal into one call: let them all reach it.
-        return self._step(s, run, unbounded=self.driver(driver_name).capabilities.batch_remove)
+        # A self-paced driver bounds its own calls and gathers removals: let all reach it.
+        return self._step(s, run, unbounded=self.driver(driver_name).capabilities.self_paced)
 
     def _release(self, plan: Plan, s: PlanStep) -> Step:
         assert s.driver is not None

@@ -66,3 +66,22 @@ async def test_unbounded_steps_all_reach_the_batch_together() -> None:
     result = await asyncio.wait_for(Executor(parallelism=2).run(steps), timeout=10)
     assert result.ok and len(result.results) == 16
     assert peak <= 2
+
+
+async def test_a_parallelism_the_user_gave_bounds_self_paced_steps_too() -> None:
+    """`--parallelism N` makes the executor strict: unbounded steps wait their turn."""
+    from flotte.engine.executor import Executor, Step
+
+    running = peak = 0
+
+    async def paced() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+
+    steps = [Step(f"c{i}", paced, unbounded=True) for i in range(12)]
+    result = await Executor(parallelism=3, strict=True).run(steps)
+    assert result.ok and len(result.results) == 12
+    assert peak == 3

@@ -38,9 +38,7 @@ class EC2Driver(Driver):
 
     name = "ec2"
     description = "EC2-API clouds: AWS, 3DS Outscale (boto3)"
-    capabilities = Capabilities(
-        snapshot=True, max_parallel=16, batch_create=True, batch_remove=True
-    )
+    capabilities = Capabilities(snapshot=True, max_parallel=16, self_paced=True)
     options = cfg.OPTIONS
     # A site is a cloud, region and VPC: groups differing in one share no private network.
     site_options = ("ec2_cloud", "ec2_endpoint_url", "ec2_region", "ec2_vpc_id")

@@ -54,7 +54,9 @@ class OpenStackDriver(Driver):
 
     name: ClassVar[str] = "openstack"
     description: ClassVar[str] = "Servers on an OpenStack cloud (docker-machine -d openstack)"
-    capabilities: ClassVar[Capabilities] = Capabilities(snapshot=True, max_parallel=16)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        snapshot=True, max_parallel=16, self_paced=True
+    )
     options: ClassVar[tuple[DriverOption, ...]] = OPTIONS
     # A site is a cloud (clouds.yaml entry, or Keystone URL and region) and a network:
     # two groups differing in one of these share no private network.
