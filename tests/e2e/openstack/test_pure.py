@@ -13,7 +13,13 @@ from flotte.drivers.openstack.marks import marker, name_prefix, owned_by, parse_
 from flotte.drivers.openstack.nodes import node_state
 from flotte.drivers.openstack.options import metadata
 from flotte.drivers.openstack.resources import default_cidr, rule_specs
-from flotte.drivers.openstack.wait import Listed, booted, fault_message, next_delay
+from flotte.drivers.openstack.wait import (
+    Listed,
+    booted,
+    fault_message,
+    next_delay,
+    patience_end,
+)
 from flotte.errors import DriverError, QuotaExceeded, UsageError
 from flotte.models import NodeState, Owner
 
@@ -169,3 +175,14 @@ def test_the_watchers_poll_backs_off_with_the_longest_wait() -> None:
         t += delay
         delay, polls = next_delay(delay, t, 1.0), polls + 1
     assert 190 < polls < 220, polls
+
+
+def test_a_server_waits_on_while_those_awaited_with_it_come_up() -> None:
+    """400 boots accepted within a minute come up over ten minutes on a busy cloud: a
+    server gives up ``timeout`` seconds after it started or after the last one awaited
+    beside it came up, whichever is later; alone, after its own ``timeout``."""
+    assert patience_end(started=10.0, progress=None, timeout=200.0) == 210.0
+    # the cloud works through the queue: the end follows the last server to come up
+    assert patience_end(started=10.0, progress=500.0, timeout=200.0) == 700.0
+    # one that came up before this server was awaited does not shorten its wait
+    assert patience_end(started=10.0, progress=5.0, timeout=200.0) == 210.0

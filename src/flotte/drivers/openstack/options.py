@@ -84,7 +84,8 @@ OPTIONS: tuple[DriverOption, ...] = (
     _o("metadata", "Server metadata, key=value,key=value", "OS_METADATA"),
     _o(
         "active-timeout",
-        "Seconds to wait for a server to become ACTIVE",
+        "Seconds to wait for a server to become ACTIVE (longer while others created with it "
+        "still come up)",
         "OS_ACTIVE_TIMEOUT",
         type=int,
         default=200,

@@ -14,6 +14,7 @@ of each listing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import os
 import re
@@ -59,6 +60,16 @@ class _Waiter:
 class _Pending:
     since: float  # the event loop's time when the first waiter came
     waiters: list[_Waiter] = field(default_factory=list)
+
+
+def patience_end(started: float, progress: float | None, timeout: float) -> float:
+    """When a waiter that started at ``started`` gives up: ``timeout`` seconds after it
+    started, or after the last time a server awaited beside it came up, whichever is
+    later. Four hundred boots accepted within a minute come up one after another over
+    ten minutes on a busy cloud: each server's own clock would fail most of them while
+    the cloud is still working through them; a cloud where nothing comes up for
+    ``timeout`` seconds is stuck."""
+    return max(started, progress if progress is not None else started) + timeout
 
 
 def next_delay(delay: float, waited: float, interval: float) -> float:
@@ -164,6 +175,7 @@ class ServerWatcher:
         self._known: dict[str, Listed] = {}
         self._since: str | None = None
         self._deltas = 0
+        self._progress: float | None = None  # when a waiter's server last came through
 
     @classmethod
     def of(cls, provider: Provider) -> ServerWatcher:
@@ -186,25 +198,37 @@ class ServerWatcher:
         """Return the server once ``check(server)`` is true (``server`` is None once gone).
 
         ``check`` may raise (e.g. DriverError for a server in ERROR); that error is
-        raised here. After ``timeout`` seconds, TimeoutError_ names ``what``.
+        raised here. TimeoutError_ names ``what`` once ``timeout`` seconds passed without
+        this server or one awaited beside it coming through (``patience_end``).
         """
         loop = asyncio.get_running_loop()
         waiter = _Waiter(name, check, loop.create_future())
         if not self._pending:
             self._delay = self.first
             self._fresh.set()
-        self._pending.setdefault(server_id, _Pending(loop.time())).waiters.append(waiter)
+        started = loop.time()
+        self._pending.setdefault(server_id, _Pending(started)).waiters.append(waiter)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="openstack-server-watcher")
         try:
-            return await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
-        except TimeoutError as err:
-            raise TimeoutError_(
-                f"{what}: still waiting after {timeout:.0f} s",
-                hint="raise --openstack-active-timeout or look at the server's console log",
-            ) from err
+            while not waiter.future.done():
+                left = patience_end(started, self._progress, timeout) - loop.time()
+                if left <= 0:
+                    raise self._timed_out(what, started, timeout)
+                with contextlib.suppress(TimeoutError):  # the end may have moved on
+                    await asyncio.wait_for(asyncio.shield(waiter.future), left)
+            return waiter.future.result()
         finally:
             self._drop(server_id, waiter)
+
+    def _timed_out(self, what: str, started: float, timeout: float) -> TimeoutError_:
+        waited = asyncio.get_running_loop().time() - started
+        others = self._progress is not None and self._progress > started
+        return TimeoutError_(
+            f"{what}: still waiting after {waited:.0f} s"
+            + (f" (none awaited with it came up in the last {timeout:.0f} s)" if others else ""),
+            hint="raise --openstack-active-timeout or look at the server's console log",
+        )
 
     def _drop(self, server_id: str, waiter: _Waiter) -> None:
         pending = self._pending.get(server_id)
@@ -242,6 +266,7 @@ class ServerWatcher:
                     try:
                         if w.check(server):
                             w.future.set_result(server)
+                            self._progress = loop.time()
                     except Exception as err:
                         w.future.set_exception(err)
 
