@@ -39,13 +39,26 @@ def test_states_of_many_nodes_match_one_by_one(svc: Service) -> None:
     assert by_name["c-node-0"] == NodeState.RUNNING
 
 
+class _Concurrency:
+    """A step's work that counts how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = self.peak = 0
+
+    async def work(self) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.01)
+        self.running -= 1
+
+
 async def test_unbounded_steps_all_reach_the_batch_together() -> None:
     """Ten creates that only finish once all ten wait together (as a batch does) run
     under parallelism 2; bounded steps beside them still respect it."""
     from flotte.engine.executor import Executor, Step
 
     arrived, together = 0, asyncio.Event()
-    running = peak = 0
+    bounded = _Concurrency()
 
     async def batched() -> None:
         nonlocal arrived
@@ -54,34 +67,19 @@ async def test_unbounded_steps_all_reach_the_batch_together() -> None:
             together.set()
         await together.wait()
 
-    async def bounded() -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
-
     steps = [Step(f"c{i}", batched, unbounded=True) for i in range(10)]
-    steps += [Step(f"p{i}", bounded) for i in range(6)]
+    steps += [Step(f"p{i}", bounded.work) for i in range(6)]
     result = await asyncio.wait_for(Executor(parallelism=2).run(steps), timeout=10)
     assert result.ok and len(result.results) == 16
-    assert peak <= 2
+    assert bounded.peak <= 2
 
 
 async def test_a_parallelism_the_user_gave_bounds_self_paced_steps_too() -> None:
     """`--parallelism N` makes the executor strict: unbounded steps wait their turn."""
     from flotte.engine.executor import Executor, Step
 
-    running = peak = 0
-
-    async def paced() -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
-
-    steps = [Step(f"c{i}", paced, unbounded=True) for i in range(12)]
+    paced = _Concurrency()
+    steps = [Step(f"c{i}", paced.work, unbounded=True) for i in range(12)]
     result = await Executor(parallelism=3, strict=True).run(steps)
     assert result.ok and len(result.results) == 12
-    assert peak == 3
+    assert paced.peak == 3
