@@ -39,7 +39,13 @@ from flotte.drivers.openstack.inventory import (
     servers_of,
 )
 from flotte.drivers.openstack.resources import neutron_attrs
-from flotte.drivers.openstack.wait import ServerWatcher, booted, fault_message, gone
+from flotte.drivers.openstack.wait import (
+    ServerWatcher,
+    awaited_with,
+    booted,
+    fault_message,
+    gone,
+)
 from flotte.errors import DriverError, FlotteError
 from flotte.models import NodeState, Owner
 
@@ -87,6 +93,7 @@ async def _until_active(p: Provider, boot: BootSpec, server: Any) -> Any:
         booted(boot.name),
         timeout=boot.timeout,
         what=f"server {boot.name} to become ACTIVE",
+        together=awaited_with(boot.owner),
     )
 
 
@@ -105,13 +112,13 @@ async def _recover_boot(
     if not twins:
         raise error
     if made.get("server"):
-        await _delete_server(p, made.pop("server"), boot.name, timeout=boot.timeout)
+        await _delete_server(p, made.pop("server"), boot.name, boot.owner, timeout=boot.timeout)
     for twin in twins:
         made["server"] = twin.id
         try:
             return await _until_active(p, boot, twin)
         except FlotteError:
-            await _delete_server(p, made.pop("server"), boot.name, timeout=boot.timeout)
+            await _delete_server(p, made.pop("server"), boot.name, boot.owner, timeout=boot.timeout)
     return await _boot(p, boot, port_id, made)
 
 
@@ -142,7 +149,9 @@ async def _twins(p: Provider, boot: BootSpec, *, but: str | None) -> list[Any]:
 
 async def _drop_twins(p: Provider, boot: BootSpec, *, keep: str) -> None:
     twins = await _twins(p, boot, but=keep)
-    await asyncio.gather(*(_delete_server(p, s.id, boot.name, timeout=boot.timeout) for s in twins))
+    await asyncio.gather(
+        *(_delete_server(p, s.id, boot.name, boot.owner, timeout=boot.timeout) for s in twins)
+    )
 
 
 async def _drop_stray_ports(p: Provider, boot: BootSpec, *, keep: str) -> None:
@@ -185,7 +194,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
     server: Any = inv.servers.get(boot.name) if inv else await find_server(p, boot.name, boot.owner)
     if server is not None and server.status == "ERROR":
         # A failed boot from an earlier run: its fault was reported then; boot it again.
-        await _delete_server(p, server.id, boot.name, timeout=boot.timeout)
+        await _delete_server(p, server.id, boot.name, boot.owner, timeout=boot.timeout)
         server = None
     port: Any = inv.ports.get(boot.name) if inv else await find_port(p, boot.name, boot.owner)
     made: dict[str, Any] = {}
@@ -211,7 +220,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
             # server on the same port (one request, only on this recovery path).
             server = await find_server(p, boot.name, boot.owner)
             if server is not None and server.status == "ERROR":
-                await _delete_server(p, server.id, boot.name, timeout=boot.timeout)
+                await _delete_server(p, server.id, boot.name, boot.owner, timeout=boot.timeout)
                 server = None
         if server is None:
             try:
@@ -330,7 +339,9 @@ async def _undo(p: Provider, boot: BootSpec, made: Mapping[str, str], cause: Exc
         cause.add_note(f"cleanup after the failure also failed: {err} (run the delete again)")
 
 
-async def _delete_server(p: Provider, server_id: str, name: str, *, timeout: float) -> None:
+async def _delete_server(
+    p: Provider, server_id: str, name: str, owner: Owner, *, timeout: float
+) -> None:
     compute = p.conn.compute
     await p.run(
         lambda: rest.delete(
@@ -340,7 +351,12 @@ async def _delete_server(p: Provider, server_id: str, name: str, *, timeout: flo
         retry=RETRY_READ,
     )
     await ServerWatcher.of(p).wait(
-        server_id, name, gone, timeout=timeout, what=f"server {name} to go"
+        server_id,
+        name,
+        gone,
+        timeout=timeout,
+        what=f"server {name} to go",
+        together=awaited_with(owner),
     )
 
 
@@ -381,7 +397,7 @@ async def delete_node(
             )
         )
     if server_id:
-        steps.append(_delete_server(p, server_id, name, timeout=timeout))
+        steps.append(_delete_server(p, server_id, name, owner, timeout=timeout))
     results = await asyncio.gather(*steps, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:

@@ -27,6 +27,7 @@ from flotte.drivers.batch import Batcher, answers
 from flotte.drivers.openstack import rest
 from flotte.drivers.openstack.connection import Provider
 from flotte.errors import DriverError, QuotaExceeded, TimeoutError_
+from flotte.models import Owner
 
 # A server matching a waiter's condition, or None once the server is gone.
 Check = Callable[[Any | None], bool]
@@ -53,6 +54,7 @@ _LONGEST = 10.0
 class _Waiter:
     name: str
     check: Check
+    together: str  # the group it is awaited with (``awaited_with``)
     future: asyncio.Future[Any]
 
 
@@ -70,6 +72,11 @@ def patience_end(started: float, progress: float | None, timeout: float) -> floa
     the cloud is still working through them; a cloud where nothing comes up for
     ``timeout`` seconds is stuck."""
     return max(started, progress if progress is not None else started) + timeout
+
+
+def awaited_with(owner: Owner) -> str:
+    """The group a server is awaited with: its cluster's (or machine's) servers."""
+    return f"{owner.installation}/{owner.cluster or owner.machine or ''}"
 
 
 def next_delay(delay: float, waited: float, interval: float) -> float:
@@ -175,7 +182,10 @@ class ServerWatcher:
         self._known: dict[str, Listed] = {}
         self._since: str | None = None
         self._deltas = 0
-        self._progress: float | None = None  # when a waiter's server last came through
+        # When a server last came through, per group of servers awaited together (a
+        # cluster's): under ``flotte serve`` another cluster's boots on the same account
+        # must not keep a stuck server of this one waiting.
+        self._progress: dict[str, float] = {}
 
     @classmethod
     def of(cls, provider: Provider) -> ServerWatcher:
@@ -194,15 +204,17 @@ class ServerWatcher:
         *,
         timeout: float,
         what: str,
+        together: str | None = None,
     ) -> Any:
         """Return the server once ``check(server)`` is true (``server`` is None once gone).
 
         ``check`` may raise (e.g. DriverError for a server in ERROR); that error is
         raised here. TimeoutError_ names ``what`` once ``timeout`` seconds passed without
-        this server or one awaited beside it coming through (``patience_end``).
+        this server or one awaited with it (same ``together``, see ``awaited_with``;
+        None: none) coming through (``patience_end``).
         """
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(name, check, loop.create_future())
+        waiter = _Waiter(name, check, together or f"server {server_id}", loop.create_future())
         if not self._pending:
             self._delay = self.first
             self._fresh.set()
@@ -212,18 +224,21 @@ class ServerWatcher:
             self._task = asyncio.create_task(self._run(), name="openstack-server-watcher")
         try:
             while not waiter.future.done():
-                left = patience_end(started, self._progress, timeout) - loop.time()
+                progress = self._progress.get(waiter.together)
+                left = patience_end(started, progress, timeout) - loop.time()
                 if left <= 0:
-                    raise self._timed_out(what, started, timeout)
+                    raise self._timed_out(what, started, progress, timeout)
                 with contextlib.suppress(TimeoutError):  # the end may have moved on
                     await asyncio.wait_for(asyncio.shield(waiter.future), left)
             return waiter.future.result()
         finally:
             self._drop(server_id, waiter)
 
-    def _timed_out(self, what: str, started: float, timeout: float) -> TimeoutError_:
+    def _timed_out(
+        self, what: str, started: float, progress: float | None, timeout: float
+    ) -> TimeoutError_:
         waited = asyncio.get_running_loop().time() - started
-        others = self._progress is not None and self._progress > started
+        others = progress is not None and progress > started
         return TimeoutError_(
             f"{what}: still waiting after {waited:.0f} s"
             + (f" (none awaited with it came up in the last {timeout:.0f} s)" if others else ""),
@@ -238,6 +253,10 @@ class ServerWatcher:
             pending.waiters.remove(waiter)
         if not pending.waiters:
             del self._pending[server_id]
+        if not any(
+            w.together == waiter.together for p in self._pending.values() for w in p.waiters
+        ):
+            self._progress.pop(waiter.together, None)  # the group's wait is over
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -266,7 +285,7 @@ class ServerWatcher:
                     try:
                         if w.check(server):
                             w.future.set_result(server)
-                            self._progress = loop.time()
+                            self._progress[w.together] = loop.time()
                     except Exception as err:
                         w.future.set_exception(err)
 
