@@ -17,6 +17,7 @@ calls"). Secrets never appear in ``repr``, logs or error messages.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import difflib
 import hashlib
 import json
@@ -26,6 +27,7 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -42,6 +44,8 @@ from flotte.errors import (
 )
 
 T = TypeVar("T")
+
+_POLL_LANE = 2  # calls at once for the server watcher, beside the account's limit
 
 # Statuses that mean "the request was not carried out, try again later": rate limits
 # (OVHcloud allows 20 requests/s per project), a busy resource, an overloaded service.
@@ -307,6 +311,11 @@ def is_transient(err: BaseException, statuses: frozenset[int]) -> bool:
 class _LoopState:
     def __init__(self, limit: int) -> None:
         self.semaphore = asyncio.Semaphore(limit)
+        # The server watcher's own lane: queued behind 400 nodes' writes, its first poll
+        # waited 12 minutes and every ACTIVE wait ran out unlooked-at (2026-12-04).
+        self.polls = asyncio.Semaphore(_POLL_LANE)
+        # A thread per call allowed at once (asyncio's shared pool has cpu + 4: 6 here).
+        self.pool = ThreadPoolExecutor(limit + _POLL_LANE, thread_name_prefix="openstack")
         self.extras: dict[str, Any] = {}  # per-loop helpers (the server watcher)
 
 
@@ -354,17 +363,20 @@ class Provider:
         retry: frozenset[int] = RETRY_WRITE,
         attempts: int = 6,
         raw: bool = False,
+        poll: bool = False,
     ) -> T:
         """Run a blocking SDK call in a worker thread, with backoff on transient errors.
 
         ``raw=True`` lets SDK exceptions through (after retries) for callers that handle
-        404s or conflicts themselves; otherwise they become one FlotteError.
+        404s or conflicts themselves; otherwise they become one FlotteError. ``poll``:
+        the server watcher's lane, not queued behind the account's other calls.
         """
-        sem = self.loop_state().semaphore
+        state, loop = self.loop_state(), asyncio.get_running_loop()
         for attempt in range(attempts):
             try:
-                async with sem:
-                    return await asyncio.to_thread(fn)
+                async with state.polls if poll else state.semaphore:
+                    call = contextvars.copy_context().run  # as asyncio.to_thread does
+                    return await loop.run_in_executor(state.pool, call, fn)
             except Exception as err:
                 if attempt + 1 < attempts and is_transient(err, retry):
                     delay = _retry_after(err) or min(0.4 * 2**attempt, 8.0)
@@ -375,8 +387,10 @@ class Provider:
                 raise translate(err, what, self.spec) from err
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def read(self, fn: Callable[[], T], what: str, *, raw: bool = False) -> T:
-        return await self.run(fn, what, retry=RETRY_READ, raw=raw)
+    async def read(
+        self, fn: Callable[[], T], what: str, *, raw: bool = False, poll: bool = False
+    ) -> T:
+        return await self.run(fn, what, retry=RETRY_READ, raw=raw, poll=poll)
 
 
 _SHARED = ClientPool()  # providers made outside a driver (flotte image, benchmarks)
