@@ -1,0 +1,138 @@
+"""A server's ACTIVE wait runs on while servers of its own cluster come up, and only
+those (drivers/openstack/wait.py, ``patience_end`` and ``awaited_with``); and the
+watcher's polls are not queued behind the account's other calls.
+
+Real servers on devcloud, watched by the driver's own ServerWatcher; a check that
+never passes stands for a server stuck in BUILD (Nova cannot be told to keep one there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from os_helpers import Cloud, cluster_group, leaked, node_specs
+
+from flotte.drivers.openstack import connection as openstack_conn
+from flotte.drivers.openstack.wait import ServerWatcher, awaited_with
+from flotte.errors import TimeoutError_
+
+TIMEOUT = 8.0
+SECOND_AFTER = 3.0  # when the cluster's second server is awaited (and comes through)
+
+
+def _never(server: Any) -> bool:
+    return False
+
+
+def _active(server: Any) -> bool:
+    return server is not None and server.status == "ACTIVE"
+
+
+async def test_only_the_servers_own_cluster_keeps_its_wait_going(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    before = cloud.inventory()
+    driver = make_driver()
+    groups = [cluster_group("wait-a", installation, 2), cluster_group("wait-b", installation, 1)]
+    made: dict[str, tuple[Any, Any, list[Any]]] = {}
+    try:
+        for group in groups:
+            await driver.check(group)
+            shared = await driver.prepare(group)
+            made[group.name] = (group, shared, [])
+            made[group.name][2].extend(
+                await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+            )
+        (a, _, (a0, a1)), (b, _, (b0,)) = made["wait-a"], made["wait-b"]
+        provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+        watcher = ServerWatcher.of(provider)
+        loop = asyncio.get_running_loop()
+
+        async def stuck(record: Any, owner: Any) -> tuple[float, str]:
+            started = loop.time()
+            with pytest.raises(TimeoutError_) as err:
+                await watcher.wait(
+                    record.provider_id,
+                    record.name,
+                    _never,
+                    timeout=TIMEOUT,
+                    what=f"server {record.name} to become ACTIVE",
+                    together=awaited_with(owner),
+                )
+            return loop.time() - started, str(err.value)
+
+        start = loop.time()
+        stuck_a = asyncio.create_task(stuck(a0, a.owner))
+        stuck_b = asyncio.create_task(stuck(b0, b.owner))
+        await asyncio.sleep(SECOND_AFTER)
+        came = loop.time() - start
+        await watcher.wait(
+            a1.provider_id,
+            a1.name,
+            _active,
+            timeout=TIMEOUT,
+            what="the second server",
+            together=awaited_with(a.owner),
+        )
+        (waited_a, said_a), (waited_b, said_b) = await asyncio.gather(stuck_a, stuck_b)
+
+        # The other cluster's server gave up on its own clock ...
+        assert TIMEOUT <= waited_b < came + TIMEOUT, (waited_b, said_b)
+        assert "none awaited with it" not in said_b, said_b
+        # ... this cluster's ran on from its sibling coming up, and says so.
+        assert waited_a >= came + TIMEOUT, (waited_a, came)
+        assert f"none awaited with it came up in the last {TIMEOUT:.0f} s" in said_a, said_a
+        assert said_a.startswith(f"server {a0.name} to become ACTIVE: still waiting after")
+    finally:
+        for group, shared, records in made.values():
+            await asyncio.gather(*(driver.remove(r) for r in records))
+            await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
+
+
+async def test_the_watchers_poll_is_not_queued_behind_the_accounts_calls(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    """400 nodes created at once queue hundreds of writes on the account's budget of
+    calls; the watcher's polls go beside them, or every ACTIVE wait runs out unseen."""
+    before = cloud.inventory()
+    driver = make_driver()
+    group = cluster_group("wait-lane", installation, 1)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    records = []
+    try:
+        records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+        provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+        held = 6.0
+        # Calls that each hold one of the account's slots (a slow cloud's writes), twice
+        # as many as it allows at once.
+        busy = [
+            asyncio.create_task(provider.run(lambda: time.sleep(held), "a slow call"))
+            for _ in range(2 * provider.limit)
+        ]
+        await asyncio.sleep(0.2)  # they hold every slot
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        server = await ServerWatcher.of(provider).wait(
+            records[0].provider_id,
+            records[0].name,
+            _active,
+            timeout=60,
+            what="the server",
+            together=awaited_with(group.owner),
+        )
+        seen = loop.time() - start
+        still_busy = sum(not t.done() for t in busy)
+        await asyncio.gather(*busy)
+        assert server.status == "ACTIVE"
+        # Queued behind them it would have come after two rounds of ``held`` seconds.
+        assert seen < held - 1, seen
+        assert still_busy == len(busy), still_busy  # the account's slots were all held
+    finally:
+        await asyncio.gather(*(driver.remove(r) for r in records))
+        await driver.release(group, shared)
+    assert leaked(cloud, before) == {}
