@@ -7,10 +7,13 @@ module and off again at the end, so later tests see a fake-compute devcloud.
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
+import openstack.exceptions
 import pytest
 
 from fixtures import container_exec
@@ -185,7 +188,8 @@ def test_talk_command_makes_a_docker_host(devcloud_docker: DevCloud, tmp_path: A
     name = f"talk-{uuid.uuid4().hex[:6]}"
     key = tmp_path / "securekey"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    dc.openstack("keypair", "create", "--public-key", f"{key}.pub", name)
+    demo = dc.connect(dc.demo_cloud)
+    demo.compute.create_keypair(name=name, public_key=Path(f"{key}.pub").read_text())
     env = dict(dc.env, FLOTTE_HOME=str(tmp_path / "home"))
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -225,9 +229,11 @@ def test_talk_command_makes_a_docker_host(devcloud_docker: DevCloud, tmp_path: A
         assert info.stdout.strip() == name
     finally:
         gone = run(*flotte_cmd, "machine", "rm", "-y", name)
-        dc.openstack("keypair", "delete", name, check=False)
+        with contextlib.suppress(openstack.exceptions.SDKException):
+            demo.compute.delete_keypair(name)
     assert gone.returncode == 0, gone.stderr
-    assert name not in {s["Name"] for s in dc.openstack("server", "list")}
+    assert name not in {s.name for s in demo.compute.servers()}
+    demo.close()
     assert not [
         c
         for c in client.containers.list(ignore_removed=True, all=True)

@@ -7,6 +7,7 @@ security group opens between members.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def test_swarm_cluster_on_devcloud(devcloud_docker: DevCloud, tmp_path: Path) ->
         ).stdout
         return [json.loads(line) for line in out.splitlines()]
 
-    servers_before = {s["Name"] for s in dc.openstack("server", "list", cloud=dc.demo_cloud)}
+    with contextlib.closing(dc.connect(dc.demo_cloud)) as demo:
+        servers_before = {s.name for s in demo.compute.servers()}
     flags = [
         "--openstack-cloud", dc.demo_cloud, "--openstack-flavor-id", dc.flavor_id,
         "--openstack-net-name", dc.network, "--openstack-floatingip-pool", dc.floating_pool,
@@ -99,10 +101,11 @@ def test_swarm_cluster_on_devcloud(devcloud_docker: DevCloud, tmp_path: Path) ->
             [sys.executable, "-m", "flotte.cli.main", "cluster", "delete", name],
             env=env, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
-    left = {s["Name"] for s in dc.openstack("server", "list", cloud=dc.demo_cloud)} - servers_before
+    with contextlib.closing(dc.connect(dc.demo_cloud)) as demo:
+        left = {s.name for s in demo.compute.servers()} - servers_before
+        ports = [p.id for p in demo.network.ports() if name in str(p.to_dict())]
+        fips = [f.id for f in demo.network.ips() if name in str(f.to_dict())]
     assert left == set()
-    ports = [p for p in dc.openstack("port", "list", cloud=dc.demo_cloud) if name in str(p)]
     assert ports == []
-    fips = [f for f in dc.openstack("floating ip", "list", cloud=dc.demo_cloud) if name in str(f)]
     assert fips == []
     print(f"3-node swarm on devcloud ready in {created_s:.0f} s")

@@ -207,6 +207,24 @@ def _talk_flags(dc: DevCloud, cloud: str | None = None) -> list[str]:
     ]  # fmt: skip
 
 
+def _images(dc: DevCloud) -> set[str]:
+    """IDs of the images the demo project sees."""
+    conn = dc.connect(dc.demo_cloud)
+    try:
+        return {i.id for i in conn.image.images()}
+    finally:
+        conn.close()
+
+
+def _servers(dc: DevCloud, name: str) -> list[Any]:
+    """The demo project's servers whose name holds ``name``."""
+    conn = dc.connect(dc.demo_cloud)
+    try:
+        return [s for s in conn.compute.servers() if name in s.name]
+    finally:
+        conn.close()
+
+
 def _leftovers(dc: DevCloud, name: str, cloud: str | None = None) -> list[str]:
     """Servers, ports and floating IPs of ``name`` (flotte marks each with it)."""
     conn = dc.connect(cloud or dc.demo_cloud)
@@ -259,10 +277,10 @@ def test_talks_machine_on_bare_metal(devcloud_ironic: DevCloud, admin: Any, tmp_
         assert info == name
 
         # What differs on bare metal is said: no snapshot, one line, no image made.
-        images_before = {i["ID"] for i in dc.openstack("image", "list")}
+        images_before = _images(dc)
         last = _one_line_error(flotte("machine", "snapshot", name, check=False))
         assert "bare-metal" in last and "cannot snapshot" in last
-        assert {i["ID"] for i in dc.openstack("image", "list")} == images_before
+        assert _images(dc) == images_before
     finally:
         flotte("machine", "rm", "-y", name, check=False)
     assert _leftovers(dc, name) == []
@@ -285,7 +303,7 @@ def test_swarm_of_bare_metal_nodes(devcloud_ironic: DevCloud, admin: Any, tmp_pa
         assert len(swarm) == 3 and all(n["Status"] == "Ready" for n in swarm), swarm
         assert sum(1 for n in swarm if n["ManagerStatus"]) == 1
         in_use = [n for n in _our_nodes(admin) if n.provision_state == "active"]
-        servers = {s["ID"] for s in dc.openstack("server", "list") if name in s["Name"]}
+        servers = {s.id for s in _servers(dc, name)}
         assert len(servers) == 3 and {n.instance_id for n in in_use} >= servers
     finally:
         flotte("cluster", "delete", name, check=False)
@@ -359,7 +377,7 @@ def test_vm_managers_and_a_bare_metal_node_group(
         )  # fmt: skip
         swarm = _swarm_nodes(env, name)
         assert len(swarm) == 3 and all(n["Status"] == "Ready" for n in swarm), swarm
-        servers = {s["Name"]: s["ID"] for s in dc.openstack("server", "list") if name in s["Name"]}
+        servers = {s.name: s.id for s in _servers(dc, name)}
         assert len(servers) == 3, servers
         on_metal = {n.instance_id for n in _our_nodes(admin) if n.instance_id}
         metal = [n for n, sid in servers.items() if sid in on_metal]

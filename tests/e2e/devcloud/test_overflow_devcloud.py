@@ -14,12 +14,13 @@ share no private network); a 5-replica service on an overlay network spans both 
 and its replicas answer by service name. The security group opens only the WireGuard
 port to the SSH hosts. A budget (``--max-eur-day``) too small for a third priced SSH
 node stops a fifth worker, in one line. Shrinking to 2 workers removes the SSH workers
-first; delete leaves nothing on either side (openstack CLI and the hosts checked). The
+first; delete leaves nothing on either side (openstacksdk and the hosts checked). The
 quota is restored in any case.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -32,6 +33,7 @@ from pathlib import Path
 import docker
 import pytest
 import yaml
+from os_helpers import rules
 
 from fixtures.devcloud import DevCloud
 from fixtures.devcloud import flotte as devcloud_flotte
@@ -71,20 +73,21 @@ def test_overflow_devcloud_to_ssh(
         out = docker_cli("node", "ls", "--format", "{{.Hostname}} {{.Status}}")
         return dict(line.split() for line in out.splitlines())
 
+    demo = dc.connect(dc.demo_cloud)
+
     def servers() -> list[str]:
-        found = dc.openstack("server", "list", "--name", f"^{name}-", "-c", "Name")
-        return sorted(s["Name"] for s in found)
+        return sorted(s.name for s in demo.compute.servers(name=f"^{name}-"))
 
     def mesh_sources() -> set[str]:
-        rules = dc.openstack("security", "group", "rule", "list", f"flotte-{name}")
         return {
-            str(r["IP Range"])
-            for r in rules
-            if r["IP Protocol"] == "udp" and r["Port Range"] == "51820:51820"
+            str(r.ip_range)
+            for r in rules(demo, f"flotte-{name}")
+            if r.protocol == "udp" and r.port_range == "51820:51820"
         }
 
     started = time.monotonic()
     with (
+        contextlib.closing(demo),
         instance_quota(dc, 5) as quota,
         public_hosts(dc, tmp_path, name, 2) as (lab, hosts),
     ):
@@ -108,10 +111,10 @@ def test_overflow_devcloud_to_ssh(
             assert drop.error is None, drop.error
             assert len(drop.refused) == 2 and quota.in_use() == quota.used + 3, drop.refused
             assert servers() == sorted(drop.passed), (servers(), drop.passed)
-            ports = [p["Name"] for p in dc.openstack("port", "list") if name in p["Name"]]
+            ports = [p.name for p in demo.network.ports() if name in (p.name or "")]
             assert sorted(ports) == sorted(drop.passed), ports
-            fips = dc.openstack("floating", "ip", "list", "--long")
-            assert len([f for f in fips if f"cluster={name} " in f"{f['Description']} "]) == 3
+            fips = list(demo.network.ips())
+            assert len([f for f in fips if f"cluster={name} " in f"{f.description} "]) == 3
             rack = {n for n in nodes if "-rack" in n}
             assert len(rack) == 2, nodes
             show = json.loads(flotte("cluster", "show", name, "-f", "json").stdout)
@@ -124,12 +127,11 @@ def test_overflow_devcloud_to_ssh(
             # Only the WireGuard port is opened to the SSH hosts, and only to them.
             host_ips = {f"{h.ip}/32" for h in hosts}
             assert host_ips <= mesh_sources()
-            rules = dc.openstack("security", "group", "rule", "list", f"flotte-{name}")
-            for r in rules:
-                if str(r["IP Range"]) in host_ips:
-                    assert (r["IP Protocol"], r["Port Range"]) == ("udp", "51820:51820"), r
-                if r["Port Range"] in ("2377:2377", "7946:7946", "4789:4789"):
-                    assert r["Remote Security Group"], r  # Swarm: members of the group only
+            for r in rules(demo, f"flotte-{name}"):
+                if str(r.ip_range) in host_ips:
+                    assert (r.protocol, r.port_range) == ("udp", "51820:51820"), r
+                if r.port_range in ("2377:2377", "7946:7946", "4789:4789"):
+                    assert r.remote_group, r  # Swarm: members of the group only
 
             # A 5-replica service on an overlay network over both sites, answering by name.
             client = docker.from_env()
@@ -199,9 +201,9 @@ def test_overflow_devcloud_to_ssh(
             )  # fmt: skip
         # Nothing left on either side.
         assert servers() == []
-        assert [p for p in dc.openstack("port", "list") if name in str(p)] == []
-        assert [f for f in dc.openstack("floating", "ip", "list") if name in str(f)] == []
-        assert [g for g in dc.openstack("security", "group", "list") if name in str(g)] == []
+        assert [p.id for p in demo.network.ports() if name in str(p.to_dict())] == []
+        assert [f.id for f in demo.network.ips() if name in str(f.to_dict())] == []
+        assert [g.id for g in demo.network.security_groups() if name in str(g.to_dict())] == []
         for h in hosts:
             left = h.sh(
                 f"ip -o link show | grep -c {topology.INTERFACE} || true; "

@@ -1,7 +1,7 @@
 """OpenStack driver tests: real Keystone/Glance/Nova/Neutron (devcloud), nothing patched.
 
-The driver talks through openstacksdk; the checks go through an independent client,
-python-openstackclient, run as a subprocess (``openstack server list -f json``...).
+The driver talks through openstacksdk, with its own connections; the checks read the
+cloud with openstacksdk connections of the test process (os_helpers.Cloud), made once.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _fresh_providers() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def image_id(cloud: Cloud) -> str:
-    return str(cloud.osc("image", "show", "debian-12")["id"])
+    return str(cloud.connection().image.find_image("debian-12", ignore_missing=False).id)
 
 
 TALK_OPTIONS = {

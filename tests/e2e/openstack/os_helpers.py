@@ -43,10 +43,42 @@ def default_clouds_yaml() -> Path:
     return default_dir() / "clouds.yaml"
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A security group rule as ``openstack security group rule list`` shows it."""
+
+    id: str
+    protocol: str | None
+    ip_range: str | None  # "0.0.0.0/0" (or "::/0") where the rule has no remote prefix
+    port_range: str  # "22:22"; "" for every port
+    direction: str
+    remote_group: str | None
+
+
+def rules(conn: Any, group: str) -> list[Rule]:
+    """The rules of security group ``group`` (name or ID), asked with openstacksdk and
+    written as openstackclient writes them (its ``IP Range`` and ``Port Range``)."""
+    sg = conn.network.find_security_group(group, ignore_missing=False)
+    out = []
+    for r in conn.network.security_group_rules(security_group_id=sg.id):
+        low, high = r.port_range_min, r.port_range_max
+        if r.protocol in ("icmp", "ipv6-icmp", "icmpv6", "1", "58"):
+            ports = (f"type={low}" if low else "") + (f":code={high}" if high else "")
+        elif low or high:
+            ports = f"{low if low is not None else high}:{high if high is not None else low}"
+        else:
+            ports = ""
+        prefix = r.remote_ip_prefix or {"IPv4": "0.0.0.0/0", "IPv6": "::/0"}.get(r.ether_type)
+        out.append(Rule(r.id, r.protocol, prefix, ports, r.direction, r.remote_group_id))
+    return out
+
+
 @dataclass
 class Cloud:
-    """devcloud as the tests see it, checked with clients that are not flotte's:
-    python-openstackclient for commands, openstacksdk for the inventories."""
+    """devcloud as the tests see it. What flotte made is read with openstacksdk in this
+    process (a connection per cloud, made once): an ``openstack`` process per look cost
+    2-4 s of CPU (its start, a password login). python-openstackclient (``osc``) stays
+    for what a test does as an operator would."""
 
     clouds_yaml: Path
     _connections: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -70,8 +102,8 @@ class Cloud:
         import ipaddress
 
         if self._ext_cidr is None:
-            subnet = self.osc("subnet", "show", "ext-subnet", cloud=ADMIN)
-            self._ext_cidr = ipaddress.ip_network(subnet["cidr"])
+            subnet = self.connection(ADMIN).network.find_subnet("ext-subnet", ignore_missing=False)
+            self._ext_cidr = ipaddress.ip_network(subnet.cidr)
         return ipaddress.ip_address(address) in self._ext_cidr
 
     def osc(self, *args: str, cloud: str = DEMO, check: bool = True) -> Any:
@@ -86,22 +118,6 @@ class Cloud:
         out = done.stdout.strip()
         return json.loads(out) if out.startswith(("[", "{")) else out
 
-    def osc_many(self, commands: list[str], cloud: str = DEMO) -> list[Any]:
-        """Several commands in one openstackclient process (its interactive mode)."""
-        script = "".join(f"{c} -f json\n" for c in commands)
-        # interactive mode may exit 1 at end of input; the output counts
-        done = run_openstack([], self.env(cloud), timeout=300, stdin=script)
-        decoder = json.JSONDecoder()
-        text, pos, out = done.stdout, 0, []
-        while len(out) < len(commands):
-            while pos < len(text) and text[pos] not in "[{":
-                pos += 1
-            if pos >= len(text):
-                raise AssertionError(f"openstack printed too little: {done.stderr[-500:]}")
-            value, pos = decoder.raw_decode(text, pos)
-            out.append(value)
-        return out
-
     def connection(self, cloud: str = DEMO) -> Any:
         """An openstacksdk connection of this test process, made once per cloud."""
         if cloud not in self._connections:
@@ -114,16 +130,24 @@ class Cloud:
             )
         return self._connections[cloud]
 
+    def server(self, server_id: str, cloud: str = DEMO) -> Any:
+        """One server as ``cloud``'s project sees it (openstacksdk's ``Server``)."""
+        return self.connection(cloud).compute.get_server(server_id)
+
+    def servers(self, cloud: str = DEMO) -> list[Any]:
+        """Every server ``cloud``'s project sees, with details."""
+        return list(self.connection(cloud).compute.servers())
+
+    def rules(self, group: str, cloud: str = DEMO) -> list[Rule]:
+        return rules(self.connection(cloud), group)
+
     def close(self) -> None:
         for conn in self._connections.values():
             conn.close()
         self._connections.clear()
 
     def inventory(self, cloud: str = DEMO) -> dict[str, set[str]]:
-        """IDs (names for key pairs) of every countable resource the project sees.
-
-        In this process, with openstacksdk: an ``openstack`` process per inventory
-        cost 2-4 s of CPU (its start, a password login) and a test takes two or more."""
+        """IDs (names for key pairs) of every countable resource the project sees."""
         conn = self.connection(cloud)
         inv: dict[str, set[str]] = {}
         for kind, (proxy, lister) in KINDS.items():

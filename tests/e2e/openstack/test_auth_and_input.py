@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
+import openstack.exceptions
 import pytest
 import yaml
 from os_helpers import ADMIN, ALT, DEMO, Cloud, cluster_group, leaked, machine_group, node_specs
@@ -28,11 +30,14 @@ def one_line(err: BaseException) -> str:
 
 @pytest.fixture
 def app_credential(cloud: Cloud, installation: str) -> Iterator[dict[str, str]]:
-    created = cloud.osc("application credential create", f"flotte-e2e-{installation}")
+    identity = cloud.connection().identity
+    user = cloud.connection().current_user_id
+    created = identity.create_application_credential(user, name=f"flotte-e2e-{installation}")
     try:
-        yield {"id": created["ID"], "secret": created["Secret"], "name": created["Name"]}
+        yield {"id": created.id, "secret": created.secret, "name": created.name}
     finally:
-        cloud.osc("application credential delete", created["ID"], check=False)
+        with contextlib.suppress(openstack.exceptions.SDKException):
+            identity.delete_application_credential(user, created.id)
 
 
 async def test_application_credential_auth(
@@ -51,7 +56,7 @@ async def test_application_credential_auth(
     shared = await driver.prepare(group)
     (spec,) = node_specs(group)
     record = await driver.create(spec, shared)
-    assert cloud.osc("server", "show", record.provider_id)["status"] == "ACTIVE"
+    assert cloud.server(record.provider_id).status == "ACTIVE"
     # The secret is never stored with the node; a later command brings it again.
     assert app_credential["secret"] not in repr(record.data)
     assert await driver.state(record) == NodeState.RUNNING
@@ -86,9 +91,8 @@ async def test_non_admin_project_cannot_see_another_projects_servers(
     (spec,) = node_specs(group)
     record = await driver.create(spec, shared)
     try:
-        alt_servers = cloud.osc("server", "list", cloud=ALT)
-        assert record.provider_id not in {s["ID"] for s in alt_servers}
-        assert cloud.osc("server", "show", record.provider_id, cloud=ALT, check=False) == ""
+        assert record.provider_id not in {s.id for s in cloud.servers(ALT)}
+        assert cloud.connection(ALT).compute.find_server(record.provider_id) is None
         # The same owner, seen from the other project: nothing of it is visible.
         outsider = make_driver(openstack_cloud=ALT)
         assert await outsider.leftovers(group.owner) == []
@@ -170,12 +174,12 @@ async def test_no_credentials_at_all(make_driver: Any, installation: str) -> Non
 
 @pytest.fixture
 def small_alt_quota(cloud: Cloud) -> Iterator[None]:
-    project = cloud.project(ALT)
-    cloud.osc("quota set", "--instances", "2", "--cores", "3", project, cloud=ADMIN)
+    admin, project = cloud.connection(ADMIN), cloud.project(ALT)
+    admin.set_compute_quotas(project, instances=2, cores=3)
     try:
         yield
     finally:
-        cloud.osc("quota set", "--instances", "200", "--cores", "800", project, cloud=ADMIN)
+        admin.set_compute_quotas(project, instances=200, cores=800)
 
 
 async def test_quota_too_small_refused_before_anything_is_made(

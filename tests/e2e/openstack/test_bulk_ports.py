@@ -36,9 +36,9 @@ async def test_ten_nodes_ports_are_one_request(
     try:
         # One bulk request; a second when a node's ask came after the first had left.
         assert provider.calls[PORTS] - asked <= 2, provider.calls
-        ports = {p["ID"]: p for p in cloud.osc("port", "list", "--long")}
+        ports = {p.id: p for p in cloud.connection().network.ports()}
         mine = [ports[r.data["port_id"]] for r in records]
-        assert [p["Name"] for p in mine] == [s.name for s in node_specs(group)]
+        assert [p.name for p in mine] == [s.name for s in node_specs(group)]
         assert len({r.data["port_id"] for r in records}) == 10
         assert len({r.address for r in records}) == 10
     finally:

@@ -32,24 +32,17 @@ async def test_ten_node_cluster_parallel_create_resize_delete(
     assert len({r.provider_id for r in records}) == 10
     assert len({r.address for r in records}) == 10  # ten distinct floating IPs, no race
 
-    servers = [
-        s
-        for s in cloud.osc("server", "list", "--long")
-        if s["ID"] in {r.provider_id for r in records}
-    ]
-    assert len(servers) == 10 and {s["Status"] for s in servers} == {"ACTIVE"}
+    servers = [s for s in cloud.servers() if s.id in {r.provider_id for r in records}]
+    assert len(servers) == 10 and {s.status for s in servers} == {"ACTIVE"}
     # Managers share a soft-anti-affinity server group; workers are not in it.
-    sg = cloud.osc("server group show", shared["server_group_id"])
-    assert "soft-anti-affinity" in str(sg.get("policy") or sg.get("policies"))
-    assert set(sg["members"] if isinstance(sg["members"], list) else sg["members"].split(", ")) == {
-        r.provider_id for r in records[:3]
-    }
+    sg = cloud.connection().compute.get_server_group(shared["server_group_id"])
+    assert "soft-anti-affinity" in str(sg.policy or sg.policies)
+    assert set(sg.member_ids) == {r.provider_id for r in records[:3]}
     # Swarm ports open between members only (remote group), SSH/Docker from the CIDR.
-    rules = cloud.osc("security group rule list", "--long", shared["security_group_id"])
     swarm = {
-        (r["IP Protocol"], r["Port Range"])
-        for r in rules
-        if r.get("Remote Security Group") == shared["security_group_id"]
+        (r.protocol, r.port_range)
+        for r in cloud.rules(shared["security_group_id"])
+        if r.remote_group == shared["security_group_id"]
     }
     assert swarm == {
         ("tcp", "2377:2377"),
@@ -69,8 +62,8 @@ async def test_ten_node_cluster_parallel_create_resize_delete(
     gone, records = records[-4:], records[:-4]
     await asyncio.gather(*(driver.remove(r) for r in gone))
     assert [await driver.state(r) for r in gone] == [NodeState.NOT_FOUND] * 4
-    mine = [s for s in cloud.osc("server", "list") if s["Name"].startswith("swarm10-")]
-    assert len([s for s in mine if s["ID"] in {r.provider_id for r in records}]) == 8
+    mine = [s for s in cloud.servers() if s.name.startswith("swarm10-")]
+    assert len([s for s in mine if s.id in {r.provider_id for r in records}]) == 8
 
     await asyncio.gather(*(driver.remove(r) for r in records))
     await driver.release(group, shared)
@@ -176,8 +169,8 @@ async def test_node_groups_with_other_flavors(
         ),
     ]
     records = await asyncio.gather(*(driver.create(s, shared) for s in specs))
-    flavors = [str(cloud.osc("server", "show", r.provider_id)["flavor"]) for r in records]
-    assert "m1.small" in flavors[0] and all("m1.medium" in f for f in flavors[1:])
+    flavors = [cloud.server(r.provider_id).flavor["original_name"] for r in records]
+    assert flavors == ["m1.small", "m1.medium", "m1.medium"]
     await asyncio.gather(*(driver.remove(r) for r in records))
     await driver.release(group, shared)
     assert leaked(cloud, before) == {}
@@ -196,9 +189,8 @@ async def test_a_server_nova_cannot_place_is_a_capacity_refusal(
     # more memory than the fake hypervisor has (800,000 MB); the project's RAM quota
     # is raised for both: a server in ERROR counts against it until deleted, so with
     # the usual quota the second boot could be refused by Nova's API instead.
-    cloud.osc("flavor create", "--ram", "1500000", "--vcpus", "1", "--disk", "1", flavor,
-              cloud=ADMIN)  # fmt: skip
     admin, project = cloud.connection(ADMIN), cloud.project(DEMO)
+    huge = admin.compute.create_flavor(name=flavor, ram=1_500_000, vcpus=1, disk=1)
     ram = admin.get_compute_quotas(project).ram
     admin.set_compute_quotas(project, ram=ram + 3_000_000)
     try:
@@ -223,4 +215,4 @@ async def test_a_server_nova_cannot_place_is_a_capacity_refusal(
         assert leaked(cloud, before) == {}
     finally:
         admin.set_compute_quotas(project, ram=ram)
-        cloud.osc("flavor delete", flavor, cloud=ADMIN)
+        admin.compute.delete_flavor(huge)

@@ -66,9 +66,9 @@ async def test_hard_anti_affinity_managers_land_on_three_hosts(
         *(driver.create(s, shared) for s in node_specs(group, managers=3))
     )
     try:
-        sg = cloud.osc("server group show", shared["server_group_id"])
-        assert "anti-affinity" in str(sg.get("policy") or sg.get("policies"))
-        assert "soft" not in str(sg.get("policy") or sg.get("policies"))
+        sg = cloud.connection().compute.get_server_group(shared["server_group_id"])
+        assert "anti-affinity" in str(sg.policy or sg.policies)
+        assert "soft" not in str(sg.policy or sg.policies)
         placed = _hosts_of(cloud, {r.provider_id for r in records})
         assert sorted(placed.values()) == sorted(HOSTS), placed
     finally:
@@ -85,7 +85,7 @@ def test_a_host_holding_a_server_is_not_taken_away(
     last = f"devcloud-{COMPUTE_HOSTS}"
     # An admin may put a server on a given host (availability zone nova:HOST); the
     # demo project's network, by ID (the admin sees each project's formation-net).
-    network = cloud.osc("network", "show", "formation-net")["id"]
+    network = cloud.connection().network.find_network("formation-net", ignore_missing=False).id
     server = cloud.osc(
         "server", "create", "--image", "debian-12", "--flavor", "m1.tiny",
         "--network", network, "--availability-zone", f"nova:{last}",

@@ -31,20 +31,18 @@ HERE = Path(__file__).parent
 def _count_owned(
     cloud: Cloud, owner: Owner, names: set[str], before: dict[str, set[str]]
 ) -> Counter[str]:
-    """Servers, ports and floating IPs of ``owner``, seen by openstackclient."""
-    desc = marker(owner)
-    servers, ports, fips = cloud.osc_many(
-        ["server list --long", "port list --long", "floating ip list --long"]
-    )
+    """Servers, ports and floating IPs of ``owner``, as the demo project lists them."""
+    desc, conn = marker(owner), cloud.connection()
     out: Counter[str] = Counter()
     out["server"] = sum(
         1
-        for s in servers
-        if f"flotte:owner='{owner.installation}'" in str(s)
-        or f"'flotte:owner': '{owner.installation}'" in str(s)
+        for s in conn.compute.servers()
+        if (s.metadata or {}).get("flotte:owner") == owner.installation
     )
-    out["port"] = sum(1 for p in ports if p.get("Name") in names and p["ID"] not in before["port"])
-    out["floating ip"] = sum(1 for f in fips if f.get("Description") == desc)
+    out["port"] = sum(
+        1 for p in conn.network.ports() if p.name in names and p.id not in before["port"]
+    )
+    out["floating ip"] = sum(1 for f in conn.network.ips() if f.description == desc)
     return out
 
 

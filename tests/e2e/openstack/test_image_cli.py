@@ -1,12 +1,14 @@
-"""``flotte image upload|list`` against devcloud's Glance, checked with openstackclient."""
+"""``flotte image upload|list`` against devcloud's Glance, checked with openstacksdk."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import openstack.exceptions
 from os_helpers import DEMO, Cloud
 
 from fixtures.cli_zygote import run_cli
@@ -31,8 +33,8 @@ def test_upload_list_and_reupload(cloud: Cloud, tmp_path: Path, installation: st
     image = json.loads(first.stdout)
     try:
         assert image["status"] == "active" and image["disk_format"] == "raw"
-        shown = cloud.osc("image", "show", image["id"])
-        assert shown["name"] == name and shown["properties"]["os_distro"] == "debian"
+        shown = cloud.connection().image.get_image(image["id"])
+        assert shown.name == name and shown.os_distro == "debian"
         # The same file again: the existing image is reused, not duplicated.
         again = flotte(cloud, "image", "upload", str(disk), "--name", name,
                        "--openstack-cloud", DEMO, "-f", "json")  # fmt: skip
@@ -42,7 +44,8 @@ def test_upload_list_and_reupload(cloud: Cloud, tmp_path: Path, installation: st
         assert listed.returncode == 0, listed.stderr
         assert [i["id"] for i in json.loads(listed.stdout) if i["name"] == name] == [image["id"]]
     finally:
-        cloud.osc("image", "delete", image["id"], check=False)
+        with contextlib.suppress(openstack.exceptions.SDKException):
+            cloud.connection().image.delete_image(image["id"])
 
 
 def test_rejected_upload_leaves_no_image(cloud: Cloud, tmp_path: Path, installation: str) -> None:
@@ -53,7 +56,7 @@ def test_rejected_upload_leaves_no_image(cloud: Cloud, tmp_path: Path, installat
     done = flotte(cloud, "image", "upload", str(disk), "--name", name, "--openstack-cloud", DEMO)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "415" in done.stderr
-    assert cloud.osc("image", "list", "--name", name) == []
+    assert list(cloud.connection().image.images(name=name)) == []
 
 
 def test_bad_cloud_name_is_one_line(cloud: Cloud) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import stat
 from pathlib import Path
 from typing import Any
 
+import openstack.exceptions
 from os_helpers import Cloud, leaked, machine_group, node_specs
 
 from flotte.models import NodeState
@@ -20,7 +22,8 @@ async def test_talk_command_machine_lifecycle(
     key = tmp_path / "securekey"
     generate_key(key)
     keypair = f"securekey-{installation}"
-    cloud.osc("keypair", "create", "--public-key", f"{key}.pub", keypair)
+    compute = cloud.connection().compute
+    compute.create_keypair(name=keypair, public_key=Path(f"{key}.pub").read_text())
     before = cloud.inventory()
     try:
         driver = make_driver(
@@ -35,27 +38,20 @@ async def test_talk_command_machine_lifecycle(
         record = await driver.create(spec, shared)
 
         assert cloud.floating(record.address)  # a floating IP from ext-net
-        server = cloud.osc("server", "show", record.provider_id)
-        assert server["status"] == "ACTIVE"
-        assert server["key_name"] == keypair
-        assert "m1.small" in str(server["flavor"])
-        meta = server["properties"]
+        server = cloud.server(record.provider_id)
+        assert server.status == "ACTIVE"
+        assert server.key_name == keypair
+        assert server.flavor["original_name"] == "m1.small"
+        meta = server.metadata
         assert meta["flotte:owner"] == installation
         assert meta["flotte:machine"] == "mydockervm"
         assert meta["team"] == "physics"
-        assert record.address in str(server["addresses"])
+        assert record.address in str(server.addresses)
 
         # Only SSH and the TLS Docker port, from the allowed CIDR; no Swarm ports.
-        rules = cloud.osc("security group rule list", shared["security_group_id"])
-        ingress = (
-            sorted(
-                (r["Port Range"], r["IP Range"]) for r in rules if r.get("Direction") == "ingress"
-            )
-            if rules and "Direction" in rules[0]
-            else None
-        )
-        if ingress is not None:
-            assert ingress == [("22:22", "0.0.0.0/0"), ("2376:2376", "0.0.0.0/0")]
+        rules = cloud.rules(shared["security_group_id"])
+        ingress = sorted((r.port_range, r.ip_range) for r in rules if r.direction == "ingress")
+        assert ingress == [("22:22", "0.0.0.0/0"), ("2376:2376", "0.0.0.0/0")]
 
         endpoint = driver.endpoint(record)
         assert (endpoint.host, endpoint.ssh_user, endpoint.ssh_key) == (
@@ -66,7 +62,7 @@ async def test_talk_command_machine_lifecycle(
         assert await driver.state(record) == NodeState.RUNNING
         await driver.stop(record)
         assert await driver.state(record) == NodeState.STOPPED
-        assert cloud.osc("server", "show", record.provider_id)["status"] == "SHUTOFF"
+        assert cloud.server(record.provider_id).status == "SHUTOFF"
         await driver.start(record)
         assert await driver.state(record) == NodeState.RUNNING
         await driver.restart(record)
@@ -79,9 +75,10 @@ async def test_talk_command_machine_lifecycle(
         assert await driver.leftovers(group.owner) == []
         assert leaked(cloud, before) == {}
         # The user's key pair is theirs: flotte did not delete it.
-        assert cloud.osc("keypair", "show", keypair)["name"] == keypair
+        assert compute.get_keypair(keypair).name == keypair
     finally:
-        cloud.osc("keypair", "delete", keypair, check=False)
+        with contextlib.suppress(openstack.exceptions.SDKException):
+            compute.delete_keypair(keypair)
 
 
 async def test_generated_key_pair_goes_with_the_machine(
@@ -102,7 +99,7 @@ async def test_generated_key_pair_goes_with_the_machine(
     again = await driver.prepare(group)
     assert again["keypair_name"] == shared["keypair_name"]
     assert (await driver.create(spec, again)).provider_id == record.provider_id
-    assert cloud.osc("server", "show", record.provider_id)["key_name"] == shared["keypair_name"]
+    assert cloud.server(record.provider_id).key_name == shared["keypair_name"]
     await driver.remove(record)
     await driver.release(group, shared)
     assert not key.exists()
@@ -118,10 +115,9 @@ async def test_create_network_and_sweep(cloud: Cloud, make_driver: Any, installa
     assert shared["network_created"] and shared["router_id"] and shared["subnet_id"]
     (spec,) = node_specs(group)
     record = await driver.create(spec, shared)
-    ports = cloud.osc("port", "list", "--server", record.provider_id)
-    assert len(ports) == 1
-    network = cloud.osc("network", "show", shared["network_id"])
-    assert network["name"] == "flotte-ownnet"
+    conn = cloud.connection()
+    assert len(list(conn.network.ports(device_id=record.provider_id))) == 1
+    assert conn.network.get_network(shared["network_id"]).name == "flotte-ownnet"
     assert cloud.floating(record.address)
     kinds = {item.split()[0] for item in await driver.leftovers(group.owner)}
     assert {"server", "port", "floating", "router", "network", "security", "key"} <= kinds
@@ -140,12 +136,13 @@ async def test_snapshot_makes_an_image(cloud: Cloud, make_driver: Any, installat
     (spec,) = node_specs(group)
     record = await driver.create(spec, shared)
     image_id = await driver.snapshot(record, f"snap-{installation}")
+    images = cloud.connection().image
     try:
-        image = cloud.osc("image", "show", image_id)
-        assert image["name"] == f"snap-{installation}"
+        assert images.get_image(image_id).name == f"snap-{installation}"
     finally:
-        cloud.osc("image", "delete", image_id, check=False)
-        assert cloud.osc("image", "list", "--name", f"snap-{installation}") == []
+        with contextlib.suppress(openstack.exceptions.SDKException):
+            images.delete_image(image_id)
+        assert list(images.images(name=f"snap-{installation}")) == []
         await driver.remove(record)
         await driver.release(group, shared)
     assert leaked(cloud, before) == {}

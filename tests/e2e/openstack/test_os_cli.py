@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import openstack.exceptions
 import pytest
 import yaml
 from os_helpers import DEMO, Cloud, leaked
@@ -51,7 +53,8 @@ def test_talk_command_through_the_cli(
     key = tmp_path / "securekey"
     generate_key(key)
     keypair = f"securekey-{tmp_path.name[-10:]}"
-    cloud.osc("keypair", "create", "--public-key", f"{key}.pub", keypair)
+    compute = cloud.connection().compute
+    compute.create_keypair(name=keypair, public_key=Path(f"{key}.pub").read_text())
     before = cloud.inventory()
     try:
         # The talk's command, with `flotte machine create` in front and devcloud's values.
@@ -75,21 +78,20 @@ def test_talk_command_through_the_cli(
         assert openrc["OS_PASSWORD"] not in inspected
         # ours: the one server of that name made since `before` (a failed run may leave one)
         servers = [
-            s
-            for s in cloud.osc("server", "list")
-            if s["Name"] == "mydockervm" and s["ID"] not in before["server"]
+            s for s in cloud.servers() if s.name == "mydockervm" and s.id not in before["server"]
         ]
-        assert len(servers) == 1 and servers[0]["Status"] == "ACTIVE"
+        assert len(servers) == 1 and servers[0].status == "ACTIVE"
 
         flotte(home, openrc, "machine", "stop", "mydockervm")
-        assert cloud.osc("server", "show", servers[0]["ID"])["status"] == "SHUTOFF"
+        assert cloud.server(servers[0].id).status == "SHUTOFF"
         flotte(home, openrc, "machine", "start", "mydockervm")
-        assert cloud.osc("server", "show", servers[0]["ID"])["status"] == "ACTIVE"
+        assert cloud.server(servers[0].id).status == "ACTIVE"
         flotte(home, openrc, "machine", "rm", "-y", "mydockervm")
         assert "mydockervm" not in flotte(home, openrc, "machine", "ls", "-q").stdout
         assert leaked(cloud, before) == {}
     finally:
-        cloud.osc("keypair", "delete", keypair, check=False)
+        with contextlib.suppress(openstack.exceptions.SDKException):
+            compute.delete_keypair(keypair)
 
 
 def test_cli_wrong_password_is_one_line(

@@ -33,10 +33,10 @@ def test_cluster_create_resize_delete(
             "--openstack-net-name", "formation-net", "--openstack-floatingip-pool", "ext-net",
             "--no-provision",
         )  # fmt: skip
-        servers = [s for s in cloud.osc("server", "list") if s["Name"].startswith("lab-")]
-        assert len(servers) == 10 and {s["Status"] for s in servers} == {"ACTIVE"}
-        groups = [g for g in cloud.osc("server group list") if g["Name"].endswith("-lab-managers")]
-        assert len(groups) == 1
+        servers = [s for s in cloud.servers() if s.name.startswith("lab-")]
+        assert len(servers) == 10 and {s.status for s in servers} == {"ACTIVE"}
+        groups = cloud.connection().compute.server_groups()
+        assert len([g for g in groups if g.name.endswith("-lab-managers")]) == 1
         shown = json.loads(flotte(home, env, "cluster", "show", "lab", "-f", "json").stdout)
         assert shown["name"] == "lab"
 
@@ -52,7 +52,7 @@ def test_cluster_create_resize_delete(
         )
 
         flotte(home, env, "cluster", "resize", "lab", "--node-count", "4")
-        servers = [s for s in cloud.osc("server", "list") if s["Name"].startswith("lab-")]
+        servers = [s for s in cloud.servers() if s.name.startswith("lab-")]
         assert len(servers) == 7
     finally:
         flotte(home, env, "cluster", "delete", "lab", ok=False)

@@ -4,7 +4,8 @@ as project devcloud-demo, with the OpenStack driver on devcloud's fake compute (
 are Nova servers without a Docker engine: ``no_provision=true``), so it fits the CI's
 devcloud lane. Project devcloud-alt sees and touches none of it; the admin sees it,
 sets a quota and lists the services; an invalid token is a clean 401; the cluster's
-servers are checked in Nova by an independent client, and nothing it made is left.
+servers are checked in Nova by the admin (openstacksdk in this process, not the flotte
+serving the API), and nothing it made is left.
 
 test_keystone_devcloud.py does the same with Docker-backed servers and a real Swarm
 (long: ten minutes or more). This file's name does not start with ``test_keystone``:
@@ -51,11 +52,9 @@ def cloud(dc: DevCloud, serve: ServeProcess, name: str) -> OpenStack:
     return keystone_cloud(dc, serve, name)
 
 
-def nova_servers(dc: DevCloud, prefix: str) -> list[dict[str, Any]]:
-    """The cluster's servers as Nova lists them to the admin (every project), asked with
-    the openstack CLI: a client independent of flotte's."""
-    rows = dc.openstack("server", "list", "--all-projects", "--long", cloud=dc.admin_cloud)
-    return [s for s in rows if s["Name"].startswith(prefix)]
+def nova_servers(conn: Any, prefix: str) -> list[Any]:
+    """The cluster's servers as Nova lists them to the admin (every project)."""
+    return [s for s in conn.compute.servers(all_projects=True) if s.name.startswith(prefix)]
 
 
 def nova_count(conn: Any, prefix: str) -> int:
@@ -178,13 +177,13 @@ def test_keystone_mode_in_ci(dc: DevCloud, serve: ServeProcess) -> None:
         assert shown["api_address"] is None
         assert [c["name"] for c in demo.json("coe", "cluster", "list")] == ["web"]
 
-        # Nova, asked by the admin with the openstack CLI, holds the two servers
-        servers = nova_servers(dc, internal)
-        names = sorted(s["Name"] for s in servers)
+        # Nova, asked by the admin, holds the two servers
+        servers = nova_servers(nova, internal)
+        names = sorted(s.name for s in servers)
         assert names == [f"{internal}-master-0", f"{internal}-node-0"], servers
-        assert {s["Status"] for s in servers} == {"ACTIVE"}
-        assert {s["Project ID"] for s in servers} == {project}
-        networks = " ".join(str(s["Networks"]) for s in servers)
+        assert {s.status for s in servers} == {"ACTIVE"}
+        assert {s.project_id for s in servers} == {project}
+        networks = " ".join(str(s.addresses) for s in servers)
         for address in shown["master_addresses"] + shown["node_addresses"]:
             assert address in networks, (address, networks)
 
