@@ -29,7 +29,14 @@ from flotte.pki import CertificateAuthority
 
 fault_proxy_factory = _fault_proxy.fault_proxy_factory
 
-from os_helpers import DEMO, VENV_BIN, Cloud, default_clouds_yaml, reachable  # noqa: E402
+from os_helpers import (  # noqa: E402
+    DEMO,
+    VENV_BIN,
+    Cloud,
+    default_clouds_yaml,
+    proxied_clouds_yaml,
+    reachable,
+)
 
 try:  # the devcloud session fixture, once tests/fixtures/devcloud.py provides it
     from fixtures.devcloud import devcloud  # type: ignore[import-not-found]  # noqa: F401
@@ -133,3 +140,16 @@ def make_driver(
         except Exception as err:  # report, but let the test's own failure show first
             print(f"sweep after the test failed: {err}")
     clients.close()
+
+
+@pytest.fixture
+def proxied(
+    cloud: Cloud, tmp_path: Path, fault_proxy_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, _fault_proxy.FaultProxy, _fault_proxy.FaultProxy]:
+    nova = fault_proxy_factory("http://127.0.0.1:8774")
+    neutron = fault_proxy_factory("http://127.0.0.1:9696")
+    name = f"devcloud-faulty-{tmp_path.name[-12:]}"
+    monkeypatch.setenv(
+        "OS_CLIENT_CONFIG_FILE", str(proxied_clouds_yaml(cloud, tmp_path, name, nova, neutron))
+    )
+    return name, nova, neutron

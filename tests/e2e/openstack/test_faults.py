@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from os_helpers import DEMO, Cloud, cluster_group, leaked, node_specs, proxied_clouds_yaml
+from os_helpers import DEMO, Cloud, cluster_group, leaked, node_specs
 
-from fixtures.fault_proxy import Fault, FaultProxy, json_error
+from fixtures.fault_proxy import Fault, json_error
 from flotte.drivers.openstack import connection as openstack_conn
 from flotte.drivers.openstack.marks import marker
 from flotte.drivers.openstack.resources import server_group_name
@@ -339,19 +339,6 @@ async def test_sweep_catches_a_floating_ip_that_lands_after_its_listing(
     assert landed, "the sweep never deleted the server"
     assert await driver.leftovers(group.owner) == []
     assert leaked(cloud, before) == {}
-
-
-@pytest.fixture
-def proxied(
-    cloud: Cloud, tmp_path: Path, fault_proxy_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> tuple[str, FaultProxy, FaultProxy]:
-    nova = fault_proxy_factory("http://127.0.0.1:8774")
-    neutron = fault_proxy_factory("http://127.0.0.1:9696")
-    name = f"devcloud-faulty-{tmp_path.name[-12:]}"
-    monkeypatch.setenv(
-        "OS_CLIENT_CONFIG_FILE", str(proxied_clouds_yaml(cloud, tmp_path, name, nova, neutron))
-    )
-    return name, nova, neutron
 
 
 def _post(path: str) -> Callable[[Any], bool]:

@@ -137,3 +137,60 @@ async def test_the_watchers_poll_is_not_queued_behind_the_accounts_calls(
         await asyncio.gather(*(driver.remove(r) for r in records))
         await driver.release(group, shared)
     assert leaked(cloud, before) == {}
+
+
+async def test_a_wait_runs_out_only_once_a_poll_sent_after_its_end_saw_the_server(
+    cloud: Cloud, make_driver: Any, installation: str, proxied: Any
+) -> None:
+    """A busy cloud answered a 400-server listing in 20-56 s (stop 34): a wait must not
+    fail a server that is up because the poll showing it came back after the wait's end.
+    Only a poll sent after the end decides; one that does not come back within another
+    timeout is not awaited."""
+    name, nova, _ = proxied
+    before = cloud.inventory()
+    driver = make_driver(openstack_cloud=name)
+    group = cluster_group("wait-slowpoll", installation, 1)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    records = []
+    try:
+        records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
+        provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+        timeout, listing = 4.0, 6.0  # every look takes longer than a wait's timeout
+        # One server awaited is asked by its own GET, several by a listing: slow both.
+        nova.slow = [(lambda req: req.method == "GET" and "/servers/" in req.path, listing)]
+        watcher = ServerWatcher(provider)  # a fresh one: nothing known before the slow polls
+        loop = asyncio.get_running_loop()
+
+        async def timed(check: Any, together: str) -> tuple[float, Any]:
+            started = loop.time()
+            try:
+                result = await watcher.wait(
+                    records[0].provider_id,
+                    records[0].name,
+                    check,
+                    timeout=timeout,
+                    what="the server",
+                    together=together,
+                )
+            except TimeoutError_ as err:
+                result = err
+            return loop.time() - started, result
+
+        (up_after, up), (stuck_after, stuck) = await asyncio.gather(
+            timed(_active, awaited_with(group.owner)), timed(_never, "a server never up")
+        )
+        # The server was ACTIVE all along: its wait ended with the slow poll, past its end.
+        assert not isinstance(up, TimeoutError_), up
+        assert up.status == "ACTIVE"
+        assert timeout < listing - 0.5 <= up_after < 2 * timeout, up_after
+        # One that never comes up ran out once no poll sent after its end came back
+        # within another timeout (the second poll, sent at about ``listing``, was slower).
+        assert isinstance(stuck, TimeoutError_), stuck
+        assert 2 * timeout - 0.5 <= stuck_after < 2 * timeout + 2, stuck_after
+        assert str(stuck).startswith("the server: still waiting after")
+    finally:
+        nova.slow = []
+        await asyncio.gather(*(driver.remove(r) for r in records))
+        await driver.release(group, shared)
+    assert leaked(cloud, before) == {}

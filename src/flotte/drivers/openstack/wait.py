@@ -19,6 +19,7 @@ import email.utils
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -187,6 +188,9 @@ class ServerWatcher:
         # cluster's): under ``flotte serve`` another cluster's boots on the same account
         # must not keep a stuck server of this one waiting.
         self._progress: dict[str, float] = {}
+        # How many waits each group still has: a group's progress is forgotten with its
+        # last wait, without scanning every wait as each one ends (N^2 at N nodes).
+        self._groups: Counter[str] = Counter()
         self._looked = float("-inf")  # when the last poll whose answer came was sent
 
     @classmethod
@@ -222,6 +226,7 @@ class ServerWatcher:
             self._fresh.set()
         started = loop.time()
         self._pending.setdefault(server_id, _Pending(started)).waiters.append(waiter)
+        self._groups[waiter.together] += 1
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="openstack-server-watcher")
         try:
@@ -255,15 +260,14 @@ class ServerWatcher:
 
     def _drop(self, server_id: str, waiter: _Waiter) -> None:
         pending = self._pending.get(server_id)
-        if pending is None:
+        if pending is None or waiter not in pending.waiters:
             return
-        if waiter in pending.waiters:
-            pending.waiters.remove(waiter)
+        pending.waiters.remove(waiter)
         if not pending.waiters:
             del self._pending[server_id]
-        if not any(
-            w.together == waiter.together for p in self._pending.values() for w in p.waiters
-        ):
+        self._groups[waiter.together] -= 1
+        if self._groups[waiter.together] <= 0:
+            del self._groups[waiter.together]
             self._progress.pop(waiter.together, None)  # the group's wait is over
 
     async def _run(self) -> None:
