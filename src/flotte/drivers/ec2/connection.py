@@ -40,6 +40,7 @@ from flotte.drivers.base import DriverContext
 from flotte.drivers.ec2 import options as cfg
 from flotte.drivers.ec2.api_errors import error_code, is_retryable, translate
 from flotte.drivers.ec2.pacing import Buckets, buckets_for
+from flotte.drivers.threads import in_thread, own_pool
 from flotte.errors import (
     FlotteError,
     TimeoutError_,
@@ -87,6 +88,7 @@ class Ec2Api:
         self.retry = retry or RetryPolicy()
         self._max_parallel = max_parallel
         self._sem: asyncio.Semaphore | None = None
+        self._pool = own_pool(max_parallel, "ec2")  # a thread per call allowed at once
         self._sleep = sleep
         self._rng = random.Random()
         self.calls: Counter[str] = Counter()  # logical calls by action
@@ -128,7 +130,7 @@ class Ec2Api:
             try:
                 async with self._semaphore():
                     self.attempts += 1
-                    result: dict[str, Any] = await asyncio.to_thread(fn, **params)
+                    result: dict[str, Any] = await in_thread(self._pool, fn, **params)
                 return result
             except Exception as err:
                 code = error_code(err)

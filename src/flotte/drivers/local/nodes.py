@@ -114,9 +114,10 @@ class Nodes:
         and ``--local-public-network`` adds a second one whose address is the node's
         public address; either is made with the ``owner`` marks when missing.
         """
-        network = str(spec.options.get("local_network") or network)
+        own = str(spec.options.get("local_network") or "")
         public = str(spec.options.get("local_public_network") or "")
-        for name in (network, public):
+        network = own or network  # the group's own was made by ``prepare``
+        for name in (own, public):
             if name:
                 with _NETWORKS:  # parallel creates must not make two of one name
                     resources.ensure_network(self.engine, name, owner)

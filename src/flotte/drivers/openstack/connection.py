@@ -17,7 +17,6 @@ calls"). Secrets never appear in ``repr``, logs or error messages.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import difflib
 import hashlib
 import json
@@ -27,12 +26,12 @@ import threading
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flotte.drivers.base import ClientPool
 from flotte.drivers.batch import SingleFlight
+from flotte.drivers.threads import in_thread, own_pool
 from flotte.errors import (
     AuthError,
     DriverError,
@@ -314,8 +313,8 @@ class _LoopState:
         # The server watcher's own lane: queued behind 400 nodes' writes, its first poll
         # waited 12 minutes and every ACTIVE wait ran out unlooked-at (2026-12-04).
         self.polls = asyncio.Semaphore(_POLL_LANE)
-        # A thread per call allowed at once (asyncio's shared pool has cpu + 4: 6 here).
-        self.pool = ThreadPoolExecutor(limit + _POLL_LANE, thread_name_prefix="openstack")
+        # A thread per call allowed at once (drivers/threads.py).
+        self.pool = own_pool(limit + _POLL_LANE, "openstack")
         self.extras: dict[str, Any] = {}  # per-loop helpers (the server watcher)
 
 
@@ -371,12 +370,11 @@ class Provider:
         404s or conflicts themselves; otherwise they become one FlotteError. ``poll``:
         the server watcher's lane, not queued behind the account's other calls.
         """
-        state, loop = self.loop_state(), asyncio.get_running_loop()
+        state = self.loop_state()
         for attempt in range(attempts):
             try:
                 async with state.polls if poll else state.semaphore:
-                    call = contextvars.copy_context().run  # as asyncio.to_thread does
-                    return await loop.run_in_executor(state.pool, call, fn)
+                    return await in_thread(state.pool, fn)
             except Exception as err:
                 if attempt + 1 < attempts and is_transient(err, retry):
                     delay = _retry_after(err) or min(0.4 * 2**attempt, 8.0)
