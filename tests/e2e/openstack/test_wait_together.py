@@ -9,7 +9,9 @@ never passes stands for a server stuck in BUILD (Nova cannot be told to keep one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -99,15 +101,8 @@ async def test_the_watchers_poll_is_not_queued_behind_the_accounts_calls(
 ) -> None:
     """400 nodes created at once queue hundreds of writes on the account's budget of
     calls; the watcher's polls go beside them, or every ACTIVE wait runs out unseen."""
-    before = cloud.inventory()
     driver = make_driver()
-    group = cluster_group("wait-lane", installation, 1)
-    await driver.check(group)
-    shared = await driver.prepare(group)
-    records = []
-    try:
-        records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
-        provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+    async with _one_server(cloud, driver, "wait-lane", installation) as (group, records, provider):
         held = 6.0
         # Calls that each hold one of the account's slots (a slow cloud's writes), twice
         # as many as it allows at once.
@@ -133,10 +128,6 @@ async def test_the_watchers_poll_is_not_queued_behind_the_accounts_calls(
         # Queued behind them it would have come after two rounds of ``held`` seconds.
         assert seen < held - 1, seen
         assert still_busy == len(busy), still_busy  # the account's slots were all held
-    finally:
-        await asyncio.gather(*(driver.remove(r) for r in records))
-        await driver.release(group, shared)
-    assert leaked(cloud, before) == {}
 
 
 async def test_a_wait_runs_out_only_once_a_poll_sent_after_its_end_saw_the_server(
@@ -147,15 +138,12 @@ async def test_a_wait_runs_out_only_once_a_poll_sent_after_its_end_saw_the_serve
     Only a poll sent after the end decides; one that does not come back within another
     timeout is not awaited."""
     name, nova, _ = proxied
-    before = cloud.inventory()
     driver = make_driver(openstack_cloud=name)
-    group = cluster_group("wait-slowpoll", installation, 1)
-    await driver.check(group)
-    shared = await driver.prepare(group)
-    records = []
-    try:
-        records = await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group)))
-        provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+    async with _one_server(cloud, driver, "wait-slowpoll", installation) as (
+        group,
+        records,
+        provider,
+    ):
         timeout, listing = 4.0, 6.0  # every look takes longer than a wait's timeout
         # One server awaited is asked by its own GET, several by a listing: slow both.
         nova.slow = [(lambda req: req.method == "GET" and "/servers/" in req.path, listing)]
@@ -177,9 +165,12 @@ async def test_a_wait_runs_out_only_once_a_poll_sent_after_its_end_saw_the_serve
                 result = err
             return loop.time() - started, result
 
-        (up_after, up), (stuck_after, stuck) = await asyncio.gather(
-            timed(_active, awaited_with(group.owner)), timed(_never, "a server never up")
-        )
+        try:
+            (up_after, up), (stuck_after, stuck) = await asyncio.gather(
+                timed(_active, awaited_with(group.owner)), timed(_never, "a server never up")
+            )
+        finally:
+            nova.slow = []  # the removal's own looks at full speed
         # The server was ACTIVE all along: its wait ended with the slow poll, past its end.
         assert not isinstance(up, TimeoutError_), up
         assert up.status == "ACTIVE"
@@ -189,8 +180,24 @@ async def test_a_wait_runs_out_only_once_a_poll_sent_after_its_end_saw_the_serve
         assert isinstance(stuck, TimeoutError_), stuck
         assert 2 * timeout - 0.5 <= stuck_after < 2 * timeout + 2, stuck_after
         assert str(stuck).startswith("the server: still waiting after")
+
+
+@contextlib.asynccontextmanager
+async def _one_server(
+    cloud: Cloud, driver: Any, name: str, installation: str
+) -> AsyncIterator[tuple[Any, list[Any], Any]]:
+    """A one-node cluster on ``driver``: its group, its records and the account's
+    provider; removed after the test, whatever happened, and nothing left behind."""
+    before = cloud.inventory()
+    group = cluster_group(name, installation, 1)
+    await driver.check(group)
+    shared = await driver.prepare(group)
+    records: list[Any] = []
+    try:
+        records = list(await asyncio.gather(*(driver.create(s, shared) for s in node_specs(group))))
+        provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+        yield group, records, provider
     finally:
-        nova.slow = []
         await asyncio.gather(*(driver.remove(r) for r in records))
         await driver.release(group, shared)
     assert leaked(cloud, before) == {}
