@@ -19,7 +19,7 @@ from typing import Any
 
 import scale_run
 import yaml
-from scale_proxy import CountingProxy, delta
+from scale_proxy import CountingProxy, delta, phases
 
 AMI, INSTANCE_TYPE = "ami-785db401", "t3.small"
 
@@ -345,11 +345,16 @@ def openstack_case(
             subnets = stack.enter_context(_address_room(project, size))
             base: dict[str, Any] | None = None
             if floor:
+                started = time.monotonic()
                 base = oc.run_floor(size, wait=ACTIVE_WAIT)
                 base["api_calls"] = base["calls_create"]  # its own session hook, create only
+                # The floor times itself from after its login: these windows are a second early.
+                end = started + base["create_s"]
+                base["phases"] = phases(proxies, started, end)
+                base["delete_phases"] = phases(proxies, end, end + base["delete_s"] + 1)
             env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
             first = scale_run.first_use(env)
-            before = counts()
+            before, started = counts(), time.monotonic()
             create = scale_run.flotte(
                 ["cluster", "create", "big", "--driver", "openstack", "--master-count", "3",
                  "--node-count", str(size - 3), "--no-provision", "--openstack-cloud", name,
@@ -358,10 +363,12 @@ def openstack_case(
                 env,
             )  # fmt: skip
             created = since(before)
-            before = counts()
+            create_phases = phases(proxies, started, time.monotonic())
+            before, started = counts(), time.monotonic()
             # Also after a failed create: what it made goes before the quotas are set back.
             delete = scale_run.flotte(["cluster", "delete", "big"], env)
             deleted = since(before)
+            delete_phases = phases(proxies, started, time.monotonic())
             create.check()
             delete.check()
     finally:
@@ -381,8 +388,8 @@ def openstack_case(
         "subnets_added": subnets,
         "floor": base,
         "first_use": first,
-        "create": _per_node(create, created, size),
-        "delete": _per_node(delete, deleted, size),
+        "create": {**_per_node(create, created, size), "phases": create_phases},
+        "delete": {**_per_node(delete, deleted, size), "phases": delete_phases},
         "ratio_to_floor": None
         if base is None
         else {

@@ -119,3 +119,23 @@ class CountingProxy:
 def delta(after: Counter[str], before: Counter[str]) -> dict[str, int]:
     """Requests made between two snapshots, by operation."""
     return {k: after[k] - before[k] for k in sorted(after) if after[k] - before[k]}
+
+
+def phases(proxies: dict[str, CountingProxy], start: float, end: float) -> dict[str, Any]:
+    """Where a run's wall went, by operation: how many, and the seconds after ``start``
+    of the first request received and the last answered (between ``start`` and ``end``,
+    time.monotonic()), in the order the operations began."""
+    spans: dict[str, list[float]] = {}
+    for service, proxy in proxies.items():
+        with proxy._lock:
+            rows = list(proxy.timeline)
+        for op, received, answered in rows:
+            if start <= received <= end:
+                span = spans.setdefault(f"{service}: {op}", [0, received, answered])
+                span[0] += 1
+                span[1], span[2] = min(span[1], received), max(span[2], answered)
+    ordered = sorted(spans.items(), key=lambda item: item[1][1])
+    return {
+        op: {"n": int(n), "first_s": round(a - start, 1), "last_s": round(b - start, 1)}
+        for op, (n, a, b) in ordered
+    }
