@@ -37,12 +37,28 @@ class Batcher(Generic[G, I, R]):
     makes its next batch, so a thousand callers spread over a slow listing cost one more
     listing, not a hundred. Otherwise (creates, removes) what arrives later starts its
     own batch at once: a node must not wait for another batch's whole launch.
+
+    ``limit`` (serial only): a run takes at most that many items, first come first;
+    the rest make the next run, so the first callers have their answers while the
+    later ones' run is made (Neutron makes a bulk request's ports one after another:
+    two halves side by side answer all at the end, one after the other the first half
+    halfway).
     """
 
-    def __init__(self, run: Run[G, I, R], window: float = 0.005, *, serial: bool = True) -> None:
+    def __init__(
+        self,
+        run: Run[G, I, R],
+        window: float = 0.005,
+        *,
+        serial: bool = True,
+        limit: int | None = None,
+    ) -> None:
+        if limit is not None and not serial:
+            raise ValueError("a limit on a run's items needs serial runs")
         self._run = run
         self.window = window
         self.serial = serial
+        self.limit = limit
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[G, list[tuple[I, asyncio.Future[R]]]] = {}
         self._flushers: dict[G, asyncio.Task[None]] = {}  # the task taking a group's items
@@ -67,6 +83,8 @@ class Batcher(Generic[G, I, R]):
             while pending.get(group):
                 await asyncio.sleep(self.window)
                 batch = pending.pop(group)
+                if self.limit is not None and len(batch) > self.limit:
+                    batch, pending[group] = batch[: self.limit], batch[self.limit :]
                 if not self.serial:
                     del flushers[group]  # what comes now starts its own batch
                     await self._one(group, batch)

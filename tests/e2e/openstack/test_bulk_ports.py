@@ -2,19 +2,21 @@
 
 Ten nodes created at once ask Neutron once for their ten ports. When Neutron refuses
 the bulk request (all or nothing), each port is asked for on its own, so only the
-nodes past the limit fail, each with its own error.
+nodes past the limit fail, each with its own error. Past CHUNK ports the requests go
+one after another, each one's nodes answered before the next is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
 from os_helpers import Cloud, cluster_group, leaked, node_specs
 
 from flotte.drivers.openstack import connection as openstack_conn
-from flotte.drivers.openstack.bulk_ports import create_port
+from flotte.drivers.openstack.bulk_ports import CHUNK, create_port
 from flotte.drivers.openstack.resources import neutron_attrs
 from flotte.errors import FlotteError
 from flotte.models import Owner
@@ -87,3 +89,53 @@ async def test_a_refused_bulk_request_fails_only_the_ports_past_the_limit(
         for port in made:
             conn.network.delete_port(port.id)
         conn.network.delete_network(network)
+
+
+async def test_past_a_chunk_the_requests_go_in_turn_each_answered_before_the_next(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    conn = cloud.connection()
+    network = conn.network.create_network(name=f"bulk-turn-{uuid.uuid4().hex[:6]}")
+    driver = make_driver()
+    provider = await openstack_conn.provider(driver.ctx.options, pool=driver.ctx.clients)
+    owner = Owner(cluster="bulk-turn", installation=installation)
+    wanted = CHUNK + 10
+    events: list[tuple[str, int]] = []  # ("request", ports) at its answer; ("port", i)
+
+    def seen(response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        if request.method == "POST" and request.path_url.endswith("/ports"):
+            body = json.loads(request.body or b"{}")
+            events.append(("request", len(body.get("ports", [body.get("port")]))))
+
+    async def ask(i: int) -> Any:
+        attrs = await neutron_attrs(provider, owner, name=f"bulk-turn-{i}", network_id=network.id)
+        port = await create_port(provider, f"bulk-turn-{i}", owner, attrs)
+        events.append(("port", i))
+        return port
+
+    hooks = provider.conn.session.session.hooks["response"]
+    hooks.append(seen)
+    made: list[Any] = []
+    try:
+        conn.network.create_subnet(
+            network_id=network.id, ip_version=4, cidr="10.199.8.0/24", is_dhcp_enabled=False
+        )
+        results = await asyncio.gather(*(ask(i) for i in range(wanted)), return_exceptions=True)
+        made = [r for r in results if not isinstance(r, BaseException)]
+        assert len(made) == wanted, results
+    finally:
+        hooks.remove(seen)
+        for port in conn.network.ports(network_id=network.id):
+            conn.network.delete_port(port.id)
+        conn.network.delete_network(network)
+    sizes = [n for kind, n in events if kind == "request"]
+    assert len(sizes) >= 2 and max(sizes) <= CHUNK and sum(sizes) == wanted, events
+    # Each request's nodes have their ports before the next request is answered (side
+    # by side, both answers came before any node's port).
+    at = 0
+    for size in sizes:
+        assert events[at][0] == "request", events
+        assert all(kind == "port" for kind, _ in events[at + 1 : at + 1 + size]), events
+        at += 1 + size
+    assert at == len(events)

@@ -171,3 +171,27 @@ def test_single_flight_makes_once_for_callers_that_ask_meanwhile() -> None:
         assert made == 2
 
     asyncio.run(main())
+
+
+def test_a_limit_runs_the_first_items_first_and_answers_them_before_the_next_run() -> None:
+    async def main() -> tuple[list[tuple[list[int], int]], list[int]]:
+        runs: list[tuple[list[int], int]] = []
+        tasks: list[asyncio.Task[int]] = []
+
+        async def run(_: None, items: list[int]) -> list[int]:
+            runs.append((items, sum(t.done() for t in tasks)))  # answered so far
+            await asyncio.sleep(0.01)
+            return [i * 10 for i in items]
+
+        batcher: Batcher[None, int, int] = Batcher(run, limit=2)
+        tasks.extend(asyncio.create_task(batcher.submit(None, i)) for i in range(5))
+        return runs, list(await asyncio.gather(*tasks))
+
+    runs, results = asyncio.run(main())
+    assert results == [0, 10, 20, 30, 40]
+    assert runs == [([0, 1], 0), ([2, 3], 2), ([4], 4)]
+
+
+def test_a_limit_needs_serial_runs() -> None:
+    with pytest.raises(ValueError, match="needs serial runs"):
+        Batcher(lambda _, items: asyncio.sleep(0, items), serial=False, limit=2)
