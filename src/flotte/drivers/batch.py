@@ -40,9 +40,8 @@ class Batcher(Generic[G, I, R]):
 
     ``limit`` (serial only): a run takes at most that many items, first come first;
     the rest make the next run, so the first callers have their answers while the
-    later ones' run is made (Neutron makes a bulk request's ports one after another:
-    two halves side by side answer all at the end, one after the other the first half
-    halfway).
+    later ones' run is made (a bulk create's first nodes go on to boot instead of
+    waiting for the last ones' ports).
     """
 
     def __init__(
@@ -53,8 +52,8 @@ class Batcher(Generic[G, I, R]):
         serial: bool = True,
         limit: int | None = None,
     ) -> None:
-        if limit is not None and not serial:
-            raise ValueError("a limit on a run's items needs serial runs")
+        if limit is not None and (limit < 1 or not serial):
+            raise ValueError("a limit on a run's items needs serial runs of at least one")
         self._run = run
         self.window = window
         self.serial = serial

@@ -192,6 +192,7 @@ def test_a_limit_runs_the_first_items_first_and_answers_them_before_the_next_run
     assert runs == [([0, 1], 0), ([2, 3], 2), ([4], 4)]
 
 
-def test_a_limit_needs_serial_runs() -> None:
-    with pytest.raises(ValueError, match="needs serial runs"):
-        Batcher(lambda _, items: asyncio.sleep(0, items), serial=False, limit=2)
+def test_a_limit_needs_serial_runs_of_at_least_one() -> None:
+    for serial, limit in ((False, 2), (True, 0)):
+        with pytest.raises(ValueError, match="needs serial runs of at least one"):
+            Batcher(lambda _, items: asyncio.sleep(0, items), serial=serial, limit=limit)
