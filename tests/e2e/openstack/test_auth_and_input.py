@@ -32,7 +32,13 @@ def one_line(err: BaseException) -> str:
 def app_credential(cloud: Cloud, installation: str) -> Iterator[dict[str, str]]:
     identity = cloud.connection().identity
     user = cloud.connection().current_user_id
-    created = identity.create_application_credential(user, name=f"flotte-e2e-{installation}")
+    # The role asked by name, as `openstack application credential create --role member`
+    # does (least privilege). Left out, Keystone copies the token's roles, which it takes
+    # from a cache: twice in CI (ci55, ci58) that list held admin or manager, which the
+    # demo user never had, and the create was refused for that role.
+    created = identity.create_application_credential(
+        user, name=f"flotte-e2e-{installation}", roles=[{"name": "member"}]
+    )
     try:
         yield {"id": created.id, "secret": created.secret, "name": created.name}
     finally:
