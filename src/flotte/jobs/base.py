@@ -27,7 +27,16 @@ from flotte.state.jobqueue import DOING, FAILED, FINISHED, SUCCEEDED, TODO
 log = logging.getLogger("flotte.jobs")
 
 __all__ = [
-    "DOING", "FAILED", "SUCCEEDED", "TODO", "JobState", "Jobs", "NewJob", "Runner", "execute",
+    "DOING",
+    "FAILED",
+    "SUCCEEDED",
+    "TODO",
+    "JobState",
+    "Jobs",
+    "NewJob",
+    "Runner",
+    "end_task",
+    "execute",
     "fail_orphans",
 ]  # fmt: skip
 
@@ -116,6 +125,22 @@ class Jobs(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def end_task(task: asyncio.Task[Any], *, again: float) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling it again every ``again`` s.
+
+    One cancel can be lost: Python 3.11's ``asyncio.wait_for`` returns the result of a
+    wait that ended just as the cancel landed, and the task goes on as if never asked to
+    stop. psycopg_pool waits for a free connection so; a loop that was waiting there
+    when ``flotte serve`` stopped ran on for ever (a test hung 20 min in CI). ``again``
+    must outlast whatever the task does when cancelled (a worker's grace period).
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=again)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("%s ended with %r while stopping", task.get_name(), task.exception())
 
 
 class Retry(Exception):

@@ -26,6 +26,7 @@ from flotte.jobs.base import (
     NewJob,
     Retry,
     Runner,
+    end_task,
     execute,
     fail_orphans,
     run_request,
@@ -84,9 +85,7 @@ class EmbeddedJobs(Jobs):
 
     async def stop(self) -> None:
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await end_task(self._loop_task, again=1.0)
             self._loop_task = None
         if self._running:
             # Unfinished jobs stay "doing" and are queued again at the next start.

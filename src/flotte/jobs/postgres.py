@@ -17,7 +17,6 @@ even a job wrongly thought dead cannot run beside itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -129,11 +128,12 @@ class PostgresJobs(Jobs):
         ]  # fmt: skip
 
     async def stop(self) -> None:
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in reversed(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # The worker takes up to its grace period to let running jobs end.
+        patience = {"flotte stalled jobs": 1.0}
+        await asyncio.gather(*(
+            base.end_task(task, again=patience.get(task.get_name(), self.grace + 10.0))
+            for task in self._tasks
+        ))  # fmt: skip
         self._tasks = []
         await self.app.close_async()
 
