@@ -241,8 +241,11 @@ class ServerWatcher:
                     if self._looked >= end or left <= -timeout:
                         raise self._timed_out(what, started, progress, timeout)
                     left = 1.0
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel
+                # that lands as the wait ends (an interrupted create waited on).
                 with contextlib.suppress(TimeoutError):  # the end may have moved on
-                    await asyncio.wait_for(asyncio.shield(waiter.future), left)
+                    async with asyncio.timeout(left):
+                        await asyncio.shield(waiter.future)
             return waiter.future.result()
         finally:
             self._drop(server_id, waiter)
@@ -307,7 +310,8 @@ class ServerWatcher:
         """Sleep ``_delay`` seconds; or, once a wait starts afresh, ``first`` from then."""
         self._fresh.clear()
         try:
-            await asyncio.wait_for(self._fresh.wait(), self._delay)
+            async with asyncio.timeout(self._delay):
+                await self._fresh.wait()
         except TimeoutError:
             return
         self._fresh.clear()
