@@ -345,8 +345,10 @@ def openstack_case(
             subnets = stack.enter_context(_address_room(project, size))
             base: dict[str, Any] | None = None
             if floor:
-                started = time.monotonic()
+                started, cpu = time.monotonic(), scale_run.machine_cpu()
                 base = oc.run_floor(size, wait=ACTIVE_WAIT)
+                # create and delete together: the floor times both in one call
+                base["machine_cpu"] = scale_run.cpu_since(cpu, size)
                 base["api_calls"] = base["calls_create"]  # its own session hook, create only
                 # The floor times itself from after its login: these windows are a second early.
                 end = started + base["create_s"]
@@ -354,7 +356,7 @@ def openstack_case(
                 base["delete_phases"] = phases(proxies, end, end + base["delete_s"] + 1)
             env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
             first = scale_run.first_use(env)
-            before, started = counts(), time.monotonic()
+            before, started, cpu = counts(), time.monotonic(), scale_run.machine_cpu()
             create = scale_run.flotte(
                 ["cluster", "create", "big", "--driver", "openstack", "--master-count", "3",
                  "--node-count", str(size - 3), "--no-provision", "--openstack-cloud", name,
@@ -362,13 +364,13 @@ def openstack_case(
                  *([f"--parallelism={parallelism}"] if parallelism else [])],
                 env,
             )  # fmt: skip
-            created = since(before)
-            create_phases = phases(proxies, started, time.monotonic())
-            before, started = counts(), time.monotonic()
+            created, create_more = since(before), {"machine_cpu": scale_run.cpu_since(cpu, size)}
+            create_more["phases"] = phases(proxies, started, time.monotonic())
+            before, started, cpu = counts(), time.monotonic(), scale_run.machine_cpu()
             # Also after a failed create: what it made goes before the quotas are set back.
             delete = scale_run.flotte(["cluster", "delete", "big"], env)
-            deleted = since(before)
-            delete_phases = phases(proxies, started, time.monotonic())
+            deleted, delete_more = since(before), {"machine_cpu": scale_run.cpu_since(cpu, size)}
+            delete_more["phases"] = phases(proxies, started, time.monotonic())
             create.check()
             delete.check()
     finally:
@@ -388,8 +390,8 @@ def openstack_case(
         "subnets_added": subnets,
         "floor": base,
         "first_use": first,
-        "create": {**_per_node(create, created, size), "phases": create_phases},
-        "delete": {**_per_node(delete, deleted, size), "phases": delete_phases},
+        "create": {**_per_node(create, created, size), **create_more},
+        "delete": {**_per_node(delete, deleted, size), **delete_more},
         "ratio_to_floor": None
         if base is None
         else {

@@ -126,3 +126,26 @@ def load() -> dict[str, float]:
     """The machine's load averages, reported with every figure taken under them."""
     one, five, fifteen = os.getloadavg()
     return {"load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2)}
+
+
+_CLK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """The whole machine's busy and idle CPU seconds since boot (``/proc/stat``, all
+    cores): their difference over a run says how much of the cores the cloud's
+    services, flotte and the floor kept busy, and how much they left unused."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / _CLK, idle / _CLK
+
+
+def cpu_since(before: tuple[float, float], nodes: int) -> dict[str, float]:
+    busy, idle = (now - then for now, then in zip(machine_cpu(), before, strict=True))
+    return {
+        "busy_s": round(busy, 1),
+        "idle_s": round(idle, 1),
+        "busy_fraction": round(busy / max(busy + idle, 1e-9), 3),
+        "busy_ms_per_node": round(1000 * busy / max(nodes, 1), 1),
+    }
