@@ -182,9 +182,12 @@ async def run_flotte(
 # -- the floor: bare openstacksdk, same requests, parallel threads ----------------------
 
 
-def run_floor(size: int, trace: Tracer | None = None, wait: float = 300) -> dict[str, Any]:
+def run_floor(
+    size: int, trace: Tracer | None = None, wait: float = 300, created: Any = None
+) -> dict[str, Any]:
     """``wait``: seconds each server may take to become ACTIVE (at 100 servers on a
-    2-core devcloud, some take longer than the 300 s default)."""
+    2-core devcloud, some take longer than the 300 s default); ``created``, called as
+    the create ends (the scale bench measures the machine there)."""
     import openstack
 
     # A connection Neutron resets is tried again (keystoneauth's connect_retries), as
@@ -207,7 +210,7 @@ def run_floor(size: int, trace: Tracer | None = None, wait: float = 300) -> dict
     # Each node thread hands its floating IP to another thread: room for both.
     pool_exec = concurrent.futures.ThreadPoolExecutor(max_workers=2 * size + 4)
     try:
-        return _floor(conn, tag, size, pool_exec, calls, before, trace, wait)
+        return _floor(conn, tag, size, pool_exec, calls, before, trace, wait, created)
     finally:
         # A failed, interrupted or retried floor leaves nothing behind (found by its tag).
         retrying(lambda: _sweep(conn, tag))
@@ -263,6 +266,7 @@ def _floor(
     before: int,
     trace: Tracer | None,
     wait: float,
+    created: Any,
 ) -> dict[str, Any]:
     compute, net = conn.compute, conn.network
 
@@ -316,6 +320,8 @@ def _floor(
 
     nodes = list(pool_exec.map(node, range(size)))
     create_seconds = time.monotonic() - started
+    if created is not None:
+        created()
     # Printed at once: a delete that fails after this must not lose the create's time.
     print(f"openstack_cluster: floor of {size} created in {create_seconds:.0f} s", file=sys.stderr)
     create_calls = sum(calls.values()) - before

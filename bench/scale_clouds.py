@@ -345,10 +345,14 @@ def openstack_case(
             subnets = stack.enter_context(_address_room(project, size))
             base: dict[str, Any] | None = None
             if floor:
-                started, cpu = time.monotonic(), scale_run.machine_cpu()
-                base = oc.run_floor(size, wait=ACTIVE_WAIT)
-                # create and delete together: the floor times both in one call
-                base["machine_cpu"] = scale_run.cpu_since(cpu, size)
+                started, cpu, at = time.monotonic(), scale_run.cpu_mark(), []
+
+                def created() -> None:  # the floor's create ends: its delete starts
+                    at.append((scale_run.cpu_since(cpu, size), scale_run.cpu_mark()))
+
+                base = oc.run_floor(size, wait=ACTIVE_WAIT, created=created)
+                base["machine_cpu"] = at[0][0]
+                base["delete_machine_cpu"] = scale_run.cpu_since(at[0][1], size)
                 base["api_calls"] = base["calls_create"]  # its own session hook, create only
                 # The floor times itself from after its login: these windows are a second early.
                 end = started + base["create_s"]
@@ -356,7 +360,7 @@ def openstack_case(
                 base["delete_phases"] = phases(proxies, end, end + base["delete_s"] + 1)
             env = {"FLOTTE_HOME": f"{tmp}/home", "OS_CLIENT_CONFIG_FILE": str(path)}
             first = scale_run.first_use(env)
-            before, started, cpu = counts(), time.monotonic(), scale_run.machine_cpu()
+            before, started, cpu = counts(), time.monotonic(), scale_run.cpu_mark()
             create = scale_run.flotte(
                 ["cluster", "create", "big", "--driver", "openstack", "--master-count", "3",
                  "--node-count", str(size - 3), "--no-provision", "--openstack-cloud", name,
@@ -366,7 +370,7 @@ def openstack_case(
             )  # fmt: skip
             created, create_more = since(before), {"machine_cpu": scale_run.cpu_since(cpu, size)}
             create_more["phases"] = phases(proxies, started, time.monotonic())
-            before, started, cpu = counts(), time.monotonic(), scale_run.machine_cpu()
+            before, started, cpu = counts(), time.monotonic(), scale_run.cpu_mark()
             # Also after a failed create: what it made goes before the quotas are set back.
             delete = scale_run.flotte(["cluster", "delete", "big"], env)
             deleted, delete_more = since(before), {"machine_cpu": scale_run.cpu_since(cpu, size)}

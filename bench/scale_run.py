@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cpu_by_process
+
 BENCH = Path(__file__).resolve().parent
 FLOTTE = Path(sys.executable).with_name("flotte")
 
@@ -128,24 +130,30 @@ def load() -> dict[str, float]:
     return {"load_1m": round(one, 2), "load_5m": round(five, 2), "load_15m": round(fifteen, 2)}
 
 
-_CLK = os.sysconf("SC_CLK_TCK")
+CpuMark = tuple[tuple[float, float], dict[int, tuple[str, float]]]
 
 
-def machine_cpu() -> tuple[float, float]:
-    """The whole machine's busy and idle CPU seconds since boot (``/proc/stat``, all
-    cores): their difference over a run says how much of the cores the cloud's
-    services, flotte and the floor kept busy, and how much they left unused."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle, iowait
-    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
-    return busy / _CLK, idle / _CLK
+def cpu_mark() -> CpuMark:
+    """The machine's busy and total CPU seconds, and each process's, now."""
+    return cpu_by_process.machine_cpu(), cpu_by_process.sample()
 
 
-def cpu_since(before: tuple[float, float], nodes: int) -> dict[str, float]:
-    busy, idle = (now - then for now, then in zip(machine_cpu(), before, strict=True))
+def cpu_since(mark: CpuMark, nodes: int) -> dict[str, Any]:
+    """What the machine's cores did since ``mark``: how busy they were, and whose CPU
+    it was by kind of process (devcloud's services are long-lived, so sampling at the
+    two ends catches theirs; a process that ended meanwhile, such as flotte's CLI, is
+    missed: its own figure is apart)."""
+    (busy0, all0), before = mark
+    (busy1, all1), now = cpu_by_process.machine_cpu(), cpu_by_process.sample()
+    busy = busy1 - busy0
+    kinds: dict[str, float] = {}
+    for pid, (kind, cpu) in now.items():
+        used = cpu - (before[pid][1] if pid in before else 0.0)
+        if used > 0:
+            kinds[kind] = kinds.get(kind, 0.0) + used
     return {
         "busy_s": round(busy, 1),
-        "idle_s": round(idle, 1),
-        "busy_fraction": round(busy / max(busy + idle, 1e-9), 3),
+        "busy_fraction": round(busy / max(all1 - all0, 1e-9), 3),
         "busy_ms_per_node": round(1000 * busy / max(nodes, 1), 1),
+        "by_kind_s": {k: round(v, 1) for k, v in sorted(kinds.items(), key=lambda x: -x[1])[:12]},
     }
