@@ -1,6 +1,7 @@
 """A server's ACTIVE wait runs on while servers of its own cluster come up, and only
-those (drivers/openstack/wait.py, ``patience_end`` and ``awaited_with``); and the
-watcher's polls are not queued behind the account's other calls.
+those (drivers/openstack/wait.py, ``patience_end`` and ``awaited_with``); and neither
+the watcher's polls nor Nova's server requests are queued behind the account's other
+calls.
 
 Real servers on devcloud, watched by the driver's own ServerWatcher; a check that
 never passes stands for a server stuck in BUILD (Nova cannot be told to keep one there).
@@ -18,6 +19,7 @@ import pytest
 from os_helpers import Cloud, cluster_group, leaked, node_specs
 
 from flotte.drivers.openstack import connection as openstack_conn
+from flotte.drivers.openstack.nodes import delete_server
 from flotte.drivers.openstack.wait import ServerWatcher, awaited_with
 from flotte.errors import TimeoutError_
 
@@ -127,6 +129,33 @@ async def test_the_watchers_poll_is_not_queued_behind_the_accounts_calls(
         assert server.status == "ACTIVE"
         # Queued behind them it would have come after two rounds of ``held`` seconds.
         assert seen < held - 1, seen
+        assert still_busy == len(busy), still_busy  # the account's slots were all held
+
+
+async def test_a_servers_requests_are_not_queued_behind_the_accounts_other_calls(
+    cloud: Cloud, make_driver: Any, installation: str
+) -> None:
+    """Nova's server requests (boot, delete, power) have a budget of their own: at 200
+    nodes the floating IPs' calls held the account's slots and the last boot went out
+    40 s after the floor's. With every slot held, a server is still deleted at once."""
+    driver = make_driver()
+    async with _one_server(cloud, driver, "wait-nova", installation) as (group, records, provider):
+        held = 6.0
+        busy = [
+            asyncio.create_task(provider.run(lambda: time.sleep(held), "a slow call"))
+            for _ in range(2 * provider.limit)
+        ]
+        await asyncio.sleep(0.2)  # they hold every slot
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        record = records[0]
+        await delete_server(provider, record.provider_id, record.name, group.owner, timeout=60)
+        took = loop.time() - start
+        still_busy = sum(not t.done() for t in busy)
+        await asyncio.gather(*busy)
+        assert record.provider_id not in {s.id for s in cloud.servers()}
+        # Queued behind them it would have come after two rounds of ``held`` seconds.
+        assert took < held - 1, took
         assert still_busy == len(busy), still_busy  # the account's slots were all held
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from flotte.drivers.batch import Batcher
 from flotte.drivers.openstack import rest
-from flotte.drivers.openstack.connection import Provider, create_once
+from flotte.drivers.openstack.connection import Provider
+from flotte.drivers.openstack.create_once import create_once
 from flotte.drivers.openstack.inventory import find_port
 from flotte.models import Owner
 

@@ -25,7 +25,7 @@ import random
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -297,6 +297,12 @@ def _retry_after(err: BaseException) -> float | None:
         return None
 
 
+def backoff(err: BaseException, attempt: int) -> float:
+    """Seconds before trying again: the cloud's Retry-After, else 0.4 s doubling up to
+    8 s; jittered, so calls refused together do not come back together."""
+    return (_retry_after(err) or min(0.4 * 2**attempt, 8.0)) * random.uniform(0.8, 1.25)
+
+
 def is_transient(err: BaseException, statuses: frozenset[int]) -> bool:
     """True for errors a retry may cure: listed statuses (not quota) and dropped links."""
     from keystoneauth1 import exceptions as ksa_exc
@@ -313,8 +319,13 @@ class _LoopState:
         # The server watcher's own lane: queued behind 400 nodes' writes, its first poll
         # waited 12 minutes and every ACTIVE wait ran out unlooked-at (2026-12-04).
         self.polls = asyncio.Semaphore(_POLL_LANE)
+        # Nova's server requests (boot, delete, power) have a budget of their own, as
+        # clouds limit each service apart (OVHcloud: 20 requests/s per project to Nova,
+        # as many to Neutron). Sharing one, boots (answered once Nova asked Neutron and
+        # Glance) held the slots the floating IPs needed, and the other way round.
+        self.servers = asyncio.Semaphore(limit)
         # A thread per call allowed at once (drivers/threads.py).
-        self.pool = own_pool(limit + _POLL_LANE, "openstack")
+        self.pool = own_pool(2 * limit + _POLL_LANE, "openstack")
         self.extras: dict[str, Any] = {}  # per-loop helpers (the server watcher)
 
 
@@ -363,22 +374,24 @@ class Provider:
         attempts: int = 6,
         raw: bool = False,
         poll: bool = False,
+        servers: bool = False,
     ) -> T:
         """Run a blocking SDK call in a worker thread, with backoff on transient errors.
 
         ``raw=True`` lets SDK exceptions through (after retries) for callers that handle
         404s or conflicts themselves; otherwise they become one FlotteError. ``poll``:
-        the server watcher's lane, not queued behind the account's other calls.
+        the server watcher's lane, not queued behind the account's other calls;
+        ``servers``: Nova's server requests, on their own budget.
         """
         state = self.loop_state()
+        lane = state.polls if poll else state.servers if servers else state.semaphore
         for attempt in range(attempts):
             try:
-                async with state.polls if poll else state.semaphore:
+                async with lane:
                     return await in_thread(state.pool, fn)
             except Exception as err:
                 if attempt + 1 < attempts and is_transient(err, retry):
-                    delay = _retry_after(err) or min(0.4 * 2**attempt, 8.0)
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.25))
+                    await asyncio.sleep(backoff(err, attempt))
                     continue
                 if raw:
                     raise
@@ -466,31 +479,3 @@ async def injected(conn: Any, limit: int = 16) -> Provider:
 def forget(options: Mapping[str, Any], pool: ClientPool | None = None) -> None:
     """Drop the Provider made for these options (tests, credential changes)."""
     (pool if pool is not None else _SHARED).forget(("openstack", cloud_spec(options).key))
-
-
-async def create_once(
-    p: Provider,
-    what: str,
-    create: Callable[[], T],
-    find: Callable[[], Awaitable[T | None]],
-    *,
-    attempts: int = 5,
-) -> T:
-    """Create something exactly once although a response may be lost.
-
-    A 500/503 can come *after* the cloud acted (a proxy, a gateway timeout), so a blind
-    retry could make a second server. After each transient failure, look for what the
-    lost request may have made (``find``, by name and owner marker) before trying again.
-    """
-    for attempt in range(attempts):
-        try:
-            return await p.run(create, what, retry=frozenset(), raw=True)
-        except Exception as err:
-            if attempt + 1 >= attempts or not is_transient(err, RETRY_READ):
-                raise translate(err, what, p.spec) from err
-            delay = _retry_after(err) or min(0.4 * 2**attempt, 8.0)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.25))
-            found = await find()
-            if found is not None:
-                return found
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -27,13 +27,8 @@ from typing import Any
 
 from flotte.drivers.openstack import rest
 from flotte.drivers.openstack.bulk_ports import create_port
-from flotte.drivers.openstack.connection import (
-    RETRY_READ,
-    Provider,
-    create_once,
-    status_of,
-    translate,
-)
+from flotte.drivers.openstack.connection import RETRY_READ, Provider, status_of, translate
+from flotte.drivers.openstack.create_once import create_once
 from flotte.drivers.openstack.inventory import (
     Inventory,
     find_fip,
@@ -116,13 +111,13 @@ async def _recover_boot(
     if not twins:
         raise error
     if made.get("server"):
-        await _delete_server(p, made.pop("server"), boot.name, boot.owner, timeout=boot.timeout)
+        await delete_server(p, made.pop("server"), boot.name, boot.owner, timeout=boot.timeout)
     for twin in twins:
         made["server"] = twin.id
         try:
             return await _until_active(p, boot, twin)
         except FlotteError:
-            await _delete_server(p, made.pop("server"), boot.name, boot.owner, timeout=boot.timeout)
+            await delete_server(p, made.pop("server"), boot.name, boot.owner, timeout=boot.timeout)
     return await _boot(p, boot, port_id, made)
 
 
@@ -141,6 +136,7 @@ async def _boot(p: Provider, boot: BootSpec, port_id: str, made: dict[str, str])
             extra=extra,
         ),
         lambda: find_server(p, boot.name, boot.owner),
+        servers=True,
     )
     made["server"] = server.id
     return await _until_active(p, boot, server)
@@ -154,7 +150,7 @@ async def _twins(p: Provider, boot: BootSpec, *, but: str | None) -> list[Any]:
 async def _drop_twins(p: Provider, boot: BootSpec, *, keep: str) -> None:
     twins = await _twins(p, boot, but=keep)
     await asyncio.gather(
-        *(_delete_server(p, s.id, boot.name, boot.owner, timeout=boot.timeout) for s in twins)
+        *(delete_server(p, s.id, boot.name, boot.owner, timeout=boot.timeout) for s in twins)
     )
 
 
@@ -198,7 +194,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
     server: Any = inv.servers.get(boot.name) if inv else await find_server(p, boot.name, boot.owner)
     if server is not None and server.status == "ERROR":
         # A failed boot from an earlier run: its fault was reported then; boot it again.
-        await _delete_server(p, server.id, boot.name, boot.owner, timeout=boot.timeout)
+        await delete_server(p, server.id, boot.name, boot.owner, timeout=boot.timeout)
         server = None
     port: Any = inv.ports.get(boot.name) if inv else await find_port(p, boot.name, boot.owner)
     made: dict[str, Any] = {}
@@ -227,7 +223,7 @@ async def create_node(p: Provider, boot: BootSpec, inv: Inventory | None) -> dic
             # server on the same port (one request, only on this recovery path).
             server = await find_server(p, boot.name, boot.owner)
             if server is not None and server.status == "ERROR":
-                await _delete_server(p, server.id, boot.name, boot.owner, timeout=boot.timeout)
+                await delete_server(p, server.id, boot.name, boot.owner, timeout=boot.timeout)
                 server = None
         if server is None:
             try:
@@ -346,7 +342,7 @@ async def _undo(p: Provider, boot: BootSpec, made: Mapping[str, str], cause: Exc
         cause.add_note(f"cleanup after the failure also failed: {err} (run the delete again)")
 
 
-async def _delete_server(
+async def delete_server(
     p: Provider, server_id: str, name: str, owner: Owner, *, timeout: float
 ) -> None:
     compute = p.conn.compute
@@ -356,6 +352,7 @@ async def _delete_server(
         ),
         f"delete server {name}",
         retry=RETRY_READ,
+        servers=True,
     )
     await ServerWatcher.of(p).wait(
         server_id,
@@ -404,7 +401,7 @@ async def delete_node(
             )
         )
     if server_id:
-        steps.append(_delete_server(p, server_id, name, owner, timeout=timeout))
+        steps.append(delete_server(p, server_id, name, owner, timeout=timeout))
     results = await asyncio.gather(*steps, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
@@ -484,7 +481,7 @@ async def power(p: Provider, server_id: str, name: str, action: str, timeout: fl
         "stop": lambda: compute.stop_server(server_id),
         "reboot": lambda: compute.reboot_server(server_id, "SOFT"),
     }[action]
-    await p.run(call, f"{action} server {name}")
+    await p.run(call, f"{action} server {name}", servers=True)
 
     def settled(s: Any) -> bool:
         if s is None:

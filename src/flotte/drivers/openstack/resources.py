@@ -15,7 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from flotte.drivers.openstack.connection import Provider, create_once, status_of, translate
+from flotte.drivers.openstack.connection import Provider, status_of, translate
+from flotte.drivers.openstack.create_once import create_once
 from flotte.drivers.openstack.marks import marker, owned_name
 from flotte.errors import UsageError
 from flotte.models import Owner
