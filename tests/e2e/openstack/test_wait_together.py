@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from os_helpers import Cloud, cluster_group, leaked, node_specs
@@ -22,6 +22,8 @@ from flotte.drivers.openstack import connection as openstack_conn
 from flotte.drivers.openstack.nodes import delete_server
 from flotte.drivers.openstack.wait import ServerWatcher, awaited_with
 from flotte.errors import TimeoutError_
+
+T = TypeVar("T")
 
 TIMEOUT = 8.0
 SECOND_AFTER = 3.0  # when the cluster's second server is awaited (and comes through)
@@ -105,31 +107,18 @@ async def test_the_watchers_poll_is_not_queued_behind_the_accounts_calls(
     calls; the watcher's polls go beside them, or every ACTIVE wait runs out unseen."""
     driver = make_driver()
     async with _one_server(cloud, driver, "wait-lane", installation) as (group, records, provider):
-        held = 6.0
-        # Calls that each hold one of the account's slots (a slow cloud's writes), twice
-        # as many as it allows at once.
-        busy = [
-            asyncio.create_task(provider.run(lambda: time.sleep(held), "a slow call"))
-            for _ in range(2 * provider.limit)
-        ]
-        await asyncio.sleep(0.2)  # they hold every slot
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        server = await ServerWatcher.of(provider).wait(
-            records[0].provider_id,
-            records[0].name,
-            _active,
-            timeout=60,
-            what="the server",
-            together=awaited_with(group.owner),
+        server = await _beside_held_calls(
+            provider,
+            lambda: ServerWatcher.of(provider).wait(
+                records[0].provider_id,
+                records[0].name,
+                _active,
+                timeout=60,
+                what="the server",
+                together=awaited_with(group.owner),
+            ),
         )
-        seen = loop.time() - start
-        still_busy = sum(not t.done() for t in busy)
-        await asyncio.gather(*busy)
         assert server.status == "ACTIVE"
-        # Queued behind them it would have come after two rounds of ``held`` seconds.
-        assert seen < held - 1, seen
-        assert still_busy == len(busy), still_busy  # the account's slots were all held
 
 
 async def test_a_servers_requests_are_not_queued_behind_the_accounts_other_calls(
@@ -140,23 +129,14 @@ async def test_a_servers_requests_are_not_queued_behind_the_accounts_other_calls
     40 s after the floor's. With every slot held, a server is still deleted at once."""
     driver = make_driver()
     async with _one_server(cloud, driver, "wait-nova", installation) as (group, records, provider):
-        held = 6.0
-        busy = [
-            asyncio.create_task(provider.run(lambda: time.sleep(held), "a slow call"))
-            for _ in range(2 * provider.limit)
-        ]
-        await asyncio.sleep(0.2)  # they hold every slot
-        loop = asyncio.get_running_loop()
-        start = loop.time()
         record = records[0]
-        await delete_server(provider, record.provider_id, record.name, group.owner, timeout=60)
-        took = loop.time() - start
-        still_busy = sum(not t.done() for t in busy)
-        await asyncio.gather(*busy)
+        await _beside_held_calls(
+            provider,
+            lambda: delete_server(
+                provider, record.provider_id, record.name, group.owner, timeout=60
+            ),
+        )
         assert record.provider_id not in {s.id for s in cloud.servers()}
-        # Queued behind them it would have come after two rounds of ``held`` seconds.
-        assert took < held - 1, took
-        assert still_busy == len(busy), still_busy  # the account's slots were all held
 
 
 async def test_a_wait_runs_out_only_once_a_poll_sent_after_its_end_saw_the_server(
@@ -209,6 +189,27 @@ async def test_a_wait_runs_out_only_once_a_poll_sent_after_its_end_saw_the_serve
         assert isinstance(stuck, TimeoutError_), stuck
         assert 2 * timeout - 0.5 <= stuck_after < 2 * timeout + 2, stuck_after
         assert str(stuck).startswith("the server: still waiting after")
+
+
+async def _beside_held_calls(provider: Any, step: Callable[[], Awaitable[T]]) -> T:
+    """Run ``step`` while calls hold every slot of the account's budget for 6 s (a slow
+    cloud's writes), twice as many as it allows at once; queued behind them, it would
+    take two rounds of 6 s. It must be done before the first round is."""
+    held = 6.0
+    busy = [
+        asyncio.create_task(provider.run(lambda: time.sleep(held), "a slow call"))
+        for _ in range(2 * provider.limit)
+    ]
+    await asyncio.sleep(0.2)  # they hold every slot
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    result = await step()
+    took = loop.time() - start
+    still_busy = sum(not t.done() for t in busy)
+    await asyncio.gather(*busy)
+    assert took < held - 1, took
+    assert still_busy == len(busy), still_busy  # the account's slots were all held
+    return result
 
 
 @contextlib.asynccontextmanager

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,15 +13,6 @@ from flotte.jobs import EmbeddedJobs, Jobs, open_jobs
 from flotte.service import Service
 from flotte.state.jobqueue import JobQueue
 from flotte.state.status import CREATE_COMPLETE, CREATE_FAILED, CREATE_IN_PROGRESS
-
-
-@pytest.fixture
-def svc(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    monkeypatch.setenv("FLOTTE_FAKE_DIR", str(tmp_path / "cloud"))
-    monkeypatch.setenv("FLOTTE_DATABASE_URL", database_url)
-    s = Service(tmp_path / "home")
-    yield s
-    s.close()
 
 
 def jobs_of(svc: Service) -> Jobs:

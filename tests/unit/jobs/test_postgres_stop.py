@@ -4,8 +4,6 @@ procrastinate's pool (psycopg_pool), on a real PostgreSQL server on loopback."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from psycopg_pool import PoolTimeout
@@ -14,18 +12,9 @@ from flotte.jobs.postgres import PostgresJobs
 from flotte.service import Service
 
 
-@pytest.fixture
-def svc(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    monkeypatch.setenv("FLOTTE_FAKE_DIR", str(tmp_path / "cloud"))
-    monkeypatch.setenv("FLOTTE_DATABASE_URL", pg_url)
-    s = Service(tmp_path / "home")
-    yield s
-    s.close()
-
-
 @pytest.mark.timeout(300)
 def test_stop_ends_even_as_a_connection_frees_up_for_a_waiting_loop(
-    svc: Service, pg_url: str
+    pg_svc: Service, pg_url: str
 ) -> None:
     """Every connection of the pool is taken, so the stalled-jobs loop and the worker's
     own loops wait for one; the connections come back just as ``stop()`` cancels them,
@@ -36,7 +25,7 @@ def test_stop_ends_even_as_a_connection_frees_up_for_a_waiting_loop(
     async def scenario() -> list[float]:
         took = []
         for i in range(16):
-            jobs = PostgresJobs(pg_url, svc, concurrency=1, heartbeat=0.01, grace=1.0)
+            jobs = PostgresJobs(pg_url, pg_svc, concurrency=1, heartbeat=0.01, grace=1.0)
             await jobs.start()
             await asyncio.sleep(0.1)  # the worker is registered, its loops turning
             pool = jobs.app.connector.pool  # type: ignore[attr-defined]
