@@ -27,17 +27,8 @@ from flotte.state.jobqueue import DOING, FAILED, FINISHED, SUCCEEDED, TODO
 log = logging.getLogger("flotte.jobs")
 
 __all__ = [
-    "DOING",
-    "FAILED",
-    "SUCCEEDED",
-    "TODO",
-    "JobState",
-    "Jobs",
-    "NewJob",
-    "Runner",
-    "end_task",
-    "execute",
-    "fail_orphans",
+    "DOING", "FAILED", "SUCCEEDED", "TODO", "JobState", "Jobs", "NewJob", "Runner", "end_task",
+    "execute", "fail_orphans",
 ]  # fmt: skip
 
 Runner = Callable[[Service, str, dict[str, Any]], Awaitable[None]]

@@ -102,7 +102,8 @@ class PostgresJobs(Jobs):
         # option) needs a synchronous connector; this one is never opened: it only runs
         # the INSERT on the connection it is given.
         self._in_transaction = procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
-        self._tasks: list[asyncio.Task[Any]] = []
+        # Each task, and how long it may take to end once cancelled (end_task's again).
+        self._tasks: list[tuple[asyncio.Task[Any], float]] = []
 
     async def start(self) -> None:
         await self.app.open_async()
@@ -114,7 +115,7 @@ class PostgresJobs(Jobs):
             await asyncio.to_thread(base.fail_orphans, self.svc, queued)
         name = f"{socket.gethostname()}:{os.getpid()}"
         self._tasks = [
-            asyncio.create_task(
+            (asyncio.create_task(
                 self.app.run_worker_async(
                     queues=[QUEUE], name=name, concurrency=self.concurrency,
                     install_signal_handlers=False, update_heartbeat_interval=self.heartbeat,
@@ -123,17 +124,12 @@ class PostgresJobs(Jobs):
                     delete_jobs="never",
                 ),
                 name="flotte procrastinate worker",
-            ),
-            asyncio.create_task(self._recover(), name="flotte stalled jobs"),
+            ), self.grace + 10.0),  # its grace period, to let running jobs end
+            (asyncio.create_task(self._recover(), name="flotte stalled jobs"), 1.0),
         ]  # fmt: skip
 
     async def stop(self) -> None:
-        # The worker takes up to its grace period to let running jobs end.
-        patience = {"flotte stalled jobs": 1.0}
-        await asyncio.gather(*(
-            base.end_task(task, again=patience.get(task.get_name(), self.grace + 10.0))
-            for task in self._tasks
-        ))  # fmt: skip
+        await asyncio.gather(*(base.end_task(task, again=again) for task, again in self._tasks))
         self._tasks = []
         await self.app.close_async()
 
