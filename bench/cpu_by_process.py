@@ -82,6 +82,21 @@ def sample(parents: dict[int, int] | None = None) -> dict[int, tuple[str, float]
     return out
 
 
+def used_by_kind(
+    before: dict[int, tuple[str, float]],
+    after: dict[int, tuple[str, float]],
+    pids: set[int] | None = None,
+) -> dict[str, float]:
+    """CPU seconds each kind of process used between two samples (of ``pids`` only, if
+    given); a process may rename itself (gunicorn, setproctitle): the pid is what holds."""
+    out: dict[str, float] = {}
+    for pid, (kind, cpu) in after.items():
+        used = cpu - (before[pid][1] if pid in before else 0.0)
+        if used > 0 and (pids is None or pid in pids):
+            out[kind] = out.get(kind, 0.0) + used
+    return out
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the machine since boot."""
     v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -121,15 +136,7 @@ def main() -> int:
         more()
     more()
     busy1, all1 = machine_cpu()
-    by_kind: dict[str, float] = {}
-    mine: dict[str, float] = {}
-    for pid, (kind, cpu) in last.items():
-        # a process may rename itself (gunicorn, setproctitle): the pid is what holds
-        used = cpu - (base[pid][1] if pid in base else 0.0)
-        if used > 0:
-            by_kind[kind] = by_kind.get(kind, 0.0) + used
-            if pid in ours:
-                mine[kind] = mine.get(kind, 0.0) + used
+    by_kind, mine = used_by_kind(base, last), used_by_kind(base, last, ours)
     wall = time.monotonic() - started
     result = {
         "command": command,

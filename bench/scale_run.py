@@ -146,11 +146,7 @@ def cpu_since(mark: CpuMark, nodes: int) -> dict[str, Any]:
     (busy0, all0), before = mark
     (busy1, all1), now = cpu_by_process.machine_cpu(), cpu_by_process.sample()
     busy = busy1 - busy0
-    kinds: dict[str, float] = {}
-    for pid, (kind, cpu) in now.items():
-        used = cpu - (before[pid][1] if pid in before else 0.0)
-        if used > 0:
-            kinds[kind] = kinds.get(kind, 0.0) + used
+    kinds = cpu_by_process.used_by_kind(before, now)
     return {
         "busy_s": round(busy, 1),
         "busy_fraction": round(busy / max(all1 - all0, 1e-9), 3),
